@@ -1,0 +1,108 @@
+"""Policy models: a tiny Qwen2-style model and word-level tokenizer built locally, or any HF path.
+
+Nothing is downloaded: `build_tiny_policy` trains a `tokenizers` WordLevel tokenizer on the
+synthetic world's lexicon and initialises a few-layer `Qwen2ForCausalLM` from a config. Both
+are saved with `save_pretrained`, so every engine loads them through the same
+`AutoTokenizer` / `AutoModelForCausalLM` path it would use for a real checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from actors.synthesis.world import LEXICON
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Shape of the locally built policy (Qwen2 architecture, trained from scratch)."""
+
+    hidden_size: int = 128
+    """Width of the residual stream."""
+    num_layers: int = 3
+    """Transformer blocks."""
+    num_heads: int = 4
+    """Attention heads (query); key/value heads are half as many (grouped-query attention)."""
+    intermediate_size: int = 512
+    """Width of each MLP."""
+    max_positions: int = 512
+    """Longest sequence (prompt + response) the model accepts."""
+    seed: int = 0
+    """Initialisation seed."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads "
+                f"({self.num_heads}); pick e.g. num_heads=4 for hidden_size=128"
+            )
+        if self.num_heads % 2:
+            raise ValueError(f"num_heads ({self.num_heads}) must be even (GQA uses half)")
+
+
+def build_tokenizer(words: tuple[str, ...] = LEXICON) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over `words` (split on whitespace), trained with `tokenizers`."""
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordLevelTrainer(special_tokens=[PAD, EOS, UNK], min_frequency=1)
+    tok.train_from_iterator([" ".join(words)], trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK
+    )
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig
+) -> Qwen2ForCausalLM:
+    """A freshly initialised Qwen2 causal LM sized by `config` for `tokenizer`'s vocabulary."""
+    torch.manual_seed(config.seed)
+    hf_config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads // 2,
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    return Qwen2ForCausalLM(hf_config)
+
+
+def build_tiny_policy(path: str | Path, config: TinyModelConfig | None = None) -> Path:
+    """Build tokenizer + tiny model and save both under `path`; return the path."""
+    path = Path(path)
+    tokenizer = build_tokenizer()
+    model = build_tiny_model(tokenizer, config or TinyModelConfig())
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(path)
+    model.save_pretrained(path)
+    return path
+
+
+def load_policy(
+    path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Load a causal LM and its tokenizer from a local directory or a hub id."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
+    return model, tokenizer

@@ -1,0 +1,134 @@
+"""Task composers: verifiable questions over a set of facts, padded to a target context length.
+
+Pure functions over `Fact` sequences and a seeded `random.Random`; no Kafka, no Ray. The
+synthesis actor feeds them the facts it extracted from a collection's documents; the demo's
+evaluation and the base-model script feed them a `World` directly.
+
+Two task types (the first task family):
+- `kv_retrieval`: "question : bako color ? answer :" -> "teal"; the one evidence fact is
+  hidden among distractor facts.
+- `two_hop`: "question : bako boss color ? answer :" -> the color of bako's boss; two
+  evidence facts (the relation and the attribute), with distractors.
+
+Context extension follows QwenLong-L1.5 §3 in miniature: distractor facts (other entities,
+other attributes of the same entity) are added until the context reaches `context_tokens`.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from actors.synthesis.world import ATTRIBUTE_VALUES, RELATIONS, Fact
+
+
+class TaskType(enum.StrEnum):
+    KV_RETRIEVAL = "kv_retrieval"
+    TWO_HOP = "two_hop"
+
+
+@dataclass(frozen=True)
+class ComposedTask:
+    """A question with its context and verified answer, before it becomes a `Task` record."""
+
+    task_type: TaskType
+    context: str
+    question: str
+    answer: str
+    evidence: tuple[Fact, ...]
+    hops: int
+
+
+def word_count(text: str) -> int:
+    """Token count under the tiny word-level tokenizer (one token per whitespace word)."""
+    return len(text.split())
+
+
+def _pad_context(
+    evidence: Sequence[Fact],
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> str:
+    """Shuffle evidence with distractor facts until adding one more would pass the budget."""
+    chosen = list(evidence)
+    used = sum(count_tokens(f.sentence()) for f in chosen)
+    pool = [f for f in facts if f not in evidence]
+    rng.shuffle(pool)
+    for fact in pool:
+        cost = count_tokens(fact.sentence())
+        if used + cost > context_tokens:
+            break
+        chosen.append(fact)
+        used += cost
+    rng.shuffle(chosen)
+    return " ".join(f.sentence() for f in chosen)
+
+
+def compose_kv_retrieval(
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int] = word_count,
+) -> ComposedTask | None:
+    """One key->value question; None when the facts hold no attribute fact."""
+    candidates = [f for f in facts if f.relation in ATTRIBUTE_VALUES]
+    if not candidates:
+        return None
+    target = rng.choice(candidates)
+    # Drop distractors that would make the question ambiguous (same subject and relation).
+    pool = [f for f in facts if (f.subject, f.relation) != (target.subject, target.relation)]
+    context = _pad_context([target], pool, rng, context_tokens, count_tokens)
+    return ComposedTask(
+        task_type=TaskType.KV_RETRIEVAL,
+        context=context,
+        question=f"{target.subject} {target.relation}",
+        answer=target.object,
+        evidence=(target,),
+        hops=1,
+    )
+
+
+def compose_two_hop(
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int] = word_count,
+) -> ComposedTask | None:
+    """One two-hop question (relation, then attribute); None when no chain exists."""
+    index = {(f.subject, f.relation): f for f in facts}
+    chains = [
+        (link, index[(link.object, attribute)])
+        for link in facts
+        if link.relation in RELATIONS
+        for attribute in ATTRIBUTE_VALUES
+        if (link.object, attribute) in index
+    ]
+    if not chains:
+        return None
+    link, leaf = rng.choice(chains)
+    keys = {(link.subject, link.relation), (leaf.subject, leaf.relation)}
+    pool = [f for f in facts if (f.subject, f.relation) not in keys]
+    context = _pad_context([link, leaf], pool, rng, context_tokens, count_tokens)
+    return ComposedTask(
+        task_type=TaskType.TWO_HOP,
+        context=context,
+        question=f"{link.subject} {link.relation} {leaf.relation}",
+        answer=leaf.object,
+        evidence=(link, leaf),
+        hops=2,
+    )
+
+
+COMPOSERS: dict[TaskType, Callable[..., ComposedTask | None]] = {
+    TaskType.KV_RETRIEVAL: compose_kv_retrieval,
+    TaskType.TWO_HOP: compose_two_hop,
+}
+
+
+def render_prompt(context: str, question: str) -> str:
+    """The text the policy sees; the answer follows as the continuation."""
+    return f"{context} question : {question} ? answer :"

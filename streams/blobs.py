@@ -1,0 +1,75 @@
+"""Content-addressed blob store on `pyarrow.fs`: large payloads leave Kafka (claim check).
+
+A blob's key is the sha256 of its bytes, so writing the same payload twice is a no-op and a
+key can never point at different contents. A local directory by default; any URI that
+`pyarrow.fs.FileSystem.from_uri` understands (s3://bucket/prefix) in a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+
+
+class BlobStore:
+    def __init__(self, uri: str) -> None:
+        if "://" not in uri:
+            Path(uri).mkdir(parents=True, exist_ok=True)
+            uri = Path(uri).resolve().as_uri()
+        self.uri = uri
+        self._fs, self._root = pafs.FileSystem.from_uri(uri)
+        self._fs.create_dir(self._root, recursive=True)
+
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{key[:2]}/{key}"
+
+    def put(self, data: bytes) -> str:
+        key = hashlib.sha256(data).hexdigest()
+        path = self._path(key)
+        if self._fs.get_file_info(path).type == pafs.FileType.NotFound:
+            self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            tmp = f"{path}.tmp"
+            with self._fs.open_output_stream(tmp) as out:
+                out.write(data)
+            self._fs.move(tmp, path)
+        return key
+
+    def get(self, key: str) -> bytes:
+        try:
+            with self._fs.open_input_stream(self._path(key)) as src:
+                data = src.read()
+        except FileNotFoundError:
+            raise KeyError(f"blob {key} not found in {self.uri}") from None
+        if hashlib.sha256(data).hexdigest() != key:
+            raise ValueError(f"blob {key} in {self.uri} is corrupt (hash mismatch)")
+        return data
+
+
+class ClaimCheck:
+    """Keeps payloads inline below `limit` bytes and in the blob store above it."""
+
+    def __init__(self, blobs: BlobStore, limit: int) -> None:
+        self.blobs = blobs
+        self.limit = limit
+
+    def put_text(self, text: str) -> tuple[str, str]:
+        """-> (inline text, "") or ("", blob key)."""
+        data = text.encode("utf-8")
+        return (text, "") if len(data) <= self.limit else ("", self.blobs.put(data))
+
+    def get_text(self, inline: str, ref: str) -> str:
+        return inline if not ref else self.blobs.get(ref).decode("utf-8")
+
+    def put_ids(self, ids: list[int]) -> tuple[tuple[int, ...], str]:
+        """-> (inline ids, "") or ((), blob key of the int32 array)."""
+        if len(ids) * 4 <= self.limit:
+            return tuple(ids), ""
+        return (), self.blobs.put(np.asarray(ids, dtype=np.int32).tobytes())
+
+    def get_ids(self, inline: tuple[int, ...], ref: str) -> list[int]:
+        if not ref:
+            return list(inline)
+        return np.frombuffer(self.blobs.get(ref), dtype=np.int32).tolist()

@@ -1,0 +1,36 @@
+"""Metrics every stream processor exports, named longtide_<actor>_<what>_<unit>.
+
+Labels are bounded: actor (the instance name, e.g. rollout-0), topic, partition.
+Collectors live in the process-wide prometheus_client registry, one set per actor kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from prometheus_client import Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class StreamMetrics:
+    consumed: Counter
+    produced: Counter
+    lag: Gauge
+    dead_letters: Counter
+    duplicates: Counter
+    process_seconds: Histogram
+
+
+@cache
+def stream_metrics(kind: str) -> StreamMetrics:
+    """The stream metrics of actor kind `kind` (created once per process)."""
+    p = f"longtide_{kind}"
+    return StreamMetrics(
+        consumed=Counter(f"{p}_records_consumed", "Records read from Kafka.", ["actor", "topic", "partition"]),
+        produced=Counter(f"{p}_records_produced", "Records produced and acknowledged.", ["actor", "topic"]),
+        lag=Gauge(f"{p}_consumer_lag_records", "Records behind the partition's high watermark.", ["actor", "topic", "partition"]),
+        dead_letters=Counter(f"{p}_dead_letters", "Records sent to the dead-letter topic.", ["actor", "topic"]),
+        duplicates=Counter(f"{p}_duplicates_dropped", "Records dropped as already seen (same id).", ["actor", "topic"]),
+        process_seconds=Histogram(f"{p}_process_seconds", "Time to process one polled batch.", ["actor"]),
+    )

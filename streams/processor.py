@@ -1,0 +1,171 @@
+"""The consume -> process -> produce -> ack -> commit loop shared by the record-at-a-time actors.
+
+At-least-once on the wire, exactly-once in effect: offsets are committed only after every
+record produced from the polled batch is acknowledged, and records whose id was already
+seen are dropped. A record that fails to decode, validate or process becomes a `DeadLetter`
+with its original bytes and the reason, and the loop keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from schemas import DeadLetter, decode, record_id
+from streams.kafka import Consumer, Message, Producer
+from streams.metrics import stream_metrics
+from streams.topics import DLQ
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[Message], list[Any]]
+
+
+class RecordError(ValueError):
+    """A well-formed record that cannot be processed; it goes to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    record: Any
+    key: bytes | None = None
+
+
+class DedupWindow:
+    """The most recent `size` ids seen; older ids are forgotten (LRU)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, key: str) -> bool:
+        if key in self._ids:
+            self._ids.move_to_end(key)
+            return True
+        return False
+
+    def add(self, key: str) -> None:
+        self._ids[key] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+
+def arrow_decoder(record_type: type) -> Decoder:
+    """Decode a message as Arrow IPC records of `record_type`, checking its headers."""
+    return lambda message: decode(message.value, record_type, message.headers)
+
+
+def dead_letter(message: Message, *, actor: str, error: str) -> DeadLetter:
+    return DeadLetter(
+        dead_letter_id=f"{message.topic}/{message.partition}/{message.offset}",
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        actor=actor,
+        error=error[:2000],
+        original_key=message.key or b"",
+        original_value=message.value or b"",
+        original_headers=tuple((k, v or b"") for k, v in message.headers),
+    )
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class StreamProcessor:
+    """Runs `handle` on every record of the subscribed topics; see the module docstring."""
+
+    def __init__(
+        self, *, actor: str, kind: str, consumer: Consumer, producer: Producer,
+        decoder: Decoder, handle: Callable[[Any], Sequence[Output]], dedup_window: int,
+        dedup_key: Callable[[Any], str] = record_id,
+    ) -> None:
+        self.actor = actor
+        self.consumer = consumer
+        self.producer = producer
+        self.decoder = decoder
+        self.handle = handle
+        self.dedup_key = dedup_key
+        self.dedup = DedupWindow(dedup_window)
+        self.metrics = stream_metrics(kind)
+        self.committed: dict[tuple[str, int], int] = {}
+        self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0}
+
+    def step(self, timeout_ms: int = 200) -> int:
+        """Poll once and process what came; return the number of messages handled."""
+        messages = self.consumer.poll(timeout_ms)
+        self._export_lag()
+        if not messages:
+            return 0
+        start = time.perf_counter()
+        futures: list[Future] = []
+        next_offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            self.metrics.consumed.labels(self.actor, message.topic, str(message.partition)).inc()
+            futures.extend(self._process(message))
+            next_offsets[(message.topic, message.partition)] = message.offset + 1
+        self.producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker refused it: no commit then
+        self.consumer.commit(next_offsets)
+        self.committed.update(next_offsets)
+        self.counts["consumed"] += len(messages)
+        self.metrics.process_seconds.labels(self.actor).observe(time.perf_counter() - start)
+        return len(messages)
+
+    def _process(self, message: Message) -> list[Future]:
+        try:
+            records = self.decoder(message)
+        except KafkaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any bad input becomes a dead letter
+            return [self._dead_letter(message, f"decode: {describe(exc)}")]
+        outputs: list[Output] = []
+        for record in records:
+            key = self.dedup_key(record)
+            if key and self.dedup.seen(key):
+                self.counts["duplicates"] += 1
+                self.metrics.duplicates.labels(self.actor, message.topic).inc()
+                continue
+            try:
+                outputs.extend(self.handle(record))
+            except KafkaError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a record that breaks processing
+                log.warning("%s: dead-lettering %s/%d@%d: %s", self.actor, message.topic,
+                            message.partition, message.offset, describe(exc))
+                return [self._dead_letter(message, f"process: {describe(exc)}")]
+            if key:
+                self.dedup.add(key)
+        return [self._send(o) for o in outputs]
+
+    def _send(self, output: Output) -> Future:
+        self.counts["produced"] += 1
+        self.metrics.produced.labels(self.actor, output.topic).inc()
+        return self.producer.send_record(output.topic, output.record, key=output.key)
+
+    def _dead_letter(self, message: Message, error: str) -> Future:
+        self.counts["dead_letters"] += 1
+        self.metrics.dead_letters.labels(self.actor, message.topic).inc()
+        record = dead_letter(message, actor=self.actor, error=error)
+        return self.producer.send_record(DLQ.name, record, key=message.key)
+
+    def _export_lag(self) -> None:
+        for (topic, partition), lag in self.consumer.lag().items():
+            self.metrics.lag.labels(self.actor, topic, str(partition)).set(lag)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What this processor has consumed, produced and dropped (for `longtide status`)."""
+        return {
+            **self.counts,
+            "committed": {f"{t}/{p}": o for (t, p), o in sorted(self.committed.items())},
+        }
