@@ -102,10 +102,14 @@ class Producer:
 
 
 class Consumer:
-    """A consumer of some topics: in a group (subscribe), or of every partition (assign)."""
+    """A consumer of some topics: in a group (subscribe), or of every partition (assign).
+
+    With `assign_all`, the group id (if any) is used only to commit offsets; a reader with
+    no group id (e.g. of `policy`) commits nothing and reads from the beginning.
+    """
 
     def __init__(
-        self, config: StreamsConfig, *, group_id: str, topics: Sequence[str], client_id: str,
+        self, config: StreamsConfig, *, group_id: str | None, topics: Sequence[str], client_id: str,
         assign_all: bool = False, max_poll_records: int = 100,
     ) -> None:
         self._consumer = KafkaConsumer(
@@ -182,14 +186,26 @@ def ensure_topics(config: StreamsConfig, topics: Iterable[Topic] = ALL_TOPICS) -
         admin.close()
 
 
-def end_offsets(config: StreamsConfig, topic: str) -> dict[int, int]:
-    """High watermark of every partition of `topic` (no group involved)."""
-    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
-    finally:
-        consumer.close()
+class OffsetReader:
+    """Reads high watermarks without joining a group; keep one open to ask repeatedly."""
+
+    def __init__(self, config: StreamsConfig, *, client_id: str = "longtide-offsets") -> None:
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=config.bootstrap_servers, client_id=client_id, enable_auto_commit=False
+        )
+        self._parts: dict[str, list[TopicPartition]] = {}
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        if topic not in self._parts:
+            found = sorted(self._consumer.partitions_for_topic(topic) or ())
+            if not found:
+                return {}
+            self._parts[topic] = [TopicPartition(topic, p) for p in found]
+        offsets = self._consumer.end_offsets(self._parts[topic])
+        return {tp.partition: off for tp, off in offsets.items()}
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def group_offsets(config: StreamsConfig, group_id: str) -> dict[Partition, int]:

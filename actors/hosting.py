@@ -1,0 +1,66 @@
+"""The thin Ray wrapper: places a plain actor in a Ray worker and runs its loop in a thread.
+
+Every actor class has `run(stop: threading.Event)` and `snapshot() -> dict`; the host adds a
+Prometheus endpoint on a free port and lets the launcher start, inspect and stop it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from prometheus_client import start_http_server
+
+from streams.broker import free_port
+
+log = logging.getLogger(__name__)
+
+
+class ActorHost:
+    """Builds the actor from `factory` inside the worker process and drives it."""
+
+    def __init__(self, factory: Callable[[], Any], metrics_host: str = "127.0.0.1") -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        self.port = free_port(metrics_host)
+        start_http_server(self.port, addr=metrics_host)
+        self.metrics_address = f"{metrics_host}:{self.port}"
+        self.actor = factory()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._run, name="actor-loop", daemon=True)
+        self._thread.start()
+        return self.metrics_address
+
+    def _run(self) -> None:
+        try:
+            self.actor.run(self._stop)
+        except Exception:  # noqa: BLE001 - reported through snapshot()
+            self.error = traceback.format_exc()
+            log.error("actor loop died:\n%s", self.error)
+
+    def snapshot(self) -> dict[str, Any]:
+        alive = self._thread is not None and self._thread.is_alive()
+        return {**self.actor.snapshot(), "alive": alive, "error": self.error,
+                "metrics": self.metrics_address}
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call a method of the hosted actor (e.g. the learner's `weights`)."""
+        return getattr(self.actor, method)(*args)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        close = getattr(self.actor, "close", None)
+        if close is not None:
+            close()
+
+
+RayActorHost = ray.remote(max_concurrency=4)(ActorHost)

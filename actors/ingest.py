@@ -1,0 +1,115 @@
+"""Ingest: `docs.raw` (a JSON object or an Arrow RawDocument per message) -> `docs`.
+
+The document id is the sha256 of collection and text, so the same document sent twice (by a
+retrying producer, or a replay) is dropped as a duplicate. Long texts go to the blob store.
+Invalid UTF-8, invalid JSON, an empty text or a wrong schema version each become a dead
+letter naming the problem.
+
+    longtide ingest notes.md data.jsonl --collection my-docs   # feeds docs.raw
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+from schemas import Document, RawDocument, SchemaError, decode, from_mapping, now_ms
+from schemas.codec import H_SCHEMA, header
+from streams.blobs import ClaimCheck
+from streams.kafka import Consumer, Message, Producer, StreamsConfig
+from streams.processor import Output, StreamProcessor
+from streams.topics import DOCS, DOCS_RAW
+
+DOCUMENTS = Counter("longtide_ingest_documents", "Documents ingested (after dedup).", ["actor"])
+TOKENS = Counter("longtide_ingest_tokens", "Tokens in ingested documents.", ["actor"])
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Ingestion settings."""
+
+    instances: int = 1
+    """Ingest actors (they share `docs.raw` through a consumer group)."""
+    max_text_bytes: int = 64 * 1024 * 1024
+    """Texts larger than this are dead-lettered instead of stored."""
+
+    def __post_init__(self) -> None:
+        if self.instances < 1:
+            raise ValueError(f"ingest.instances ({self.instances}) must be >= 1")
+
+
+def content_id(collection: str, text: str) -> str:
+    return hashlib.sha256(f"{collection}\0{text}".encode()).hexdigest()
+
+
+def parse_raw(message: Message) -> list[RawDocument]:
+    """A `docs.raw` message -> RawDocument: Arrow when it carries a schema header, else JSON."""
+    if header(message.headers, H_SCHEMA) is not None:
+        return decode(message.value, RawDocument, message.headers)
+    try:
+        text = message.value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"payload: invalid UTF-8 at byte {exc.start}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"payload: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise SchemaError(f"payload: expected a JSON object, got {type(obj).__name__}")
+    return [from_mapping(RawDocument, obj)]
+
+
+def raw_key(raw: RawDocument) -> str:
+    return content_id(raw.collection, raw.text)
+
+
+class IngestActor:
+    """Turns raw documents into `Document` records on `docs`."""
+
+    def __init__(
+        self, *, name: str, config: IngestConfig, streams: StreamsConfig,
+        claim: ClaimCheck, count_tokens: Callable[[str], int],
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.claim = claim
+        self.count_tokens = count_tokens
+        self.processor = StreamProcessor(
+            actor=name, kind="ingest",
+            consumer=Consumer(streams, group_id="longtide-ingest", topics=[DOCS_RAW.name], client_id=name),
+            producer=Producer(streams, client_id=name),
+            decoder=parse_raw, handle=self.handle, dedup_window=streams.dedup_window,
+            dedup_key=raw_key,
+        )
+
+    def handle(self, raw: RawDocument) -> list[Output]:
+        size = len(raw.text.encode("utf-8"))
+        if size > self.config.max_text_bytes:
+            raise SchemaError(f"RawDocument.text: {size} bytes exceeds max_text_bytes ({self.config.max_text_bytes})")
+        text, ref = self.claim.put_text(raw.text)
+        n_tokens = self.count_tokens(raw.text)
+        doc = Document(
+            doc_id=raw_key(raw), collection=raw.collection, text=text, text_ref=ref,
+            n_tokens=max(1, n_tokens), source=raw.source, attrs=raw.attrs, ingested_at=now_ms(),
+        )
+        doc.validate()
+        DOCUMENTS.labels(self.name).inc()
+        TOKENS.labels(self.name).inc(n_tokens)
+        return [Output(DOCS.name, doc, key=raw.collection.encode())]
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.processor.step()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"actor": self.name, **self.processor.snapshot()}
+
+    def close(self) -> None:
+        self.processor.consumer.close()
+        self.processor.producer.close()

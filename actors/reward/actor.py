@@ -1,0 +1,80 @@
+"""Reward scoring: `rollouts` -> `scored`, by rule verifiers on the extracted final answer.
+
+Text answers: `Rule.EXACT` scores the normalised exact match, `Rule.SUB_EM` the better of
+exact and two-way substring match (QwenLong-L1). Numeric answers: numeric match. The
+LLM-judge fallback of the paper is a later addition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Histogram
+
+from actors.reward.verifiers import Rule, exact_match, extract_answer, numeric_match, substring_match
+from schemas import Rollout, ScoredRollout
+from streams.kafka import Consumer, Producer, StreamsConfig
+from streams.processor import Output, StreamProcessor, arrow_decoder
+from streams.topics import ROLLOUTS, SCORED
+
+REWARD = Histogram("longtide_reward_score", "Reward per rollout.", ["actor", "task_type"],
+                   buckets=(0.0, 0.25, 0.5, 0.75, 1.0))
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward scoring settings."""
+
+    instances: int = 1
+    """Reward actors (they share `rollouts` through a consumer group)."""
+    rule: Rule = Rule.EXACT
+    """How text answers are scored; the paper uses sub_em, which a tiny model can game by
+    repeating words, so the demo default is exact."""
+
+
+def score(rollout: Rollout, rule: Rule) -> ScoredRollout:
+    """Pure: the scored copy of `rollout`."""
+    answer = extract_answer(rollout.response_text)
+    exact = exact_match(answer, rollout.reference)
+    sub = substring_match(answer, rollout.reference)
+    num = numeric_match(answer, rollout.reference)
+    if rollout.answer_kind == "numeric":
+        reward, verifier = num, "numeric"
+    elif rule is Rule.SUB_EM:
+        reward, verifier = max(exact, sub), "sub_em"
+    else:
+        reward, verifier = exact, "exact"
+    fields = {f.name: getattr(rollout, f.name) for f in dataclasses.fields(Rollout)}
+    return ScoredRollout(**fields, reward=reward, exact_match=exact, substring_match=sub,
+                         numeric_match=num, extracted_answer=answer, verifier=verifier)
+
+
+class RewardActor:
+    def __init__(self, *, name: str, config: RewardConfig, streams: StreamsConfig) -> None:
+        self.name = name
+        self.config = config
+        self.processor = StreamProcessor(
+            actor=name, kind="reward",
+            consumer=Consumer(streams, group_id="longtide-reward", topics=[ROLLOUTS.name], client_id=name),
+            producer=Producer(streams, client_id=name),
+            decoder=arrow_decoder(Rollout), handle=self.handle, dedup_window=streams.dedup_window,
+        )
+
+    def handle(self, rollout: Rollout) -> list[Output]:
+        scored = score(rollout, self.config.rule)
+        REWARD.labels(self.name, scored.task_type).observe(scored.reward)
+        return [Output(SCORED.name, scored, key=scored.group_id.encode())]
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.processor.step()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"actor": self.name, **self.processor.snapshot()}
+
+    def close(self) -> None:
+        self.processor.consumer.close()
+        self.processor.producer.close()

@@ -1,0 +1,164 @@
+"""Rollout: `tasks` -> G sampled responses each -> `rollouts`, stamped with the policy version.
+
+Weights follow `policy`: every announcement newer than the loaded version is fetched and
+loaded before the next group. No group starts before the first announcement.
+
+Bounded staleness (AReaL's rule, counted in groups): a new group may start only while
+    groups produced  <  groups consumed by the learner + (η + 1) · groups per step,
+with "groups produced" read from the `rollouts` topic's end offsets (so it counts every
+rollout actor) and "groups consumed" from the latest `policy` record. With η = 0 the rollout
+actors produce exactly one step's groups per version: synchronous RL. With several rollout
+actors, each checks before it starts, so up to (instances − 1) groups can overshoot; the
+learner drops and counts those if they end up staler than η.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from prometheus_client import Counter, Gauge, Histogram
+
+from actors.learner.weights import fetch_weights
+from actors.modeling import load_policy
+from actors.rollout.engine import TransformersEngine
+from actors.synthesis.tasks import render_prompt
+from schemas import PolicyVersion, Rollout, Task, decode
+from streams.blobs import ClaimCheck
+from streams.kafka import Consumer, OffsetReader, Producer, StreamsConfig
+from streams.processor import Output, StreamProcessor, arrow_decoder
+from streams.topics import POLICY, ROLLOUTS, TASKS
+
+VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded.", ["actor"])
+SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", "task_type"])
+TOKENS = Counter("longtide_rollout_tokens", "Response tokens generated.", ["actor"])
+GATE_WAIT = Counter("longtide_rollout_gate_wait_seconds", "Time paused by the staleness gate.", ["actor"])
+GENERATE = Histogram("longtide_rollout_generate_seconds", "Time to generate one group.", ["actor"])
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Rollout generation settings."""
+
+    instances: int = 1
+    """Rollout actors (they share `tasks` through a consumer group)."""
+    group_size: int = 8
+    """G: samples per task (GRPO group)."""
+    temperature: float = 1.0
+    """Sampling temperature (the paper uses 0.7 on large models)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 4
+    """Longest response."""
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(f"rollout.group_size ({self.group_size}) must be >= 2 for group advantages")
+        if self.temperature <= 0:
+            raise ValueError(f"rollout.temperature ({self.temperature}) must be > 0 for sampling")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"rollout.top_p ({self.top_p}) must lie in (0, 1]")
+
+
+def gate_open(*, produced_groups: int, consumed_groups: int, groups_per_step: int, max_staleness: int) -> bool:
+    """AReaL's staleness bound in groups (see the module docstring)."""
+    return produced_groups < consumed_groups + (max_staleness + 1) * groups_per_step
+
+
+class RolloutActor:
+    def __init__(
+        self, *, name: str, config: RolloutConfig, streams: StreamsConfig, model_path: str,
+        claim: ClaimCheck, max_staleness: int, groups_per_step: int,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.claim = claim
+        self.max_staleness = max_staleness
+        self.groups_per_step = groups_per_step
+        model, self.tokenizer = load_policy(model_path)
+        self.engine = TransformersEngine(model, self.tokenizer)
+        self.version: int | None = None
+        self.consumed_groups = 0
+        self.gate_waits = 0
+        self.policy_reader = Consumer(streams, group_id=None, topics=[POLICY.name],
+                                      client_id=f"{name}-policy", assign_all=True)
+        self.offsets = OffsetReader(streams, client_id=f"{name}-offsets")
+        self.processor = StreamProcessor(
+            actor=name, kind="rollout",
+            consumer=Consumer(streams, group_id="longtide-rollout", topics=[TASKS.name],
+                              client_id=name, max_poll_records=1),
+            producer=Producer(streams, client_id=name),
+            decoder=arrow_decoder(Task), handle=self.handle, dedup_window=streams.dedup_window,
+        )
+
+    def sync_policy(self, timeout_ms: int = 0) -> None:
+        """Load the newest announced weights, if newer than those loaded."""
+        latest: PolicyVersion | None = None
+        for message in self.policy_reader.poll(timeout_ms):
+            for record in decode(message.value, PolicyVersion, message.headers):
+                if latest is None or record.version > latest.version:
+                    latest = record
+        if latest is None or (self.version is not None and latest.version <= self.version):
+            return
+        self.engine.load_state_dict(fetch_weights(latest.weights_ref))
+        self.version = latest.version
+        self.consumed_groups = latest.groups_consumed
+        VERSION.labels(self.name).set(latest.version)
+
+    def produced_groups(self) -> int:
+        return sum(self.offsets.end_offsets(ROLLOUTS.name).values()) // self.config.group_size
+
+    def handle(self, task: Task) -> list[Output]:
+        assert self.version is not None
+        prompt = render_prompt(self.claim.get_text(task.context, task.context_ref), task.question)
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        start = time.perf_counter()
+        samples = self.engine.generate(
+            [prompt_ids], n=self.config.group_size, temperature=self.config.temperature,
+            top_p=self.config.top_p, max_new_tokens=self.config.max_new_tokens,
+        )[0]
+        GENERATE.labels(self.name).observe(time.perf_counter() - start)
+        inline, ref = self.claim.put_ids(prompt_ids)
+        outputs = []
+        for i, sample in enumerate(samples):
+            rollout = Rollout(
+                rollout_id=f"{task.task_id}/{i}", task_id=task.task_id, task_type=task.task_type,
+                group_id=task.task_id, sample_index=i, group_size=self.config.group_size,
+                policy_version=self.version, prompt_ids=inline, prompt_ref=ref,
+                response_ids=tuple(sample.token_ids), behaviour_logprobs=tuple(sample.logprobs),
+                response_text=sample.text, reference=task.answer, answer_kind=task.answer_kind,
+                turns=1, finish_reason=sample.finish_reason,
+            )
+            outputs.append(Output(ROLLOUTS.name, rollout, key=task.task_id.encode()))
+            TOKENS.labels(self.name).inc(len(sample.token_ids))
+        SAMPLES.labels(self.name, task.task_type).inc(len(samples))
+        return outputs
+
+    def run(self, stop: threading.Event) -> None:
+        torch.set_num_threads(1)
+        while not stop.is_set():
+            self.sync_policy(timeout_ms=100 if self.version is None else 0)
+            ready = self.version is not None and gate_open(
+                produced_groups=self.produced_groups(), consumed_groups=self.consumed_groups,
+                groups_per_step=self.groups_per_step, max_staleness=self.max_staleness,
+            )
+            if ready:
+                self.processor.consumer.resume()
+                self.processor.step(timeout_ms=100)
+            else:
+                start = time.perf_counter()
+                self.gate_waits += 1
+                self.processor.consumer.pause()
+                self.processor.consumer.poll(timeout_ms=100)  # keeps the group membership alive
+                GATE_WAIT.labels(self.name).inc(time.perf_counter() - start)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"actor": self.name, "policy_version": self.version, "gate_waits": self.gate_waits,
+                **self.processor.snapshot()}
+
+    def close(self) -> None:
+        for closer in (self.processor.consumer, self.policy_reader, self.offsets, self.processor.producer):
+            closer.close()

@@ -1,0 +1,124 @@
+"""Synthesis: `docs` -> facts per collection -> verifiable tasks on `tasks`.
+
+Documents are keyed by collection, so one synthesis actor sees every document of its
+collections in order. Each new document adds its facts to the collection's graph and yields
+`tasks_per_document` tasks over the graph so far, task types taken in turn. The random
+stream of a document is seeded from its id, so a replayed document yields the same task ids
+(and downstream deduplication drops them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+from actors.synthesis.facts import extract_facts
+from actors.synthesis.tasks import COMPOSERS, TaskType, word_count
+from actors.synthesis.world import Fact
+from schemas import Document, Task
+from streams.blobs import ClaimCheck
+from streams.kafka import Consumer, Producer, StreamsConfig
+from streams.processor import Output, StreamProcessor, arrow_decoder
+from streams.topics import DOCS, TASKS
+
+TASKS_MADE = Counter("longtide_synthesis_tasks", "Tasks synthesised.", ["actor", "task_type"])
+FACTS = Counter("longtide_synthesis_facts", "Facts extracted from documents.", ["actor"])
+NO_FACTS = Counter("longtide_synthesis_documents_without_facts", "Documents yielding no facts.", ["actor"])
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Task synthesis settings."""
+
+    task_types: tuple[TaskType, ...] = (TaskType.KV_RETRIEVAL, TaskType.TWO_HOP)
+    """Task types to make, taken in turn (balanced)."""
+    tasks_per_document: int = 8
+    """Tasks made each time a document arrives."""
+    context_tokens: int = 32
+    """Target context length in tokens (whitespace words for the tiny tokenizer)."""
+    seed: int = 0
+    """Mixed into every document's random stream."""
+    synth_version: int = 1
+    """Stamped on every task; bump when the composers change."""
+
+    def __post_init__(self) -> None:
+        if not self.task_types:
+            raise ValueError("synthesis.task_types must name at least one task type")
+        if self.context_tokens < 8:
+            raise ValueError(f"synthesis.context_tokens ({self.context_tokens}) must be >= 8")
+        if self.tasks_per_document < 1:
+            raise ValueError(f"synthesis.tasks_per_document ({self.tasks_per_document}) must be >= 1")
+
+
+def make_task(composed: Any, *, collection: str, doc_ids: tuple[str, ...], claim: ClaimCheck,
+              synth_version: int) -> Task:
+    context, ref = claim.put_text(composed.context)
+    digest = hashlib.sha256(
+        f"{collection}\0{composed.context}\0{composed.question}".encode()
+    ).hexdigest()[:32]
+    return Task(
+        task_id=digest, task_type=composed.task_type.value, collection=collection,
+        doc_ids=doc_ids, context=context, context_ref=ref,
+        context_tokens=word_count(composed.context), question=composed.question,
+        answer=composed.answer, answer_kind="text", hops=composed.hops,
+        difficulty=float(composed.hops), synth_version=synth_version,
+    )
+
+
+class SynthesisActor:
+    """Keeps a fact graph per collection and composes tasks as documents arrive."""
+
+    def __init__(self, *, name: str, config: SynthesisConfig, streams: StreamsConfig,
+                 claim: ClaimCheck) -> None:
+        self.name = name
+        self.config = config
+        self.claim = claim
+        self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
+        self.processor = StreamProcessor(
+            actor=name, kind="synthesis",
+            consumer=Consumer(streams, group_id="longtide-synthesis", topics=[DOCS.name], client_id=name),
+            producer=Producer(streams, client_id=name),
+            decoder=arrow_decoder(Document), handle=self.handle, dedup_window=streams.dedup_window,
+        )
+
+    def handle(self, doc: Document) -> list[Output]:
+        facts = extract_facts(self.claim.get_text(doc.text, doc.text_ref))
+        if not facts:
+            NO_FACTS.labels(self.name).inc()
+            return []
+        FACTS.labels(self.name).inc(len(facts))
+        graph = self.graphs[doc.collection]
+        for fact in facts:
+            graph.setdefault(fact, doc.doc_id)
+        rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
+        outputs = []
+        for i in range(self.config.tasks_per_document):
+            task_type = self.config.task_types[i % len(self.config.task_types)]
+            composed = COMPOSERS[task_type](list(graph), rng, self.config.context_tokens)
+            if composed is None:
+                continue
+            task = make_task(
+                composed, collection=doc.collection,
+                doc_ids=tuple(dict.fromkeys(graph[f] for f in composed.evidence)),
+                claim=self.claim, synth_version=self.config.synth_version,
+            )
+            TASKS_MADE.labels(self.name, task.task_type).inc()
+            outputs.append(Output(TASKS.name, task, key=task.task_id.encode()))
+        return outputs
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.processor.step()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"actor": self.name, "collections": len(self.graphs), **self.processor.snapshot()}
+
+    def close(self) -> None:
+        self.processor.consumer.close()
+        self.processor.producer.close()
