@@ -142,6 +142,7 @@ class Learner:
         self.stale_dropped = 0
         self.staleness_hist: collections.Counter[int] = collections.Counter()
         self.history: list[dict[str, Any]] = []
+        self.last_metrics: dict[str, float] = {}
         self.rl_started: float | None = None
         self.done = False
 
@@ -302,6 +303,7 @@ class Learner:
             if self.rl_step % self.config.eval_every == 0:
                 metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}").items()}
             self.publish(metrics)
+            self.last_metrics = metrics
             consumer.commit(self._trained_through(seen_through, first_offset))
         consumer.close()
 
@@ -336,7 +338,7 @@ class Learner:
             "staleness_histogram": dict(sorted(self.staleness_hist.items())),
             "samples_per_second": self.samples_trained / (time.monotonic() - self.rl_started)
             if self.rl_started else 0.0,
-            "history": list(self.history), "done": self.done,
+            "history": list(self.history), "last_metrics": dict(self.last_metrics), "done": self.done,
         }
 
     def close(self) -> None:

@@ -1,0 +1,130 @@
+"""The `longtide` command line.
+
+    longtide demo [--config FILE] [--section.field=value ...]
+    longtide run  [--config FILE] [--section.field=value ...]   # the service, until Ctrl-C
+    longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
+    longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
+    longtide build-model PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ops.config import load_config
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _config(args: argparse.Namespace, extra: list[str]):  # noqa: ANN202
+    return load_config(args.config, extra)
+
+
+def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from ops.demo import run_demo
+
+    config = _config(args, extra)
+    summary = run_demo(config, timeout_s=args.timeout)
+    return 0 if summary["rl_steps"] > 0 else 1
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from ops.launcher import Service
+
+    config = _config(args, extra)
+    with Service(config) as service:
+        print(f"longtide running: broker {service.config.streams.bootstrap_servers}; "
+              f"state in {service.run_dir}; Ctrl-C stops", flush=True)
+        while True:
+            time.sleep(30)
+            snaps = service.snapshots()
+            print(json.dumps({n: {k: s.get(k) for k in ("policy_version", "consumed", "produced", "alive")}
+                              for n, s in snaps.items()}), flush=True)
+
+
+def _streams(args: argparse.Namespace):  # noqa: ANN202
+    from ops.launcher import STATE_FILE, streams_of
+    from streams.kafka import StreamsConfig
+
+    if args.bootstrap_servers:
+        return StreamsConfig(bootstrap_servers=args.bootstrap_servers), {}
+    state = Path(args.run_dir) / STATE_FILE
+    if not state.exists():
+        raise SystemExit(f"no running service found ({state} missing); pass --bootstrap-servers")
+    return streams_of(state), json.loads(state.read_text())["endpoints"]
+
+
+def cmd_ingest(args: argparse.Namespace, extra: list[str]) -> int:
+    from ops.feed import documents_from_path, send_json
+
+    streams, _ = _streams(args)
+    total = 0
+    for path in args.paths:
+        total += send_json(streams, documents_from_path(Path(path), args.collection), client_id="longtide-ingest-cli")
+    print(f"sent {total} documents to docs.raw at {streams.bootstrap_servers}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
+    from ops.status import collect_status, render_status
+
+    streams, endpoints = _streams(args)
+    print(render_status(collect_status(streams, endpoints)))
+    return 0
+
+
+def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
+    from actors.modeling import build_tiny_policy
+
+    print(build_tiny_policy(args.path))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="longtide", description="Asynchronous long-context RL over Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn in (("demo", cmd_demo), ("run", cmd_run)):
+        p = sub.add_parser(name, help=f"{name} (extra --section.field=value overrides the config)")
+        p.add_argument("--config", help="YAML file mapping onto the root config")
+        if name == "demo":
+            p.add_argument("--timeout", type=float, default=14 * 60, help="seconds before the demo stops")
+        p.set_defaults(fn=fn)
+    for name, fn in (("ingest", cmd_ingest), ("status", cmd_status)):
+        p = sub.add_parser(name)
+        p.add_argument("--bootstrap-servers", default="", help="Kafka bootstrap servers")
+        p.add_argument("--run-dir", default=".longtide/run", help="run directory of a local service")
+        if name == "ingest":
+            p.add_argument("paths", nargs="+", help="text, markdown or .jsonl files")
+            p.add_argument("--collection", default="default", help="collection of the documents")
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("build-model", help="build the tiny model and tokenizer into PATH")
+    p.add_argument("path")
+    p.set_defaults(fn=cmd_build_model)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("demo", "run"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _sigterm_as_interrupt()
+    try:
+        return args.fn(args, extra)
+    except KeyboardInterrupt:
+        print("interrupted; stopped cleanly", file=sys.stderr)
+        return 130
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

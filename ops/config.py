@@ -1,0 +1,152 @@
+"""The root configuration: one frozen dataclass per component, composed here.
+
+Loaded from YAML (`--config FILE`) with `--section.field=value` overrides; both map onto the
+dataclasses (dacite, strict: an unknown key is an error naming it). Each default is defined
+once, on its component's dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dacite
+import yaml
+
+from actors.ingest import IngestConfig
+from actors.learner.actor import LearnerConfig
+from actors.modeling import TinyModelConfig
+from actors.reward.actor import RewardConfig
+from actors.rollout.actor import RolloutConfig
+from actors.synthesis.actor import SynthesisConfig
+from streams.kafka import StreamsConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which policy to train."""
+
+    path: str = ""
+    """A local directory or hub id; empty builds the tiny model in the run directory."""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """Shape of the tiny model built when `path` is empty."""
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where actors run."""
+
+    address: str = ""
+    """Ray cluster address ('auto', 'ray://host:10001'); empty starts a local Ray."""
+    num_cpus: int = 0
+    """CPUs of a local Ray; 0 lets Ray count them."""
+    namespace: str = "longtide"
+    """Ray namespace of the named actors."""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus export."""
+
+    enabled: bool = True
+    """Serve /metrics from every actor process and the launcher."""
+    host: str = "127.0.0.1"
+    """Address the endpoints bind to (0.0.0.0 inside containers)."""
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """The demo's document feed: synthetic-world documents sent to `docs.raw` as JSON."""
+
+    worlds: int = 400
+    """Worlds (collections) to send; each world is one collection of documents."""
+    entities_per_world: int = 8
+    """Entities, hence documents, per world."""
+    seed: int = 0
+    """Seed of the first world."""
+    malformed: bool = True
+    """Also send one malformed record of each kind, to show dead-lettering."""
+
+
+@dataclass(frozen=True)
+class LongtideConfig:
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    run_dir: str = ".longtide/run"
+    """Where the run keeps its model, blobs, weights, logs and state file."""
+
+    def __post_init__(self) -> None:
+        if self.synthesis.context_tokens + 16 > self.model.tiny.max_positions and not self.model.path:
+            raise ValueError(
+                f"synthesis.context_tokens ({self.synthesis.context_tokens}) + 16 must fit "
+                f"model.tiny.max_positions ({self.model.tiny.max_positions})"
+            )
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """['--learner.lr=1e-3', 'feed.worlds=10'] -> {'learner': {'lr': 0.001}, 'feed': {...}}."""
+    tree: dict[str, Any] = {}
+    for arg in args:
+        key, sep, raw = arg.removeprefix("--").partition("=")
+        if not sep:
+            raise ValueError(f"override {arg!r} must look like --section.field=value")
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return tree
+
+
+def _to_float(value: Any) -> float:
+    return float(value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> LongtideConfig:
+    data: dict[str, Any] = {}
+    if path:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+    data = _merge(data, parse_overrides(overrides or []))
+    try:
+        return dacite.from_dict(
+            LongtideConfig, data,
+            config=dacite.Config(strict=True, cast=[enum.Enum, tuple], type_hooks={float: _to_float}),
+        )
+    except dacite.DaciteError as exc:
+        raise ValueError(f"configuration: {exc}") from exc
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data (enums as their values), e.g. to write next to a run."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(dataclasses.asdict(config))

@@ -1,0 +1,83 @@
+"""`longtide status`: topics, consumer groups, the latest policy version, dead letters, actors.
+
+    longtide status                          # the service whose state file is in .longtide/run
+    longtide status --bootstrap-servers host:9092
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from kafka import KafkaAdminClient
+
+from schemas import PolicyVersion, decode
+from streams.kafka import Consumer, OffsetReader, StreamsConfig, group_offsets
+from streams.topics import ALL_TOPICS, POLICY
+
+
+def _latest_policy(streams: StreamsConfig) -> dict[str, Any] | None:
+    reader = Consumer(streams, group_id=None, topics=[POLICY.name], client_id="longtide-status", assign_all=True)
+    latest = None
+    try:
+        for _ in range(5):
+            for message in reader.poll(300):
+                latest = decode(message.value, PolicyVersion, message.headers)[-1]
+    finally:
+        reader.close()
+    if latest is None:
+        return None
+    return {"version": latest.version, "step": latest.step, "groups_consumed": latest.groups_consumed,
+            "weights_ref": latest.weights_ref, "metrics": dict(latest.metrics)}
+
+
+def _scrape(address: str) -> dict[str, float]:
+    """A few headline series of one /metrics endpoint."""
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=2).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("longtide_") and (
+            "_total" in line or "policy_version" in line or "lag" in line or "heldout" in line
+        ):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def collect_status(streams: StreamsConfig, endpoints: dict[str, str] | None = None) -> dict[str, Any]:
+    offsets = OffsetReader(streams, client_id="longtide-status")
+    try:
+        topics = {t.name: offsets.end_offsets(t.name) for t in ALL_TOPICS}
+    finally:
+        offsets.close()
+    admin = KafkaAdminClient(bootstrap_servers=streams.bootstrap_servers, client_id="longtide-status")
+    try:
+        groups = sorted(g[0] for g in admin.list_consumer_groups() if g[0].startswith("longtide"))
+    finally:
+        admin.close()
+    group_state = {}
+    for group in groups:
+        committed = group_offsets(streams, group)
+        group_state[group] = {
+            f"{t}/{p}": {"committed": o, "lag": max(0, topics.get(t, {}).get(p, o) - o)}
+            for (t, p), o in sorted(committed.items())
+        }
+    actors = {}
+    for name, address in (endpoints or {}).items():
+        try:
+            actors[name] = _scrape(address)
+        except OSError as exc:
+            actors[name] = {"unreachable": str(exc)}
+    return {
+        "bootstrap_servers": streams.bootstrap_servers,
+        "topics": {name: {"end_offsets": parts, "records": sum(parts.values())} for name, parts in topics.items()},
+        "consumer_groups": group_state,
+        "policy": _latest_policy(streams),
+        "dead_letters": sum(topics.get("dlq", {}).values()),
+        "actors": actors,
+    }
+
+
+def render_status(status: dict[str, Any]) -> str:
+    return json.dumps(status, indent=2, sort_keys=False)
