@@ -250,17 +250,21 @@ class Learner:
             SAMPLES.labels(self.name, r.task_type).inc()
         return metrics
 
-    def _admit(self, group: list[ScoredRollout]) -> bool:
-        """Staleness check of a complete group; counts what it drops."""
+    def _fresh(self, group: list[ScoredRollout]) -> bool:
+        """False (and counted as consumed and dropped) when the group is staler than η now."""
+        if self.version - min(r.policy_version for r in group) <= self.config.max_staleness:
+            return True
         self.groups_consumed += 1
-        staleness = self.version - min(r.policy_version for r in group)
-        if staleness > self.config.max_staleness:
-            self.stale_dropped += len(group)
-            STALE.labels(self.name).inc(len(group))
-            return False
-        self.staleness_hist[staleness] += len(group)
-        STALENESS.labels(self.name).observe(staleness)
-        return True
+        self.stale_dropped += len(group)
+        STALE.labels(self.name).inc(len(group))
+        return False
+
+    def _record_staleness(self, batch: list[list[ScoredRollout]]) -> None:
+        self.groups_consumed += len(batch)
+        for group in batch:
+            staleness = self.version - min(r.policy_version for r in group)
+            self.staleness_hist[staleness] += len(group)
+            STALENESS.labels(self.name).observe(staleness)
 
     def rl(self, stop: threading.Event) -> None:
         self.phase = "rl"
@@ -291,11 +295,12 @@ class Learner:
                     group.append(r)
                     if len(group) == r.group_size:
                         del pending[r.group_id], first_offset[r.group_id]
-                        if self._admit(group):
-                            ready.append(group)
+                        ready.append(group)
+            ready = [g for g in ready if self._fresh(g)]
             if len(ready) < self.config.groups_per_step:
                 continue
             batch, ready = ready[: self.config.groups_per_step], ready[self.config.groups_per_step:]
+            self._record_staleness(batch)
             metrics = self.rl_update(batch)
             self.rl_step += 1
             self.samples_trained += sum(len(g) for g in batch)

@@ -1,0 +1,86 @@
+"""Schemas: round trips, headers, and errors that name the field."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pyarrow as pa
+import pytest
+
+from schemas import (
+    DeadLetter, Document, PolicyVersion, RawDocument, Rollout, SchemaError, ScoredRollout, Task,
+    decode, encode, from_mapping, headers_for,
+)
+
+ROLLOUT = Rollout(
+    rollout_id="t/0", task_id="t", task_type="kv_retrieval", group_id="t", sample_index=0, group_size=2,
+    policy_version=3, prompt_ids=(5, 6, 7), prompt_ref="", response_ids=(8, 1), behaviour_logprobs=(-0.5, -0.125),  # exact in float32
+    response_text="teal", reference="teal", answer_kind="text", turns=1, finish_reason="stop",
+)
+SAMPLES = [
+    RawDocument(collection="c", text="hello", attrs=(("lang", "en"),)),
+    Document(doc_id="a" * 64, collection="c", text="hello", text_ref="", n_tokens=1, source="s",
+             attrs=(), ingested_at=1),
+    Task(task_id="t", task_type="kv_retrieval", collection="c", doc_ids=("d",), context="x y z .",
+         context_ref="", context_tokens=4, question="x y", answer="z", answer_kind="text", hops=1,
+         difficulty=1.0, synth_version=1),
+    ROLLOUT,
+    ScoredRollout(**{f.name: getattr(ROLLOUT, f.name) for f in dataclasses.fields(Rollout)}, reward=1.0),
+    PolicyVersion(version=2, step=2, weights_ref="file:///w", groups_consumed=32, metrics=(("loss", 0.5),)),
+    DeadLetter(dead_letter_id="docs.raw/0/1", source_topic="docs.raw", source_partition=0, source_offset=1,
+               actor="ingest-0", error="bad", original_key=b"", original_value=b"\xff",
+               original_headers=(("h", b"v"),)),
+]
+
+
+@pytest.mark.parametrize("record", SAMPLES, ids=lambda r: type(r).__name__)
+def test_round_trip_through_arrow_ipc(record: object) -> None:
+    payload = encode([record])
+    assert decode(payload, type(record), headers_for(record)) == [record]
+
+
+def test_headers_carry_type_version_and_id() -> None:
+    assert dict(headers_for(ROLLOUT)) == {"schema": b"Rollout", "schema_version": b"1", "record_id": b"t/0"}
+
+
+def test_wrong_schema_version_is_named() -> None:
+    headers = [("schema", b"Rollout"), ("schema_version", b"2")]
+    with pytest.raises(SchemaError, match="schema_version: got '2', this build reads 1"):
+        decode(encode([ROLLOUT]), Rollout, headers)
+
+
+def test_wrong_record_type_names_the_missing_field() -> None:
+    with pytest.raises(SchemaError, match="Task field task_id: missing"):
+        decode(encode([SAMPLES[0]]), Task)
+
+
+def test_wrong_field_type_is_named() -> None:
+    schema = pa.schema([(f.name, pa.string() if f.name == "n_tokens" else f.type) for f in Document.SCHEMA])
+    row = {f.name: getattr(SAMPLES[1], f.name) for f in Document.SCHEMA}
+    row |= {"n_tokens": "one", "attrs": []}
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as w:
+        w.write_batch(pa.RecordBatch.from_pylist([row], schema=schema))
+    with pytest.raises(SchemaError, match="field n_tokens: type string where int64 is expected"):
+        decode(sink.getvalue().to_pybytes(), Document)
+
+
+def test_garbage_payload_is_rejected() -> None:
+    with pytest.raises(SchemaError, match="not an Arrow IPC stream"):
+        decode(b"not arrow at all", Task)
+
+
+def test_validation_names_field_and_problem() -> None:
+    bad = dataclasses.replace(ROLLOUT, behaviour_logprobs=(-0.5,))
+    with pytest.raises(SchemaError, match=r"Rollout.behaviour_logprobs: length 1 != response length 2"):
+        decode(encode([bad]), Rollout)
+
+
+def test_from_mapping_rejects_unknown_and_empty() -> None:
+    assert from_mapping(RawDocument, {"collection": "c", "text": "t", "attrs": {"k": "v"}}).attrs == (("k", "v"),)
+    with pytest.raises(SchemaError, match="RawDocument.colour: not a field"):
+        from_mapping(RawDocument, {"collection": "c", "text": "t", "colour": 1})
+    with pytest.raises(SchemaError, match="RawDocument.text: must not be empty"):
+        from_mapping(RawDocument, {"collection": "c", "text": "  "})
+    with pytest.raises(SchemaError, match="RawDocument.text: expected a string, got int"):
+        from_mapping(RawDocument, {"collection": "c", "text": 5})

@@ -1,0 +1,50 @@
+"""Composers produce verified answers from the facts they show, within the context budget."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from actors.synthesis.facts import extract_facts
+from actors.synthesis.tasks import TaskType, compose_kv_retrieval, compose_two_hop, render_prompt, word_count
+from actors.synthesis.world import ATTRIBUTE_VALUES, RELATIONS, make_world
+
+
+def test_world_is_seeded_and_complete() -> None:
+    a, b = make_world(7, 6), make_world(7, 6)
+    assert a == b and a != make_world(8, 6)
+    assert len(a.facts) == 6 * (len(ATTRIBUTE_VALUES) + len(RELATIONS))
+    with pytest.raises(ValueError, match="n_entities"):
+        make_world(0, 1)
+
+
+def test_documents_parse_back_to_their_facts() -> None:
+    world = make_world(3, 5)
+    for entity in world.entities:
+        assert extract_facts(world.document(entity)) == list(world.facts_of(entity))
+    assert extract_facts("free prose with no facts .") == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_kv_answer_is_the_world_fact_and_unambiguous(seed: int) -> None:
+    world, rng = make_world(seed, 8), random.Random(seed)
+    task = compose_kv_retrieval(world.facts, rng, context_tokens=32)
+    subject, relation = task.question.split()
+    assert task.answer == world.lookup(subject, relation)
+    shown = extract_facts(task.context)
+    assert [f.object for f in shown if (f.subject, f.relation) == (subject, relation)] == [task.answer]
+    assert word_count(task.context) <= 32 and task.task_type is TaskType.KV_RETRIEVAL
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_two_hop_answer_follows_the_chain(seed: int) -> None:
+    world, rng = make_world(seed, 8), random.Random(seed)
+    task = compose_two_hop(world.facts, rng, context_tokens=32)
+    subject, relation, attribute = task.question.split()
+    assert task.answer == world.lookup(world.lookup(subject, relation), attribute)
+    assert set(task.evidence) <= set(extract_facts(task.context)) and task.hops == 2
+
+
+def test_prompt_format() -> None:
+    assert render_prompt("a color red .", "a color") == "a color red . question : a color ? answer :"
