@@ -88,7 +88,10 @@ class IngestActor:
             dedup_key=raw_key,
         )
 
-    def handle(self, raw: RawDocument) -> list[Output]:
+    def handle(self, raws: list[RawDocument]) -> list[Output]:
+        return [self._ingest(raw) for raw in raws]
+
+    def _ingest(self, raw: RawDocument) -> Output:
         size = len(raw.text.encode("utf-8"))
         if size > self.config.max_text_bytes:
             raise SchemaError(f"RawDocument.text: {size} bytes exceeds max_text_bytes ({self.config.max_text_bytes})")
@@ -101,7 +104,7 @@ class IngestActor:
         doc.validate()
         DOCUMENTS.labels(self.name).inc()
         TOKENS.labels(self.name).inc(n_tokens)
-        return [Output(DOCS.name, doc, key=raw.collection.encode())]
+        return Output(DOCS.name, [doc], key=raw.collection.encode())
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -91,8 +91,9 @@ class Producer:
     ) -> Future:
         return self._producer.send(topic, value=value, key=key, headers=headers or [])
 
-    def send_record(self, topic: str, record: Any, *, key: bytes | None = None) -> Future:
-        return self.send(topic, encode([record]), key=key, headers=headers_for(record))
+    def send_records(self, topic: str, records: Sequence[Any], *, key: bytes | None = None) -> Future:
+        """Records of one type as one message; headers name the type and the first id."""
+        return self.send(topic, encode(records), key=key, headers=headers_for(records[0]))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         self._producer.flush(timeout=timeout_s)
@@ -137,8 +138,8 @@ class Consumer:
         else:
             self._consumer.subscribe(list(topics))
 
-    def poll(self, timeout_ms: int = 200) -> list[Message]:
-        batches = self._consumer.poll(timeout_ms=timeout_ms)
+    def poll(self, timeout_ms: int = 200, max_records: int | None = None) -> list[Message]:
+        batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         return [
             Message(tp.topic, tp.partition, m.offset, m.key, m.value, list(m.headers or []))
             for tp, records in batches.items()

@@ -34,8 +34,10 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class Output:
+    """Records of one type sent as one message (one Arrow record batch)."""
+
     topic: str
-    record: Any
+    records: Sequence[Any]
     key: bytes | None = None
 
 
@@ -82,11 +84,11 @@ def describe(exc: BaseException) -> str:
 
 
 class StreamProcessor:
-    """Runs `handle` on every record of the subscribed topics; see the module docstring."""
+    """Runs `handle` on the records of every message (after dedup); see the module docstring."""
 
     def __init__(
         self, *, actor: str, kind: str, consumer: Consumer, producer: Producer,
-        decoder: Decoder, handle: Callable[[Any], Sequence[Output]], dedup_window: int,
+        decoder: Decoder, handle: Callable[[list[Any]], Sequence[Output]], dedup_window: int,
         dedup_key: Callable[[Any], str] = record_id,
     ) -> None:
         self.actor = actor
@@ -98,11 +100,13 @@ class StreamProcessor:
         self.dedup = DedupWindow(dedup_window)
         self.metrics = stream_metrics(kind)
         self.committed: dict[tuple[str, int], int] = {}
+        self.acked: dict[tuple[str, int], int] = {}
+        """Per output partition, one past the highest offset the broker acknowledged to us."""
         self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0}
 
-    def step(self, timeout_ms: int = 200) -> int:
-        """Poll once and process what came; return the number of messages handled."""
-        messages = self.consumer.poll(timeout_ms)
+    def step(self, timeout_ms: int = 200, max_records: int | None = None) -> int:
+        """Poll once (at most `max_records`) and process what came; return how many messages."""
+        messages = self.consumer.poll(timeout_ms, max_records)
         self._export_lag()
         if not messages:
             return 0
@@ -115,7 +119,9 @@ class StreamProcessor:
             next_offsets[(message.topic, message.partition)] = message.offset + 1
         self.producer.flush()
         for future in futures:
-            future.get(timeout=30)  # raises if the broker refused it: no commit then
+            meta = future.get(timeout=30)  # raises if the broker refused it: no commit then
+            part = (meta.topic, meta.partition)
+            self.acked[part] = max(self.acked.get(part, 0), meta.offset + 1)
         self.consumer.commit(next_offsets)
         self.committed.update(next_offsets)
         self.counts["consumed"] += len(messages)
@@ -129,35 +135,40 @@ class StreamProcessor:
             raise
         except Exception as exc:  # noqa: BLE001 - any bad input becomes a dead letter
             return [self._dead_letter(message, f"decode: {describe(exc)}")]
-        outputs: list[Output] = []
+        fresh = []
         for record in records:
             key = self.dedup_key(record)
             if key and self.dedup.seen(key):
                 self.counts["duplicates"] += 1
                 self.metrics.duplicates.labels(self.actor, message.topic).inc()
-                continue
-            try:
-                outputs.extend(self.handle(record))
-            except KafkaError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a record that breaks processing
-                log.warning("%s: dead-lettering %s/%d@%d: %s", self.actor, message.topic,
-                            message.partition, message.offset, describe(exc))
-                return [self._dead_letter(message, f"process: {describe(exc)}")]
+            else:
+                fresh.append(record)
+        if not fresh:
+            return []
+        try:
+            outputs = self.handle(fresh)
+        except KafkaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a record that breaks processing
+            log.warning("%s: dead-lettering %s/%d@%d: %s", self.actor, message.topic,
+                        message.partition, message.offset, describe(exc))
+            return [self._dead_letter(message, f"process: {describe(exc)}")]
+        for record in fresh:
+            key = self.dedup_key(record)
             if key:
                 self.dedup.add(key)
         return [self._send(o) for o in outputs]
 
     def _send(self, output: Output) -> Future:
-        self.counts["produced"] += 1
-        self.metrics.produced.labels(self.actor, output.topic).inc()
-        return self.producer.send_record(output.topic, output.record, key=output.key)
+        self.counts["produced"] += len(output.records)
+        self.metrics.produced.labels(self.actor, output.topic).inc(len(output.records))
+        return self.producer.send_records(output.topic, output.records, key=output.key)
 
     def _dead_letter(self, message: Message, error: str) -> Future:
         self.counts["dead_letters"] += 1
         self.metrics.dead_letters.labels(self.actor, message.topic).inc()
         record = dead_letter(message, actor=self.actor, error=error)
-        return self.producer.send_record(DLQ.name, record, key=message.key)
+        return self.producer.send_records(DLQ.name, [record], key=message.key)
 
     def _export_lag(self) -> None:
         for (topic, partition), lag in self.consumer.lag().items():

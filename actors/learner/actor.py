@@ -164,7 +164,7 @@ class Learner:
             weights_ref=self.publisher.publish(self.version, self.model),
             groups_consumed=self.groups_consumed, metrics=tuple(sorted(metrics.items())),
         )
-        self.producer.send_record(POLICY.name, record).get(timeout=30)
+        self.producer.send_records(POLICY.name, [record]).get(timeout=30)
         VERSION.labels(self.name).set(self.version)
         return record
 
@@ -174,7 +174,7 @@ class Learner:
     def _dead_letter(self, message: Message, exc: Exception) -> None:
         DEAD.labels(self.name, message.topic).inc()
         record = dead_letter(message, actor=self.name, error=f"decode: {describe(exc)}")
-        self.producer.send_record(DLQ.name, record, key=message.key).get(timeout=30)
+        self.producer.send_records(DLQ.name, [record], key=message.key).get(timeout=30)
 
     # -- SFT warm-up ---------------------------------------------------------------------------
     def sft(self, stop: threading.Event) -> None:
@@ -266,6 +266,19 @@ class Learner:
             self.staleness_hist[staleness] += len(group)
             STALENESS.labels(self.name).observe(staleness)
 
+    def _take_group(self, message: Message, decode: Any, dedup: DedupWindow) -> list[ScoredRollout] | None:
+        """A message's group, or None (dead-lettered, duplicate or incomplete)."""
+        try:
+            group = [r for r in decode(message) if not dedup.seen(r.rollout_id)]
+            if group and len(group) != group[0].group_size:
+                raise ValueError(f"group {group[0].group_id}: {len(group)} rollouts, group_size {group[0].group_size}")
+        except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
+            self._dead_letter(message, exc)
+            return None
+        for r in group:
+            dedup.add(r.rollout_id)
+        return group or None
+
     def rl(self, stop: threading.Event) -> None:
         self.phase = "rl"
         self.rl_started = time.monotonic()
@@ -273,33 +286,20 @@ class Learner:
                             client_id=self.name, assign_all=True, max_poll_records=500)
         decode = arrow_decoder(ScoredRollout)
         dedup = DedupWindow(self.streams.dedup_window)
-        pending: dict[str, list[ScoredRollout]] = {}
-        first_offset: dict[str, tuple[tuple[str, int], int]] = {}
         seen_through: dict[tuple[str, int], int] = {}
-        ready: list[list[ScoredRollout]] = []
+        ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
             for message in consumer.poll(200):
                 part = (message.topic, message.partition)
                 seen_through[part] = message.offset + 1
-                try:
-                    records = decode(message)
-                except Exception as exc:  # noqa: BLE001
-                    self._dead_letter(message, exc)
-                    continue
-                for r in records:
-                    if dedup.seen(r.rollout_id):
-                        continue
-                    dedup.add(r.rollout_id)
-                    first_offset.setdefault(r.group_id, (part, message.offset))
-                    group = pending.setdefault(r.group_id, [])
-                    group.append(r)
-                    if len(group) == r.group_size:
-                        del pending[r.group_id], first_offset[r.group_id]
-                        ready.append(group)
-            ready = [g for g in ready if self._fresh(g)]
+                group = self._take_group(message, decode, dedup)
+                if group is not None:
+                    ready.append((part, message.offset, group))
+            ready = [item for item in ready if self._fresh(item[2])]
             if len(ready) < self.config.groups_per_step:
                 continue
-            batch, ready = ready[: self.config.groups_per_step], ready[self.config.groups_per_step:]
+            taken, ready = ready[: self.config.groups_per_step], ready[self.config.groups_per_step:]
+            batch = [group for _, _, group in taken]
             self._record_staleness(batch)
             metrics = self.rl_update(batch)
             self.rl_step += 1
@@ -309,16 +309,16 @@ class Learner:
                 metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}").items()}
             self.publish(metrics)
             self.last_metrics = metrics
-            consumer.commit(self._trained_through(seen_through, first_offset))
+            consumer.commit(self._trained_through(seen_through, ready))
         consumer.close()
 
     @staticmethod
     def _trained_through(seen: dict[tuple[str, int], int],
-                         first_offset: dict[str, tuple[tuple[str, int], int]]) -> dict[tuple[str, int], int]:
-        """Per partition, the offset before which every record belongs to a finished group."""
+                         waiting: list[tuple[tuple[str, int], int, Any]]) -> dict[tuple[str, int], int]:
+        """Per partition, the offset before which every group was trained on or dropped."""
         out = dict(seen)
-        for part, offset in first_offset.values():
-            out[part] = min(out.get(part, offset), offset)
+        for part, offset, _ in waiting:
+            out[part] = min(out[part], offset)
         return out
 
     def run(self, stop: threading.Event) -> None:

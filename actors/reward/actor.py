@@ -63,10 +63,12 @@ class RewardActor:
             decoder=arrow_decoder(Rollout), handle=self.handle, dedup_window=streams.dedup_window,
         )
 
-    def handle(self, rollout: Rollout) -> list[Output]:
-        scored = score(rollout, self.config.rule)
-        REWARD.labels(self.name, scored.task_type).observe(scored.reward)
-        return [Output(SCORED.name, scored, key=scored.group_id.encode())]
+    def handle(self, rollouts: list[Rollout]) -> list[Output]:
+        """A message holds one group; its scored copy stays one message."""
+        scored = [score(r, self.config.rule) for r in rollouts]
+        for s in scored:
+            REWARD.labels(self.name, s.task_type).observe(s.reward)
+        return [Output(SCORED.name, scored, key=scored[0].group_id.encode())]
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

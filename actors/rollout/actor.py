@@ -5,8 +5,8 @@ loaded before the next group. No group starts before the first announcement.
 
 Bounded staleness (AReaL's rule, counted in groups): a new group may start only while
     groups produced  <  groups consumed by the learner + (η + 1) · groups per step,
-with "groups produced" read from the `rollouts` topic's end offsets (so it counts every
-rollout actor) and "groups consumed" from the latest `policy` record. With η = 0 the rollout
+with "groups produced" read from the `rollouts` topic's end offsets (one message per group,
+so it counts every rollout actor) and "groups consumed" from the latest `policy` record. With η = 0 the rollout
 actors produce exactly one step's groups per version: synchronous RL. With several rollout
 actors, each checks before it starts, so up to (instances − 1) groups can overshoot; the
 learner drops and counts those if they end up staler than η.
@@ -89,7 +89,7 @@ class RolloutActor:
         self.processor = StreamProcessor(
             actor=name, kind="rollout",
             consumer=Consumer(streams, group_id="longtide-rollout", topics=[TASKS.name],
-                              client_id=name, max_poll_records=1),
+                              client_id=name),
             producer=Producer(streams, client_id=name),
             decoder=arrow_decoder(Task), handle=self.handle, dedup_window=streams.dedup_window,
         )
@@ -109,9 +109,21 @@ class RolloutActor:
         VERSION.labels(self.name).set(latest.version)
 
     def produced_groups(self) -> int:
-        return sum(self.offsets.end_offsets(ROLLOUTS.name).values()) // self.config.group_size
+        """Groups on `rollouts` (one message each), from every rollout actor.
 
-    def handle(self, task: Task) -> list[Output]:
+        Per partition, the larger of the broker's end offset and our own acknowledged offset:
+        the embedded broker (Tansu) reports a batch's base offset + 1 as the end offset, which
+        undercounts a multi-message batch; our acks are exact for what we wrote.
+        """
+        ends = self.offsets.end_offsets(ROLLOUTS.name)
+        acked = {p: o for (t, p), o in self.processor.acked.items() if t == ROLLOUTS.name}
+        return sum(max(ends.get(p, 0), acked.get(p, 0)) for p in ends.keys() | acked.keys())
+
+    def handle(self, tasks: list[Task]) -> list[Output]:
+        return [self._group(task) for task in tasks]
+
+    def _group(self, task: Task) -> Output:
+        """G samples of one task, sent as one message (one record batch)."""
         assert self.version is not None
         prompt = render_prompt(self.claim.get_text(task.context, task.context_ref), task.question)
         prompt_ids = self.tokenizer(prompt)["input_ids"]
@@ -122,7 +134,7 @@ class RolloutActor:
         )[0]
         GENERATE.labels(self.name).observe(time.perf_counter() - start)
         inline, ref = self.claim.put_ids(prompt_ids)
-        outputs = []
+        rollouts = []
         for i, sample in enumerate(samples):
             rollout = Rollout(
                 rollout_id=f"{task.task_id}/{i}", task_id=task.task_id, task_type=task.task_type,
@@ -132,10 +144,10 @@ class RolloutActor:
                 response_text=sample.text, reference=task.answer, answer_kind=task.answer_kind,
                 turns=1, finish_reason=sample.finish_reason,
             )
-            outputs.append(Output(ROLLOUTS.name, rollout, key=task.task_id.encode()))
+            rollouts.append(rollout)
             TOKENS.labels(self.name).inc(len(sample.token_ids))
         SAMPLES.labels(self.name, task.task_type).inc(len(samples))
-        return outputs
+        return Output(ROLLOUTS.name, rollouts, key=task.task_id.encode())
 
     def run(self, stop: threading.Event) -> None:
         torch.set_num_threads(1)
@@ -147,7 +159,7 @@ class RolloutActor:
             )
             if ready:
                 self.processor.consumer.resume()
-                self.processor.step(timeout_ms=100)
+                self.processor.step(timeout_ms=100, max_records=1)  # one group per gate check
             else:
                 start = time.perf_counter()
                 self.gate_waits += 1

@@ -87,7 +87,10 @@ class SynthesisActor:
             decoder=arrow_decoder(Document), handle=self.handle, dedup_window=streams.dedup_window,
         )
 
-    def handle(self, doc: Document) -> list[Output]:
+    def handle(self, docs: list[Document]) -> list[Output]:
+        return [out for doc in docs for out in self._synthesize(doc)]
+
+    def _synthesize(self, doc: Document) -> list[Output]:
         facts = extract_facts(self.claim.get_text(doc.text, doc.text_ref))
         if not facts:
             NO_FACTS.labels(self.name).inc()
@@ -109,7 +112,7 @@ class SynthesisActor:
                 claim=self.claim, synth_version=self.config.synth_version,
             )
             TASKS_MADE.labels(self.name, task.task_type).inc()
-            outputs.append(Output(TASKS.name, task, key=task.task_id.encode()))
+            outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
 
     def run(self, stop: threading.Event) -> None:

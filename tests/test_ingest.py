@@ -1,0 +1,68 @@
+"""Ingest on the real embedded broker: JSON from another Kafka client, dedup, dead letters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from confluent_kafka import Producer as ConfluentProducer
+
+from actors.ingest import IngestActor, IngestConfig, content_id
+from actors.synthesis.tasks import word_count
+from schemas import DeadLetter, Document, RawDocument, encode, headers_for
+from streams.blobs import ClaimCheck
+from streams.kafka import Producer, StreamsConfig
+from tests.conftest import Running
+from tests.kafka_helpers import read_records
+
+
+def _ingest(streams: StreamsConfig, claim: ClaimCheck) -> IngestActor:
+    return IngestActor(name="ingest-t", config=IngestConfig(), streams=streams, claim=claim, count_tokens=word_count)
+
+
+def test_json_from_confluent_kafka_is_ingested_once(streams: StreamsConfig, claim: ClaimCheck) -> None:
+    other = ConfluentProducer({"bootstrap.servers": streams.bootstrap_servers})
+    doc = {"collection": "notes", "text": "bako color teal .", "source": "confluent", "attrs": {"lang": "en"}}
+    for _ in range(2):  # a retrying producer sends it twice
+        other.produce("docs.raw", json.dumps(doc).encode())
+    other.produce("docs.raw", json.dumps({**doc, "text": "x " * 800}).encode())  # long: goes to the blob store
+    assert other.flush(10) == 0
+    del other  # stop librdkafka reconnecting after the broker is gone
+    with Running(_ingest(streams, claim)):
+        docs = read_records(streams, "docs", Document, 2)
+    assert len(docs) == 2, "the duplicate was dropped"
+    short, long = sorted(docs, key=lambda d: d.n_tokens)
+    assert short.doc_id == content_id("notes", "bako color teal .") and short.n_tokens == 4
+    assert short.attrs == (("lang", "en"),) and short.source == "confluent"
+    assert long.text == "" and claim.get_text(long.text, long.text_ref).startswith("x x")
+
+
+CASES = {
+    "invalid_json": (b'{"collection": "c", "text": ', [], "decode: SchemaError: payload: invalid JSON"),
+    "invalid_utf8": (b'{"collection": "c", "text": "\xff"}', [], "payload: invalid UTF-8 at byte 29"),
+    "empty_text": (b'{"collection": "c", "text": "  "}', [], "RawDocument.text: must not be empty"),
+    "wrong_schema_version": (
+        encode([RawDocument(collection="c", text="t")]),
+        [("schema", b"RawDocument"), ("schema_version", b"7")],
+        "header schema_version: got '7', this build reads 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_record_goes_to_dlq_and_loop_keeps_going(streams: StreamsConfig, claim: ClaimCheck, case: str) -> None:
+    value, headers, reason = CASES[case]
+    producer = Producer(streams, client_id="test")
+    producer.send("docs.raw", value, key=b"k", headers=headers).get(10)
+    good = RawDocument(collection="c", text="after the bad one")
+    producer.send("docs.raw", encode([good]), headers=headers_for(good)).get(10)
+    producer.close()
+    with Running(_ingest(streams, claim)) as running:
+        [letter] = read_records(streams, "dlq", DeadLetter, 1)
+        [doc] = read_records(streams, "docs", Document, 1)
+        running.check()
+    assert reason in letter.error
+    assert letter.original_value == value and letter.original_key == b"k"
+    assert letter.source_topic == "docs.raw" and letter.actor == "ingest-t"
+    assert dict(letter.original_headers) == dict(headers)
+    assert doc.text == "after the bad one"
