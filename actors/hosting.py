@@ -47,8 +47,7 @@ class ActorHost:
 
     def snapshot(self) -> dict[str, Any]:
         alive = self._thread is not None and self._thread.is_alive()
-        return {**self.actor.snapshot(), "alive": alive, "error": self.error,
-                "metrics": self.metrics_address}
+        return {**self.actor.snapshot(), "alive": alive, "error": self.error, "metrics": self.metrics_address}
 
     def call(self, method: str, *args: Any) -> Any:
         """Call a method of the hosted actor (e.g. the learner's `weights`)."""

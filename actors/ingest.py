@@ -73,18 +73,26 @@ class IngestActor:
     """Turns raw documents into `Document` records on `docs`."""
 
     def __init__(
-        self, *, name: str, config: IngestConfig, streams: StreamsConfig,
-        claim: ClaimCheck, count_tokens: Callable[[str], int],
+        self,
+        *,
+        name: str,
+        config: IngestConfig,
+        streams: StreamsConfig,
+        claim: ClaimCheck,
+        count_tokens: Callable[[str], int],
     ) -> None:
         self.name = name
         self.config = config
         self.claim = claim
         self.count_tokens = count_tokens
         self.processor = StreamProcessor(
-            actor=name, kind="ingest",
+            actor=name,
+            kind="ingest",
             consumer=Consumer(streams, group_id="longtide-ingest", topics=[DOCS_RAW.name], client_id=name),
             producer=Producer(streams, client_id=name),
-            decoder=parse_raw, handle=self.handle, dedup_window=streams.dedup_window,
+            decoder=parse_raw,
+            handle=self.handle,
+            dedup_window=streams.dedup_window,
             dedup_key=raw_key,
         )
 
@@ -98,8 +106,14 @@ class IngestActor:
         text, ref = self.claim.put_text(raw.text)
         n_tokens = self.count_tokens(raw.text)
         doc = Document(
-            doc_id=raw_key(raw), collection=raw.collection, text=text, text_ref=ref,
-            n_tokens=max(1, n_tokens), source=raw.source, attrs=raw.attrs, ingested_at=now_ms(),
+            doc_id=raw_key(raw),
+            collection=raw.collection,
+            text=text,
+            text_ref=ref,
+            n_tokens=max(1, n_tokens),
+            source=raw.source,
+            attrs=raw.attrs,
+            ingested_at=now_ms(),
         )
         doc.validate()
         DOCUMENTS.labels(self.name).inc()

@@ -60,14 +60,10 @@ def build_tokenizer(words: tuple[str, ...] = LEXICON) -> PreTrainedTokenizerFast
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.WordLevelTrainer(special_tokens=[PAD, EOS, UNK], min_frequency=1)
     tok.train_from_iterator([" ".join(words)], trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK)
 
 
-def build_tiny_model(
-    tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig
-) -> Qwen2ForCausalLM:
+def build_tiny_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig) -> Qwen2ForCausalLM:
     """A freshly initialised Qwen2 causal LM sized by `config` for `tokenizer`'s vocabulary."""
     torch.manual_seed(config.seed)
     hf_config = Qwen2Config(

@@ -1,10 +1,10 @@
 """The `longtide` command line.
 
-    longtide demo [--config FILE] [--section.field=value ...]
-    longtide run  [--config FILE] [--section.field=value ...]   # the service, until Ctrl-C
-    longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
-    longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
-    longtide build-model PATH
+longtide demo [--config FILE] [--section.field=value ...]
+longtide run  [--config FILE] [--section.field=value ...]   # the service, until Ctrl-C
+longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
+longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
+longtide build-model PATH
 """
 
 from __future__ import annotations
@@ -44,13 +44,23 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
     config = _config(args, extra)
     with Service(config) as service:
-        print(f"longtide running: broker {service.config.streams.bootstrap_servers}; "
-              f"state in {service.run_dir}; Ctrl-C stops", flush=True)
+        print(
+            f"longtide running: broker {service.config.streams.bootstrap_servers}; "
+            f"state in {service.run_dir}; Ctrl-C stops",
+            flush=True,
+        )
         while True:
             time.sleep(30)
             snaps = service.snapshots()
-            print(json.dumps({n: {k: s.get(k) for k in ("policy_version", "consumed", "produced", "alive")}
-                              for n, s in snaps.items()}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        n: {k: s.get(k) for k in ("policy_version", "consumed", "produced", "alive")}
+                        for n, s in snaps.items()
+                    }
+                ),
+                flush=True,
+            )
 
 
 def _streams(args: argparse.Namespace):  # noqa: ANN202

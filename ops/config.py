@@ -132,7 +132,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = _merge(data, parse_overrides(overrides or []))
     try:
         return dacite.from_dict(
-            LongtideConfig, data,
+            LongtideConfig,
+            data,
             config=dacite.Config(strict=True, cast=[enum.Enum, tuple], type_hooks={float: _to_float}),
         )
     except dacite.DaciteError as exc:
@@ -141,6 +142,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def to_dict(config: Any) -> dict[str, Any]:
     """The config as plain data (enums as their values), e.g. to write next to a run."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, enum.Enum):
             return value.value
@@ -149,4 +151,5 @@ def to_dict(config: Any) -> dict[str, Any]:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return value
+
     return plain(dataclasses.asdict(config))

@@ -1,7 +1,7 @@
 """`longtide demo`: the whole loop on one machine, with progress lines and a final summary.
 
-    longtide demo                       # embedded broker, local Ray, tiny model built locally
-    longtide demo --learner.rl_steps=50 --feed.worlds=100
+longtide demo                       # embedded broker, local Ray, tiny model built locally
+longtide demo --learner.rl_steps=50 --feed.worlds=100
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from ops.config import LongtideConfig
 from ops.feed import send_json, send_malformed, world_documents
 from ops.launcher import LEARNER_NAME, Service
-from streams.kafka import OffsetReader
+from schemas import DeadLetter, decode
+from streams.kafka import OffsetReader, read_all
 from streams.topics import DLQ, TASKS
 
 
@@ -49,17 +50,25 @@ def summarize(snaps: dict[str, dict[str, Any]], *, dead_letters: int, wall_s: fl
     }
 
 
-def run_demo(config: LongtideConfig, *, echo: Callable[[str], None] = print,
-             timeout_s: float = 14 * 60, progress_every_s: float = 10.0) -> dict[str, Any]:
+def run_demo(
+    config: LongtideConfig,
+    *,
+    echo: Callable[[str], None] = print,
+    timeout_s: float = 14 * 60,
+    progress_every_s: float = 10.0,
+) -> dict[str, Any]:
     start = time.monotonic()
     echo(f"[demo] starting broker, Ray and {config.rollout.instances} rollout actor(s); run dir {config.run_dir}")
     with Service(config) as service:
         streams = service.config.streams
-        echo(f"[demo] broker at {streams.bootstrap_servers}; metrics endpoints: "
-             + ", ".join(f"{k}={v}" for k, v in service.endpoints.items()))
+        echo(
+            f"[demo] broker at {streams.bootstrap_servers}; metrics endpoints: "
+            + ", ".join(f"{k}={v}" for k, v in service.endpoints.items())
+        )
         feed = config.feed
-        sent = send_json(streams, world_documents(worlds=feed.worlds, entities_per_world=feed.entities_per_world,
-                                                  seed=feed.seed))
+        sent = send_json(
+            streams, world_documents(worlds=feed.worlds, entities_per_world=feed.entities_per_world, seed=feed.seed)
+        )
         bad = send_malformed(streams) if feed.malformed else 0
         echo(f"[demo] sent {sent} documents ({feed.worlds} worlds) and {bad} malformed records to docs.raw")
         offsets = OffsetReader(streams)
@@ -85,10 +94,12 @@ def run_demo(config: LongtideConfig, *, echo: Callable[[str], None] = print,
                 if time.monotonic() - start > timeout_s:
                     echo("[demo] time budget reached; stopping before the learner finished")
                     break
-            dead = sum(offsets.end_offsets(DLQ.name).values())
         finally:
             offsets.close()
-        summary = summarize(snaps, dead_letters=dead, wall_s=time.monotonic() - start)
+        letters = [decode(m.value, DeadLetter, m.headers)[0] for m in read_all(streams, DLQ.name)]
+        for letter in letters:
+            echo(f"[demo] dead letter from {letter.source_topic}@{letter.source_offset}: {letter.error[:100]}")
+        summary = summarize(snaps, dead_letters=len(letters), wall_s=time.monotonic() - start)
     (service.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     echo(render_summary(summary))
     return summary

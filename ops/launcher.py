@@ -52,18 +52,34 @@ def build_actor(kind: str, name: str, config: LongtideConfig, model_path: str, r
     if kind == "synthesis":
         return SynthesisActor(name=name, config=config.synthesis, streams=streams, claim=claim)
     if kind == "rollout":
-        return RolloutActor(name=name, config=config.rollout, streams=streams, model_path=model_path, claim=claim,
-                            max_staleness=config.learner.max_staleness,
-                            groups_per_step=config.learner.groups_per_step)
+        return RolloutActor(
+            name=name,
+            config=config.rollout,
+            streams=streams,
+            model_path=model_path,
+            claim=claim,
+            max_staleness=config.learner.max_staleness,
+            groups_per_step=config.learner.groups_per_step,
+        )
     if kind == "reward":
         return RewardActor(name=name, config=config.reward, streams=streams)
     if kind == "learner":
-        heldout = HeldoutSpec(task_types=config.synthesis.task_types,
-                              context_tokens=config.synthesis.context_tokens,
-                              entities_per_world=config.feed.entities_per_world,
-                              max_new_tokens=config.rollout.max_new_tokens)
-        return Learner(name=name, config=config.learner, streams=streams, model_path=model_path, claim=claim,
-                       run_dir=run_dir, temperature=config.rollout.temperature, heldout=heldout)
+        heldout = HeldoutSpec(
+            task_types=config.synthesis.task_types,
+            context_tokens=config.synthesis.context_tokens,
+            entities_per_world=config.feed.entities_per_world,
+            max_new_tokens=config.rollout.max_new_tokens,
+        )
+        return Learner(
+            name=name,
+            config=config.learner,
+            streams=streams,
+            model_path=model_path,
+            claim=claim,
+            run_dir=run_dir,
+            temperature=config.rollout.temperature,
+            heldout=heldout,
+        )
     raise ValueError(f"unknown actor kind {kind!r}")
 
 
@@ -102,8 +118,7 @@ class Service:
         model_path = prepare_model(self.config, self.run_dir)
         streams = self.config.streams
         if not streams.bootstrap_servers:
-            self.broker = EmbeddedBroker(storage=streams.embedded_storage,
-                                         log_path=self.run_dir / "broker.log").start()
+            self.broker = EmbeddedBroker(storage=streams.embedded_storage, log_path=self.run_dir / "broker.log").start()
             streams = dataclasses.replace(streams, bootstrap_servers=self.broker.bootstrap_servers)
         self.config = dataclasses.replace(self.config, streams=streams)
         ensure_topics(streams)
@@ -128,21 +143,30 @@ class Service:
         env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
         ray_cfg = self.config.ray
         ray.init(
-            address=ray_cfg.address or None, namespace=ray_cfg.namespace,
+            address=ray_cfg.address or None,
+            namespace=ray_cfg.namespace,
             num_cpus=None if ray_cfg.address else (ray_cfg.num_cpus or None),
-            include_dashboard=False, log_to_driver=False,
-            runtime_env={"env_vars": env}, configure_logging=False,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+            configure_logging=False,
         )
         self._started_ray = True
 
     def _write_state(self) -> None:
-        targets = [{"targets": [addr], "labels": {"actor": name, "job": "longtide"}}
-                   for name, addr in self.endpoints.items()]
+        targets = [
+            {"targets": [addr], "labels": {"actor": name, "job": "longtide"}} for name, addr in self.endpoints.items()
+        ]
         prom_dir = self.run_dir / "prometheus"
         prom_dir.mkdir(exist_ok=True)
         _atomic_write(prom_dir / "targets.json", json.dumps(targets, indent=2))
-        state = {"bootstrap_servers": self.config.streams.bootstrap_servers, "endpoints": self.endpoints,
-                 "pid": os.getpid(), "started_at": time.time(), "run_dir": str(self.run_dir)}
+        state = {
+            "bootstrap_servers": self.config.streams.bootstrap_servers,
+            "endpoints": self.endpoints,
+            "pid": os.getpid(),
+            "started_at": time.time(),
+            "run_dir": str(self.run_dir),
+        }
         _atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
 
     def snapshots(self, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:

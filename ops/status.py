@@ -1,7 +1,7 @@
 """`longtide status`: topics, consumer groups, the latest policy version, dead letters, actors.
 
-    longtide status                          # the service whose state file is in .longtide/run
-    longtide status --bootstrap-servers host:9092
+longtide status                          # the service whose state file is in .longtide/run
+longtide status --bootstrap-servers host:9092
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from kafka import KafkaAdminClient
 
 from schemas import PolicyVersion, decode
-from streams.kafka import Consumer, OffsetReader, StreamsConfig, group_offsets
+from streams.kafka import Consumer, OffsetReader, StreamsConfig, group_offsets, read_all
 from streams.topics import ALL_TOPICS, POLICY
 
 
@@ -28,8 +28,13 @@ def _latest_policy(streams: StreamsConfig) -> dict[str, Any] | None:
         reader.close()
     if latest is None:
         return None
-    return {"version": latest.version, "step": latest.step, "groups_consumed": latest.groups_consumed,
-            "weights_ref": latest.weights_ref, "metrics": dict(latest.metrics)}
+    return {
+        "version": latest.version,
+        "step": latest.step,
+        "groups_consumed": latest.groups_consumed,
+        "weights_ref": latest.weights_ref,
+        "metrics": dict(latest.metrics),
+    }
 
 
 def _scrape(address: str) -> dict[str, float]:
@@ -53,7 +58,7 @@ def collect_status(streams: StreamsConfig, endpoints: dict[str, str] | None = No
         offsets.close()
     admin = KafkaAdminClient(bootstrap_servers=streams.bootstrap_servers, client_id="longtide-status")
     try:
-        groups = sorted(g[0] for g in admin.list_consumer_groups() if g[0].startswith("longtide"))
+        groups = sorted(g["group_id"] for g in admin.list_groups() if g["group_id"].startswith("longtide"))
     finally:
         admin.close()
     group_state = {}
@@ -74,7 +79,7 @@ def collect_status(streams: StreamsConfig, endpoints: dict[str, str] | None = No
         "topics": {name: {"end_offsets": parts, "records": sum(parts.values())} for name, parts in topics.items()},
         "consumer_groups": group_state,
         "policy": _latest_policy(streams),
-        "dead_letters": sum(topics.get("dlq", {}).values()),
+        "dead_letters": len(read_all(streams, "dlq", idle_ms=500)),
         "actors": actors,
     }
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.records import SCHEMA_VERSION, RECORD_TYPES, SchemaError
+from schemas.records import RECORD_TYPES, SCHEMA_VERSION, SchemaError
 
 Headers = list[tuple[str, bytes]]
 
@@ -90,9 +90,7 @@ def check_headers(headers: Sequence[tuple[str, bytes]] | None, expected: type) -
     if version is None:
         raise SchemaError(f"header {H_VERSION}: missing (expected {SCHEMA_VERSION})")
     if version != str(SCHEMA_VERSION):
-        raise SchemaError(
-            f"header {H_VERSION}: got {version!r}, this build reads {SCHEMA_VERSION}"
-        )
+        raise SchemaError(f"header {H_VERSION}: got {version!r}, this build reads {SCHEMA_VERSION}")
     name = header(headers, H_SCHEMA)
     if name != expected.NAME:
         raise SchemaError(f"header {H_SCHEMA}: got {name!r}, expected {expected.NAME!r}")
@@ -111,9 +109,7 @@ def _schema_difference(got: pa.Schema, want: pa.Schema) -> str:
     return "fields out of order"
 
 
-def decode(
-    payload: bytes, expected: type, headers: Sequence[tuple[str, bytes]] | None = None
-) -> list[Any]:
+def decode(payload: bytes, expected: type, headers: Sequence[tuple[str, bytes]] | None = None) -> list[Any]:
     """Arrow IPC bytes -> validated records of type `expected`; SchemaError says what is wrong.
 
     With `headers` given (a Kafka message), they are checked before the payload is parsed.

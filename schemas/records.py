@@ -107,8 +107,12 @@ class Task:
     def validate(self) -> None:
         _require(bool(self.question.strip()), self.NAME, "question", "must not be empty")
         _require(bool(self.answer.strip()), self.NAME, "answer", "must not be empty")
-        _require(bool(self.context) != bool(self.context_ref), self.NAME, "context", "exactly one of context/context_ref")
-        _require(self.answer_kind in ("text", "numeric"), self.NAME, "answer_kind", f"unknown kind {self.answer_kind!r}")
+        _require(
+            bool(self.context) != bool(self.context_ref), self.NAME, "context", "exactly one of context/context_ref"
+        )
+        _require(
+            self.answer_kind in ("text", "numeric"), self.NAME, "answer_kind", f"unknown kind {self.answer_kind!r}"
+        )
         _require(self.hops >= 1, self.NAME, "hops", f"must be >= 1, got {self.hops}")
 
 
@@ -142,9 +146,24 @@ class Rollout:
     produced_at: int = field(default_factory=now_ms)
 
     def validate(self) -> None:
-        _require(0 <= self.sample_index < self.group_size, self.NAME, "sample_index", f"{self.sample_index} not in [0, {self.group_size})")
-        _require(len(self.response_ids) == len(self.behaviour_logprobs), self.NAME, "behaviour_logprobs", f"length {len(self.behaviour_logprobs)} != response length {len(self.response_ids)}")
-        _require(bool(self.prompt_ids) != bool(self.prompt_ref), self.NAME, "prompt_ids", "exactly one of prompt_ids/prompt_ref")
+        _require(
+            0 <= self.sample_index < self.group_size,
+            self.NAME,
+            "sample_index",
+            f"{self.sample_index} not in [0, {self.group_size})",
+        )
+        _require(
+            len(self.response_ids) == len(self.behaviour_logprobs),
+            self.NAME,
+            "behaviour_logprobs",
+            f"length {len(self.behaviour_logprobs)} != response length {len(self.response_ids)}",
+        )
+        _require(
+            bool(self.prompt_ids) != bool(self.prompt_ref),
+            self.NAME,
+            "prompt_ids",
+            "exactly one of prompt_ids/prompt_ref",
+        )
         _require(self.policy_version >= 0, self.NAME, "policy_version", "must be >= 0")
 
 
@@ -315,6 +334,5 @@ DeadLetter.SCHEMA = pa.schema(
 
 Record = RawDocument | Document | Task | Rollout | ScoredRollout | PolicyVersion | DeadLetter
 RECORD_TYPES: dict[str, type] = {
-    cls.NAME: cls
-    for cls in (RawDocument, Document, Task, Rollout, ScoredRollout, PolicyVersion, DeadLetter)
+    cls.NAME: cls for cls in (RawDocument, Document, Task, Rollout, ScoredRollout, PolicyVersion, DeadLetter)
 }

@@ -86,7 +86,11 @@ class Producer:
         )
 
     def send(
-        self, topic: str, value: bytes, *, key: bytes | None = None,
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> Future:
         return self._producer.send(topic, value=value, key=key, headers=headers or [])
@@ -110,8 +114,14 @@ class Consumer:
     """
 
     def __init__(
-        self, config: StreamsConfig, *, group_id: str | None, topics: Sequence[str], client_id: str,
-        assign_all: bool = False, max_poll_records: int = 100,
+        self,
+        config: StreamsConfig,
+        *,
+        group_id: str | None,
+        topics: Sequence[str],
+        client_id: str,
+        assign_all: bool = False,
+        max_poll_records: int = 100,
     ) -> None:
         self._consumer = KafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
@@ -127,11 +137,7 @@ class Consumer:
             max_partition_fetch_bytes=16 * 1024 * 1024,
         )
         if assign_all:
-            parts = [
-                TopicPartition(t, p)
-                for t in topics
-                for p in sorted(self._consumer.partitions_for_topic(t) or ())
-            ]
+            parts = [TopicPartition(t, p) for t in topics for p in sorted(self._consumer.partitions_for_topic(t) or ())]
             if not parts:
                 raise RuntimeError(f"no partitions found for {list(topics)}; were topics created?")
             self._consumer.assign(parts)
@@ -209,11 +215,27 @@ class OffsetReader:
         self._consumer.close()
 
 
+def read_all(config: StreamsConfig, topic: str, *, idle_ms: int = 1000) -> list[Message]:
+    """Every message of `topic` from the beginning, until a poll brings nothing for `idle_ms`.
+
+    Counting by reading, not by end offsets: the embedded broker's end offsets undercount
+    multi-message batches.
+    """
+    reader = Consumer(config, group_id=None, topics=[topic], client_id="longtide-reader", assign_all=True)
+    out: list[Message] = []
+    try:
+        while batch := reader.poll(idle_ms):
+            out.extend(batch)
+    finally:
+        reader.close()
+    return out
+
+
 def group_offsets(config: StreamsConfig, group_id: str) -> dict[Partition, int]:
     """Committed offsets of a consumer group."""
     admin = KafkaAdminClient(bootstrap_servers=config.bootstrap_servers, client_id="longtide-admin")
     try:
-        offsets = admin.list_consumer_group_offsets(group_id)
+        offsets = admin.list_group_offsets(group_id).get(group_id, {})
         return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
     finally:
         admin.close()

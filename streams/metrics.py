@@ -29,7 +29,11 @@ def stream_metrics(kind: str) -> StreamMetrics:
     return StreamMetrics(
         consumed=Counter(f"{p}_records_consumed", "Records read from Kafka.", ["actor", "topic", "partition"]),
         produced=Counter(f"{p}_records_produced", "Records produced and acknowledged.", ["actor", "topic"]),
-        lag=Gauge(f"{p}_consumer_lag_records", "Records behind the partition's high watermark.", ["actor", "topic", "partition"]),
+        lag=Gauge(
+            f"{p}_consumer_lag_records",
+            "Records behind the partition's high watermark.",
+            ["actor", "topic", "partition"],
+        ),
         dead_letters=Counter(f"{p}_dead_letters", "Records sent to the dead-letter topic.", ["actor", "topic"]),
         duplicates=Counter(f"{p}_duplicates_dropped", "Records dropped as already seen (same id).", ["actor", "topic"]),
         process_seconds=Histogram(f"{p}_process_seconds", "Time to process one polled batch.", ["actor"]),

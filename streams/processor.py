@@ -87,8 +87,15 @@ class StreamProcessor:
     """Runs `handle` on the records of every message (after dedup); see the module docstring."""
 
     def __init__(
-        self, *, actor: str, kind: str, consumer: Consumer, producer: Producer,
-        decoder: Decoder, handle: Callable[[list[Any]], Sequence[Output]], dedup_window: int,
+        self,
+        *,
+        actor: str,
+        kind: str,
+        consumer: Consumer,
+        producer: Producer,
+        decoder: Decoder,
+        handle: Callable[[list[Any]], Sequence[Output]],
+        dedup_window: int,
         dedup_key: Callable[[Any], str] = record_id,
     ) -> None:
         self.actor = actor
@@ -150,8 +157,14 @@ class StreamProcessor:
         except KafkaError:
             raise
         except Exception as exc:  # noqa: BLE001 - a record that breaks processing
-            log.warning("%s: dead-lettering %s/%d@%d: %s", self.actor, message.topic,
-                        message.partition, message.offset, describe(exc))
+            log.warning(
+                "%s: dead-lettering %s/%d@%d: %s",
+                self.actor,
+                message.topic,
+                message.partition,
+                message.offset,
+                describe(exc),
+            )
             return [self._dead_letter(message, f"process: {describe(exc)}")]
         for record in fresh:
             key = self.dedup_key(record)

@@ -18,8 +18,9 @@ from streams.kafka import StreamsConfig, ensure_topics
 @pytest.fixture
 def streams(tmp_path: Path) -> Iterator[StreamsConfig]:
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        config = StreamsConfig(bootstrap_servers=broker.bootstrap_servers, max_poll_interval_ms=6000,
-                               session_timeout_ms=6000)
+        config = StreamsConfig(
+            bootstrap_servers=broker.bootstrap_servers, max_poll_interval_ms=6000, session_timeout_ms=6000
+        )
         ensure_topics(config)
         yield config
 

@@ -7,7 +7,11 @@ import math
 import torch
 
 from actors.learner.grpo import (
-    AdvantageNorm, decoupled_ppo_loss, group_advantages, informative_groups, token_logprobs,
+    AdvantageNorm,
+    decoupled_ppo_loss,
+    group_advantages,
+    informative_groups,
+    token_logprobs,
 )
 
 

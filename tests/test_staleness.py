@@ -43,15 +43,37 @@ def _send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int) -> None:
 def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path) -> None:
     steps, per_step, group = 3, 2, 2
     _send_tasks(streams, claim, 20)
-    config = LearnerConfig(sft_steps=0, rl_steps=steps, groups_per_step=per_step, max_staleness=0,
-                           heldout_tasks=8, eval_every=100, weights_transport=Transport.FILE)
-    heldout = HeldoutSpec(task_types=(TaskType.KV_RETRIEVAL,), context_tokens=16, entities_per_world=4,
-                          max_new_tokens=2)
-    learner = Learner(name="learner-t", config=config, streams=streams, model_path=tiny_model, claim=claim,
-                      run_dir=tmp_path, temperature=1.0, heldout=heldout)
-    rollout = RolloutActor(name="rollout-t", config=RolloutConfig(group_size=group, max_new_tokens=2),
-                           streams=streams, model_path=tiny_model, claim=claim, max_staleness=0,
-                           groups_per_step=per_step)
+    config = LearnerConfig(
+        sft_steps=0,
+        rl_steps=steps,
+        groups_per_step=per_step,
+        max_staleness=0,
+        heldout_tasks=8,
+        eval_every=100,
+        weights_transport=Transport.FILE,
+    )
+    heldout = HeldoutSpec(
+        task_types=(TaskType.KV_RETRIEVAL,), context_tokens=16, entities_per_world=4, max_new_tokens=2
+    )
+    learner = Learner(
+        name="learner-t",
+        config=config,
+        streams=streams,
+        model_path=tiny_model,
+        claim=claim,
+        run_dir=tmp_path,
+        temperature=1.0,
+        heldout=heldout,
+    )
+    rollout = RolloutActor(
+        name="rollout-t",
+        config=RolloutConfig(group_size=group, max_new_tokens=2),
+        streams=streams,
+        model_path=tiny_model,
+        claim=claim,
+        max_staleness=0,
+        groups_per_step=per_step,
+    )
     reward = RewardActor(name="reward-t", config=RewardConfig(), streams=streams)
     with Running(learner, rollout, reward) as running:
         wait_for(lambda: learner.done or bool(running.errors), 120, "the learner to finish")

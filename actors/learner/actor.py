@@ -45,8 +45,12 @@ VERSION = Gauge("longtide_learner_policy_version", "Latest published policy vers
 STEPS = Counter("longtide_learner_steps", "Optimizer steps (SFT and RL).", ["actor", "phase"])
 SAMPLES = Counter("longtide_learner_samples_trained", "Rollouts trained on.", ["actor", "task_type"])
 STALE = Counter("longtide_learner_stale_dropped", "Rollouts dropped as staler than max_staleness.", ["actor"])
-STALENESS = Histogram("longtide_learner_staleness_versions", "Versions between behaviour and learner policy.",
-                      ["actor"], buckets=(0, 1, 2, 4, 8, 16))
+STALENESS = Histogram(
+    "longtide_learner_staleness_versions",
+    "Versions between behaviour and learner policy.",
+    ["actor"],
+    buckets=(0, 1, 2, 4, 8, 16),
+)
 LOSS = Gauge("longtide_learner_loss", "Last training loss.", ["actor", "phase"])
 REWARD = Gauge("longtide_learner_reward_mean", "Mean reward of the last batch.", ["actor", "task_type"])
 HELDOUT = Gauge("longtide_learner_heldout_accuracy", "Held-out greedy accuracy.", ["actor", "task_type"])
@@ -116,8 +120,16 @@ class HeldoutSpec:
 
 class Learner:
     def __init__(
-        self, *, name: str, config: LearnerConfig, streams: StreamsConfig, model_path: str,
-        claim: ClaimCheck, run_dir: Path, temperature: float, heldout: HeldoutSpec,
+        self,
+        *,
+        name: str,
+        config: LearnerConfig,
+        streams: StreamsConfig,
+        model_path: str,
+        claim: ClaimCheck,
+        run_dir: Path,
+        temperature: float,
+        heldout: HeldoutSpec,
     ) -> None:
         self.name = name
         self.config = config
@@ -127,12 +139,17 @@ class Learner:
         self.model, self.tokenizer = load_policy(model_path)
         self.pad = self.tokenizer.pad_token_id
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=0.0)
-        self.publisher = WeightPublisher(config.weights_transport, actor_name=name,
-                                         directory=run_dir / "weights", keep=config.weights_keep)
+        self.publisher = WeightPublisher(
+            config.weights_transport, actor_name=name, directory=run_dir / "weights", keep=config.weights_keep
+        )
         self.producer = Producer(streams, client_id=name)
-        self.heldout = heldout_tasks(n=config.heldout_tasks, seed=config.heldout_seed,
-                                     context_tokens=heldout.context_tokens, task_types=heldout.task_types,
-                                     entities_per_world=heldout.entities_per_world)
+        self.heldout = heldout_tasks(
+            n=config.heldout_tasks,
+            seed=config.heldout_seed,
+            context_tokens=heldout.context_tokens,
+            task_types=heldout.task_types,
+            entities_per_world=heldout.entities_per_world,
+        )
         self.max_new_tokens = heldout.max_new_tokens
         self.version = -1
         self.phase = "starting"
@@ -149,8 +166,9 @@ class Learner:
     # -- evaluation and publishing ---------------------------------------------------------
     def evaluate(self, label: str) -> dict[str, float]:
         self.model.eval()
-        scores = evaluate(TransformersEngine(self.model, self.tokenizer), self.tokenizer,
-                          self.heldout, self.max_new_tokens)
+        scores = evaluate(
+            TransformersEngine(self.model, self.tokenizer), self.tokenizer, self.heldout, self.max_new_tokens
+        )
         self.model.train()
         for task_type, acc in scores.items():
             HELDOUT.labels(self.name, task_type).set(acc)
@@ -160,9 +178,11 @@ class Learner:
     def publish(self, metrics: dict[str, float]) -> PolicyVersion:
         self.version += 1
         record = PolicyVersion(
-            version=self.version, step=self.rl_step,
+            version=self.version,
+            step=self.rl_step,
             weights_ref=self.publisher.publish(self.version, self.model),
-            groups_consumed=self.groups_consumed, metrics=tuple(sorted(metrics.items())),
+            groups_consumed=self.groups_consumed,
+            metrics=tuple(sorted(metrics.items())),
         )
         self.producer.send_records(POLICY.name, [record]).get(timeout=30)
         VERSION.labels(self.name).set(self.version)
@@ -179,8 +199,14 @@ class Learner:
     # -- SFT warm-up ---------------------------------------------------------------------------
     def sft(self, stop: threading.Event) -> None:
         self.phase = "sft"
-        consumer = Consumer(self.streams, group_id=f"{self.name}-sft", topics=[TASKS.name],
-                            client_id=f"{self.name}-sft", assign_all=True, max_poll_records=500)
+        consumer = Consumer(
+            self.streams,
+            group_id=f"{self.name}-sft",
+            topics=[TASKS.name],
+            client_id=f"{self.name}-sft",
+            assign_all=True,
+            max_poll_records=500,
+        )
         decode = arrow_decoder(Task)
         examples: list[tuple[list[int], list[int]]] = []
         generator = torch.Generator().manual_seed(0)
@@ -233,15 +259,22 @@ class Learner:
         if keep.any():
             batch = pad_batch(
                 [self.claim.get_ids(r.prompt_ids, r.prompt_ref) for r in rollouts],
-                [r.response_ids for r in rollouts], self.pad,
+                [r.response_ids for r in rollouts],
+                self.pad,
                 behaviour=[r.behaviour_logprobs for r in rollouts],
             )
             logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
             logp = token_logprobs(logits, batch.input_ids, self.temperature)
             mask = batch.target_mask * keep.float().unsqueeze(-1)
             loss, stats = decoupled_ppo_loss(
-                logp, logp.detach(), batch.behaviour_logprobs, adv, mask,
-                self.config.clip_low, self.config.clip_high, self.config.behaviour_weight_cap,
+                logp,
+                logp.detach(),
+                batch.behaviour_logprobs,
+                adv,
+                mask,
+                self.config.clip_low,
+                self.config.clip_high,
+                self.config.behaviour_weight_cap,
             )
             self._optimize(loss)
             LOSS.labels(self.name, "rl").set(float(loss))
@@ -282,8 +315,14 @@ class Learner:
     def rl(self, stop: threading.Event) -> None:
         self.phase = "rl"
         self.rl_started = time.monotonic()
-        consumer = Consumer(self.streams, group_id=self.name, topics=[SCORED.name],
-                            client_id=self.name, assign_all=True, max_poll_records=500)
+        consumer = Consumer(
+            self.streams,
+            group_id=self.name,
+            topics=[SCORED.name],
+            client_id=self.name,
+            assign_all=True,
+            max_poll_records=500,
+        )
         decode = arrow_decoder(ScoredRollout)
         dedup = DedupWindow(self.streams.dedup_window)
         seen_through: dict[tuple[str, int], int] = {}
@@ -298,7 +337,7 @@ class Learner:
             ready = [item for item in ready if self._fresh(item[2])]
             if len(ready) < self.config.groups_per_step:
                 continue
-            taken, ready = ready[: self.config.groups_per_step], ready[self.config.groups_per_step:]
+            taken, ready = ready[: self.config.groups_per_step], ready[self.config.groups_per_step :]
             batch = [group for _, _, group in taken]
             self._record_staleness(batch)
             metrics = self.rl_update(batch)
@@ -313,8 +352,9 @@ class Learner:
         consumer.close()
 
     @staticmethod
-    def _trained_through(seen: dict[tuple[str, int], int],
-                         waiting: list[tuple[tuple[str, int], int, Any]]) -> dict[tuple[str, int], int]:
+    def _trained_through(
+        seen: dict[tuple[str, int], int], waiting: list[tuple[tuple[str, int], int, Any]]
+    ) -> dict[tuple[str, int], int]:
         """Per partition, the offset before which every group was trained on or dropped."""
         out = dict(seen)
         for part, offset, _ in waiting:
@@ -337,13 +377,20 @@ class Learner:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "actor": self.name, "phase": self.phase, "policy_version": self.version,
-            "rl_step": self.rl_step, "groups_consumed": self.groups_consumed,
-            "samples_trained": self.samples_trained, "stale_dropped": self.stale_dropped,
+            "actor": self.name,
+            "phase": self.phase,
+            "policy_version": self.version,
+            "rl_step": self.rl_step,
+            "groups_consumed": self.groups_consumed,
+            "samples_trained": self.samples_trained,
+            "stale_dropped": self.stale_dropped,
             "staleness_histogram": dict(sorted(self.staleness_hist.items())),
             "samples_per_second": self.samples_trained / (time.monotonic() - self.rl_started)
-            if self.rl_started else 0.0,
-            "history": list(self.history), "last_metrics": dict(self.last_metrics), "done": self.done,
+            if self.rl_started
+            else 0.0,
+            "history": list(self.history),
+            "last_metrics": dict(self.last_metrics),
+            "done": self.done,
         }
 
     def close(self) -> None:

@@ -16,8 +16,12 @@ class TokenBatch:
     behaviour_logprobs: torch.Tensor  # [B, L] behaviour log-prob at target positions, else 0
 
 
-def pad_batch(prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], pad_id: int,
-              behaviour: Sequence[Sequence[float]] | None = None) -> TokenBatch:
+def pad_batch(
+    prompts: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    pad_id: int,
+    behaviour: Sequence[Sequence[float]] | None = None,
+) -> TokenBatch:
     """prompt + target per row; targets are the positions trained on."""
     width = max(len(p) + len(t) for p, t in zip(prompts, targets, strict=True))
     rows = len(prompts)

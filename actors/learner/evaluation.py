@@ -18,8 +18,9 @@ from actors.synthesis.world import make_world
 HELDOUT_SEED_BASE = 1_000_000
 
 
-def heldout_tasks(*, n: int, seed: int, context_tokens: int, task_types: Sequence[TaskType],
-                  entities_per_world: int) -> list[ComposedTask]:
+def heldout_tasks(
+    *, n: int, seed: int, context_tokens: int, task_types: Sequence[TaskType], entities_per_world: int
+) -> list[ComposedTask]:
     """`n` tasks, task types in turn, one fresh held-out world each."""
     rng = random.Random(seed)
     tasks: list[ComposedTask] = []
@@ -31,8 +32,7 @@ def heldout_tasks(*, n: int, seed: int, context_tokens: int, task_types: Sequenc
     return tasks
 
 
-def evaluate(engine: Engine, tokenize: object, tasks: Sequence[ComposedTask],
-             max_new_tokens: int) -> dict[str, float]:
+def evaluate(engine: Engine, tokenize: object, tasks: Sequence[ComposedTask], max_new_tokens: int) -> dict[str, float]:
     """Greedy exact-match accuracy per task type and over all ('all')."""
     prompts = [tokenize(render_prompt(t.context, t.question))["input_ids"] for t in tasks]
     samples = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)

@@ -20,8 +20,9 @@ from streams.kafka import Consumer, Producer, StreamsConfig
 from streams.processor import Output, StreamProcessor, arrow_decoder
 from streams.topics import ROLLOUTS, SCORED
 
-REWARD = Histogram("longtide_reward_score", "Reward per rollout.", ["actor", "task_type"],
-                   buckets=(0.0, 0.25, 0.5, 0.75, 1.0))
+REWARD = Histogram(
+    "longtide_reward_score", "Reward per rollout.", ["actor", "task_type"], buckets=(0.0, 0.25, 0.5, 0.75, 1.0)
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,15 @@ def score(rollout: Rollout, rule: Rule) -> ScoredRollout:
     else:
         reward, verifier = exact, "exact"
     fields = {f.name: getattr(rollout, f.name) for f in dataclasses.fields(Rollout)}
-    return ScoredRollout(**fields, reward=reward, exact_match=exact, substring_match=sub,
-                         numeric_match=num, extracted_answer=answer, verifier=verifier)
+    return ScoredRollout(
+        **fields,
+        reward=reward,
+        exact_match=exact,
+        substring_match=sub,
+        numeric_match=num,
+        extracted_answer=answer,
+        verifier=verifier,
+    )
 
 
 class RewardActor:
@@ -57,10 +65,13 @@ class RewardActor:
         self.name = name
         self.config = config
         self.processor = StreamProcessor(
-            actor=name, kind="reward",
+            actor=name,
+            kind="reward",
             consumer=Consumer(streams, group_id="longtide-reward", topics=[ROLLOUTS.name], client_id=name),
             producer=Producer(streams, client_id=name),
-            decoder=arrow_decoder(Rollout), handle=self.handle, dedup_window=streams.dedup_window,
+            decoder=arrow_decoder(Rollout),
+            handle=self.handle,
+            dedup_window=streams.dedup_window,
         )
 
     def handle(self, rollouts: list[Rollout]) -> list[Output]:

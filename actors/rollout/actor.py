@@ -70,8 +70,15 @@ def gate_open(*, produced_groups: int, consumed_groups: int, groups_per_step: in
 
 class RolloutActor:
     def __init__(
-        self, *, name: str, config: RolloutConfig, streams: StreamsConfig, model_path: str,
-        claim: ClaimCheck, max_staleness: int, groups_per_step: int,
+        self,
+        *,
+        name: str,
+        config: RolloutConfig,
+        streams: StreamsConfig,
+        model_path: str,
+        claim: ClaimCheck,
+        max_staleness: int,
+        groups_per_step: int,
     ) -> None:
         self.name = name
         self.config = config
@@ -83,15 +90,18 @@ class RolloutActor:
         self.version: int | None = None
         self.consumed_groups = 0
         self.gate_waits = 0
-        self.policy_reader = Consumer(streams, group_id=None, topics=[POLICY.name],
-                                      client_id=f"{name}-policy", assign_all=True)
+        self.policy_reader = Consumer(
+            streams, group_id=None, topics=[POLICY.name], client_id=f"{name}-policy", assign_all=True
+        )
         self.offsets = OffsetReader(streams, client_id=f"{name}-offsets")
         self.processor = StreamProcessor(
-            actor=name, kind="rollout",
-            consumer=Consumer(streams, group_id="longtide-rollout", topics=[TASKS.name],
-                              client_id=name),
+            actor=name,
+            kind="rollout",
+            consumer=Consumer(streams, group_id="longtide-rollout", topics=[TASKS.name], client_id=name),
             producer=Producer(streams, client_id=name),
-            decoder=arrow_decoder(Task), handle=self.handle, dedup_window=streams.dedup_window,
+            decoder=arrow_decoder(Task),
+            handle=self.handle,
+            dedup_window=streams.dedup_window,
         )
 
     def sync_policy(self, timeout_ms: int = 0) -> None:
@@ -129,20 +139,33 @@ class RolloutActor:
         prompt_ids = self.tokenizer(prompt)["input_ids"]
         start = time.perf_counter()
         samples = self.engine.generate(
-            [prompt_ids], n=self.config.group_size, temperature=self.config.temperature,
-            top_p=self.config.top_p, max_new_tokens=self.config.max_new_tokens,
+            [prompt_ids],
+            n=self.config.group_size,
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            max_new_tokens=self.config.max_new_tokens,
         )[0]
         GENERATE.labels(self.name).observe(time.perf_counter() - start)
         inline, ref = self.claim.put_ids(prompt_ids)
         rollouts = []
         for i, sample in enumerate(samples):
             rollout = Rollout(
-                rollout_id=f"{task.task_id}/{i}", task_id=task.task_id, task_type=task.task_type,
-                group_id=task.task_id, sample_index=i, group_size=self.config.group_size,
-                policy_version=self.version, prompt_ids=inline, prompt_ref=ref,
-                response_ids=tuple(sample.token_ids), behaviour_logprobs=tuple(sample.logprobs),
-                response_text=sample.text, reference=task.answer, answer_kind=task.answer_kind,
-                turns=1, finish_reason=sample.finish_reason,
+                rollout_id=f"{task.task_id}/{i}",
+                task_id=task.task_id,
+                task_type=task.task_type,
+                group_id=task.task_id,
+                sample_index=i,
+                group_size=self.config.group_size,
+                policy_version=self.version,
+                prompt_ids=inline,
+                prompt_ref=ref,
+                response_ids=tuple(sample.token_ids),
+                behaviour_logprobs=tuple(sample.logprobs),
+                response_text=sample.text,
+                reference=task.answer,
+                answer_kind=task.answer_kind,
+                turns=1,
+                finish_reason=sample.finish_reason,
             )
             rollouts.append(rollout)
             TOKENS.labels(self.name).inc(len(sample.token_ids))
@@ -154,8 +177,10 @@ class RolloutActor:
         while not stop.is_set():
             self.sync_policy(timeout_ms=100 if self.version is None else 0)
             ready = self.version is not None and gate_open(
-                produced_groups=self.produced_groups(), consumed_groups=self.consumed_groups,
-                groups_per_step=self.groups_per_step, max_staleness=self.max_staleness,
+                produced_groups=self.produced_groups(),
+                consumed_groups=self.consumed_groups,
+                groups_per_step=self.groups_per_step,
+                max_staleness=self.max_staleness,
             )
             if ready:
                 self.processor.consumer.resume()
@@ -168,8 +193,12 @@ class RolloutActor:
                 GATE_WAIT.labels(self.name).inc(time.perf_counter() - start)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"actor": self.name, "policy_version": self.version, "gate_waits": self.gate_waits,
-                **self.processor.snapshot()}
+        return {
+            "actor": self.name,
+            "policy_version": self.version,
+            "gate_waits": self.gate_waits,
+            **self.processor.snapshot(),
+        }
 
     def close(self) -> None:
         for closer in (self.processor.consumer, self.policy_reader, self.offsets, self.processor.producer):

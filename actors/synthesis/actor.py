@@ -56,35 +56,44 @@ class SynthesisConfig:
             raise ValueError(f"synthesis.tasks_per_document ({self.tasks_per_document}) must be >= 1")
 
 
-def make_task(composed: Any, *, collection: str, doc_ids: tuple[str, ...], claim: ClaimCheck,
-              synth_version: int) -> Task:
+def make_task(
+    composed: Any, *, collection: str, doc_ids: tuple[str, ...], claim: ClaimCheck, synth_version: int
+) -> Task:
     context, ref = claim.put_text(composed.context)
-    digest = hashlib.sha256(
-        f"{collection}\0{composed.context}\0{composed.question}".encode()
-    ).hexdigest()[:32]
+    digest = hashlib.sha256(f"{collection}\0{composed.context}\0{composed.question}".encode()).hexdigest()[:32]
     return Task(
-        task_id=digest, task_type=composed.task_type.value, collection=collection,
-        doc_ids=doc_ids, context=context, context_ref=ref,
-        context_tokens=word_count(composed.context), question=composed.question,
-        answer=composed.answer, answer_kind="text", hops=composed.hops,
-        difficulty=float(composed.hops), synth_version=synth_version,
+        task_id=digest,
+        task_type=composed.task_type.value,
+        collection=collection,
+        doc_ids=doc_ids,
+        context=context,
+        context_ref=ref,
+        context_tokens=word_count(composed.context),
+        question=composed.question,
+        answer=composed.answer,
+        answer_kind="text",
+        hops=composed.hops,
+        difficulty=float(composed.hops),
+        synth_version=synth_version,
     )
 
 
 class SynthesisActor:
     """Keeps a fact graph per collection and composes tasks as documents arrive."""
 
-    def __init__(self, *, name: str, config: SynthesisConfig, streams: StreamsConfig,
-                 claim: ClaimCheck) -> None:
+    def __init__(self, *, name: str, config: SynthesisConfig, streams: StreamsConfig, claim: ClaimCheck) -> None:
         self.name = name
         self.config = config
         self.claim = claim
         self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
         self.processor = StreamProcessor(
-            actor=name, kind="synthesis",
+            actor=name,
+            kind="synthesis",
             consumer=Consumer(streams, group_id="longtide-synthesis", topics=[DOCS.name], client_id=name),
             producer=Producer(streams, client_id=name),
-            decoder=arrow_decoder(Document), handle=self.handle, dedup_window=streams.dedup_window,
+            decoder=arrow_decoder(Document),
+            handle=self.handle,
+            dedup_window=streams.dedup_window,
         )
 
     def handle(self, docs: list[Document]) -> list[Output]:
@@ -107,9 +116,11 @@ class SynthesisActor:
             if composed is None:
                 continue
             task = make_task(
-                composed, collection=doc.collection,
+                composed,
+                collection=doc.collection,
                 doc_ids=tuple(dict.fromkeys(graph[f] for f in composed.evidence)),
-                claim=self.claim, synth_version=self.config.synth_version,
+                claim=self.claim,
+                synth_version=self.config.synth_version,
             )
             TASKS_MADE.labels(self.name, task.task_type).inc()
             outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))

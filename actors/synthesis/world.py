@@ -22,11 +22,7 @@ _VOWELS = ("a", "e", "i", "o", "u")
 def _entity_names(count: int) -> tuple[str, ...]:
     """Deterministic pseudo-word names: consonant-vowel-consonant-vowel, e.g. 'bako'."""
     names = [
-        onset + vowel + coda + end
-        for onset in _ONSETS
-        for vowel in _VOWELS
-        for coda in _ONSETS
-        for end in _VOWELS
+        onset + vowel + coda + end for onset in _ONSETS for vowel in _VOWELS for coda in _ONSETS for end in _VOWELS
     ]
     return tuple(random.Random(0).sample(names, count))
 
@@ -98,8 +94,7 @@ def make_world(seed: int, n_entities: int = 16) -> World:
     """Build a world of `n_entities` entities with every attribute and relation assigned."""
     if not 2 <= n_entities <= len(ENTITY_NAMES):
         raise ValueError(
-            f"n_entities ({n_entities}) must lie in [2, {len(ENTITY_NAMES)}]: "
-            "the lexicon has that many names"
+            f"n_entities ({n_entities}) must lie in [2, {len(ENTITY_NAMES)}]: the lexicon has that many names"
         )
     rng = random.Random(seed)
     entities = tuple(rng.sample(ENTITY_NAMES, n_entities))

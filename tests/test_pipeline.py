@@ -1,0 +1,62 @@
+"""The whole loop on the real embedded broker and a real local Ray, with the tiny model."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ops.config import load_config
+from ops.feed import send_json, send_malformed, world_documents
+from ops.launcher import LEARNER_NAME, Service
+from ops.status import collect_status
+
+pytestmark = pytest.mark.pipeline
+
+
+def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
+    config = load_config(
+        None,
+        [
+            f"--run_dir={tmp_path / 'run'}",
+            "--ray.num_cpus=2",
+            "--learner.sft_steps=10",
+            "--learner.rl_steps=4",
+            "--learner.groups_per_step=4",
+            "--learner.eval_every=2",
+            "--learner.heldout_tasks=16",
+            "--feed.worlds=8",
+            "--rollout.group_size=4",
+            "--model.tiny.num_layers=2",
+            "--model.tiny.hidden_size=64",
+        ],
+    )
+    with Service(config) as service:
+        streams = service.config.streams
+        send_json(streams, world_documents(worlds=8, entities_per_world=8, seed=0))
+        send_malformed(streams)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            snaps = service.snapshots()
+            assert not [s["error"] for s in snaps.values() if s["error"]]
+            if snaps[LEARNER_NAME]["done"]:
+                break
+            time.sleep(1)
+        learner = snaps[LEARNER_NAME]
+        assert learner["done"] and learner["rl_step"] == 4 and learner["policy_version"] == 4
+        assert [h["label"] for h in learner["history"]] == ["start", "after sft", "rl step 2", "rl step 4"]
+        assert sum(learner["staleness_histogram"].values()) == 4 * 4 * 4
+        for name, address in service.endpoints.items():
+            body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+            kind = "learner" if name == LEARNER_NAME else name.split("-")[0]
+            if kind != "launcher":
+                assert f"longtide_{kind}_" in body, f"{name} serves no longtide_{kind}_* series"
+        status = collect_status(streams, service.endpoints)
+        assert status["policy"]["version"] == 4
+        assert status["dead_letters"] == 4
+        assert status["consumer_groups"]["longtide-ingest"]
+        targets = (tmp_path / "run" / "prometheus" / "targets.json").read_text()
+        assert all(address in targets for address in service.endpoints.values())
+    assert not (tmp_path / "run" / "state.json").exists(), "state file removed on clean stop"
