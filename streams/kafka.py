@@ -6,6 +6,7 @@ offset only after what it produced from the record is acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -185,10 +186,8 @@ def ensure_topics(config: StreamsConfig, topics: Iterable[Topic] = ALL_TOPICS) -
         existing = set(admin.list_topics())
         missing = [NewTopic(t.name, t.partitions, 1) for t in topics if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

@@ -47,10 +47,7 @@ def group_advantages(
     eps: float = 1e-6,
 ) -> torch.Tensor:  # [N]
     centered = rewards - _segment_mean(rewards, group_index)
-    if norm is AdvantageNorm.GROUP:
-        scale = _segment_std(rewards, group_index)
-    else:
-        scale = _segment_std(rewards, task_index)
+    scale = _segment_std(rewards, group_index) if norm is AdvantageNorm.GROUP else _segment_std(rewards, task_index)
     return centered / (scale + eps)
 
 
