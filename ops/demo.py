@@ -15,8 +15,8 @@ from ops.config import LongtideConfig
 from ops.feed import send_json, send_malformed, world_documents
 from ops.launcher import LEARNER_NAME, Service
 from schemas import DeadLetter, decode
-from streams.kafka import OffsetReader, read_all
-from streams.topics import DLQ, TASKS
+from streams.kafka import read_all
+from streams.topics import DLQ
 
 
 def _fmt(scores: dict[str, Any] | None) -> str:
@@ -71,31 +71,27 @@ def run_demo(
         )
         bad = send_malformed(streams) if feed.malformed else 0
         echo(f"[demo] sent {sent} documents ({feed.worlds} worlds) and {bad} malformed records to docs.raw")
-        offsets = OffsetReader(streams)
-        try:
-            while True:
-                time.sleep(progress_every_s)
-                snaps = service.snapshots()
-                for name, snap in snaps.items():
-                    if snap.get("error"):
-                        raise RuntimeError(f"actor {name} died:\n{snap['error']}")
-                learner = snaps[LEARNER_NAME]
-                tasks = sum(offsets.end_offsets(TASKS.name).values())
-                last = learner["last_metrics"]
-                echo(
-                    f"[demo {time.monotonic() - start:5.0f}s] phase={learner['phase']} "
-                    f"version={learner['policy_version']} rl_step={learner['rl_step']}/{config.learner.rl_steps} "
-                    f"tasks={tasks} samples/s={learner['samples_per_second']:.1f} "
-                    f"reward={last.get('reward_mean', float('nan')):.3f} "
-                    f"stale_dropped={learner['stale_dropped']} heldout[{_fmt(learner['history'][-1] if learner['history'] else None)}]"
-                )
-                if learner["done"]:
-                    break
-                if time.monotonic() - start > timeout_s:
-                    echo("[demo] time budget reached; stopping before the learner finished")
-                    break
-        finally:
-            offsets.close()
+        while True:
+            time.sleep(progress_every_s)
+            snaps = service.snapshots()
+            for name, snap in snaps.items():
+                if snap.get("error"):
+                    raise RuntimeError(f"actor {name} died:\n{snap['error']}")
+            learner = snaps[LEARNER_NAME]
+            tasks = sum(s.get("produced", 0) for n, s in snaps.items() if n.startswith("synthesis"))
+            last = learner["last_metrics"]
+            echo(
+                f"[demo {time.monotonic() - start:5.0f}s] phase={learner['phase']} "
+                f"version={learner['policy_version']} rl_step={learner['rl_step']}/{config.learner.rl_steps} "
+                f"tasks={tasks} samples/s={learner['samples_per_second']:.1f} "
+                f"reward={last.get('reward_mean', float('nan')):.3f} "
+                f"stale_dropped={learner['stale_dropped']} heldout[{_fmt(learner['history'][-1] if learner['history'] else None)}]"
+            )
+            if learner["done"]:
+                break
+            if time.monotonic() - start > timeout_s:
+                echo("[demo] time budget reached; stopping before the learner finished")
+                break
         letters = [decode(m.value, DeadLetter, m.headers)[0] for m in read_all(streams, DLQ.name)]
         for letter in letters:
             echo(f"[demo] dead letter from {letter.source_topic}@{letter.source_offset}: {letter.error[:100]}")
