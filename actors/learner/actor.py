@@ -61,8 +61,11 @@ DEAD = Counter("longtide_learner_dead_letters", "Records sent to the dead-letter
 class LearnerConfig:
     """Training settings (defaults fit the tiny CPU demo; see ops/configs for the paper's)."""
 
-    lr: float = 1e-3
-    """AdamW learning rate, constant (the paper uses 2e-6 on large models)."""
+    lr: float = 3e-4
+    """RL AdamW learning rate, constant (the paper uses 2e-6 on large models). Measured on the
+    tiny demo model: 1e-3 lowers held-out accuracy, 1e-4 leaves it flat."""
+    sft_lr: float = 1e-3
+    """SFT warm-up AdamW learning rate."""
     sft_steps: int = 150
     """SFT warm-up steps on gold answers before RL; 0 skips the warm-up."""
     sft_batch: int = 64
@@ -104,8 +107,9 @@ class LearnerConfig:
                 f"learner.weights_keep ({self.weights_keep}) must be >= max_staleness + 2 "
                 f"({self.max_staleness + 2}) so rollout actors can fetch every usable version"
             )
-        if not 0 < self.lr < 1:
-            raise ValueError(f"learner.lr ({self.lr}) must lie in (0, 1)")
+        for name in ("lr", "sft_lr"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"learner.{name} ({getattr(self, name)}) must lie in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ class Learner:
         self.temperature = temperature
         self.model, self.tokenizer = load_policy(model_path)
         self.pad = self.tokenizer.pad_token_id
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=0.0)
+        self.optimizer = self._adamw(config.sft_lr)
         self.publisher = WeightPublisher(
             config.weights_transport, actor_name=name, directory=run_dir / "weights", keep=config.weights_keep
         )
@@ -235,6 +239,9 @@ class Learner:
             LOSS.labels(self.name, "sft").set(float(loss))
         consumer.close()
 
+    def _adamw(self, lr: float) -> torch.optim.AdamW:
+        return torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
+
     def _optimize(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -315,6 +322,7 @@ class Learner:
     def rl(self, stop: threading.Event) -> None:
         self.phase = "rl"
         self.rl_started = time.monotonic()
+        self.optimizer = self._adamw(self.config.lr)  # fresh moments: RL gradients differ in scale
         consumer = Consumer(
             self.streams,
             group_id=self.name,
