@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import Counter
 
+from actors.base import ProcessorActor
 from schemas import Document, RawDocument, SchemaError, decode, from_mapping, now_ms
 from schemas.codec import H_SCHEMA, header
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Message, Producer, StreamsConfig
-from streams.processor import Output, StreamProcessor
+from streams.kafka import Message, StreamsConfig
+from streams.processor import Output
 from streams.topics import DOCS, DOCS_RAW
 
 DOCUMENTS = Counter("longtide_ingest_documents", "Documents ingested (after dedup).", ["actor"])
@@ -69,8 +68,10 @@ def raw_key(raw: RawDocument) -> str:
     return content_id(raw.collection, raw.text)
 
 
-class IngestActor:
+class IngestActor(ProcessorActor):
     """Turns raw documents into `Document` records on `docs`."""
+
+    KIND = "ingest"
 
     def __init__(
         self,
@@ -81,20 +82,10 @@ class IngestActor:
         claim: ClaimCheck,
         count_tokens: Callable[[str], int],
     ) -> None:
-        self.name = name
         self.config = config
         self.claim = claim
         self.count_tokens = count_tokens
-        self.processor = StreamProcessor(
-            actor=name,
-            kind="ingest",
-            consumer=Consumer(streams, group_id="longtide-ingest", topics=[DOCS_RAW.name], client_id=name),
-            producer=Producer(streams, client_id=name),
-            decoder=parse_raw,
-            handle=self.handle,
-            dedup_window=streams.dedup_window,
-            dedup_key=raw_key,
-        )
+        self._connect(name=name, streams=streams, topic=DOCS_RAW.name, decoder=parse_raw, dedup_key=raw_key)
 
     def handle(self, raws: list[RawDocument]) -> list[Output]:
         return [self._ingest(raw) for raw in raws]
@@ -119,14 +110,3 @@ class IngestActor:
         DOCUMENTS.labels(self.name).inc()
         TOKENS.labels(self.name).inc(n_tokens)
         return Output(DOCS.name, [doc], key=raw.collection.encode())
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.processor.step()
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"actor": self.name, **self.processor.snapshot()}
-
-    def close(self) -> None:
-        self.processor.consumer.close()
-        self.processor.producer.close()

@@ -8,16 +8,15 @@ LLM-judge fallback of the paper is a later addition.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import Histogram
 
+from actors.base import ProcessorActor
 from actors.reward.verifiers import Rule, exact_match, extract_answer, numeric_match, substring_match
 from schemas import Rollout, ScoredRollout
-from streams.kafka import Consumer, Producer, StreamsConfig
-from streams.processor import Output, StreamProcessor, arrow_decoder
+from streams.kafka import StreamsConfig
+from streams.processor import Output, arrow_decoder
 from streams.topics import ROLLOUTS, SCORED
 
 REWARD = Histogram(
@@ -60,19 +59,12 @@ def score(rollout: Rollout, rule: Rule) -> ScoredRollout:
     )
 
 
-class RewardActor:
+class RewardActor(ProcessorActor):
+    KIND = "reward"
+
     def __init__(self, *, name: str, config: RewardConfig, streams: StreamsConfig) -> None:
-        self.name = name
         self.config = config
-        self.processor = StreamProcessor(
-            actor=name,
-            kind="reward",
-            consumer=Consumer(streams, group_id="longtide-reward", topics=[ROLLOUTS.name], client_id=name),
-            producer=Producer(streams, client_id=name),
-            decoder=arrow_decoder(Rollout),
-            handle=self.handle,
-            dedup_window=streams.dedup_window,
-        )
+        self._connect(name=name, streams=streams, topic=ROLLOUTS.name, decoder=arrow_decoder(Rollout))
 
     def handle(self, rollouts: list[Rollout]) -> list[Output]:
         """A message holds one group; its scored copy stays one message."""
@@ -80,14 +72,3 @@ class RewardActor:
         for s in scored:
             REWARD.labels(self.name, s.task_type).observe(s.reward)
         return [Output(SCORED.name, scored, key=scored[0].group_id.encode())]
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.processor.step()
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"actor": self.name, **self.processor.snapshot()}
-
-    def close(self) -> None:
-        self.processor.consumer.close()
-        self.processor.producer.close()

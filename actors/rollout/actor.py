@@ -22,14 +22,15 @@ from typing import Any
 import torch
 from prometheus_client import Counter, Gauge, Histogram
 
+from actors.base import ProcessorActor
 from actors.learner.weights import fetch_weights
 from actors.modeling import load_policy
 from actors.rollout.engine import TransformersEngine
 from actors.synthesis.tasks import render_prompt
 from schemas import PolicyVersion, Rollout, Task, decode
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, OffsetReader, Producer, StreamsConfig
-from streams.processor import Output, StreamProcessor, arrow_decoder
+from streams.kafka import Consumer, OffsetReader, StreamsConfig
+from streams.processor import Output, arrow_decoder
 from streams.topics import POLICY, ROLLOUTS, TASKS
 
 VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded.", ["actor"])
@@ -68,7 +69,9 @@ def gate_open(*, produced_groups: int, consumed_groups: int, groups_per_step: in
     return produced_groups < consumed_groups + (max_staleness + 1) * groups_per_step
 
 
-class RolloutActor:
+class RolloutActor(ProcessorActor):
+    KIND = "rollout"
+
     def __init__(
         self,
         *,
@@ -80,7 +83,6 @@ class RolloutActor:
         max_staleness: int,
         groups_per_step: int,
     ) -> None:
-        self.name = name
         self.config = config
         self.claim = claim
         self.max_staleness = max_staleness
@@ -94,15 +96,7 @@ class RolloutActor:
             streams, group_id=None, topics=[POLICY.name], client_id=f"{name}-policy", assign_all=True
         )
         self.offsets = OffsetReader(streams, client_id=f"{name}-offsets")
-        self.processor = StreamProcessor(
-            actor=name,
-            kind="rollout",
-            consumer=Consumer(streams, group_id="longtide-rollout", topics=[TASKS.name], client_id=name),
-            producer=Producer(streams, client_id=name),
-            decoder=arrow_decoder(Task),
-            handle=self.handle,
-            dedup_window=streams.dedup_window,
-        )
+        self._connect(name=name, streams=streams, topic=TASKS.name, decoder=arrow_decoder(Task))
 
     def sync_policy(self, timeout_ms: int = 0) -> None:
         """Load the newest announced weights, if newer than those loaded."""
@@ -193,13 +187,9 @@ class RolloutActor:
                 GATE_WAIT.labels(self.name).inc(time.perf_counter() - start)
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "actor": self.name,
-            "policy_version": self.version,
-            "gate_waits": self.gate_waits,
-            **self.processor.snapshot(),
-        }
+        return {**super().snapshot(), "policy_version": self.version, "gate_waits": self.gate_waits}
 
     def close(self) -> None:
-        for closer in (self.processor.consumer, self.policy_reader, self.offsets, self.processor.producer):
-            closer.close()
+        super().close()
+        self.policy_reader.close()
+        self.offsets.close()

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
 
+from actors.base import ProcessorActor
 from actors.synthesis.facts import extract_facts
 from actors.synthesis.tasks import COMPOSERS, TaskType, word_count
 from actors.synthesis.world import Fact
 from schemas import Document, Task
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Producer, StreamsConfig
-from streams.processor import Output, StreamProcessor, arrow_decoder
+from streams.kafka import StreamsConfig
+from streams.processor import Output, arrow_decoder
 from streams.topics import DOCS, TASKS
 
 TASKS_MADE = Counter("longtide_synthesis_tasks", "Tasks synthesised.", ["actor", "task_type"])
@@ -78,23 +78,16 @@ def make_task(
     )
 
 
-class SynthesisActor:
+class SynthesisActor(ProcessorActor):
     """Keeps a fact graph per collection and composes tasks as documents arrive."""
 
+    KIND = "synthesis"
+
     def __init__(self, *, name: str, config: SynthesisConfig, streams: StreamsConfig, claim: ClaimCheck) -> None:
-        self.name = name
         self.config = config
         self.claim = claim
         self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
-        self.processor = StreamProcessor(
-            actor=name,
-            kind="synthesis",
-            consumer=Consumer(streams, group_id="longtide-synthesis", topics=[DOCS.name], client_id=name),
-            producer=Producer(streams, client_id=name),
-            decoder=arrow_decoder(Document),
-            handle=self.handle,
-            dedup_window=streams.dedup_window,
-        )
+        self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
 
     def handle(self, docs: list[Document]) -> list[Output]:
         return [out for doc in docs for out in self._synthesize(doc)]
@@ -126,13 +119,5 @@ class SynthesisActor:
             outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.processor.step()
-
     def snapshot(self) -> dict[str, Any]:
-        return {"actor": self.name, "collections": len(self.graphs), **self.processor.snapshot()}
-
-    def close(self) -> None:
-        self.processor.consumer.close()
-        self.processor.producer.close()
+        return {**super().snapshot(), "collections": len(self.graphs)}
