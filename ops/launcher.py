@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,9 @@ class Service:
             return
         env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
         ray_cfg = self.config.ray
+        # ray.init installs its own SIGTERM handler, which kills the driver without cleanup;
+        # keep the caller's so SIGTERM still stops actors, Ray and the broker cleanly.
+        previous = signal.getsignal(signal.SIGTERM)
         ray.init(
             address=ray_cfg.address or None,
             namespace=ray_cfg.namespace,
@@ -151,6 +155,8 @@ class Service:
             runtime_env={"env_vars": env},
             configure_logging=False,
         )
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
         self._started_ray = True
 
     def _write_state(self) -> None:

@@ -66,3 +66,22 @@ def test_bad_record_goes_to_dlq_and_loop_keeps_going(streams: StreamsConfig, cla
     assert letter.source_topic == "docs.raw" and letter.actor == "ingest-t"
     assert dict(letter.original_headers) == dict(headers)
     assert doc.text == "after the bad one"
+
+
+def test_cli_ingests_files_and_reports_status(
+    streams: StreamsConfig, claim: ClaimCheck, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ops.cli import main
+
+    (tmp_path / "note.md").write_text("# A note\nbako color teal .\n")
+    (tmp_path / "docs.jsonl").write_text('{"text": "one"}\n\n{"text": "two", "collection": "other"}\n')
+    args = ["--bootstrap-servers", streams.bootstrap_servers]
+    assert main(["ingest", str(tmp_path / "note.md"), str(tmp_path / "docs.jsonl"), "--collection", "c", *args]) == 0
+    assert "sent 3 documents" in capsys.readouterr().out
+    with Running(_ingest(streams, claim)):
+        docs = read_records(streams, "docs", Document, 3)
+    assert sorted((d.collection, d.n_tokens) for d in docs) == [("c", 1), ("c", 7), ("other", 1)]
+    assert main(["status", *args]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["topics"]["docs.raw"]["records"] >= 1 and status["dead_letters"] == 0
+    assert "docs.raw/0" in status["consumer_groups"]["longtide-ingest"]

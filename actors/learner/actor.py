@@ -70,7 +70,7 @@ class LearnerConfig:
     """SFT warm-up steps on gold answers before RL; 0 skips the warm-up."""
     sft_batch: int = 64
     """Examples per SFT step."""
-    rl_steps: int = 300
+    rl_steps: int = 500
     """RL steps before the learner stops; 0 trains for as long as the service runs."""
     groups_per_step: int = 16
     """Prompts (GRPO groups) per RL step."""
@@ -86,9 +86,9 @@ class LearnerConfig:
     """How group-centred rewards are scaled."""
     grad_clip: float = 1.0
     """Max global gradient norm."""
-    eval_every: int = 50
+    eval_every: int = 100
     """Held-out evaluation period in RL steps (and at each phase boundary)."""
-    heldout_tasks: int = 256
+    heldout_tasks: int = 512
     """Held-out tasks per evaluation."""
     heldout_seed: int = 0
     """Seed of the held-out worlds."""
