@@ -48,3 +48,43 @@ def test_two_hop_answer_follows_the_chain(seed: int) -> None:
 
 def test_prompt_format() -> None:
     assert render_prompt("a color red .", "a color") == "a color red . question : a color ? answer :"
+
+
+def test_synthesis_actor_waits_for_enough_facts(streams, claim) -> None:  # noqa: ANN001
+    """A collection's first document (6 facts, 24 tokens) cannot fill 32 tokens; the second can."""
+    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from schemas import Document
+
+    world = make_world(1, 8)
+    actor = SynthesisActor(
+        name="synthesis-t",
+        config=SynthesisConfig(context_tokens=32, tasks_per_document=4),
+        streams=streams,
+        claim=claim,
+    )
+    try:
+        docs = [
+            Document(
+                doc_id=f"{i:064d}",
+                collection="w",
+                text=world.document(e),
+                text_ref="",
+                n_tokens=24,
+                source="",
+                attrs=(),
+                ingested_at=0,
+            )
+            for i, e in enumerate(world.entities[:2])
+        ]
+        assert actor.handle(docs[:1]) == []
+        tasks = [o.records[0] for o in actor.handle(docs[1:])]
+        assert len(tasks) == 4 and {t.task_type for t in tasks} == {"kv_retrieval", "two_hop"}
+        for task in tasks:
+            assert 28 <= task.context_tokens <= 32
+            words = task.question.split()
+            if task.task_type == "kv_retrieval":
+                assert task.answer == world.lookup(words[0], words[1])
+            else:
+                assert task.answer == world.lookup(world.lookup(words[0], words[1]), words[2])
+    finally:
+        actor.close()

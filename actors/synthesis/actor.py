@@ -29,6 +29,7 @@ from streams.topics import DOCS, TASKS
 
 TASKS_MADE = Counter("longtide_synthesis_tasks", "Tasks synthesised.", ["actor", "task_type"])
 FACTS = Counter("longtide_synthesis_facts", "Facts extracted from documents.", ["actor"])
+SHORT = Counter("longtide_synthesis_short_contexts", "Tasks not made: context below min_context_fill.", ["actor"])
 NO_FACTS = Counter("longtide_synthesis_documents_without_facts", "Documents yielding no facts.", ["actor"])
 
 
@@ -42,6 +43,9 @@ class SynthesisConfig:
     """Tasks made each time a document arrives."""
     context_tokens: int = 32
     """Target context length in tokens (whitespace words for the tiny tokenizer)."""
+    min_context_fill: float = 0.875
+    """A task is made only when its context reaches this fraction of `context_tokens`; until a
+    collection holds enough facts, its documents yield no tasks (counted)."""
     seed: int = 0
     """Mixed into every document's random stream."""
     synth_version: int = 1
@@ -52,6 +56,8 @@ class SynthesisConfig:
             raise ValueError("synthesis.task_types must name at least one task type")
         if self.context_tokens < 8:
             raise ValueError(f"synthesis.context_tokens ({self.context_tokens}) must be >= 8")
+        if not 0 < self.min_context_fill <= 1:
+            raise ValueError(f"synthesis.min_context_fill ({self.min_context_fill}) must lie in (0, 1]")
         if self.tasks_per_document < 1:
             raise ValueError(f"synthesis.tasks_per_document ({self.tasks_per_document}) must be >= 1")
 
@@ -107,6 +113,9 @@ class SynthesisActor(ProcessorActor):
             task_type = self.config.task_types[i % len(self.config.task_types)]
             composed = COMPOSERS[task_type](list(graph), rng, self.config.context_tokens)
             if composed is None:
+                continue
+            if word_count(composed.context) < self.config.min_context_fill * self.config.context_tokens:
+                SHORT.labels(self.name).inc()  # too few facts yet to reach the target length
                 continue
             task = make_task(
                 composed,
