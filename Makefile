@@ -18,6 +18,7 @@ demo: $(STAMP)
 	PYTHONUNBUFFERED=1 $(BIN)/longtide demo $(ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest -q $(ARGS)
 
 lint: $(STAMP)
