@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from ops.config import load_config
+from ops.config import ConfigError, load_config
 
 
 def _sigterm_as_interrupt() -> None:
@@ -81,7 +81,12 @@ def cmd_ingest(args: argparse.Namespace, extra: list[str]) -> int:
     streams, _ = _streams(args)
     total = 0
     for path in args.paths:
-        total += send_json(streams, documents_from_path(Path(path), args.collection), client_id="longtide-ingest-cli")
+        try:
+            docs = list(documents_from_path(Path(path), args.collection))
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        total += send_json(streams, iter(docs), client_id="longtide-ingest-cli")
     print(f"sent {total} documents to docs.raw at {streams.bootstrap_servers}")
     return 0
 
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; stopped cleanly", file=sys.stderr)
         return 130
-    except ValueError as exc:
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -94,6 +94,10 @@ class LongtideConfig:
             )
 
 
+class ConfigError(ValueError):
+    """Misconfiguration, found before anything starts; the message names the field."""
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -124,6 +128,13 @@ def _to_float(value: Any) -> float:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> LongtideConfig:
+    try:
+        return _load(path, overrides)
+    except (ValueError, yaml.YAMLError, OSError) as exc:
+        raise ConfigError(f"configuration: {exc}") from exc
+
+
+def _load(path: str | Path | None, overrides: list[str] | None) -> LongtideConfig:
     data: dict[str, Any] = {}
     if path:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -137,7 +148,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             config=dacite.Config(strict=True, cast=[enum.Enum, tuple], type_hooks={float: _to_float}),
         )
     except dacite.DaciteError as exc:
-        raise ValueError(f"configuration: {exc}") from exc
+        raise ConfigError(str(exc)) from exc
 
 
 def to_dict(config: Any) -> dict[str, Any]:
