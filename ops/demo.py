@@ -19,10 +19,14 @@ from streams.kafka import read_all
 from streams.topics import DLQ
 
 
-def _fmt(scores: dict[str, Any] | None) -> str:
-    if not scores:
-        return "-"
-    return " ".join(f"{k}={scores[k]:.3f}" for k in sorted(scores) if k not in ("label", "version", "rl_step"))
+def _scores(entry: dict[str, Any] | None) -> dict[str, float]:
+    """The accuracies of a learner history entry, without its label, version and step."""
+    return {k: v for k, v in (entry or {}).items() if k not in ("label", "version", "rl_step")}
+
+
+def _fmt(entry: dict[str, Any] | None) -> str:
+    scores = _scores(entry)
+    return " ".join(f"{k}={scores[k]:.3f}" for k in sorted(scores)) or "-"
 
 
 def _history(learner: dict[str, Any], label: str) -> dict[str, Any] | None:
@@ -33,11 +37,10 @@ def _history(learner: dict[str, Any], label: str) -> dict[str, Any] | None:
 def summarize(snaps: dict[str, dict[str, Any]], *, dead_letters: int, wall_s: float) -> dict[str, Any]:
     learner = snaps[LEARNER_NAME]
     final = learner["history"][-1] if learner["history"] else None
-    strip = ("label", "version", "rl_step")
     return {
-        "heldout_before": {k: v for k, v in (_history(learner, "start") or {}).items() if k not in strip},
-        "heldout_after_sft": {k: v for k, v in (_history(learner, "after sft") or {}).items() if k not in strip},
-        "heldout_after_rl": {k: v for k, v in (final or {}).items() if k not in strip},
+        "heldout_before": _scores(_history(learner, "start")),
+        "heldout_after_sft": _scores(_history(learner, "after sft")),
+        "heldout_after_rl": _scores(final),
         "rl_steps": learner["rl_step"],
         "policy_version": learner["policy_version"],
         "samples_trained": learner["samples_trained"],

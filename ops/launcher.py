@@ -9,6 +9,7 @@ Stops actors, Ray and the embedded broker on exit (Ctrl-C and SIGTERM included, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -130,7 +131,8 @@ class Service:
         self._start_ray()
         for kind, name in actor_plan(self.config):
             host = RayActorHost.options(name=name, num_cpus=0, lifetime=None).remote(
-                _factory(kind, name, self.config, model_path, self.run_dir), self.config.metrics.host
+                functools.partial(build_actor, kind, name, self.config, model_path, self.run_dir),
+                self.config.metrics.host,
             )
             self.hosts[name] = host
         for name, address in zip(self.hosts, ray.get([h.start.remote() for h in self.hosts.values()]), strict=True):
@@ -206,12 +208,6 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _factory(kind: str, name: str, config: LongtideConfig, model_path: str, run_dir: Path) -> Any:
-    import functools
-
-    return functools.partial(build_actor, kind, name, config, model_path, run_dir)
 
 
 def _atomic_write(path: Path, text: str) -> None:

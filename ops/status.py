@@ -13,19 +13,15 @@ from typing import Any
 from kafka import KafkaAdminClient
 
 from schemas import PolicyVersion, decode
-from streams.kafka import Consumer, OffsetReader, StreamsConfig, group_offsets, read_all
+from streams.kafka import OffsetReader, StreamsConfig, group_offsets, read_all
 from streams.topics import ALL_TOPICS, POLICY
 
 
 def _latest_policy(streams: StreamsConfig) -> dict[str, Any] | None:
-    reader = Consumer(streams, group_id=None, topics=[POLICY.name], client_id="longtide-status", assign_all=True)
-    latest = None
-    try:
-        for _ in range(5):
-            for message in reader.poll(300):
-                latest = decode(message.value, PolicyVersion, message.headers)[-1]
-    finally:
-        reader.close()
+    records = [
+        r for m in read_all(streams, POLICY.name, idle_ms=500) for r in decode(m.value, PolicyVersion, m.headers)
+    ]
+    latest = max(records, key=lambda r: r.version, default=None)
     if latest is None:
         return None
     return {

@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 Decoder = Callable[[Message], list[Any]]
 
 
-class RecordError(ValueError):
-    """A well-formed record that cannot be processed; it goes to the dead-letter topic."""
-
-
 @dataclass(frozen=True)
 class Output:
     """Records of one type sent as one message (one Arrow record batch)."""

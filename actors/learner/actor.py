@@ -38,6 +38,7 @@ from actors.synthesis.tasks import TaskType, render_prompt
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, Message, Producer, StreamsConfig
+from streams.metrics import stream_metrics
 from streams.processor import DedupWindow, arrow_decoder, dead_letter, describe
 from streams.topics import DLQ, POLICY, SCORED, TASKS
 
@@ -54,7 +55,6 @@ STALENESS = Histogram(
 LOSS = Gauge("longtide_learner_loss", "Last training loss.", ["actor", "phase"])
 REWARD = Gauge("longtide_learner_reward_mean", "Mean reward of the last batch.", ["actor", "task_type"])
 HELDOUT = Gauge("longtide_learner_heldout_accuracy", "Held-out greedy accuracy.", ["actor", "task_type"])
-DEAD = Counter("longtide_learner_dead_letters", "Records sent to the dead-letter topic.", ["actor", "topic"])
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class Learner:
         return self.publisher.weights(version)
 
     def _dead_letter(self, message: Message, exc: Exception) -> None:
-        DEAD.labels(self.name, message.topic).inc()
+        stream_metrics("learner").dead_letters.labels(self.name, message.topic).inc()
         record = dead_letter(message, actor=self.name, error=f"decode: {describe(exc)}")
         self.producer.send_records(DLQ.name, [record], key=message.key).get(timeout=30)
 
