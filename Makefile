@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean bench
+.PHONY: demo test lint format clean bench base-model
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+# Rebuilds the committed tiny base model (about 25 minutes on 2 CPU cores); see actors/learner/pretrain.py
+base-model: $(STAMP)
+	$(BIN)/longtide build-model ops/models/tiny-base --pretrain-steps 5000 --threads 1
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_codec.py

@@ -4,7 +4,7 @@ longtide demo [--config FILE] [--section.field=value ...]
 longtide run  [--config FILE] [--section.field=value ...]   # the service, until Ctrl-C
 longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
-longtide build-model PATH
+longtide build-model PATH [--pretrain-steps N]
 """
 
 from __future__ import annotations
@@ -100,9 +100,12 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
-    from actors.modeling import build_tiny_policy
+    from actors.learner.pretrain import PretrainConfig, build_base
+    from actors.modeling import TinyModelConfig
 
-    print(build_tiny_policy(args.path))
+    config = PretrainConfig(steps=args.pretrain_steps, seed=args.seed, threads=args.threads)
+    path = build_base(args.path, TinyModelConfig(), config, log=lambda point: print(json.dumps(point), flush=True))
+    print(path)
     return 0
 
 
@@ -123,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("paths", nargs="+", help="text, markdown or .jsonl files")
             p.add_argument("--collection", default="default", help="collection of the documents")
         p.set_defaults(fn=fn)
-    p = sub.add_parser("build-model", help="build the tiny model and tokenizer into PATH")
+    p = sub.add_parser("build-model", help="build the tiny model and tokenizer into PATH, optionally pre-trained")
     p.add_argument("path")
+    p.add_argument("--pretrain-steps", type=int, default=0, help="recall pre-training steps (0: untrained)")
+    p.add_argument("--seed", type=int, default=0, help="pre-training data seed")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(fn=cmd_build_model)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("demo", "run"):

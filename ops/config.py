@@ -25,12 +25,17 @@ from actors.synthesis.actor import SynthesisConfig
 from streams.kafka import StreamsConfig
 
 
+BASE_MODEL = Path(__file__).resolve().parent / "models" / "tiny-base"
+"""The committed tiny base model: pre-trained past the retrieval plateau by `make base-model`."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which policy to train."""
 
-    path: str = ""
-    """A local directory or hub id; empty builds the tiny model in the run directory."""
+    path: str = str(BASE_MODEL)
+    """A local directory or hub id. The default is the committed tiny base (`BASE_MODEL`);
+    empty builds an untrained tiny model shaped by `tiny` in the run directory."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Shape of the tiny model built when `path` is empty."""
 
@@ -119,7 +124,7 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = yaml.safe_load(raw) if raw else ""  # '--model.path=' means the empty string
     return tree
 
 

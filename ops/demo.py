@@ -1,6 +1,6 @@
 """`longtide demo`: the whole loop on one machine, with progress lines and a final summary.
 
-longtide demo                       # embedded broker, local Ray, tiny model built locally
+longtide demo                       # embedded broker, local Ray, the committed tiny base model
 longtide demo --learner.rl_steps=50 --feed.worlds=100
 """
 

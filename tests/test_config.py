@@ -34,3 +34,11 @@ def test_shipped_configs_load() -> None:
     assert configs, "ops/configs holds at least one config"
     for path in configs:
         load_config(path)
+
+
+def test_default_model_is_the_committed_base_and_empty_builds_one() -> None:
+    from ops.config import BASE_MODEL
+
+    assert load_config().model.path == str(BASE_MODEL)
+    assert (BASE_MODEL / "config.json").is_file() and (BASE_MODEL / "pretrain.json").is_file()
+    assert load_config(None, ["--model.path="]).model.path == ""

@@ -29,6 +29,7 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
             "--learner.heldout_tasks=16",
             "--feed.worlds=8",
             "--rollout.group_size=4",
+            "--model.path=",
             "--model.tiny.num_layers=2",
             "--model.tiny.hidden_size=64",
         ],

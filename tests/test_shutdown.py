@@ -28,6 +28,7 @@ def test_sigterm_stops_everything(tmp_path: Path) -> None:
             "--ray.num_cpus=2",
             "--learner.sft_steps=0",
             "--learner.heldout_tasks=8",
+            "--model.path=",
             "--model.tiny.num_layers=1",
             "--model.tiny.hidden_size=32",
             "--model.tiny.intermediate_size=64",

@@ -66,8 +66,9 @@ class LearnerConfig:
     tiny demo model: 1e-3 lowers held-out accuracy, 1e-4 leaves it flat."""
     sft_lr: float = 1e-3
     """SFT warm-up AdamW learning rate."""
-    sft_steps: int = 150
-    """SFT warm-up steps on gold answers before RL; 0 skips the warm-up."""
+    sft_steps: int = 50
+    """SFT warm-up steps on gold answers before RL (the prompt format and the end of an answer);
+    0 skips the warm-up."""
     sft_batch: int = 64
     """Examples per SFT step."""
     rl_steps: int = 500
