@@ -8,10 +8,12 @@ two-hop, or kv with every fact asked about all stayed on that plateau.
 What breaks it is taking the shortcut away. A *recall* example holds n facts that all share
 one relation ("bako color teal . kelo color gold ."), then asks about each of them. Every
 candidate answer has the right type, so the loss only falls if the model binds each subject
-to its object. With n drawn from 2..`recall_max_facts` this emerged after about 2,500 steps
-(recall accuracy at n = 4 went from 0.42, the plateau, to 0.66 by step 3,000).
-`task_fraction` of each batch is the ordinary task mix at short contexts, so the base also
-knows the prompt format.
+to its object. The committed base (`make base-model`: n in 2..3, 5,000 steps, 22 minutes on
+one CPU thread) sat on the plateau until step 1,250 (recall of 4 facts: 0.49) and was past it
+at step 1,500 (0.97). It generalises to 8 facts, which it never saw: 0.98 at step 3,000, drifting
+to 0.91 by step 5,000. The curve is saved in `pretrain.json` beside the weights.
+`task_fraction` mixes in ordinary tasks; the committed base uses none, so the demo's SFT
+warm-up is what teaches it the task prompt and the end of an answer.
 
 World seeds come from `PRETRAIN_SEED_BASE` up. They are disjoint from the demo feed's
 [0, 10^6) and from held-out evaluation's (`evaluation.HELDOUT_SEED_BASE`).
@@ -41,7 +43,7 @@ IGNORE = -100
 class PretrainConfig:
     """The base model's pre-training recipe."""
 
-    steps: int = 6000
+    steps: int = 5000
     """Optimizer steps."""
     batch: int = 64
     """Examples per step."""
