@@ -24,7 +24,6 @@ from actors.rollout.actor import RolloutConfig
 from actors.synthesis.actor import SynthesisConfig
 from streams.kafka import StreamsConfig
 
-
 BASE_MODEL = Path(__file__).resolve().parent / "models" / "tiny-base"
 """The committed tiny base model: pre-trained past the retrieval plateau by `make base-model`."""
 
