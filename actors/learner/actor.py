@@ -63,7 +63,8 @@ class LearnerConfig:
 
     lr: float = 3e-4
     """RL AdamW learning rate, constant (the paper uses 2e-6 on large models). Measured on the
-    tiny demo model: 1e-3 lowers held-out accuracy, 1e-4 leaves it flat."""
+    untrained tiny model's SFT checkpoint: 1e-3 lowered held-out accuracy, 1e-4 left it flat;
+    from the committed base, 3e-4 gives +0.19 over 500 steps (README, "Measured")."""
     sft_lr: float = 1e-3
     """SFT warm-up AdamW learning rate."""
     sft_steps: int = 50
