@@ -86,9 +86,13 @@ def build_tiny_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig
 
 def build_tiny_policy(path: str | Path, config: TinyModelConfig | None = None) -> Path:
     """Build tokenizer + tiny model and save both under `path`; return the path."""
-    path = Path(path)
     tokenizer = build_tokenizer()
-    model = build_tiny_model(tokenizer, config or TinyModelConfig())
+    return save_policy(path, build_tiny_model(tokenizer, config or TinyModelConfig()), tokenizer)
+
+
+def save_policy(path: str | Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Path:
+    """Save model and tokenizer under `path` (created) for `load_policy`; return the path."""
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(path)
     model.save_pretrained(path)

@@ -68,8 +68,7 @@ def test_task_example_trains_answer_and_end_of_sequence() -> None:
         random.Random(1),
         TaskType.KV_RETRIEVAL,
         16,
-        lambda t: tokenizer(t, add_special_tokens=False)["input_ids"],
-        tokenizer.eos_token_id,
+        tokenizer,
     )
     trained = [i for i, label in zip(example.ids, example.labels, strict=True) if label != IGNORE]
     assert len(trained) == 2 and trained[-1] == tokenizer.eos_token_id
@@ -82,7 +81,7 @@ def test_collate_pads_right_and_ignores_padding() -> None:
     short = recall_example(FACTS[:2], random.Random(2), 2, encode)
     ids, labels, mask = collate([short, short], pad=0)
     assert ids.shape == labels.shape == mask.shape == (2, len(short.ids))
-    ids, labels, mask = collate([short, *[recall_example(FACTS[:2], random.Random(3), 1, encode)]], pad=0)
+    ids, labels, mask = collate([short, recall_example(FACTS[:2], random.Random(3), 1, encode)], pad=0)
     width = len(short.ids)
     assert ids.shape[1] == width
     assert mask[1].sum() < width and (labels[1][mask[1] == 0] == IGNORE).all() and (ids[1][mask[1] == 0] == 0).all()

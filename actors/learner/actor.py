@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from prometheus_client import Counter, Gauge, Histogram
 
-from actors.learner.batching import pad_batch
+from actors.learner.batching import answer_example, pad_batch
 from actors.learner.evaluation import evaluate, heldout_tasks
 from actors.learner.grpo import (
     AdvantageNorm,
@@ -226,8 +226,7 @@ class Learner:
                     continue
                 for task in tasks:
                     prompt = render_prompt(self.claim.get_text(task.context, task.context_ref), task.question)
-                    answer = self.tokenizer(" " + task.answer, add_special_tokens=False)["input_ids"]
-                    examples.append((self.tokenizer(prompt)["input_ids"], answer + [self.tokenizer.eos_token_id]))
+                    examples.append(answer_example(self.tokenizer, prompt, task.answer))
             if len(examples) < self.config.sft_batch:
                 continue
             pick = torch.randint(len(examples), (self.config.sft_batch,), generator=generator).tolist()

@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from actors.modeling import TinyModelConfig, build_tiny_model, build_tokenizer
+from actors.learner.batching import answer_example
+from actors.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_policy
 from actors.synthesis.tasks import COMPOSERS, TaskType, render_prompt
 from actors.synthesis.world import ATTRIBUTE_VALUES, RELATIONS, Fact, make_world
 
@@ -112,15 +113,20 @@ def recall_example(facts: Sequence[Fact], rng: random.Random, n: int, encode: En
 
 
 def task_example(
-    facts: Sequence[Fact], rng: random.Random, task_type: TaskType, context_tokens: int, encode: Encode, eos: int
+    facts: Sequence[Fact],
+    rng: random.Random,
+    task_type: TaskType,
+    context_tokens: int,
+    tokenizer: PreTrainedTokenizerBase,
 ) -> Example | None:
-    """An ordinary task (prompt, then the answer and end of sequence trained); None if none fits."""
+    """An ordinary task, encoded as the learner's SFT encodes it; None if none fits."""
     composed = COMPOSERS[task_type](facts, rng, context_tokens)
     if composed is None:
         return None
+    prompt, target = answer_example(tokenizer, render_prompt(composed.context, composed.question), composed.answer)
     example = Example()
-    example.add(encode(render_prompt(composed.context, composed.question)), trained=False)
-    example.add([*encode(f" {composed.answer}"), eos], trained=True)
+    example.add(prompt, trained=False)
+    example.add(target, trained=True)
     return example
 
 
@@ -163,9 +169,7 @@ class Pretrainer:
             if rng.random() >= config.task_fraction:
                 return recall_example(facts, rng, rng.randint(2, config.recall_max_facts), self.encode)
             task_type = rng.choice(config.task_types)
-            made = task_example(
-                facts, rng, task_type, rng.choice(config.task_contexts), self.encode, self.tokenizer.eos_token_id
-            )
+            made = task_example(facts, rng, task_type, rng.choice(config.task_contexts), self.tokenizer)
             if made is not None:
                 return made
 
@@ -234,12 +238,9 @@ def build_base(
     log: Callable[[dict], None] = lambda point: None,
 ) -> Path:
     """Build the tiny tokenizer and model, pre-train `config.steps` steps, save under `path`."""
-    path = Path(path)
     tokenizer = build_tokenizer()
     model = build_tiny_model(tokenizer, model_config)
     curve = Pretrainer(model, tokenizer, config).run(log) if config.steps else []
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(path)
-    model.save_pretrained(path)
+    path = save_policy(path, model, tokenizer)
     write_card(path, config, curve)
     return path
