@@ -24,7 +24,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from actors.synthesis.world import LEXICON
+from actors.world import LEXICON
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 

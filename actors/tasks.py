@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from actors.synthesis.world import ATTRIBUTE_VALUES, RELATIONS, Fact
+from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact
 
 
 class TaskType(enum.StrEnum):

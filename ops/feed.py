@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from actors.synthesis.world import make_world
+from actors.world import make_world
 from streams.kafka import Producer, StreamsConfig
 from streams.topics import DOCS_RAW
 

@@ -29,7 +29,7 @@ from actors.modeling import build_tiny_policy
 from actors.reward.actor import RewardActor
 from actors.rollout.actor import RolloutActor
 from actors.synthesis.actor import SynthesisActor
-from actors.synthesis.tasks import word_count
+from actors.tasks import word_count
 from ops.config import LongtideConfig, to_dict
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker, free_port

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from actors.learner.grpo import AdvantageNorm
-from actors.synthesis.tasks import TaskType
+from actors.tasks import TaskType
 from ops.config import load_config, parse_overrides
 
 

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Producer as ConfluentProducer
 
 from actors.ingest import IngestActor, IngestConfig, content_id
-from actors.synthesis.tasks import word_count
+from actors.tasks import word_count
 from schemas import DeadLetter, Document, RawDocument, encode, headers_for
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig

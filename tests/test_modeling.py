@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from actors.generation import TransformersEngine
 from actors.modeling import build_tokenizer, load_policy
-from actors.rollout.engine import TransformersEngine
-from actors.synthesis.tasks import render_prompt
+from actors.tasks import render_prompt
 
 PROMPT = render_prompt("nozu friend dila . dila color gold .", "dila color")
 

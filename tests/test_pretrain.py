@@ -18,8 +18,8 @@ from actors.learner.pretrain import (
     task_example,
 )
 from actors.modeling import TinyModelConfig, build_tokenizer, load_policy
-from actors.synthesis.tasks import TaskType
-from actors.synthesis.world import Fact, make_world
+from actors.tasks import TaskType
+from actors.world import Fact, make_world
 from ops.config import BASE_MODEL
 
 FACTS = (

@@ -7,12 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 from actors.learner.actor import HeldoutSpec, Learner, LearnerConfig
-from actors.learner.weights import Transport
 from actors.reward.actor import RewardActor, RewardConfig
 from actors.rollout.actor import RolloutActor, RolloutConfig, gate_open
 from actors.synthesis.actor import make_task
-from actors.synthesis.tasks import TaskType, compose_kv_retrieval
-from actors.synthesis.world import make_world
+from actors.tasks import TaskType, compose_kv_retrieval
+from actors.weights import Transport
+from actors.world import make_world
 from schemas import Rollout
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from actors.synthesis.facts import extract_facts
-from actors.synthesis.tasks import TaskType, compose_kv_retrieval, compose_two_hop, render_prompt, word_count
-from actors.synthesis.world import ATTRIBUTE_VALUES, RELATIONS, make_world
+from actors.tasks import TaskType, compose_kv_retrieval, compose_two_hop, render_prompt, word_count
+from actors.world import ATTRIBUTE_VALUES, RELATIONS, make_world
 
 
 def test_world_is_seeded_and_complete() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 
 from actors.reward.actor import score
-from actors.reward.verifiers import Rule, exact_match, extract_answer, normalize, numeric_match, substring_match
+from actors.verifiers import Rule, exact_match, extract_answer, normalize, numeric_match, substring_match
 from tests.test_schemas import ROLLOUT
 
 

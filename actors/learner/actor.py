@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from prometheus_client import Counter, Gauge, Histogram
 
+from actors.generation import TransformersEngine
 from actors.learner.batching import answer_example, pad_batch
 from actors.learner.evaluation import evaluate, heldout_tasks
 from actors.learner.grpo import (
@@ -31,10 +32,9 @@ from actors.learner.grpo import (
     informative_groups,
     token_logprobs,
 )
-from actors.learner.weights import Transport, WeightPublisher
 from actors.modeling import load_policy
-from actors.rollout.engine import TransformersEngine
-from actors.synthesis.tasks import TaskType, render_prompt
+from actors.tasks import TaskType, render_prompt
+from actors.weights import Transport, WeightPublisher
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, Message, Producer, StreamsConfig

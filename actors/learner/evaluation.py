@@ -10,10 +10,10 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
-from actors.reward.verifiers import exact_match, extract_answer
-from actors.rollout.engine import Engine
-from actors.synthesis.tasks import COMPOSERS, ComposedTask, TaskType, render_prompt
-from actors.synthesis.world import make_world
+from actors.generation import Engine
+from actors.tasks import COMPOSERS, ComposedTask, TaskType, render_prompt
+from actors.verifiers import exact_match, extract_answer
+from actors.world import make_world
 
 HELDOUT_SEED_BASE = 1_000_000
 

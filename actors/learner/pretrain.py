@@ -33,8 +33,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.learner.batching import answer_example
 from actors.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_policy
-from actors.synthesis.tasks import COMPOSERS, TaskType, render_prompt
-from actors.synthesis.world import ATTRIBUTE_VALUES, RELATIONS, Fact, make_world
+from actors.tasks import COMPOSERS, TaskType, render_prompt
+from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact, make_world
 
 PRETRAIN_SEED_BASE = 2_000_000_000
 IGNORE = -100

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from prometheus_client import Histogram
 
 from actors.base import ProcessorActor
-from actors.reward.verifiers import Rule, exact_match, extract_answer, numeric_match, substring_match
+from actors.verifiers import Rule, exact_match, extract_answer, numeric_match, substring_match
 from schemas import Rollout, ScoredRollout
 from streams.kafka import StreamsConfig
 from streams.processor import Output, arrow_decoder

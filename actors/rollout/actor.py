@@ -23,10 +23,10 @@ import torch
 from prometheus_client import Counter, Gauge, Histogram
 
 from actors.base import ProcessorActor
-from actors.learner.weights import fetch_weights
+from actors.generation import TransformersEngine
 from actors.modeling import load_policy
-from actors.rollout.engine import TransformersEngine
-from actors.synthesis.tasks import render_prompt
+from actors.tasks import render_prompt
+from actors.weights import fetch_weights
 from schemas import PolicyVersion, Rollout, Task, decode
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, OffsetReader, StreamsConfig

@@ -19,8 +19,8 @@ from prometheus_client import Counter
 
 from actors.base import ProcessorActor
 from actors.synthesis.facts import extract_facts
-from actors.synthesis.tasks import COMPOSERS, TaskType, word_count
-from actors.synthesis.world import Fact
+from actors.tasks import COMPOSERS, TaskType, word_count
+from actors.world import Fact
 from schemas import Document, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import StreamsConfig

@@ -7,7 +7,7 @@ extraction from free text is a later task family.
 
 from __future__ import annotations
 
-from actors.synthesis.world import ATTRIBUTE_VALUES, RELATIONS, Fact
+from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact
 
 KNOWN_RELATIONS = frozenset(ATTRIBUTE_VALUES) | frozenset(RELATIONS)
 
