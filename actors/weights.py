@@ -1,20 +1,33 @@
-"""Publishing and fetching policy weights. Weights never travel through Kafka: `policy`
-announces a version and a `weights_ref` naming where to fetch it.
+"""The weight seam between the learner and the rollout actors: both sides use this module only.
 
-- `ray://<learner actor name>/<version>`: the learner keeps the state dict in the Ray object
-  store (`ray.put`) for the last `keep` versions; rollout actors fetch it through the
-  learner's actor handle, zero-copy on the same node.
+Weights never travel through Kafka: `policy` announces a version and a `weights_ref` saying
+where to fetch it.
+
+- `ray://<store>/<version>`: the learner `ray.put`s the state dict with the *weight store*
+  (a small named Ray actor, `WeightStore`) as its owner, and registers the reference there;
+  rollout actors ask the store for the reference and read the object, zero-copy on the same
+  node. The store keeps the last `keep` versions, so memory stays bounded, and because it owns
+  the objects they outlive a restarted learner. Nothing calls into the learner's process.
 - `file://<path>`: a safetensors file, for runs without Ray (tests, one process).
+
+Floating-point tensors travel in the policy's inference dtype (`model.dtype`: bf16 halves the
+bytes on GPUs), whatever precision the learner keeps for its master weights.
+Both sides time a sync in `longtide_<kind>_weight_sync_seconds`.
 """
 
 from __future__ import annotations
 
 import enum
+import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
+from prometheus_client import Histogram
 from safetensors.torch import load_file, save_file
+
+STORE_NAME = "longtide-weights"
 
 
 class Transport(enum.StrEnum):
@@ -22,28 +35,89 @@ class Transport(enum.StrEnum):
     FILE = "file"
 
 
-def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached CPU copy (tied weights become separate tensors, as safetensors needs)."""
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+@cache
+def weight_sync_seconds(kind: str) -> Histogram:
+    """Time to publish (learner) or fetch and load (rollout) one policy version."""
+    return Histogram(
+        f"longtide_{kind}_weight_sync_seconds",
+        "Seconds to publish (learner) or fetch and load (rollout) one version's weights.",
+        ["actor"],
+        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    )
 
 
-class WeightPublisher:
-    def __init__(self, transport: Transport, *, actor_name: str, directory: Path, keep: int = 3) -> None:
-        self.transport = transport
-        self.actor_name = actor_name
-        self.directory = directory
+def wire_state(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """A detached, contiguous CPU copy; floating tensors cast to `dtype` (None keeps theirs).
+
+    Tied weights become separate tensors, as safetensors needs."""
+    out = {}
+    for key, value in state.items():
+        value = value.detach()
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        out[key] = value.to("cpu", copy=True).contiguous()
+    return out
+
+
+class WeightStore:
+    """Holds object-store references to the last `keep` versions (hosted as a named Ray actor)."""
+
+    def __init__(self, keep: int) -> None:
         self.keep = keep
         self._refs: dict[int, Any] = {}
 
-    def publish(self, version: int, model: torch.nn.Module) -> str:
-        state = cpu_state(model)
-        if self.transport is Transport.RAY:
-            import ray
+    def put(self, version: int, boxed: list[Any]) -> None:
+        """Register `boxed[0]` (an ObjectRef, boxed so Ray passes the reference, not the value)."""
+        self._refs[version] = boxed[0]
+        for old in sorted(self._refs)[: -self.keep]:
+            del self._refs[old]
 
-            self._refs[version] = ray.put(state)
-            for old in sorted(self._refs)[: -self.keep]:
-                del self._refs[old]
-            return f"ray://{self.actor_name}/{version}"
+    def get(self, version: int) -> list[Any]:
+        if version not in self._refs:
+            raise KeyError(f"weights of version {version} are no longer held (kept: {sorted(self._refs)})")
+        return [self._refs[version]]
+
+    def versions(self) -> list[int]:
+        return sorted(self._refs)
+
+
+def weight_store(keep: int, name: str = STORE_NAME) -> Any:
+    """The named weight-store actor of this Ray namespace, created on first use."""
+    import ray
+
+    actor = ray.remote(num_cpus=0, max_concurrency=8)(WeightStore)
+    return actor.options(name=name, get_if_exists=True, lifetime="detached").remote(keep)
+
+
+class WeightPublisher:
+    """Learner side: makes a version's weights fetchable and returns its `weights_ref`."""
+
+    def __init__(
+        self, transport: Transport, *, directory: Path, keep: int, dtype: torch.dtype | None, actor: str
+    ) -> None:
+        self.transport = transport
+        self.directory = directory
+        self.keep = keep
+        self.dtype = dtype
+        self.actor = actor
+        self._store: Any = None
+
+    def publish(self, version: int, state: dict[str, torch.Tensor]) -> str:
+        start = time.perf_counter()
+        state = wire_state(state, self.dtype)
+        ref = self._put_ray(version, state) if self.transport is Transport.RAY else self._put_file(version, state)
+        weight_sync_seconds("learner").labels(self.actor).observe(time.perf_counter() - start)
+        return ref
+
+    def _put_ray(self, version: int, state: dict[str, torch.Tensor]) -> str:
+        import ray
+
+        if self._store is None:
+            self._store = weight_store(self.keep)
+        ray.get(self._store.put.remote(version, [ray.put(state, _owner=self._store)]))
+        return f"ray://{STORE_NAME}/{version}"
+
+    def _put_file(self, version: int, state: dict[str, torch.Tensor]) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"policy-v{version}.safetensors"
         tmp = path.with_suffix(".tmp")
@@ -53,23 +127,16 @@ class WeightPublisher:
             old.unlink(missing_ok=True)
         return path.resolve().as_uri()
 
-    def weights(self, version: int) -> Any:
-        """The object-store reference of `version` (called remotely by rollout actors)."""
-        if version not in self._refs:
-            raise KeyError(f"version {version} is no longer held (kept: {sorted(self._refs)})")
-        return self._refs[version]
-
 
 def fetch_weights(ref: str) -> dict[str, torch.Tensor]:
-    """Resolve a `weights_ref` to a state dict."""
+    """Rollout side: resolve a `weights_ref` to a state dict."""
     scheme, _, rest = ref.partition("://")
     if scheme == "file":
         return load_file(rest)
     if scheme == "ray":
         import ray
 
-        actor_name, _, version = rest.rpartition("/")
-        learner = ray.get_actor(actor_name)
-        inner = ray.get(learner.call.remote("weights", int(version)))
+        store_name, _, version = rest.rpartition("/")
+        [inner] = ray.get(ray.get_actor(store_name).get.remote(int(version)))
         return ray.get(inner)
     raise ValueError(f"weights_ref {ref!r}: unknown scheme {scheme!r} (expected ray:// or file://)")

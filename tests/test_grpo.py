@@ -11,7 +11,7 @@ from actors.learner.grpo import (
     decoupled_ppo_loss,
     group_advantages,
     informative_groups,
-    token_logprobs,
+    ppo_stats,
 )
 
 
@@ -50,7 +50,7 @@ def test_behaviour_weight_and_token_mean() -> None:
     adv, mask = torch.tensor([2.0]), torch.ones(1, 2)
     loss, stats = decoupled_ppo_loss(logp, logp.detach(), behav, adv, mask, 0.2, 0.28, 5.0)
     assert math.isclose(float(loss.detach()), -3.0, rel_tol=1e-6)
-    assert math.isclose(stats["behaviour_weight_mean"], 1.5, rel_tol=1e-6)
+    assert math.isclose(ppo_stats(stats)["behaviour_weight_mean"], 1.5, rel_tol=1e-6)
     loss.backward()
     # d/dlogp of -(w * u * A)/T at u = 1 is -w*A/T: -1*2/2 = -1 and -2*2/2 = -2
     torch.testing.assert_close(logp.grad, torch.tensor([[-1.0, -2.0]]))
@@ -64,7 +64,7 @@ def test_clip_higher_stops_the_gradient() -> None:
     logp = (prox + math.log(2)).requires_grad_(True)
     loss, stats = decoupled_ppo_loss(logp, prox, prox, torch.tensor([1.0]), torch.ones(1, 1), 0.2, 0.28, 5.0)
     assert math.isclose(float(loss.detach()), -1.28, rel_tol=1e-6)
-    assert stats["clip_fraction"] == 1.0
+    assert ppo_stats(stats)["clip_fraction"] == 1.0
     loss.backward()
     assert float(logp.grad.abs().sum()) == 0.0
 
@@ -76,9 +76,38 @@ def test_masked_tokens_do_not_count() -> None:
     assert math.isclose(float(loss.detach()), -3.0, rel_tol=1e-6)
 
 
-def test_token_logprobs_align_with_next_token() -> None:
-    # vocab 2; logits at position 0 favour token 1 (log-softmax of [0, ln 3] = ln .25, ln .75)
-    logits = torch.tensor([[[0.0, math.log(3)], [0.0, 0.0]]])
-    ids = torch.tensor([[0, 1]])
-    out = token_logprobs(logits, ids, temperature=1.0)
-    torch.testing.assert_close(out, torch.tensor([[0.0, math.log(0.75)]]))
+def test_a_batch_token_count_splits_the_mean_across_calls() -> None:
+    # one call over both rows == two calls (one row each) divided by the batch's 3 tokens:
+    # row 0: A = 1, two tokens -> -2; row 1: A = 4, one token -> -4; sum -6 / 3 tokens = -2
+    logp = torch.zeros(2, 2)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    adv = torch.tensor([1.0, 4.0])
+    whole, _ = decoupled_ppo_loss(logp, logp, logp, adv, mask, 0.2, 0.2, 5.0)
+    parts = [
+        decoupled_ppo_loss(
+            logp[i : i + 1],
+            logp[i : i + 1],
+            logp[i : i + 1],
+            adv[i : i + 1],
+            mask[i : i + 1],
+            0.2,
+            0.2,
+            5.0,
+            tokens=3.0,
+        )[0]
+        for i in range(2)
+    ]
+    assert math.isclose(float(whole), -2.0, rel_tol=1e-6)
+    assert math.isclose(float(sum(parts)), -2.0, rel_tol=1e-6)
+
+
+def test_tokens_outside_the_nucleus_are_left_out() -> None:
+    # token 2's proximal log-prob is -inf (outside top-p): no NaN, counted, loss from token 1 only
+    logp = torch.tensor([[-1.0, -math.inf]], requires_grad=True)
+    loss, stats = decoupled_ppo_loss(
+        logp, logp.detach(), torch.tensor([[-1.0, -2.0]]), torch.tensor([2.0]), torch.ones(1, 2), 0.2, 0.2, 5.0
+    )
+    assert math.isclose(float(loss.detach()), -2.0, rel_tol=1e-6)
+    assert stats["outside_nucleus_tokens"] == 1.0 and stats["tokens"] == 1.0
+    loss.backward()
+    assert torch.isfinite(logp.grad).all()

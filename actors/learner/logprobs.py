@@ -21,45 +21,49 @@ from actors.sampling import SamplingSpec, sampling_logprobs
 
 
 def _chunk_logprobs(
+    head: torch.nn.Module,
     hidden: torch.Tensor,  # [C, H]
-    weight: torch.Tensor,  # [V, H]
-    bias: torch.Tensor | None,  # [V]
     targets: torch.Tensor,  # [C]
     spec: SamplingSpec,
 ) -> torch.Tensor:  # [C]
-    logits = torch.nn.functional.linear(hidden, weight, bias)
-    return sampling_logprobs(logits, spec).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return sampling_logprobs(head(hidden), spec).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 @torch.no_grad()
-def _chunk_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: SamplingSpec):
-    logp = sampling_logprobs(torch.nn.functional.linear(hidden, weight, bias), spec)  # [C, V]
+def _chunk_entropy(head: torch.nn.Module, hidden: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:  # [C]
+    logp = sampling_logprobs(head(hidden), spec)  # [C, V]
     p = logp.exp()
-    return -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)  # [C]; 0·log 0 = 0 outside the nucleus
+    return -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)  # 0 · log 0 = 0 outside the nucleus
 
 
 def target_logprobs(
     hidden: torch.Tensor,  # [B, L, H] final hidden states (after the last norm)
-    head: torch.nn.Linear,  # the output head: logits = head(hidden)
+    head: torch.nn.Module,  # the output head: logits = head(hidden), called as a module (ZeRO-3 hooks)
     input_ids: torch.Tensor,  # [B, L]
     target_mask: torch.Tensor,  # [B, L] 1 where input_ids[t] is a trained token (t ≥ 1)
     spec: SamplingSpec,
     chunk_tokens: int = 1024,
     with_entropy: bool = True,
+    min_chunks: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # logp [B, L] (0 off target), entropy [B, L] (0 off target)
-    """log π(input_ids[t] | prefix) and the entropy at t, for every target position t."""
+    """log π(input_ids[t] | prefix) and the entropy at t, for every target position t.
+
+    `min_chunks` pads with empty chunks so every data-parallel rank calls the head equally
+    often (under ZeRO-3 each call gathers the head's parameters: a collective)."""
     rows, cols = target_mask[:, 1:].nonzero(as_tuple=True)  # [N]: position cols+1 is a target
     predict = hidden[rows, cols]  # [N, H]: hidden at t-1 predicts token t
     targets = input_ids[rows, cols + 1]  # [N]
     pieces, entropies = [], []
-    for start in range(0, predict.shape[0], chunk_tokens):
+    starts = list(range(0, predict.shape[0], chunk_tokens))
+    starts += [predict.shape[0]] * (min_chunks - len(starts))  # empty chunks
+    for start in starts:
         h, y = predict[start : start + chunk_tokens], targets[start : start + chunk_tokens]
         if torch.is_grad_enabled() and h.requires_grad:
-            pieces.append(checkpoint(_chunk_logprobs, h, head.weight, head.bias, y, spec, use_reentrant=False))
+            pieces.append(checkpoint(_chunk_logprobs, head, h, y, spec, use_reentrant=False))
         else:
-            pieces.append(_chunk_logprobs(h, head.weight, head.bias, y, spec))
+            pieces.append(_chunk_logprobs(head, h, y, spec))
         if with_entropy:
-            entropies.append(_chunk_entropy(h.detach(), head.weight.detach(), _detach(head.bias), spec))
+            entropies.append(_chunk_entropy(head, h.detach(), spec))
     flat = torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
     logp = torch.zeros(input_ids.shape, dtype=torch.float32, device=hidden.device)
     logp = logp.index_put((rows, cols + 1), flat)
@@ -67,10 +71,6 @@ def target_logprobs(
     if with_entropy and entropies:
         entropy[rows, cols + 1] = torch.cat(entropies)
     return logp, entropy
-
-
-def _detach(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach()
 
 
 def full_logprobs(

@@ -1,0 +1,86 @@
+"""The learner's data-parallel ranks: one process group among them, rank 0 leading.
+
+Rank 0 is the learner actor proper (Kafka, batches, publishing, offsets). It sends every
+operation to the other ranks with `broadcast` before doing its own share, and the other
+ranks (`RankFollower`) run the same operation on their shard: every collective (ZeRO's
+reduce-scatter, a ZeRO-3 gather) then happens on all ranks in the same order. Objects travel
+over a gloo group even when gradients go over NCCL.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import threading
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+class RankGroup:
+    """torch.distributed among the learner's ranks (gloo on CPU, NCCL for tensors on GPU)."""
+
+    def __init__(self, *, rank: int, world: int, address: str, backend: str, timeout_s: float = 1800.0) -> None:
+        host, _, port = address.rpartition(":")
+        os.environ.update(
+            {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": "0", "MASTER_ADDR": host, "MASTER_PORT": port}
+        )
+        self.rank, self.world = rank, world
+        timeout = datetime.timedelta(seconds=timeout_s)
+        dist.init_process_group(backend, init_method=f"tcp://{address}", rank=rank, world_size=world, timeout=timeout)
+        self._objects = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
+
+    def broadcast(self, obj: Any = None) -> Any:
+        """Rank 0's `obj`, on every rank."""
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, group=self._objects)
+        return box[0]
+
+    def sum(self, values: dict[str, float]) -> dict[str, float]:
+        """Element-wise sum over ranks (same keys on every rank)."""
+        keys = sorted(values)
+        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        dist.all_reduce(tensor, group=self._objects)
+        return dict(zip(keys, tensor.tolist(), strict=True))
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class RankFollower:
+    """Ranks 1..N−1: run what rank 0 broadcasts on the local trainer until told to stop.
+
+    Operations are (method name, args) pairs on this rank's own `Trainer`, inside the learner's
+    rank group; nothing outside that group can send them.
+    """
+
+    OPERATIONS = frozenset({"step", "reset_optimizer", "full_state"})
+
+    def __init__(self, *, name: str, trainer: Any, group: RankGroup) -> None:
+        self.name = name
+        self.trainer = trainer
+        self.group = group
+        self.operations = 0
+        self.done = False
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            op, args = self.group.broadcast()
+            if op == "stop":
+                break
+            if op not in self.OPERATIONS:
+                raise ValueError(f"{self.name}: unknown rank operation {op!r}")
+            getattr(self.trainer, op)(*args)
+            self.operations += 1
+        self.done = True
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"actor": self.name, "rank": self.group.rank, "operations": self.operations, "done": self.done}
+
+    def close(self) -> None:
+        self.group.close()

@@ -1,0 +1,238 @@
+"""One rank's model and optimizer: a training step on its share of a batch.
+
+`Trainer.step(rows, objective)` plans token-budgeted micro-batches over the whole batch
+(`microbatch.py`), runs this rank's share (forward through the decoder, chunked log-probs and
+entropy, the objective's token sum divided by the batch's token count, backward), then one
+optimizer step with gradient clipping. Backends differ only in how gradients are reduced and
+applied: `TorchTrainer` (one process, plain AdamW) here, `DeepSpeedTrainer` (ZeRO across
+ranks) in `ds_trainer.py`. Long sequences: activation checkpointing, chunked log-probs (no
+[B, L, V] table), bf16 autocast on GPUs, length-bucketed micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from actors.learner.grpo import decoupled_ppo_loss, ppo_stats, sft_loss
+from actors.learner.logprobs import target_logprobs
+from actors.learner.microbatch import TrainRow, pad_rows, plan_micro_batches
+from actors.learner.ranks import RankGroup
+from actors.sampling import SamplingSpec
+
+SFT_SPEC = SamplingSpec(1.0, 1.0)
+"""SFT trains the model's own distribution, not the rollouts' sampling distribution."""
+
+
+class Backend(enum.StrEnum):
+    TORCH = "torch"
+    """One process, plain PyTorch AdamW."""
+    DEEPSPEED = "deepspeed"
+    """DeepSpeed ZeRO across `learner.ranks` Ray actors (gloo on CPU, NCCL on GPUs)."""
+
+
+class Precision(enum.StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+    """fp32 master weights; bf16 autocast (torch) or DeepSpeed's bf16 mode."""
+
+
+class Objective(enum.StrEnum):
+    SFT = "sft"
+    RL = "rl"
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What a training step needs from the learner's config."""
+
+    micro_batch_tokens: int
+    logprob_chunk_tokens: int
+    grad_clip: float
+    clip_low: float
+    clip_high: float
+    behaviour_weight_cap: float
+    precision: Precision
+    activation_checkpointing: bool
+
+
+class Trainer:
+    """The shared step; subclasses own the optimizer (`_backward`, `_apply`, `reset_optimizer`)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        *,
+        settings: StepSettings,
+        spec: SamplingSpec,
+        pad_id: int,
+        group: RankGroup | None = None,
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.pad_id = pad_id
+        self.group = group
+        self.rank = group.rank if group else 0
+        self.world = group.world if group else 1
+        if settings.activation_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model = model
+        check_head(model)
+
+    @property
+    def module(self) -> PreTrainedModel:
+        """The model being trained (for evaluation and state)."""
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    # -- backend hooks --------------------------------------------------------------------
+    def reset_optimizer(self, lr: float) -> None:
+        raise NotImplementedError
+
+    def _before_forward(self) -> None:
+        """Called before each micro-batch's forward."""
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _apply(self) -> float:
+        """Clip, step, zero the gradients; return the gradient norm before clipping."""
+        raise NotImplementedError
+
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """Every parameter, unsharded (a collective under ZeRO-3; call on all ranks)."""
+        return self.module.state_dict()
+
+    # -- the step ----------------------------------------------------------------------------
+    def step(self, rows: Sequence[TrainRow], objective: Objective) -> dict[str, float]:
+        """Train on this rank's share of `rows` (the whole batch, identical on every rank)."""
+        self.module.train()
+        tokens = float(sum(r.n_targets for r in rows))
+        plan = plan_micro_batches([len(r.ids) for r in rows], self.settings.micro_batch_tokens, self.world)
+        sums: dict[str, float] = {"loss": 0.0, "entropy_sum": 0.0, "tokens": 0.0, "sequences": 0.0}
+        chunk = self.settings.logprob_chunk_tokens
+        for j, micro in enumerate(plan[self.rank]):
+            # the most head chunks any rank runs for its j-th micro-batch: all run that many
+            chunks = max(-(-sum(rows[i].n_targets for i in p[j].rows) // chunk) for p in plan)
+            part = self._micro_step([rows[i] for i in micro.rows], micro.weight, objective, tokens, chunks)
+            for key, value in part.items():
+                sums[key] = sums.get(key, 0.0) + value
+        grad_norm = self._apply()
+        if self.group is not None:
+            sums = self.group.sum(sums)
+        return summarize(sums, grad_norm)
+
+    def _micro_step(
+        self, rows: list[TrainRow], weight: float, objective: Objective, tokens: float, chunks: int
+    ) -> dict[str, float]:
+        batch = pad_rows(rows, self.pad_id, weight)
+        device = self.device
+        spec = SFT_SPEC if objective is Objective.SFT else self.spec
+        self._before_forward()
+        with self._autocast():
+            hidden = self.module.get_decoder()(
+                input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False
+            ).last_hidden_state
+        mask = batch.target_mask.to(device)
+        logp, entropy = target_logprobs(
+            hidden,
+            self.module.get_output_embeddings(),
+            batch.input_ids.to(device),
+            mask,
+            spec,
+            chunk_tokens=self.settings.logprob_chunk_tokens,
+            min_chunks=chunks,
+        )
+        # DeepSpeed averages gradients over ranks; each rank's share of the token sum is scaled back up
+        scale = float(self.world)
+        if objective is Objective.SFT:
+            loss = sft_loss(logp, mask, tokens)
+            stats = {"tokens": float(mask.sum())}
+        else:
+            loss, stats = decoupled_ppo_loss(
+                logp,
+                logp.detach(),
+                batch.behaviour_logprobs.to(device),
+                batch.advantages.to(device),
+                mask,
+                self.settings.clip_low,
+                self.settings.clip_high,
+                self.settings.behaviour_weight_cap,
+                tokens=tokens,
+            )
+        self._backward(loss * scale)
+        return {
+            **stats,
+            "loss": float(loss.detach()),
+            "entropy_sum": float((entropy * mask).sum()),
+            "sequences": float(weight * len(rows)),
+        }
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.settings.precision is Precision.BF16 and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def summarize(sums: dict[str, float], grad_norm: float) -> dict[str, float]:
+    """Batch metrics from summed micro-batch stats."""
+    tokens = max(sums["tokens"], 1.0)
+    out = {
+        "loss": sums["loss"],
+        "entropy": sums["entropy_sum"] / tokens,
+        "tokens": sums["tokens"],
+        "sequences": sums["sequences"],
+        "grad_norm": grad_norm,
+    }
+    if "behaviour_weight_sum" in sums:
+        out |= ppo_stats(sums)
+    return out
+
+
+def check_head(model: PreTrainedModel) -> None:
+    """The chunked path computes logits as head(decoder(x)); refuse models where that is not
+    the model's own forward (logit soft-capping, scaling), with a message naming the gap."""
+    probe = torch.arange(1, 9, device=next(model.parameters()).device).unsqueeze(0) % model.config.vocab_size
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        expected = model(input_ids=probe).logits.float()
+        hidden = model.get_decoder()(input_ids=probe).last_hidden_state
+        got = model.get_output_embeddings()(hidden).float()
+    model.train(was_training)
+    gap = float((expected - got).abs().max())
+    if gap > 1e-3 * max(1.0, float(expected.abs().max())):
+        raise ValueError(
+            f"{type(model).__name__}: logits differ from output_embeddings(decoder(x)) by {gap:.3g}; "
+            "the learner's chunked log-probs support models whose head is a plain linear layer"
+        )
+
+
+class TorchTrainer(Trainer):
+    """One process: AdamW, clip_grad_norm_."""
+
+    def __init__(self, model: PreTrainedModel, *, lr: float, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
+
+    def reset_optimizer(self, lr: float) -> None:
+        """Fresh moments at a new learning rate (SFT → RL: gradients differ in scale)."""
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def _apply(self) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)

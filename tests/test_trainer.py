@@ -1,0 +1,129 @@
+"""The learner's step: micro-batch planning by hand, and splitting invariants on a real model."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+
+from actors.learner.microbatch import MicroBatch, TrainRow, pad_rows, plan_micro_batches
+from actors.learner.trainer import Objective, Precision, StepSettings, TorchTrainer
+from actors.modeling import load_policy
+from actors.sampling import SamplingSpec
+
+
+def test_plan_buckets_by_length_within_the_budget() -> None:
+    # lengths 10, 3, 9, 4 with a 20-token budget, sorted: 10 (0), 9 (2), 4 (3), 3 (1)
+    # [0]: 1 x 10; adding row 2 -> 2 x 10 = 20 fits; a third -> 30 does not
+    # [3, 1]: 2 x 4 = 8 fits
+    assert plan_micro_batches([10, 3, 9, 4], token_budget=20) == [[MicroBatch((0, 2)), MicroBatch((1, 3))]]
+    # a row longer than the budget still gets a micro-batch of its own
+    assert plan_micro_batches([50, 2], token_budget=20) == [[MicroBatch((0,)), MicroBatch((1,))]]
+
+
+def test_plan_gives_every_rank_the_same_count() -> None:
+    # 3 micro-batches over 2 ranks: rank 1 gets a filler (weight 0) so collectives stay in step
+    plan = plan_micro_batches([8, 8, 8], token_budget=8, ranks=2)
+    assert [len(p) for p in plan] == [2, 2]
+    real = sorted(r for p in plan for m in p if m.weight for r in m.rows)
+    assert real == [0, 1, 2]
+    assert sum(1 for p in plan for m in p if m.weight == 0.0) == 1
+    # one micro-batch that fits everything is split so both ranks work
+    plan = plan_micro_batches([4, 4, 4, 4], token_budget=100, ranks=2)
+    assert sorted(len(p[0].rows) for p in plan) == [2, 2] and all(p[0].weight == 1.0 for p in plan)
+
+
+def test_pad_rows_marks_targets_and_behaviour() -> None:
+    batch = pad_rows([TrainRow((5, 6, 7), 2, 1.5, (-0.5,)), TrainRow((5, 6), 1, -1.0, (-0.25,))], pad_id=0)
+    assert batch.input_ids.tolist() == [[5, 6, 7], [5, 6, 0]]
+    assert batch.target_mask.tolist() == [[0, 0, 1], [0, 1, 0]]
+    assert batch.behaviour_logprobs.tolist() == [[0, 0, -0.5], [0, -0.25, 0]]
+    assert batch.advantages.tolist() == [1.5, -1.0]
+
+
+def rl_rows(vocab: int, n: int = 8, seed: int = 0) -> list[TrainRow]:
+    """Rows of varied lengths with behaviour log-probs near the model's and mixed advantages."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        prompt, response = rng.randint(3, 12), rng.randint(1, 6)
+        ids = tuple(rng.randrange(3, vocab) for _ in range(prompt + response))
+        behaviour = tuple(-rng.uniform(0.5, 3.0) for _ in range(response))
+        rows.append(TrainRow(ids, prompt, advantage=(-1.0) ** i * (1 + i / 8), behaviour=behaviour))
+    return rows
+
+
+def settings(micro_batch_tokens: int) -> StepSettings:
+    return StepSettings(
+        micro_batch_tokens=micro_batch_tokens,
+        logprob_chunk_tokens=5,
+        grad_clip=1.0,
+        clip_low=0.2,
+        clip_high=0.28,
+        behaviour_weight_cap=5.0,
+        precision=Precision.FP32,
+        activation_checkpointing=False,
+    )
+
+
+class GradientRecorder(TorchTrainer):
+    """Keeps the accumulated gradient the optimizer is about to apply."""
+
+    def _apply(self) -> float:
+        self.gradient = {n: p.grad.detach().clone() for n, p in self.model.named_parameters()}
+        return super()._apply()
+
+
+def one_step(model, rows, objective: Objective, micro_batch_tokens: int, checkpointing: bool = False):
+    """(the batch's gradient, step stats) of one step on a copy of `model`.
+
+    Gradients, not parameters, are compared: AdamW's first update is lr · g / (|g| + ε), which
+    turns a 1e-9 difference in a gradient element near ε into 1e-5 in the parameter."""
+    model = copy.deepcopy(model)
+    step = settings(micro_batch_tokens)
+    step = StepSettings(**{**step.__dict__, "activation_checkpointing": checkpointing})
+    trainer = GradientRecorder(model, lr=1e-3, settings=step, spec=SamplingSpec(0.7, 1.0), pad_id=0)
+    stats = trainer.step(rows, objective)
+    return trainer.gradient, stats
+
+
+@pytest.mark.parametrize("objective", [Objective.RL, Objective.SFT])
+def test_one_micro_batch_equals_two(tiny_model: str, objective: Objective) -> None:
+    model, tokenizer = load_policy(tiny_model)
+    rows = rl_rows(len(tokenizer))
+    whole, s1 = one_step(model, rows, objective, micro_batch_tokens=10_000)  # 1 x 8
+    split, s2 = one_step(model, rows, objective, micro_batch_tokens=4 * 18)  # several micro-batches
+    assert s1["tokens"] == s2["tokens"] == sum(r.n_targets for r in rows)
+    assert abs(s1["loss"] - s2["loss"]) < 1e-6
+    worst = max(float((whole[k] - split[k]).abs().max()) for k in whole)
+    print(f"{objective}: max gradient difference, 1 vs several micro-batches: {worst:.2e}")
+    assert worst < 1e-6
+    assert max(float(g.abs().max()) for g in whole.values()) > 1e-3, "a real gradient"
+
+
+def test_activation_checkpointing_gives_the_same_update(tiny_model: str) -> None:
+    model, tokenizer = load_policy(tiny_model)
+    rows = rl_rows(len(tokenizer), seed=1)
+    plain, _ = one_step(model, rows, Objective.RL, 10_000)
+    checkpointed, _ = one_step(model, rows, Objective.RL, 10_000, checkpointing=True)
+    assert max(float((plain[k] - checkpointed[k]).abs().max()) for k in plain) < 1e-6
+
+
+def test_on_policy_behaviour_weight_is_one(tiny_model: str) -> None:
+    # behaviour log-probs computed by the model itself: π_prox / π_behav = 1 on every token
+    model, tokenizer = load_policy(tiny_model)
+    rows = rl_rows(len(tokenizer))
+    with torch.no_grad():
+        from actors.learner.logprobs import full_logprobs
+
+        exact = []
+        for row in rows:
+            ids = torch.tensor([row.ids])
+            logp, _ = full_logprobs(model(input_ids=ids).logits, ids, SamplingSpec(0.7, 1.0))
+            exact.append(TrainRow(row.ids, row.n_prompt, row.advantage, tuple(logp[0, row.n_prompt :].tolist())))
+    _, stats = one_step(model, exact, Objective.RL, 64)
+    assert abs(stats["behaviour_weight_mean"] - 1.0) < 1e-5
+    assert stats["clip_fraction"] == 0.0
+    assert stats["entropy"] > 0
