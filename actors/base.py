@@ -30,6 +30,7 @@ class ProcessorActor:
         topic: str,
         decoder: Decoder,
         dedup_key: Callable[[Any], str] = record_id,
+        batched: bool = False,
     ) -> None:
         self.name = name
         self.processor = StreamProcessor(
@@ -41,6 +42,7 @@ class ProcessorActor:
             handle=self.handle,
             dedup_window=streams.dedup_window,
             dedup_key=dedup_key,
+            batched=batched,
         )
 
     def handle(self, records: list[Any]) -> Sequence[Output]:

@@ -21,6 +21,12 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.sampling import SamplingSpec, sampling_logprobs
+from streams.processor import FatalError
+
+
+class EngineFailure(FatalError):
+    """The engine itself failed (not one prompt): the rollout actor stops instead of
+    dead-lettering the tasks it was generating for."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class Sample:
 
 class Engine(Protocol):
     name: str
+    tokenizer: PreTrainedTokenizerBase
 
     def generate(
         self, prompts: Sequence[Sequence[int]], *, n: int, temperature: float, top_p: float, max_new_tokens: int

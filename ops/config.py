@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import dacite
 import yaml
 
 from actors.ingest import IngestConfig
-from actors.learner.actor import LearnerConfig
-from actors.modeling import TinyModelConfig
+from actors.learner.config import LearnerConfig
+from actors.learner.trainer import Backend
+from actors.modeling import TinyModelConfig, torch_dtype
 from actors.reward.actor import RewardConfig
 from actors.rollout.actor import RolloutConfig
 from actors.synthesis.actor import SynthesisConfig
@@ -37,6 +39,15 @@ class ModelConfig:
     empty builds an untrained tiny model shaped by `tiny` in the run directory."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Shape of the tiny model built when `path` is empty."""
+    dtype: str = "float32"
+    """The policy's inference dtype: rollout engines run it and weights travel in it
+    ('float32', 'bfloat16', 'float16'); the learner keeps fp32 master weights."""
+
+    def __post_init__(self) -> None:
+        try:
+            torch_dtype(self.dtype)
+        except ValueError as exc:
+            raise ValueError(f"model.{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,8 @@ class RayConfig:
     """Ray cluster address ('auto', 'ray://host:10001'); empty starts a local Ray."""
     num_cpus: int = 0
     """CPUs of a local Ray; 0 lets Ray count them."""
+    num_gpus: int = -1
+    """GPUs of a local Ray; -1 lets Ray count them."""
     namespace: str = "longtide"
     """Ray namespace of the named actors."""
 
@@ -91,6 +104,12 @@ class LongtideConfig:
     """Where the run keeps its model, blobs, weights, logs and state file."""
 
     def __post_init__(self) -> None:
+        if self.learner.backend is Backend.DEEPSPEED and importlib.util.find_spec("deepspeed") is None:
+            raise ValueError(
+                "learner.backend=deepspeed but deepspeed is not installed: "
+                "pip install 'longtide[cpu]' or 'longtide[gpu]', or set learner.backend=torch"
+            )
+        self.rollout.engine.resolve()  # vllm named but not installed: fails here, naming the fix
         if self.synthesis.context_tokens + 16 > self.model.tiny.max_positions and not self.model.path:
             raise ValueError(
                 f"synthesis.context_tokens ({self.synthesis.context_tokens}) + 16 must fit "

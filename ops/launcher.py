@@ -8,6 +8,7 @@ Stops actors, Ray and the embedded broker on exit (Ctrl-C and SIGTERM included, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -15,21 +16,27 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 import yaml
 from prometheus_client import start_http_server
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.hosting import RayActorHost
+from actors.hosting import RayActorHost, Resources
 from actors.ingest import IngestActor
-from actors.learner.actor import HeldoutSpec, Learner
-from actors.modeling import build_tiny_policy
+from actors.learner.actor import HeldoutSpec, Learner, build_trainer, resolve_device
+from actors.learner.ranks import RankFollower, RankGroup
+from actors.modeling import build_tiny_policy, load_policy_tokenizer, token_counter, torch_dtype
 from actors.reward.actor import RewardActor
 from actors.rollout.actor import RolloutActor
+from actors.sampling import SamplingSpec
 from actors.synthesis.actor import SynthesisActor
-from actors.tasks import word_count
+from actors.weights import STORE_NAME
 from ops.config import LongtideConfig, to_dict
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker, free_port
@@ -39,6 +46,14 @@ log = logging.getLogger(__name__)
 
 LEARNER_NAME = "longtide-learner"
 STATE_FILE = "state.json"
+ACTOR_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+
+
+@ray.remote(num_cpus=0)
+def _rendezvous() -> str:
+    """host:port for the learner ranks' process group, on the node of rank 0's bundle."""
+    host = ray.util.get_node_ip_address()
+    return f"{host}:{free_port(host)}"
 
 
 def _claim(config: LongtideConfig, run_dir: Path) -> ClaimCheck:
@@ -46,13 +61,26 @@ def _claim(config: LongtideConfig, run_dir: Path) -> ClaimCheck:
     return ClaimCheck(BlobStore(uri), config.streams.inline_limit_bytes)
 
 
-def build_actor(kind: str, name: str, config: LongtideConfig, model_path: str, run_dir: Path) -> Any:
+@dataclass(frozen=True)
+class Slot:
+    """One actor to start: what it is, its name, what Ray reserves for it, its learner rank."""
+
+    kind: str
+    name: str
+    resources: Resources
+    rank: int = 0
+
+
+def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run_dir: Path, rendezvous: str = "") -> Any:
     """Construct one plain actor (runs inside its Ray worker, or in-process in tests)."""
     streams, claim = config.streams, _claim(config, run_dir)
+    kind, name = slot.kind, slot.name
     if kind == "ingest":
-        return IngestActor(name=name, config=config.ingest, streams=streams, claim=claim, count_tokens=word_count)
+        count = token_counter(load_policy_tokenizer(model_path))
+        return IngestActor(name=name, config=config.ingest, streams=streams, claim=claim, count_tokens=count)
     if kind == "synthesis":
-        return SynthesisActor(name=name, config=config.synthesis, streams=streams, claim=claim)
+        count = token_counter(load_policy_tokenizer(model_path))
+        return SynthesisActor(name=name, config=config.synthesis, streams=streams, claim=claim, count_tokens=count)
     if kind == "rollout":
         return RolloutActor(
             name=name,
@@ -62,36 +90,59 @@ def build_actor(kind: str, name: str, config: LongtideConfig, model_path: str, r
             claim=claim,
             max_staleness=config.learner.max_staleness,
             groups_per_step=config.learner.groups_per_step,
+            dtype=config.model.dtype,
         )
     if kind == "reward":
         return RewardActor(name=name, config=config.reward, streams=streams)
     if kind == "learner":
-        heldout = HeldoutSpec(
-            task_types=config.synthesis.task_types,
-            context_tokens=config.synthesis.context_tokens,
-            entities_per_world=config.feed.entities_per_world,
-            max_new_tokens=config.rollout.max_new_tokens,
-        )
-        return Learner(
-            name=name,
-            config=config.learner,
-            streams=streams,
-            model_path=model_path,
-            claim=claim,
-            run_dir=run_dir,
-            temperature=config.rollout.temperature,
-            heldout=heldout,
-        )
+        return _learner_rank(slot, config, model_path, claim, run_dir, rendezvous)
     raise ValueError(f"unknown actor kind {kind!r}")
 
 
-def actor_plan(config: LongtideConfig) -> list[tuple[str, str]]:
-    """(kind, name) of every actor to start."""
-    plan = [("ingest", f"ingest-{i}") for i in range(config.ingest.instances)]
-    plan += [("synthesis", "synthesis-0")]
-    plan += [("rollout", f"rollout-{i}") for i in range(config.rollout.instances)]
-    plan += [("reward", f"reward-{i}") for i in range(config.reward.instances)]
-    plan += [("learner", LEARNER_NAME)]
+def _learner_rank(
+    slot: Slot, config: LongtideConfig, model_path: str, claim: ClaimCheck, run_dir: Path, rendezvous: str
+) -> Any:
+    """Rank 0: the `Learner`; ranks 1..N−1: followers running what rank 0 broadcasts."""
+    torch.set_num_threads(config.learner.resources.threads)
+    learner = config.learner
+    sampling = SamplingSpec(config.rollout.temperature, config.rollout.top_p)
+    group = None
+    if learner.ranks > 1:
+        backend = "nccl" if resolve_device(learner.device) == "cuda" else "gloo"
+        group = RankGroup(rank=slot.rank, world=learner.ranks, address=rendezvous, backend=backend)
+    if slot.rank > 0:
+        trainer, _ = build_trainer(learner, model_path, sampling, group)
+        return RankFollower(name=slot.name, trainer=trainer, group=group)
+    heldout = HeldoutSpec(
+        task_types=config.synthesis.task_types,
+        context_tokens=config.synthesis.context_tokens,
+        entities_per_world=config.feed.entities_per_world,
+        max_new_tokens=config.rollout.max_new_tokens,
+    )
+    return Learner(
+        name=slot.name,
+        config=learner,
+        streams=config.streams,
+        model_path=model_path,
+        claim=claim,
+        run_dir=run_dir,
+        sampling=sampling,
+        heldout=heldout,
+        weights_dtype=torch_dtype(config.model.dtype),
+        group=group,
+    )
+
+
+def actor_plan(config: LongtideConfig) -> list[Slot]:
+    """Every actor to start, with its Ray resources."""
+    plan = [Slot("ingest", f"ingest-{i}", config.ingest.resources) for i in range(config.ingest.instances)]
+    plan += [Slot("synthesis", "synthesis-0", config.synthesis.resources)]
+    plan += [Slot("rollout", f"rollout-{i}", config.rollout.resources) for i in range(config.rollout.instances)]
+    plan += [Slot("reward", f"reward-{i}", config.reward.resources) for i in range(config.reward.instances)]
+    plan += [
+        Slot("learner", LEARNER_NAME if r == 0 else f"{LEARNER_NAME}-rank-{r}", config.learner.resources, rank=r)
+        for r in range(config.learner.ranks)
+    ]
     return plan
 
 
@@ -113,6 +164,7 @@ class Service:
         self.hosts: dict[str, Any] = {}
         self.endpoints: dict[str, str] = {}
         self._started_ray = False
+        self._learner_group: Any = None
 
     def start(self) -> Service:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,21 +181,51 @@ class Service:
             start_http_server(port, addr=self.config.metrics.host)
             self.endpoints["launcher"] = f"{self.config.metrics.host}:{port}"
         self._start_ray()
-        for kind, name in actor_plan(self.config):
-            host = RayActorHost.options(name=name, num_cpus=0, lifetime=None).remote(
-                functools.partial(build_actor, kind, name, self.config, model_path, self.run_dir),
-                self.config.metrics.host,
-            )
-            self.hosts[name] = host
+        plan = actor_plan(self.config)
+        learner_slots = [s for s in plan if s.kind == "learner"]
+        rendezvous = self._place_learner(learner_slots)
+        for slot in plan:
+            build = functools.partial(build_actor, slot, self.config, model_path, self.run_dir, rendezvous)
+            self.hosts[slot.name] = RayActorHost.options(**self._options(slot)).remote(build, self.config.metrics.host)
         for name, address in zip(self.hosts, ray.get([h.start.remote() for h in self.hosts.values()]), strict=True):
             self.endpoints[name] = address
         self._write_state()
         return self
 
+    def _place_learner(self, slots: list[Slot]) -> str:
+        """A placement group with one bundle per learner rank; the ranks' rendezvous address."""
+        resources = self.config.learner.resources
+        bundle = {k: v for k, v in (("CPU", resources.num_cpus), ("GPU", resources.num_gpus)) if v > 0}
+        if not bundle:  # nothing reserved: one rank, placed anywhere (config forbids ranks > 1 here)
+            return ""
+        self._learner_group = placement_group([dict(bundle) for _ in slots], strategy="PACK")
+        try:
+            ray.get(self._learner_group.ready(), timeout=120)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(
+                f"the learner's placement group ({len(slots)} x {bundle}) did not fit in 120 s; Ray has "
+                f"{ray.available_resources()}: lower learner.ranks or learner.resources, or add nodes"
+            ) from None
+        strategy = PlacementGroupSchedulingStrategy(self._learner_group, placement_group_bundle_index=0)
+        return ray.get(_rendezvous.options(scheduling_strategy=strategy).remote()) if len(slots) > 1 else ""
+
+    def _options(self, slot: Slot) -> dict[str, Any]:
+        """Ray options of one actor: name, resources, threads, and its bundle for a learner rank."""
+        options: dict[str, Any] = {
+            "name": slot.name,
+            "num_cpus": slot.resources.num_cpus,
+            "num_gpus": slot.resources.num_gpus,
+            "runtime_env": {"env_vars": {**ACTOR_ENV, "OMP_NUM_THREADS": str(slot.resources.threads)}},
+        }
+        if slot.kind == "learner" and self._learner_group is not None:
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                self._learner_group, placement_group_bundle_index=slot.rank
+            )
+        return options
+
     def _start_ray(self) -> None:
         if ray.is_initialized():
             return
-        env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
         ray_cfg = self.config.ray
         # ray.init installs its own SIGTERM handler, which kills the driver without cleanup;
         # keep the caller's so SIGTERM still stops actors, Ray and the broker cleanly.
@@ -152,9 +234,10 @@ class Service:
             address=ray_cfg.address or None,
             namespace=ray_cfg.namespace,
             num_cpus=None if ray_cfg.address else (ray_cfg.num_cpus or None),
+            num_gpus=None if ray_cfg.address or ray_cfg.num_gpus < 0 else ray_cfg.num_gpus,
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"env_vars": env},
+            runtime_env={"env_vars": ACTOR_ENV},
             configure_logging=False,
         )
         if callable(previous):
@@ -191,6 +274,12 @@ class Service:
             for host in self.hosts.values():
                 ray.kill(host)
             self.hosts.clear()
+        if ray.is_initialized():
+            with contextlib.suppress(ValueError):  # never created: nothing was published through Ray
+                ray.kill(ray.get_actor(STORE_NAME))
+            if self._learner_group is not None:
+                remove_placement_group(self._learner_group)
+                self._learner_group = None
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False

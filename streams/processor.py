@@ -4,6 +4,11 @@ At-least-once on the wire, exactly-once in effect: offsets are committed only af
 record produced from the polled batch is acknowledged, and records whose id was already
 seen are dropped. A record that fails to decode, validate or process becomes a `DeadLetter`
 with its original bytes and the reason, and the loop keeps going.
+
+A `FatalError` (or a Kafka error) is not the record's fault: it propagates and nothing is
+committed. With `batched=True` the records of every message of a poll go to one `handle` call (the
+rollout actor generates for many prompts at once); if that call raises, each message is
+handled alone, so only the message that breaks processing is dead-lettered.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ from streams.metrics import stream_metrics
 from streams.topics import DLQ
 
 log = logging.getLogger(__name__)
+
+
+class FatalError(Exception):
+    """The actor is broken, not the record (a dead engine, a lost device): the processor
+    re-raises it instead of dead-lettering, nothing from the poll is committed, and the actor's
+    loop ends so its host reports the failure (records are read again on restart)."""
+
 
 Decoder = Callable[[Message], list[Any]]
 
@@ -93,6 +105,7 @@ class StreamProcessor:
         handle: Callable[[list[Any]], Sequence[Output]],
         dedup_window: int,
         dedup_key: Callable[[Any], str] = record_id,
+        batched: bool = False,
     ) -> None:
         self.actor = actor
         self.consumer = consumer
@@ -100,6 +113,7 @@ class StreamProcessor:
         self.decoder = decoder
         self.handle = handle
         self.dedup_key = dedup_key
+        self.batched = batched
         self.dedup = DedupWindow(dedup_window)
         self.metrics = stream_metrics(kind)
         self.committed: dict[tuple[str, int], int] = {}
@@ -116,10 +130,15 @@ class StreamProcessor:
         start = time.perf_counter()
         futures: list[Future] = []
         next_offsets: dict[tuple[str, int], int] = {}
+        pending: list[tuple[Message, list[Any]]] = []
+        polled: set[str] = set()  # ids earlier in this poll count as seen
         for message in messages:
             self.metrics.consumed.labels(self.actor, message.topic, str(message.partition)).inc()
-            futures.extend(self._process(message))
             next_offsets[(message.topic, message.partition)] = message.offset + 1
+            fresh = self._decode_fresh(message, futures, polled)
+            if fresh:
+                pending.append((message, fresh))
+        futures.extend(self._handle_all(pending))
         self.producer.flush()
         for future in futures:
             meta = future.get(timeout=30)  # raises if the broker refused it: no commit then
@@ -131,26 +150,44 @@ class StreamProcessor:
         self.metrics.process_seconds.labels(self.actor).observe(time.perf_counter() - start)
         return len(messages)
 
-    def _process(self, message: Message) -> list[Future]:
+    def _decode_fresh(self, message: Message, futures: list[Future], polled: set[str]) -> list[Any]:
+        """The message's records not seen before; a dead letter (into `futures`) if undecodable."""
         try:
             records = self.decoder(message)
-        except KafkaError:
+        except (KafkaError, FatalError):
             raise
         except Exception as exc:  # noqa: BLE001 - any bad input becomes a dead letter
-            return [self._dead_letter(message, f"decode: {describe(exc)}")]
+            futures.append(self._dead_letter(message, f"decode: {describe(exc)}"))
+            return []
         fresh = []
         for record in records:
             key = self.dedup_key(record)
-            if key and self.dedup.seen(key):
+            if key and (key in polled or self.dedup.seen(key)):
                 self.counts["duplicates"] += 1
                 self.metrics.duplicates.labels(self.actor, message.topic).inc()
             else:
+                polled.add(key)
                 fresh.append(record)
-        if not fresh:
-            return []
+        return fresh
+
+    def _handle_all(self, pending: list[tuple[Message, list[Any]]]) -> list[Future]:
+        if self.batched and len(pending) > 1:
+            records = [r for _, rs in pending for r in rs]
+            try:
+                outputs = self.handle(records)
+            except KafkaError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - find the culprit message by message
+                log.warning("%s: batch of %d failed (%s); handling message by message", self.actor, len(pending), exc)
+            else:
+                self._remember(records)
+                return [self._send(o) for o in outputs]
+        return [f for message, records in pending for f in self._handle_one(message, records)]
+
+    def _handle_one(self, message: Message, fresh: list[Any]) -> list[Future]:
         try:
             outputs = self.handle(fresh)
-        except KafkaError:
+        except (KafkaError, FatalError):
             raise
         except Exception as exc:  # noqa: BLE001 - a record that breaks processing
             log.warning(
@@ -162,11 +199,14 @@ class StreamProcessor:
                 describe(exc),
             )
             return [self._dead_letter(message, f"process: {describe(exc)}")]
-        for record in fresh:
+        self._remember(fresh)
+        return [self._send(o) for o in outputs]
+
+    def _remember(self, records: list[Any]) -> None:
+        for record in records:
             key = self.dedup_key(record)
             if key:
                 self.dedup.add(key)
-        return [self._send(o) for o in outputs]
 
     def _send(self, output: Output) -> Future:
         self.counts["produced"] += len(output.records)

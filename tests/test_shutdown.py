@@ -30,7 +30,8 @@ def test_sigterm_stops_everything(tmp_path: Path) -> None:
             "--learner.heldout_tasks=8",
             "--model.path=",
             "--model.tiny.num_layers=1",
-            "--model.tiny.hidden_size=32",
+            "--model.tiny.hidden_size=64",
+            "--model.tiny.num_heads=2",
             "--model.tiny.intermediate_size=64",
         ],
         stdout=log,
@@ -38,7 +39,7 @@ def test_sigterm_stops_everything(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     state = run_dir / "state.json"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     if not state.exists():

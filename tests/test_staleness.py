@@ -6,11 +6,14 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from actors.learner.actor import HeldoutSpec, Learner, LearnerConfig
+from actors.generation import EngineKind
+from actors.learner.actor import HeldoutSpec, Learner
+from actors.learner.config import LearnerConfig
+from actors.sampling import SamplingSpec
 from actors.reward.actor import RewardActor, RewardConfig
-from actors.rollout.actor import RolloutActor, RolloutConfig, gate_open
+from actors.rollout.actor import RolloutActor, RolloutConfig, gate_allowance
 from actors.synthesis.actor import make_task
-from actors.tasks import TaskType, compose_kv_retrieval
+from actors.tasks import TaskType, compose_kv_retrieval, word_count
 from actors.weights import Transport
 from actors.world import make_world
 from schemas import Rollout
@@ -22,11 +25,14 @@ from tests.kafka_helpers import read_records
 
 def test_gate_rule() -> None:
     # η = 0, 4 groups per step: after the learner consumed 8 groups, groups 8..11 may start, not 12
-    assert gate_open(produced_groups=11, consumed_groups=8, groups_per_step=4, max_staleness=0)
-    assert not gate_open(produced_groups=12, consumed_groups=8, groups_per_step=4, max_staleness=0)
-    # η = 2 lets rollouts run two steps further ahead
-    assert gate_open(produced_groups=19, consumed_groups=8, groups_per_step=4, max_staleness=2)
-    assert not gate_open(produced_groups=20, consumed_groups=8, groups_per_step=4, max_staleness=2)
+    assert gate_allowance(produced_groups=8, consumed_groups=8, groups_per_step=4, max_staleness=0) == 4
+    assert gate_allowance(produced_groups=11, consumed_groups=8, groups_per_step=4, max_staleness=0) == 1
+    assert gate_allowance(produced_groups=12, consumed_groups=8, groups_per_step=4, max_staleness=0) == 0
+    # η = 2 lets rollouts run two steps further ahead: 8 + 3 * 4 = 20
+    assert gate_allowance(produced_groups=19, consumed_groups=8, groups_per_step=4, max_staleness=2) == 1
+    assert gate_allowance(produced_groups=20, consumed_groups=8, groups_per_step=4, max_staleness=2) == 0
+    # an overshoot (several rollout actors) never asks for a negative number
+    assert gate_allowance(produced_groups=25, consumed_groups=8, groups_per_step=4, max_staleness=2) == 0
 
 
 def _send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int) -> None:
@@ -34,7 +40,14 @@ def _send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int) -> None:
     rng = random.Random(0)
     for i in range(n):
         composed = compose_kv_retrieval(make_world(i, 4).facts, rng, context_tokens=16)
-        task = make_task(composed, collection=f"w{i}", doc_ids=("d",), claim=claim, synth_version=1)
+        task = make_task(
+            composed,
+            collection=f"w{i}",
+            doc_ids=("d",),
+            claim=claim,
+            synth_version=1,
+            context_tokens=word_count(composed.context),
+        )
         producer.send_records("tasks", [task], key=task.task_id.encode())
     producer.flush()
     producer.close()
@@ -62,12 +75,12 @@ def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny
         model_path=tiny_model,
         claim=claim,
         run_dir=tmp_path,
-        temperature=1.0,
+        sampling=SamplingSpec(1.0, 1.0),
         heldout=heldout,
     )
     rollout = RolloutActor(
         name="rollout-t",
-        config=RolloutConfig(group_size=group, max_new_tokens=2),
+        config=RolloutConfig(group_size=group, max_new_tokens=2, engine=EngineKind.TRANSFORMERS),
         streams=streams,
         model_path=tiny_model,
         claim=claim,

@@ -50,8 +50,11 @@ def test_prompt_format() -> None:
     assert render_prompt("a color red .", "a color") == "a color red . question : a color ? answer :"
 
 
-def test_synthesis_actor_waits_for_enough_facts(streams, claim) -> None:  # noqa: ANN001
-    """A collection's first document (6 facts, 24 tokens) cannot fill 32 tokens; the second can."""
+def test_synthesis_actor_waits_for_enough_facts(streams, claim, tiny_model) -> None:  # noqa: ANN001
+    """A collection's first document (6 facts, 24 tokens) cannot fill 32 tokens; the second can.
+
+    Budgets are counted by the policy's tokenizer (the tiny one: a token per word)."""
+    from actors.modeling import load_policy_tokenizer, token_counter
     from actors.synthesis.actor import SynthesisActor, SynthesisConfig
     from schemas import Document
 
@@ -61,6 +64,7 @@ def test_synthesis_actor_waits_for_enough_facts(streams, claim) -> None:  # noqa
         config=SynthesisConfig(context_tokens=32, tasks_per_document=4),
         streams=streams,
         claim=claim,
+        count_tokens=token_counter(load_policy_tokenizer(tiny_model)),
     )
     try:
         docs = [
@@ -80,7 +84,7 @@ def test_synthesis_actor_waits_for_enough_facts(streams, claim) -> None:  # noqa
         tasks = [o.records[0] for o in actor.handle(docs[1:])]
         assert len(tasks) == 4 and {t.task_type for t in tasks} == {"kv_retrieval", "two_hop"}
         for task in tasks:
-            assert 28 <= task.context_tokens <= 32
+            assert 28 <= task.context_tokens <= 32 and task.context_tokens == word_count(task.context)
             words = task.question.split()
             if task.task_type == "kv_retrieval":
                 assert task.answer == world.lookup(words[0], words[1])

@@ -29,7 +29,7 @@ TOLERANCE = 1e-4
 @pytest.fixture(scope="module")
 def engine() -> Iterator[VLLMEngine]:
     _, tokenizer = load_policy(BASE_MODEL)
-    engine = VLLMEngine(str(BASE_MODEL), tokenizer, VLLMSettings(dtype="float32"))
+    engine = VLLMEngine(str(BASE_MODEL), tokenizer, VLLMSettings(), dtype="float32")
     yield engine
     engine.close()
 

@@ -8,6 +8,10 @@ Phases:
    `max_staleness` versions old; one decoupled-PPO step on `groups_per_step` groups; publish
    the next version; commit the offsets trained through. Evaluate every `eval_every` steps.
 `rl_steps = 0` keeps training for as long as the service runs.
+
+This class is rank 0. With `learner.backend=deepspeed` and `ranks > 1`, the other ranks run
+`RankFollower` loops and every training operation goes to all of them (`ranks.Leader`); only
+rank 0 reads Kafka, evaluates, publishes weights and commits offsets.
 """
 
 from __future__ import annotations
@@ -21,20 +25,20 @@ from typing import Any
 
 import torch
 from prometheus_client import Counter, Gauge, Histogram
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.generation import TransformersEngine
-from actors.learner.batching import answer_example, pad_batch
+from actors.learner.batching import answer_example
+from actors.learner.config import LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
-from actors.learner.grpo import (
-    AdvantageNorm,
-    decoupled_ppo_loss,
-    group_advantages,
-    informative_groups,
-    token_logprobs,
-)
-from actors.modeling import load_policy
+from actors.learner.grpo import group_advantages, informative_groups
+from actors.learner.microbatch import TrainRow
+from actors.learner.ranks import Leader, RankGroup
+from actors.learner.trainer import Backend, Objective, TorchTrainer, Trainer
+from actors.modeling import load_policy, token_counter
+from actors.sampling import SamplingSpec
 from actors.tasks import TaskType, render_prompt
-from actors.weights import Transport, WeightPublisher
+from actors.weights import WeightPublisher
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, Message, Producer, StreamsConfig
@@ -55,63 +59,42 @@ STALENESS = Histogram(
 LOSS = Gauge("longtide_learner_loss", "Last training loss.", ["actor", "phase"])
 REWARD = Gauge("longtide_learner_reward_mean", "Mean reward of the last batch.", ["actor", "task_type"])
 HELDOUT = Gauge("longtide_learner_heldout_accuracy", "Held-out greedy accuracy.", ["actor", "task_type"])
+STEP_SECONDS = Histogram(
+    "longtide_learner_step_seconds",
+    "Wall time of one optimizer step (forward, backward, update; all ranks).",
+    ["actor", "phase"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+TOKENS = Counter("longtide_learner_tokens_trained", "Target tokens trained on.", ["actor", "phase"])
+GRAD_NORM = Gauge("longtide_learner_grad_norm", "Gradient norm before clipping, last step.", ["actor", "phase"])
+ENTROPY = Gauge("longtide_learner_entropy", "Mean token entropy of the sampling distribution, last RL step.", ["actor"])
+CLIP_FRACTION = Gauge("longtide_learner_clip_fraction", "Fraction of tokens whose PPO ratio was clipped.", ["actor"])
 
 
-@dataclass(frozen=True)
-class LearnerConfig:
-    """Training settings (defaults fit the tiny CPU demo; see ops/configs for the paper's)."""
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
-    lr: float = 3e-4
-    """RL AdamW learning rate, constant (the paper uses 2e-6 on large models). Measured on the
-    untrained tiny model's SFT checkpoint: 1e-3 lowered held-out accuracy, 1e-4 left it flat;
-    from the committed base, 3e-4 gives +0.19 over 500 steps (README, "Measured")."""
-    sft_lr: float = 1e-3
-    """SFT warm-up AdamW learning rate."""
-    sft_steps: int = 50
-    """SFT warm-up steps on gold answers before RL (the prompt format and the end of an answer);
-    0 skips the warm-up."""
-    sft_batch: int = 64
-    """Examples per SFT step."""
-    rl_steps: int = 500
-    """RL steps before the learner stops; 0 trains for as long as the service runs."""
-    groups_per_step: int = 16
-    """Prompts (GRPO groups) per RL step."""
-    max_staleness: int = 1
-    """η: rollouts more than η versions behind are dropped; 0 is synchronous RL."""
-    clip_low: float = 0.2
-    """PPO clip ε_low."""
-    clip_high: float = 0.28
-    """PPO clip ε_high (DAPO clip-higher)."""
-    behaviour_weight_cap: float = 5.0
-    """Cap on the decoupled-PPO weight π_prox / π_behav."""
-    advantage_norm: AdvantageNorm = AdvantageNorm.GROUP
-    """How group-centred rewards are scaled."""
-    grad_clip: float = 1.0
-    """Max global gradient norm."""
-    eval_every: int = 100
-    """Held-out evaluation period in RL steps (and at each phase boundary)."""
-    heldout_tasks: int = 512
-    """Held-out tasks per evaluation."""
-    heldout_seed: int = 0
-    """Seed of the held-out worlds."""
-    weights_transport: Transport = Transport.RAY
-    """How rollout actors fetch weights: the Ray object store, or files (no Ray)."""
-    weights_keep: int = 4
-    """Versions kept for fetching."""
 
-    def __post_init__(self) -> None:
-        if self.max_staleness < 0:
-            raise ValueError(f"learner.max_staleness ({self.max_staleness}) must be >= 0")
-        if self.groups_per_step < 1:
-            raise ValueError(f"learner.groups_per_step ({self.groups_per_step}) must be >= 1")
-        if self.weights_keep < self.max_staleness + 2:
-            raise ValueError(
-                f"learner.weights_keep ({self.weights_keep}) must be >= max_staleness + 2 "
-                f"({self.max_staleness + 2}) so rollout actors can fetch every usable version"
-            )
-        for name in ("lr", "sft_lr"):
-            if not 0 < getattr(self, name) < 1:
-                raise ValueError(f"learner.{name} ({getattr(self, name)}) must lie in (0, 1)")
+def build_trainer(
+    config: LearnerConfig, model_path: str, spec: SamplingSpec, group: RankGroup | None
+) -> tuple[Trainer, PreTrainedTokenizerBase]:
+    """This rank's trainer (rank 0 and the followers build theirs the same way)."""
+    model, tokenizer = load_policy(model_path, device=resolve_device(config.device))
+    lr = config.sft_lr if config.sft_steps else config.lr
+    common: dict[str, Any] = {
+        "lr": lr,
+        "settings": config.step_settings(),
+        "spec": spec,
+        "pad_id": tokenizer.pad_token_id,
+        "group": group,
+    }
+    if config.backend is Backend.DEEPSPEED:
+        from actors.learner.ds_trainer import DeepSpeedTrainer
+
+        return DeepSpeedTrainer(model, zero_stage=config.zero_stage, **common), tokenizer
+    return TorchTrainer(model, **common), tokenizer
 
 
 @dataclass(frozen=True)
@@ -134,19 +117,25 @@ class Learner:
         model_path: str,
         claim: ClaimCheck,
         run_dir: Path,
-        temperature: float,
+        sampling: SamplingSpec,
         heldout: HeldoutSpec,
+        weights_dtype: torch.dtype | None = None,
+        group: RankGroup | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.streams = streams
         self.claim = claim
-        self.temperature = temperature
-        self.model, self.tokenizer = load_policy(model_path)
-        self.pad = self.tokenizer.pad_token_id
-        self.optimizer = self._adamw(config.sft_lr)
+        self.model_path = model_path
+        trainer, self.tokenizer = build_trainer(config, model_path, sampling, group)
+        self.trainer = Leader(trainer, group)
+        self._eval_copy: PreTrainedModel | None = None
         self.publisher = WeightPublisher(
-            config.weights_transport, actor_name=name, directory=run_dir / "weights", keep=config.weights_keep
+            config.weights_transport,
+            directory=run_dir / "weights",
+            keep=config.weights_keep,
+            dtype=weights_dtype,
+            actor=name,
         )
         self.producer = Producer(streams, client_id=name)
         self.heldout = heldout_tasks(
@@ -155,6 +144,7 @@ class Learner:
             context_tokens=heldout.context_tokens,
             task_types=heldout.task_types,
             entities_per_world=heldout.entities_per_world,
+            count_tokens=token_counter(self.tokenizer),
         )
         self.max_new_tokens = heldout.max_new_tokens
         self.version = -1
@@ -162,6 +152,7 @@ class Learner:
         self.rl_step = 0
         self.groups_consumed = 0
         self.samples_trained = 0
+        self.tokens_trained = 0
         self.stale_dropped = 0
         self.staleness_hist: collections.Counter[int] = collections.Counter()
         self.history: list[dict[str, Any]] = []
@@ -170,23 +161,30 @@ class Learner:
         self.done = False
 
     # -- evaluation and publishing ---------------------------------------------------------
-    def evaluate(self, label: str) -> dict[str, float]:
-        self.model.eval()
-        scores = evaluate(
-            TransformersEngine(self.model, self.tokenizer), self.tokenizer, self.heldout, self.max_new_tokens
-        )
-        self.model.train()
+    def evaluate(self, label: str, state: dict[str, torch.Tensor]) -> dict[str, float]:
+        model = self._eval_model(state)
+        scores = evaluate(TransformersEngine(model, self.tokenizer), self.tokenizer, self.heldout, self.max_new_tokens)
+        self.trainer.module.train()
         for task_type, acc in scores.items():
             HELDOUT.labels(self.name, task_type).set(acc)
         self.history.append({"label": label, "version": self.version, "rl_step": self.rl_step, **scores})
         return scores
 
-    def publish(self, metrics: dict[str, float]) -> PolicyVersion:
+    def _eval_model(self, state: dict[str, torch.Tensor]) -> PreTrainedModel:
+        """The trained module itself; under ZeRO-3 (sharded parameters) a copy holding `state`."""
+        if not (self.config.backend is Backend.DEEPSPEED and self.config.zero_stage == 3):
+            return self.trainer.module
+        if self._eval_copy is None:
+            self._eval_copy, _ = load_policy(self.model_path, device=str(next(self.trainer.module.parameters()).device))
+        self._eval_copy.load_state_dict(state)
+        return self._eval_copy
+
+    def publish(self, metrics: dict[str, float], state: dict[str, torch.Tensor]) -> PolicyVersion:
         self.version += 1
         record = PolicyVersion(
             version=self.version,
             step=self.rl_step,
-            weights_ref=self.publisher.publish(self.version, self.model),
+            weights_ref=self.publisher.publish(self.version, state),
             groups_consumed=self.groups_consumed,
             metrics=tuple(sorted(metrics.items())),
         )
@@ -194,13 +192,23 @@ class Learner:
         VERSION.labels(self.name).set(self.version)
         return record
 
-    def weights(self, version: int) -> Any:
-        return self.publisher.weights(version)
-
     def _dead_letter(self, message: Message, exc: Exception) -> None:
         stream_metrics("learner").dead_letters.labels(self.name, message.topic).inc()
         record = dead_letter(message, actor=self.name, error=f"decode: {describe(exc)}")
         self.producer.send_records(DLQ.name, [record], key=message.key).get(timeout=30)
+
+    def _train(self, rows: list[TrainRow], objective: Objective) -> dict[str, float]:
+        start = time.perf_counter()
+        stats = self.trainer.step(rows, objective)
+        elapsed = time.perf_counter() - start
+        phase = objective.value
+        STEPS.labels(self.name, phase).inc()
+        STEP_SECONDS.labels(self.name, phase).observe(elapsed)
+        TOKENS.labels(self.name, phase).inc(stats["tokens"])
+        LOSS.labels(self.name, phase).set(stats["loss"])
+        GRAD_NORM.labels(self.name, phase).set(stats["grad_norm"])
+        self.tokens_trained += int(stats["tokens"])
+        return {**stats, "step_seconds": elapsed, "tokens_per_second": stats["tokens"] / max(elapsed, 1e-9)}
 
     # -- SFT warm-up ---------------------------------------------------------------------------
     def sft(self, stop: threading.Event) -> None:
@@ -214,7 +222,7 @@ class Learner:
             max_poll_records=500,
         )
         decode = arrow_decoder(Task)
-        examples: list[tuple[list[int], list[int]]] = []
+        examples: list[TrainRow] = []
         generator = torch.Generator().manual_seed(0)
         step = 0
         while step < self.config.sft_steps and not stop.is_set():
@@ -226,28 +234,14 @@ class Learner:
                     continue
                 for task in tasks:
                     prompt = render_prompt(self.claim.get_text(task.context, task.context_ref), task.question)
-                    examples.append(answer_example(self.tokenizer, prompt, task.answer))
+                    prompt_ids, target = answer_example(self.tokenizer, prompt, task.answer)
+                    examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
             if len(examples) < self.config.sft_batch:
                 continue
             pick = torch.randint(len(examples), (self.config.sft_batch,), generator=generator).tolist()
-            batch = pad_batch([examples[i][0] for i in pick], [examples[i][1] for i in pick], self.pad)
-            logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            logp = token_logprobs(logits, batch.input_ids, 1.0)
-            loss = -(logp * batch.target_mask).sum() / batch.target_mask.sum()
-            self._optimize(loss)
+            self._train([examples[i] for i in pick], Objective.SFT)
             step += 1
-            STEPS.labels(self.name, "sft").inc()
-            LOSS.labels(self.name, "sft").set(float(loss))
         consumer.close()
-
-    def _adamw(self, lr: float) -> torch.optim.AdamW:
-        return torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
-
-    def _optimize(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
 
     # -- RL -------------------------------------------------------------------------------------
     def rl_update(self, groups: list[list[ScoredRollout]]) -> dict[str, float]:
@@ -264,29 +258,16 @@ class Learner:
             mean = float(rewards[task_index == task_names.index(name)].mean())
             metrics[f"reward_{name}"] = mean
             REWARD.labels(self.name, name).set(mean)
-        if keep.any():
-            batch = pad_batch(
-                [self.claim.get_ids(r.prompt_ids, r.prompt_ref) for r in rollouts],
-                [r.response_ids for r in rollouts],
-                self.pad,
-                behaviour=[r.behaviour_logprobs for r in rollouts],
-            )
-            logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-            logp = token_logprobs(logits, batch.input_ids, self.temperature)
-            mask = batch.target_mask * keep.float().unsqueeze(-1)
-            loss, stats = decoupled_ppo_loss(
-                logp,
-                logp.detach(),
-                batch.behaviour_logprobs,
-                adv,
-                mask,
-                self.config.clip_low,
-                self.config.clip_high,
-                self.config.behaviour_weight_cap,
-            )
-            self._optimize(loss)
-            LOSS.labels(self.name, "rl").set(float(loss))
-            metrics |= {"loss": float(loss), **stats}
+        rows = []
+        for r, a, k in zip(rollouts, adv.tolist(), keep.tolist(), strict=True):
+            if k:  # uninformative groups carry no signal and are left out of the token count
+                prompt = self.claim.get_ids(r.prompt_ids, r.prompt_ref)
+                rows.append(TrainRow(tuple(prompt) + tuple(r.response_ids), len(prompt), a, r.behaviour_logprobs))
+        if rows:
+            stats = self._train(rows, Objective.RL)
+            ENTROPY.labels(self.name).set(stats["entropy"])
+            CLIP_FRACTION.labels(self.name).set(stats["clip_fraction"])
+            metrics |= stats
         for r in rollouts:
             SAMPLES.labels(self.name, r.task_type).inc()
         return metrics
@@ -323,7 +304,7 @@ class Learner:
     def rl(self, stop: threading.Event) -> None:
         self.phase = "rl"
         self.rl_started = time.monotonic()
-        self.optimizer = self._adamw(self.config.lr)  # fresh moments: RL gradients differ in scale
+        self.trainer.reset_optimizer(self.config.lr)  # fresh moments: RL gradients differ in scale
         consumer = Consumer(
             self.streams,
             group_id=self.name,
@@ -352,10 +333,10 @@ class Learner:
             metrics = self.rl_update(batch)
             self.rl_step += 1
             self.samples_trained += sum(len(g) for g in batch)
-            STEPS.labels(self.name, "rl").inc()
+            state = self.trainer.full_state()
             if self.rl_step % self.config.eval_every == 0:
-                metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}").items()}
-            self.publish(metrics)
+                metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
+            self.publish(metrics, state)
             self.last_metrics = metrics
             consumer.commit(self._trained_through(seen_through, ready))
         consumer.close()
@@ -371,16 +352,18 @@ class Learner:
         return out
 
     def run(self, stop: threading.Event) -> None:
-        torch.set_num_threads(1)
-        self.model.train()
-        self.evaluate("start")
-        if self.config.sft_steps:
-            self.sft(stop)
-        metrics = {f"heldout_{k}": v for k, v in self.evaluate("after sft").items()}
-        self.publish(metrics)
-        self.rl(stop)
-        if self.rl_step and self.rl_step % self.config.eval_every:
-            self.evaluate(f"rl step {self.rl_step}")
+        try:
+            self.evaluate("start", self.trainer.full_state())
+            if self.config.sft_steps:
+                self.sft(stop)
+            state = self.trainer.full_state()
+            metrics = {f"heldout_{k}": v for k, v in self.evaluate("after sft", state).items()}
+            self.publish(metrics, state)
+            self.rl(stop)
+            if self.rl_step and self.rl_step % self.config.eval_every:
+                self.evaluate(f"rl step {self.rl_step}", self.trainer.full_state())
+        finally:
+            self.trainer.stop()  # release the other ranks, also when this loop fails
         self.phase = "done"
         self.done = True
 
@@ -392,6 +375,7 @@ class Learner:
             "rl_step": self.rl_step,
             "groups_consumed": self.groups_consumed,
             "samples_trained": self.samples_trained,
+            "tokens_trained": self.tokens_trained,
             "stale_dropped": self.stale_dropped,
             "staleness_histogram": dict(sorted(self.staleness_hist.items())),
             "samples_per_second": self.samples_trained / (time.monotonic() - self.rl_started)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from actors.generation import Engine
 from actors.tasks import COMPOSERS, ComposedTask, TaskType, render_prompt
@@ -19,14 +19,20 @@ HELDOUT_SEED_BASE = 1_000_000
 
 
 def heldout_tasks(
-    *, n: int, seed: int, context_tokens: int, task_types: Sequence[TaskType], entities_per_world: int
+    *,
+    n: int,
+    seed: int,
+    context_tokens: int,
+    task_types: Sequence[TaskType],
+    entities_per_world: int,
+    count_tokens: Callable[[str], int],
 ) -> list[ComposedTask]:
-    """`n` tasks, task types in turn, one fresh held-out world each."""
+    """`n` tasks, task types in turn, one fresh held-out world each (budgets in policy tokens)."""
     rng = random.Random(seed)
     tasks: list[ComposedTask] = []
     while len(tasks) < n:
         world = make_world(HELDOUT_SEED_BASE + seed * 100_000 + len(tasks), entities_per_world)
-        composed = COMPOSERS[task_types[len(tasks) % len(task_types)]](world.facts, rng, context_tokens)
+        composed = COMPOSERS[task_types[len(tasks) % len(task_types)]](world.facts, rng, context_tokens, count_tokens)
         if composed is not None:
             tasks.append(composed)
     return tasks

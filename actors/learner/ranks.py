@@ -84,3 +84,34 @@ class RankFollower:
 
     def close(self) -> None:
         self.group.close()
+
+
+class Leader:
+    """Rank 0's handle on the trainers: each operation is broadcast, then run locally."""
+
+    def __init__(self, trainer: Any, group: RankGroup | None) -> None:
+        self.trainer = trainer
+        self.group = group
+
+    @property
+    def module(self) -> Any:
+        return self.trainer.module
+
+    def _everywhere(self, op: str, *args: Any) -> Any:
+        if self.group is not None:
+            self.group.broadcast((op, args))
+        return getattr(self.trainer, op)(*args)
+
+    def step(self, rows: Any, objective: Any) -> dict[str, float]:
+        return self._everywhere("step", rows, objective)
+
+    def reset_optimizer(self, lr: float) -> None:
+        self._everywhere("reset_optimizer", lr)
+
+    def full_state(self) -> dict[str, torch.Tensor]:
+        return self._everywhere("full_state")
+
+    def stop(self) -> None:
+        """Release the other ranks' loops (they exit after their current operation)."""
+        if self.group is not None:
+            self.group.broadcast(("stop", ()))

@@ -8,11 +8,12 @@ LLM-judge fallback of the paper is a later addition.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Histogram
 
 from actors.base import ProcessorActor
+from actors.hosting import Resources
 from actors.verifiers import Rule, exact_match, extract_answer, numeric_match, substring_match
 from schemas import Rollout, ScoredRollout
 from streams.kafka import StreamsConfig
@@ -30,6 +31,8 @@ class RewardConfig:
 
     instances: int = 1
     """Reward actors (they share `rollouts` through a consumer group)."""
+    resources: Resources = field(default_factory=Resources)
+    """Ray resources per instance."""
     rule: Rule = Rule.EXACT
     """How text answers are scored; the paper uses sub_em, which a tiny model can game by
     repeating words, so the demo default is exact."""

@@ -1,32 +1,39 @@
 """Rollout: `tasks` -> G sampled responses each -> `rollouts`, stamped with the policy version.
 
-Weights follow `policy`: every announcement newer than the loaded version is fetched and
-loaded before the next group. No group starts before the first announcement.
+The engine (`rollout.engine`: vLLM where installed, else transformers) generates for up to
+`prompts_per_call` tasks in one call, G samples per task sharing its prompt; each task's group
+goes out as one message. Weights follow `policy`: every announcement newer than the loaded
+version is fetched through the weight seam (`actors.weights`) and loaded in place between
+calls, so every request of a call finishes on the weights it started with and carries that
+version. No group starts before the first announcement.
 
 Bounded staleness (AReaL's rule, counted in groups): a new group may start only while
     groups produced  <  groups consumed by the learner + (η + 1) · groups per step,
 with "groups produced" read from the `rollouts` topic's end offsets (one message per group,
-so it counts every rollout actor) and "groups consumed" from the latest `policy` record. With η = 0 the rollout
-actors produce exactly one step's groups per version: synchronous RL. With several rollout
-actors, each checks before it starts, so up to (instances − 1) groups can overshoot; the
-learner drops and counts those if they end up staler than η.
+so it counts every rollout actor) and "groups consumed" from the latest `policy` record. A call
+takes at most as many tasks as the gate still allows. With η = 0 the rollout actors produce
+exactly one step's groups per version: synchronous RL. With several rollout actors, each
+checks before it starts, so up to (instances − 1) calls can overshoot; the learner drops and
+counts those groups if they end up staler than η.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from prometheus_client import Counter, Gauge, Histogram
 
 from actors.base import ProcessorActor
-from actors.generation import TransformersEngine
-from actors.modeling import load_policy
+from actors.generation import Engine, EngineKind, Sample, TransformersEngine
+from actors.hosting import Resources
+from actors.modeling import load_policy, load_policy_tokenizer, torch_dtype
 from actors.tasks import render_prompt
-from actors.weights import fetch_weights
+from actors.vllm_engine import VLLMEngine, VLLMSettings
+from actors.weights import fetch_weights, weight_sync_seconds
 from schemas import PolicyVersion, Rollout, Task, decode
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, OffsetReader, StreamsConfig
@@ -37,7 +44,12 @@ VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded.", ["a
 SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", "task_type"])
 TOKENS = Counter("longtide_rollout_tokens", "Response tokens generated.", ["actor"])
 GATE_WAIT = Counter("longtide_rollout_gate_wait_seconds", "Time paused by the staleness gate.", ["actor"])
-GENERATE = Histogram("longtide_rollout_generate_seconds", "Time to generate one group.", ["actor"])
+GENERATE = Histogram(
+    "longtide_rollout_generate_seconds",
+    "Time of one engine call (up to prompts_per_call groups).",
+    ["actor"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +66,22 @@ class RolloutConfig:
     """Nucleus sampling mass."""
     max_new_tokens: int = 4
     """Longest response."""
+    engine: EngineKind = EngineKind.AUTO
+    """vllm, transformers, or auto (vLLM when the vllm module is installed)."""
+    prompts_per_call: int = 16
+    """Most tasks (GRPO groups) one engine call generates for."""
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    """vLLM engine settings."""
+    resources: Resources = field(default_factory=Resources)
+    """Ray resources per rollout actor; num_gpus ≥ 1 is vLLM's tensor-parallel size."""
 
     def __post_init__(self) -> None:
+        if self.prompts_per_call < 1:
+            raise ValueError(f"rollout.prompts_per_call ({self.prompts_per_call}) must be >= 1")
+        if self.resources.num_gpus > 1 and self.resources.num_gpus != int(self.resources.num_gpus):
+            raise ValueError(
+                f"rollout.resources.num_gpus ({self.resources.num_gpus}) above 1 must be whole (vLLM tensor parallelism)"
+            )
         if self.group_size < 2:
             raise ValueError(f"rollout.group_size ({self.group_size}) must be >= 2 for group advantages")
         if self.temperature <= 0:
@@ -64,9 +90,20 @@ class RolloutConfig:
             raise ValueError(f"rollout.top_p ({self.top_p}) must lie in (0, 1]")
 
 
-def gate_open(*, produced_groups: int, consumed_groups: int, groups_per_step: int, max_staleness: int) -> bool:
-    """AReaL's staleness bound in groups (see the module docstring)."""
-    return produced_groups < consumed_groups + (max_staleness + 1) * groups_per_step
+def gate_allowance(*, produced_groups: int, consumed_groups: int, groups_per_step: int, max_staleness: int) -> int:
+    """How many more groups may start under AReaL's staleness bound (see the module docstring)."""
+    return max(0, consumed_groups + (max_staleness + 1) * groups_per_step - produced_groups)
+
+
+def make_engine(config: RolloutConfig, model_path: str, dtype: str) -> Engine:
+    """The configured engine, loaded from `model_path` in `dtype` (the policy's inference dtype)."""
+    if config.engine.resolve() is EngineKind.VLLM:
+        tensor_parallel = max(1, int(config.resources.num_gpus))
+        tokenizer = load_policy_tokenizer(model_path)
+        return VLLMEngine(model_path, tokenizer, config.vllm, dtype=dtype, tensor_parallel_size=tensor_parallel)
+    device = "cuda" if config.resources.num_gpus > 0 else "cpu"
+    model, tokenizer = load_policy(model_path, dtype=torch_dtype(dtype), device=device)
+    return TransformersEngine(model, tokenizer)
 
 
 class RolloutActor(ProcessorActor):
@@ -82,13 +119,14 @@ class RolloutActor(ProcessorActor):
         claim: ClaimCheck,
         max_staleness: int,
         groups_per_step: int,
+        dtype: str = "float32",
     ) -> None:
         self.config = config
         self.claim = claim
         self.max_staleness = max_staleness
         self.groups_per_step = groups_per_step
-        model, self.tokenizer = load_policy(model_path)
-        self.engine = TransformersEngine(model, self.tokenizer)
+        self.engine = make_engine(config, model_path, dtype)
+        self.tokenizer = self.engine.tokenizer
         self.version: int | None = None
         self.consumed_groups = 0
         self.gate_waits = 0
@@ -96,10 +134,10 @@ class RolloutActor(ProcessorActor):
             streams, group_id=None, topics=[POLICY.name], client_id=f"{name}-policy", assign_all=True
         )
         self.offsets = OffsetReader(streams, client_id=f"{name}-offsets")
-        self._connect(name=name, streams=streams, topic=TASKS.name, decoder=arrow_decoder(Task))
+        self._connect(name=name, streams=streams, topic=TASKS.name, decoder=arrow_decoder(Task), batched=True)
 
     def sync_policy(self, timeout_ms: int = 0) -> None:
-        """Load the newest announced weights, if newer than those loaded."""
+        """Load the newest announced weights, if newer than those loaded (between engine calls)."""
         latest: PolicyVersion | None = None
         for message in self.policy_reader.poll(timeout_ms):
             for record in decode(message.value, PolicyVersion, message.headers):
@@ -107,7 +145,9 @@ class RolloutActor(ProcessorActor):
                     latest = record
         if latest is None or (self.version is not None and latest.version <= self.version):
             return
-        self.engine.load_state_dict(fetch_weights(latest.weights_ref))
+        start = time.perf_counter()
+        self.engine.load_weights(fetch_weights(latest.weights_ref))
+        weight_sync_seconds("rollout").labels(self.name).observe(time.perf_counter() - start)
         self.version = latest.version
         self.consumed_groups = latest.groups_consumed
         VERSION.labels(self.name).set(latest.version)
@@ -124,33 +164,38 @@ class RolloutActor(ProcessorActor):
         return sum(max(ends.get(p, 0), acked.get(p, 0)) for p in ends.keys() | acked.keys())
 
     def handle(self, tasks: list[Task]) -> list[Output]:
-        return [self._group(task) for task in tasks]
-
-    def _group(self, task: Task) -> Output:
-        """G samples of one task, sent as one message (one record batch)."""
+        """One engine call for every task: G samples each, one message (record batch) per group."""
         assert self.version is not None
-        prompt = render_prompt(self.claim.get_text(task.context, task.context_ref), task.question)
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        version = self.version  # every request of this call runs on these weights
+        prompts = [
+            self.tokenizer(render_prompt(self.claim.get_text(t.context, t.context_ref), t.question))["input_ids"]
+            for t in tasks
+        ]
         start = time.perf_counter()
-        samples = self.engine.generate(
-            [prompt_ids],
+        groups = self.engine.generate(
+            prompts,
             n=self.config.group_size,
             temperature=self.config.temperature,
             top_p=self.config.top_p,
             max_new_tokens=self.config.max_new_tokens,
-        )[0]
+        )
         GENERATE.labels(self.name).observe(time.perf_counter() - start)
+        return [
+            self._group(task, prompt, samples, version)
+            for task, prompt, samples in zip(tasks, prompts, groups, strict=True)
+        ]
+
+    def _group(self, task: Task, prompt_ids: list[int], samples: list[Sample], version: int) -> Output:
         inline, ref = self.claim.put_ids(prompt_ids)
-        rollouts = []
-        for i, sample in enumerate(samples):
-            rollout = Rollout(
+        rollouts = [
+            Rollout(
                 rollout_id=f"{task.task_id}/{i}",
                 task_id=task.task_id,
                 task_type=task.task_type,
                 group_id=task.task_id,
                 sample_index=i,
                 group_size=self.config.group_size,
-                policy_version=self.version,
+                policy_version=version,
                 prompt_ids=inline,
                 prompt_ref=ref,
                 response_ids=tuple(sample.token_ids),
@@ -161,24 +206,27 @@ class RolloutActor(ProcessorActor):
                 turns=1,
                 finish_reason=sample.finish_reason,
             )
-            rollouts.append(rollout)
-            TOKENS.labels(self.name).inc(len(sample.token_ids))
+            for i, sample in enumerate(samples)
+        ]
+        TOKENS.labels(self.name).inc(sum(len(s.token_ids) for s in samples))
         SAMPLES.labels(self.name, task.task_type).inc(len(samples))
         return Output(ROLLOUTS.name, rollouts, key=task.task_id.encode())
 
     def run(self, stop: threading.Event) -> None:
-        torch.set_num_threads(1)
+        torch.set_num_threads(self.config.resources.threads)
         while not stop.is_set():
             self.sync_policy(timeout_ms=100 if self.version is None else 0)
-            ready = self.version is not None and gate_open(
-                produced_groups=self.produced_groups(),
-                consumed_groups=self.consumed_groups,
-                groups_per_step=self.groups_per_step,
-                max_staleness=self.max_staleness,
-            )
-            if ready:
+            allowance = 0
+            if self.version is not None:
+                allowance = gate_allowance(
+                    produced_groups=self.produced_groups(),
+                    consumed_groups=self.consumed_groups,
+                    groups_per_step=self.groups_per_step,
+                    max_staleness=self.max_staleness,
+                )
+            if allowance:
                 self.processor.consumer.resume()
-                self.processor.step(timeout_ms=100, max_records=1)  # one group per gate check
+                self.processor.step(timeout_ms=100, max_records=min(allowance, self.config.prompts_per_call))
             else:
                 start = time.perf_counter()
                 self.gate_waits += 1
@@ -187,9 +235,15 @@ class RolloutActor(ProcessorActor):
                 GATE_WAIT.labels(self.name).inc(time.perf_counter() - start)
 
     def snapshot(self) -> dict[str, Any]:
-        return {**super().snapshot(), "policy_version": self.version, "gate_waits": self.gate_waits}
+        return {
+            **super().snapshot(),
+            "policy_version": self.version,
+            "gate_waits": self.gate_waits,
+            "engine": self.engine.name,
+        }
 
     def close(self) -> None:
         super().close()
         self.policy_reader.close()
         self.offsets.close()
+        self.engine.close()

@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter
 
 from actors.base import ProcessorActor
+from actors.hosting import Resources
 from actors.synthesis.facts import extract_facts
-from actors.tasks import COMPOSERS, TaskType, word_count
+from actors.tasks import COMPOSERS, TaskType
 from actors.world import Fact
 from schemas import Document, Task
 from streams.blobs import ClaimCheck
@@ -42,7 +44,7 @@ class SynthesisConfig:
     tasks_per_document: int = 8
     """Tasks made each time a document arrives."""
     context_tokens: int = 32
-    """Target context length in tokens (whitespace words for the tiny tokenizer)."""
+    """Target context length in tokens of the policy's tokenizer."""
     min_context_fill: float = 0.875
     """A task is made only when its context reaches this fraction of `context_tokens`; until a
     collection holds enough facts, its documents yield no tasks (counted)."""
@@ -50,6 +52,8 @@ class SynthesisConfig:
     """Mixed into every document's random stream."""
     synth_version: int = 1
     """Stamped on every task; bump when the composers change."""
+    resources: Resources = field(default_factory=Resources)
+    """Ray resources of the synthesis actor."""
 
     def __post_init__(self) -> None:
         if not self.task_types:
@@ -63,7 +67,13 @@ class SynthesisConfig:
 
 
 def make_task(
-    composed: Any, *, collection: str, doc_ids: tuple[str, ...], claim: ClaimCheck, synth_version: int
+    composed: Any,
+    *,
+    collection: str,
+    doc_ids: tuple[str, ...],
+    claim: ClaimCheck,
+    synth_version: int,
+    context_tokens: int,
 ) -> Task:
     context, ref = claim.put_text(composed.context)
     digest = hashlib.sha256(f"{collection}\0{composed.context}\0{composed.question}".encode()).hexdigest()[:32]
@@ -74,7 +84,7 @@ def make_task(
         doc_ids=doc_ids,
         context=context,
         context_ref=ref,
-        context_tokens=word_count(composed.context),
+        context_tokens=context_tokens,
         question=composed.question,
         answer=composed.answer,
         answer_kind="text",
@@ -89,9 +99,18 @@ class SynthesisActor(ProcessorActor):
 
     KIND = "synthesis"
 
-    def __init__(self, *, name: str, config: SynthesisConfig, streams: StreamsConfig, claim: ClaimCheck) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: SynthesisConfig,
+        streams: StreamsConfig,
+        claim: ClaimCheck,
+        count_tokens: Callable[[str], int],
+    ) -> None:
         self.config = config
         self.claim = claim
+        self.count_tokens = count_tokens
         self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
         self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
 
@@ -111,10 +130,11 @@ class SynthesisActor(ProcessorActor):
         outputs = []
         for i in range(self.config.tasks_per_document):
             task_type = self.config.task_types[i % len(self.config.task_types)]
-            composed = COMPOSERS[task_type](list(graph), rng, self.config.context_tokens)
+            composed = COMPOSERS[task_type](list(graph), rng, self.config.context_tokens, self.count_tokens)
             if composed is None:
                 continue
-            if word_count(composed.context) < self.config.min_context_fill * self.config.context_tokens:
+            tokens = self.count_tokens(composed.context)
+            if tokens < self.config.min_context_fill * self.config.context_tokens:
                 SHORT.labels(self.name).inc()  # too few facts yet to reach the target length
                 continue
             task = make_task(
@@ -123,6 +143,7 @@ class SynthesisActor(ProcessorActor):
                 doc_ids=tuple(dict.fromkeys(graph[f] for f in composed.evidence)),
                 claim=self.claim,
                 synth_version=self.config.synth_version,
+                context_tokens=tokens,
             )
             TASKS_MADE.labels(self.name, task.task_type).inc()
             outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))

@@ -1,0 +1,116 @@
+"""The learner's configuration (section `learner`): algorithm, backend, placement, memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from actors.hosting import Resources
+from actors.learner.grpo import AdvantageNorm
+from actors.learner.trainer import Backend, Precision, StepSettings
+from actors.weights import Transport
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Training settings (defaults fit the tiny CPU demo; see ops/configs for the paper's)."""
+
+    lr: float = 3e-4
+    """RL AdamW learning rate, constant (the paper uses 2e-6 on large models). Measured on the
+    untrained tiny model's SFT checkpoint: 1e-3 lowered held-out accuracy, 1e-4 left it flat;
+    from the committed base, 3e-4 gives +0.19 over 500 steps (README, "Measured")."""
+    sft_lr: float = 1e-3
+    """SFT warm-up AdamW learning rate."""
+    sft_steps: int = 50
+    """SFT warm-up steps on gold answers before RL (the prompt format and the end of an answer);
+    0 skips the warm-up."""
+    sft_batch: int = 64
+    """Examples per SFT step."""
+    rl_steps: int = 500
+    """RL steps before the learner stops; 0 trains for as long as the service runs."""
+    groups_per_step: int = 16
+    """Prompts (GRPO groups) per RL step."""
+    max_staleness: int = 1
+    """η: rollouts more than η versions behind are dropped; 0 is synchronous RL."""
+    clip_low: float = 0.2
+    """PPO clip ε_low."""
+    clip_high: float = 0.28
+    """PPO clip ε_high (DAPO clip-higher)."""
+    behaviour_weight_cap: float = 5.0
+    """Cap on the decoupled-PPO weight π_prox / π_behav."""
+    advantage_norm: AdvantageNorm = AdvantageNorm.GROUP
+    """How group-centred rewards are scaled."""
+    grad_clip: float = 1.0
+    """Max global gradient norm."""
+    eval_every: int = 100
+    """Held-out evaluation period in RL steps (and at each phase boundary)."""
+    heldout_tasks: int = 512
+    """Held-out tasks per evaluation."""
+    heldout_seed: int = 0
+    """Seed of the held-out worlds."""
+    weights_transport: Transport = Transport.RAY
+    """How rollout actors fetch weights: the Ray object store (through the weight store), or
+    safetensors files (no Ray)."""
+    weights_keep: int = 4
+    """Versions kept for fetching."""
+    backend: Backend = Backend.TORCH
+    """torch (one process) or deepspeed (ZeRO across `ranks` Ray actors in a placement group)."""
+    ranks: int = 1
+    """Data-parallel learner ranks (deepspeed); torch uses exactly 1."""
+    zero_stage: int = 2
+    """DeepSpeed ZeRO stage (0–3); under ZeRO-3 weights are gathered to publish them."""
+    precision: Precision = Precision.FP32
+    """fp32, or bf16 (autocast with fp32 master weights; DeepSpeed's bf16 mode)."""
+    device: str = "auto"
+    """'cpu', 'cuda', or 'auto' (cuda when available)."""
+    micro_batch_tokens: int = 16384
+    """Padded tokens (rows × longest row) per micro-batch; gradients accumulate over them."""
+    logprob_chunk_tokens: int = 1024
+    """Target tokens per output-head chunk: peak head memory is chunk × vocabulary floats."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass (long sequences)."""
+    resources: Resources = field(default_factory=lambda: Resources(num_cpus=1.0))
+    """Ray resources per rank (a placement-group bundle each)."""
+
+    def __post_init__(self) -> None:
+        if self.max_staleness < 0:
+            raise ValueError(f"learner.max_staleness ({self.max_staleness}) must be >= 0")
+        if self.groups_per_step < 1:
+            raise ValueError(f"learner.groups_per_step ({self.groups_per_step}) must be >= 1")
+        if self.weights_keep < self.max_staleness + 2:
+            raise ValueError(
+                f"learner.weights_keep ({self.weights_keep}) must be >= max_staleness + 2 "
+                f"({self.max_staleness + 2}) so rollout actors can fetch every usable version"
+            )
+        for name in ("lr", "sft_lr"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"learner.{name} ({getattr(self, name)}) must lie in (0, 1)")
+        if self.ranks < 1:
+            raise ValueError(f"learner.ranks ({self.ranks}) must be >= 1")
+        if self.backend is Backend.TORCH and self.ranks != 1:
+            raise ValueError(f"learner.ranks ({self.ranks}) needs learner.backend=deepspeed; torch runs one rank")
+        if not 0 <= self.zero_stage <= 3:
+            raise ValueError(f"learner.zero_stage ({self.zero_stage}) must be 0, 1, 2 or 3")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"learner.device ({self.device!r}) must be auto, cpu or cuda")
+        if self.micro_batch_tokens < 1 or self.logprob_chunk_tokens < 1:
+            raise ValueError(
+                f"learner.micro_batch_tokens ({self.micro_batch_tokens}) and logprob_chunk_tokens "
+                f"({self.logprob_chunk_tokens}) must be >= 1"
+            )
+        if self.ranks > 1 and self.resources.num_cpus + self.resources.num_gpus == 0:
+            raise ValueError(
+                "learner.resources must reserve a CPU or GPU per rank when ranks > 1 "
+                "(each rank is a placement-group bundle); set learner.resources.num_cpus=1"
+            )
+
+    def step_settings(self) -> StepSettings:
+        return StepSettings(
+            micro_batch_tokens=self.micro_batch_tokens,
+            logprob_chunk_tokens=self.logprob_chunk_tokens,
+            grad_clip=self.grad_clip,
+            clip_low=self.clip_low,
+            clip_high=self.clip_high,
+            behaviour_weight_cap=self.behaviour_weight_cap,
+            precision=self.precision,
+            activation_checkpointing=self.activation_checkpointing,
+        )
