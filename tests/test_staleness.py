@@ -9,9 +9,9 @@ from pathlib import Path
 from actors.generation import EngineKind
 from actors.learner.actor import HeldoutSpec, Learner
 from actors.learner.config import LearnerConfig
-from actors.sampling import SamplingSpec
 from actors.reward.actor import RewardActor, RewardConfig
 from actors.rollout.actor import RolloutActor, RolloutConfig, gate_allowance
+from actors.sampling import SamplingSpec
 from actors.synthesis.actor import make_task
 from actors.tasks import TaskType, compose_kv_retrieval, word_count
 from actors.weights import Transport
