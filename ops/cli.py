@@ -5,6 +5,7 @@ longtide run  [--config FILE] [--section.field=value ...]   # the service, until
 longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
 longtide build-model PATH [--pretrain-steps N]
+longtide plan [--config FILE] [--nodes N --node-cpus C --node-gpus G] [--section.field=value ...]
 """
 
 from __future__ import annotations
@@ -99,6 +100,23 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
+    import os
+
+    import torch
+
+    from ops.plan import Cluster, problems, render_plan
+
+    config = _config(args, extra)
+    cluster = Cluster(
+        nodes=args.nodes,
+        cpus=args.node_cpus if args.node_cpus is not None else float(os.cpu_count() or 1),
+        gpus=args.node_gpus if args.node_gpus is not None else float(torch.cuda.device_count()),
+    )
+    print(render_plan(config, cluster))
+    return 1 if problems(config, cluster) else 0
+
+
 def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
     from actors.learner.pretrain import PretrainConfig, build_base
     from actors.modeling import TinyModelConfig
@@ -126,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("paths", nargs="+", help="text, markdown or .jsonl files")
             p.add_argument("--collection", default="default", help="collection of the documents")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("plan", help="dry run: the actors a config starts, their resources, and whether they fit")
+    p.add_argument("--config", help="YAML file mapping onto the root config")
+    p.add_argument("--nodes", type=int, default=1, help="nodes in the cluster")
+    p.add_argument("--node-cpus", type=float, default=None, help="CPUs per node (default: this machine's)")
+    p.add_argument("--node-gpus", type=float, default=None, help="GPUs per node (default: this machine's)")
+    p.set_defaults(fn=cmd_plan)
     p = sub.add_parser("build-model", help="build the tiny model and tokenizer into PATH, optionally pre-trained")
     p.add_argument("path")
     p.add_argument("--pretrain-steps", type=int, default=0, help="recall pre-training steps (0: untrained)")
@@ -133,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(fn=cmd_build_model)
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("demo", "run"):
+    if extra and args.command not in ("demo", "run", "plan"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _sigterm_as_interrupt()

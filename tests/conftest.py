@@ -76,3 +76,15 @@ class Running:
         for a in self.actors:
             a.close()  # type: ignore[attr-defined]
         self.check()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.gpu` tests run where CUDA is visible and are skipped, with the reason, elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

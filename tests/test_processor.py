@@ -76,3 +76,55 @@ def test_duplicates_dropped_by_record_id(streams: StreamsConfig) -> None:
     _step_until(processor, 3)
     assert processor.counts["duplicates"] == 2 and processor.counts["produced"] == 1
     processor.consumer.close()
+
+
+def _batched(streams: StreamsConfig, handle) -> StreamProcessor:  # noqa: ANN001
+    consumer = Consumer(streams, group_id="longtide-batched", topics=["tasks"], client_id="b")
+    return StreamProcessor(
+        actor="b",
+        kind="test",
+        consumer=consumer,
+        producer=Producer(streams, client_id="b"),
+        decoder=arrow_decoder(Task),
+        handle=handle,
+        dedup_window=100,
+        batched=True,
+    )
+
+
+def test_batched_handle_sees_the_whole_poll_and_isolates_a_bad_record(streams: StreamsConfig) -> None:
+    import dataclasses
+
+    tasks = [dataclasses.replace(TASK, task_id=f"t{i}") for i in range(4)]
+    _send(streams, tasks)
+    calls: list[list[str]] = []
+
+    def handle(batch: list[Task]) -> list[Output]:
+        calls.append([t.task_id for t in batch])
+        if any(t.task_id == "t2" for t in batch):
+            raise ValueError("t2 cannot be processed")
+        return [Output("docs", [DOC], key=t.task_id.encode()) for t in batch]
+
+    processor = _batched(streams, handle)
+    _step_until(processor, 4)
+    # one call with every polled task failed on t2; then message by message: only t2 fails
+    assert len(calls[0]) > 1 and "t2" in calls[0]
+    assert processor.counts["dead_letters"] == 1 and processor.counts["produced"] == 3
+    assert sum(group_offsets(streams, "longtide-batched").values()) == 4
+    processor.consumer.close()
+
+
+def test_a_fatal_error_is_not_dead_lettered_and_commits_nothing(streams: StreamsConfig) -> None:
+    from streams.processor import FatalError
+
+    _send(streams, [TASK])
+
+    def handle(batch: list[Task]) -> list[Output]:
+        raise FatalError("the engine died")
+
+    processor = _batched(streams, handle)
+    with pytest.raises(FatalError, match="engine died"):
+        _step_until(processor, 1)
+    assert processor.counts["dead_letters"] == 0
+    assert group_offsets(streams, "longtide-batched") == {}, "nothing committed: the task is read again"
+    processor.consumer.close()
