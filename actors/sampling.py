@@ -50,7 +50,9 @@ def nucleus_mask(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
 
 def sampling_logprobs(logits: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:
     """[..., V] log-probs of the sampling distribution (−inf outside the nucleus), in fp32."""
-    scaled = logits.float() / spec.temperature
+    scaled = logits.float()
+    if spec.temperature != 1.0:
+        scaled = scaled / spec.temperature
     if spec.top_p < 1.0:
         scaled = scaled.masked_fill(~nucleus_mask(scaled, spec.top_p), float("-inf"))
     return torch.log_softmax(scaled, dim=-1)

@@ -24,9 +24,10 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from actors.learner.config import LearnerConfig
 from actors.learner.logprobs import full_logprobs
 from actors.learner.microbatch import TokenBatch, TrainRow, pad_rows
-from actors.learner.trainer import Objective, Precision, StepSettings, TorchTrainer
+from actors.learner.trainer import Objective, Precision, TorchTrainer
 from actors.sampling import SamplingSpec
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -83,16 +84,12 @@ def run(side: str, tokens: int, steps: int) -> tuple[float, float]:
             def step() -> None:
                 plain_step(model, optimizer, batch)
         else:
-            settings = StepSettings(
+            settings = LearnerConfig(
                 micro_batch_tokens=tokens,
                 logprob_chunk_tokens=4096,
-                grad_clip=1.0,
-                clip_low=0.2,
-                clip_high=0.2,
-                behaviour_weight_cap=5.0,
                 precision=Precision.BF16,
                 activation_checkpointing=tokens >= 16_384,
-            )
+            ).step_settings()
             trainer = TorchTrainer(model, lr=1e-5, settings=settings, spec=SPEC, pad_id=0)
             data = rows(tokens)
 

@@ -25,9 +25,10 @@ import sys
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from actors.learner.config import LearnerConfig
 from actors.learner.logprobs import full_logprobs
 from actors.learner.microbatch import TrainRow, pad_rows
-from actors.learner.trainer import Objective, Precision, StepSettings, TorchTrainer
+from actors.learner.trainer import Objective, TorchTrainer
 from actors.sampling import SamplingSpec
 
 VOCAB = 151_936
@@ -56,16 +57,9 @@ def row(tokens: int) -> TrainRow:
 
 
 def step_chunked(tokens: int, hidden: int, layers: int, chunk: int) -> None:
-    settings = StepSettings(
-        micro_batch_tokens=tokens,
-        logprob_chunk_tokens=chunk,
-        grad_clip=1.0,
-        clip_low=0.2,
-        clip_high=0.2,
-        behaviour_weight_cap=5.0,
-        precision=Precision.FP32,
-        activation_checkpointing=True,
-    )
+    settings = LearnerConfig(
+        micro_batch_tokens=tokens, logprob_chunk_tokens=chunk, activation_checkpointing=True
+    ).step_settings()
     TorchTrainer(model(hidden, layers), lr=1e-4, settings=settings, spec=SPEC, pad_id=0).step(
         [row(tokens)], Objective.RL
     )
@@ -101,10 +95,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32_768)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--chunk", type=int, default=1024)
+    parser.add_argument("--chunk", type=int, default=LearnerConfig().logprob_chunk_tokens)
     parser.add_argument("--side-by-side", type=int, nargs="*", default=[1024, 4096])
     args = parser.parse_args()
-    print(f"Qwen2-shaped, hidden {args.hidden}, {args.layers} layers, vocabulary {VOCAB:,}; peak RSS of one RL step")
+    print(
+        f"Qwen2-shaped, hidden {args.hidden}, {args.layers} layers, vocabulary {VOCAB:,}, chunks of "
+        f"{args.chunk} tokens; peak RSS of one RL step (process, model and optimizer included)"
+    )
     for tokens in args.side_by_side:
         chunked = measure("chunked", tokens, args.hidden, args.layers, args.chunk)
         full = measure("full", tokens, args.hidden, args.layers, args.chunk)

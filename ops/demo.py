@@ -37,7 +37,10 @@ def _history(learner: dict[str, Any], label: str) -> dict[str, Any] | None:
 def summarize(snaps: dict[str, dict[str, Any]], *, dead_letters: int, wall_s: float) -> dict[str, Any]:
     learner = snaps[LEARNER_NAME]
     final = learner["history"][-1] if learner["history"] else None
+    engines = sorted({s["engine"] for n, s in snaps.items() if n.startswith("rollout") and "engine" in s})
     return {
+        "rollout_engine": ",".join(engines),
+        "learner_backend": learner.get("backend", ""),
         "heldout_before": _scores(_history(learner, "start")),
         "heldout_after_sft": _scores(_history(learner, "after sft")),
         "heldout_after_rl": _scores(final),
@@ -111,6 +114,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"held-out accuracy before training : {_fmt(summary['heldout_before'])}",
         f"held-out accuracy after SFT       : {_fmt(summary['heldout_after_sft'])}",
         f"held-out accuracy after RL        : {_fmt(summary['heldout_after_rl'])}",
+        f"rollout engine / learner backend  : {summary['rollout_engine']} / {summary['learner_backend']}",
         f"RL steps / policy version         : {summary['rl_steps']} / {summary['policy_version']}",
         f"samples trained, samples/s        : {summary['samples_trained']}, {summary['samples_per_second']}",
         f"staleness histogram (versions: n) : {summary['staleness_histogram']}",

@@ -42,3 +42,32 @@ def test_default_model_is_the_committed_base_and_empty_builds_one() -> None:
     assert load_config().model.path == str(BASE_MODEL)
     assert (BASE_MODEL / "config.json").is_file() and (BASE_MODEL / "pretrain.json").is_file()
     assert load_config(None, ["--model.path="]).model.path == ""
+
+
+def test_the_gpu_config_fits_one_8_gpu_node_and_not_4() -> None:
+    from ops.plan import Cluster, problems
+
+    config = load_config(Path("ops/configs/qwenlong-l15.yaml"))
+    assert problems(config, Cluster(nodes=1, cpus=64, gpus=8)) == []
+    found = problems(config, Cluster(nodes=1, cpus=64, gpus=4))
+    assert len(found) == 1 and "no room for rollout-" in found[0]
+
+
+def test_plan_names_contradictions() -> None:
+    from ops.plan import Cluster, problems
+
+    gpu = Cluster(nodes=1, cpus=16, gpus=2)
+    config = load_config(None, ["--learner.device=cuda"])
+    assert any("learner.resources.num_gpus=1" in p for p in problems(config, gpu))
+    config = load_config(None, ["--rollout.vllm.max_model_len=16", "--synthesis.context_tokens=32"])
+    assert any("max_model_len (16)" in p for p in problems(config, Cluster(1, 2, 0)))
+    assert problems(load_config(), Cluster(nodes=1, cpus=2, gpus=0)) == [], "the demo fits this machine"
+
+
+def test_backend_and_rank_errors_name_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"learner.ranks \(2\) needs learner.backend=deepspeed"):
+        load_config(None, ["--learner.ranks=2"])
+    with pytest.raises(ValueError, match=r"learner.zero_stage \(4\) must be 0, 1, 2 or 3"):
+        load_config(None, ["--learner.backend=deepspeed", "--learner.zero_stage=4"])
+    with pytest.raises(ValueError, match="model.dtype 'fp8' must be one of float32, bfloat16, float16"):
+        load_config(None, ["--model.dtype=fp8"])

@@ -16,6 +16,18 @@ from ops.status import collect_status
 pytestmark = pytest.mark.pipeline
 
 
+def run_until_learner_done(service: Service, timeout_s: float) -> dict:
+    """Snapshots once the learner is done (failing on the first actor error or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        snaps = service.snapshots()
+        assert not [s["error"] for s in snaps.values() if s["error"]]
+        if snaps[LEARNER_NAME]["done"]:
+            break
+        time.sleep(1)
+    return snaps
+
+
 def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
     config = load_config(
         None,
@@ -39,13 +51,7 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
         streams = service.config.streams
         send_json(streams, world_documents(worlds=8, entities_per_world=8, seed=0))
         send_malformed(streams)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            snaps = service.snapshots()
-            assert not [s["error"] for s in snaps.values() if s["error"]]
-            if snaps[LEARNER_NAME]["done"]:
-                break
-            time.sleep(1)
+        snaps = run_until_learner_done(service, 240)
         learner = snaps[LEARNER_NAME]
         assert snaps["rollout-0"]["engine"] == "vllm", "the engine users deploy is the default"
         assert learner["done"] and learner["rl_step"] == 4 and learner["policy_version"] == 4
@@ -90,13 +96,7 @@ def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
     )
     with Service(config) as service:
         send_json(service.config.streams, world_documents(worlds=6, entities_per_world=8, seed=0))
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            snaps = service.snapshots()
-            assert not [s["error"] for s in snaps.values() if s["error"]]
-            if snaps[LEARNER_NAME]["done"]:
-                break
-            time.sleep(1)
+        snaps = run_until_learner_done(service, 300)
         learner, follower = snaps[LEARNER_NAME], snaps[f"{LEARNER_NAME}-rank-1"]
         assert learner["done"] and learner["rl_step"] == 3 and learner["policy_version"] == 3
         # rank 1 ran every step (4 SFT + 3 RL), the optimizer reset and every weight gather

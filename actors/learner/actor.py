@@ -370,6 +370,7 @@ class Learner:
     def snapshot(self) -> dict[str, Any]:
         return {
             "actor": self.name,
+            "backend": f"{self.config.backend.value} x {self.config.ranks}",
             "phase": self.phase,
             "policy_version": self.version,
             "rl_step": self.rl_step,
@@ -388,3 +389,5 @@ class Learner:
 
     def close(self) -> None:
         self.producer.close()
+        if self.trainer.group is not None:
+            self.trainer.group.close()

@@ -64,8 +64,9 @@ class LearnerConfig:
     """'cpu', 'cuda', or 'auto' (cuda when available)."""
     micro_batch_tokens: int = 16384
     """Padded tokens (rows × longest row) per micro-batch; gradients accumulate over them."""
-    logprob_chunk_tokens: int = 1024
-    """Target tokens per output-head chunk: peak head memory is chunk × vocabulary floats."""
+    logprob_chunk_tokens: int = 512
+    """Target tokens per output-head chunk: peak head memory is a few chunk × vocabulary fp32
+    tables (bench/learner_memory.py: 1.5 GiB at 512, 2.3 GiB at 1024 for a 152K vocabulary)."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass (long sequences)."""
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1.0))

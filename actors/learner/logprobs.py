@@ -3,9 +3,9 @@
 The model's decoder gives hidden states [B, L, H]; only the positions that predict a trained
 token (a response or answer token) go through the output head, `chunk_tokens` rows at a
 time, each chunk under activation checkpointing so its [chunk, V] logits are recomputed in
-the backward pass instead of kept. Peak memory for the head is then O(chunk · V) whatever the
-sequence length: with a 152K vocabulary and 1,024-row chunks, about 0.6 GB of fp32 logits
-(and as much for their gradient) instead of 20 GB for one 32K-token sequence.
+the backward pass instead of kept. Peak memory for the head is then a few chunk × V tables
+whatever the sequence length: with a 152K vocabulary and 512-row chunks, 0.3 GB each, instead
+of 18.5 GiB for the [1, L, V] fp32 table of one 32K-token sequence (bench/learner_memory.py).
 
 Log-probs are those of the sampling distribution (`actors.sampling`), so they compare
 directly with the rollout engines' behaviour log-probs. Entropy is that of the same
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from actors.sampling import SamplingSpec, sampling_logprobs
+from actors.sampling import SamplingSpec, nucleus_mask, sampling_logprobs
 
 
 def _chunk_logprobs(
@@ -31,9 +31,18 @@ def _chunk_logprobs(
 
 @torch.no_grad()
 def _chunk_entropy(head: torch.nn.Module, hidden: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:  # [C]
-    logp = sampling_logprobs(head(hidden), spec)  # [C, V]
-    p = logp.exp()
-    return -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)  # 0 · log 0 = 0 outside the nucleus
+    """H = logsumexp(z) − Σ softmax(z) · z over the sampling distribution's scaled logits z,
+    with two [C, V] tensors alive at most (z and p)."""
+    z = head(hidden).float()
+    if spec.temperature != 1.0:
+        z.div_(spec.temperature)
+    if spec.top_p < 1.0:
+        z.masked_fill_(~nucleus_mask(z, spec.top_p), float("-inf"))
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # [C, 1]
+    p = (z - lse).exp_()  # [C, V], 0 outside the nucleus
+    if spec.top_p < 1.0:
+        z.masked_fill_(p == 0, 0.0)  # 0 · (−inf) would be NaN; these terms are 0
+    return lse.squeeze(-1) - torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).view(-1)
 
 
 def target_logprobs(
