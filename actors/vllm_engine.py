@@ -153,7 +153,5 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:
-        engine = getattr(self.llm, "llm_engine", None)
-        shutdown = getattr(engine, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        """Stop the engine-core and worker processes now (not at interpreter exit)."""
+        self.llm.llm_engine.engine_core.shutdown()
