@@ -21,6 +21,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.sampling import SamplingSpec, sampling_logprobs
+from actors.weights import fetch_weights
 from streams.processor import FatalError
 
 
@@ -50,6 +51,11 @@ class Engine(Protocol):
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         """Replace the weights in place (between generate calls)."""
+        ...
+
+    def load_published(self, weights_ref: str) -> None:
+        """Fetch a published version through the weight seam and load it in place; raises
+        `actors.collective.WeightsUnavailable` when the learner no longer holds that version."""
         ...
 
     def close(self) -> None: ...
@@ -134,6 +140,9 @@ class TransformersEngine:
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
         self.model.eval()
+
+    def load_published(self, weights_ref: str) -> None:
+        self.load_weights(fetch_weights(weights_ref))
 
     def close(self) -> None:
         pass

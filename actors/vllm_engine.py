@@ -7,9 +7,10 @@
   auto-detection (which picks Qwen2Tokenizer for a word-level vocabulary) never matters.
 - Behaviour log-probs: `logprobs_mode="processed_logprobs"` returns log-probs of the sampled
   token after temperature and top-p, the distribution `actors.sampling` defines.
-- Weights are replaced in place (`load_weights`): the state dict travels to the worker
-  process as safetensors bytes through `collective_rpc` into `WeightLoader`, a worker
-  extension that calls vLLM's layer-wise `reload_weights`. Two things vLLM 0.32 does not do
+- Weights are replaced in place (`load_published`) through `WeightLoader`, a worker extension
+  that calls vLLM's layer-wise `reload_weights`: from the Ray object store or a file, the state
+  dict travels to the worker processes as safetensors bytes through `collective_rpc`; on the
+  collective path each worker receives the tensors from the learner itself (`actors.collective`). Two things vLLM 0.32 does not do
   on CPU are done here: with tied embeddings the packed `lm_head` is re-packed after the
   reload (otherwise log-probs are off by ~0.25), and the prefix cache is reset (otherwise KV
   computed with the old weights is reused; error ~0.9 on 200-token prompts).
@@ -30,7 +31,9 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from transformers import PreTrainedTokenizerBase
 
+from actors.collective import Address, WeightsUnavailable, receive_weights
 from actors.generation import EngineFailure, Sample, decode_response, finish
+from actors.weights import fetch_weights
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,24 @@ class VLLMSettings:
 
 
 class WeightLoader:
-    """vLLM worker extension (mixed into the worker class): in-place weight reload from bytes."""
+    """vLLM worker extension (mixed into the worker class): in-place weight reload."""
 
     def longtide_load_weights(self, blob: bytes) -> int:
-        state = load_safetensors(blob)
+        """From safetensors bytes (the Ray and file transports, through the engine's RPC)."""
+        return self._longtide_reload(load_safetensors(blob))
+
+    def longtide_receive_weights(self, ref: str) -> str | None:
+        """From the learner over the collective path, straight into this worker's memory
+        (each tensor-parallel worker receives the full weights and keeps its shard).
+        None when loaded; the reason when the learner no longer stages that version."""
+        try:
+            state = receive_weights(ref)
+        except WeightsUnavailable as exc:
+            return str(exc)
+        self._longtide_reload(state)
+        return None
+
+    def _longtide_reload(self, state: dict[str, torch.Tensor]) -> int:
         runner = self.model_runner  # type: ignore[attr-defined]
         runner.reload_weights(weights_iterator=iter(state.items()))
         model = runner.get_model()
@@ -151,6 +168,17 @@ class VLLMEngine:
         blob = save_safetensors({k: v.contiguous() for k, v in state.items()})
         self.llm.collective_rpc("longtide_load_weights", kwargs={"blob": blob})
         self.llm.reset_prefix_cache()
+
+    def load_published(self, weights_ref: str) -> None:
+        if not Address.is_ref(weights_ref):
+            self.load_weights(fetch_weights(weights_ref))
+            return
+        # every worker must end on the same version: one that missed it means none generates
+        # until the next announcement is loaded by all of them
+        missed = [m for m in self.llm.collective_rpc("longtide_receive_weights", kwargs={"ref": weights_ref}) if m]
+        self.llm.reset_prefix_cache()
+        if missed:
+            raise WeightsUnavailable(missed[0])
 
     def close(self) -> None:
         """Stop the engine-core and worker processes now (not at interpreter exit)."""

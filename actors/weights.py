@@ -9,6 +9,9 @@ where to fetch it.
   reference and read the object (zero-copy on the store's node). The store keeps the last
   `keep` versions, so memory stays bounded. Nothing calls into the learner's process.
 - `file://<path>`: a safetensors file, for runs without Ray (tests, one process).
+- `nccl://` or `gloo://<host>:<port>/<version>` (`collective`): the learner's rank 0 sends the
+  weights over torch.distributed straight into each receiver's memory (each vLLM worker's GPU
+  with NCCL); see `actors.collective`. The backend follows the learner's device.
 
 Floating-point tensors travel in the policy's inference dtype (`model.dtype`: bf16 halves the
 bytes on GPUs), whatever precision the learner keeps for its master weights.
@@ -27,12 +30,15 @@ import torch
 from prometheus_client import Histogram
 from safetensors.torch import load_file, save_file
 
+from actors.collective import Address, CollectiveBackend, WeightSender, receive_weights
+
 STORE_NAME = "longtide-weights"
 
 
 class Transport(enum.StrEnum):
     RAY = "ray"
     FILE = "file"
+    COLLECTIVE = "collective"
 
 
 @cache
@@ -104,13 +110,25 @@ class WeightPublisher:
         self.dtype = dtype
         self.actor = actor
         self._store: Any = None
+        self._sender: WeightSender | None = None
 
     def publish(self, version: int, state: dict[str, torch.Tensor]) -> str:
         start = time.perf_counter()
-        state = wire_state(state, self.dtype)
-        ref = self._put_ray(version, state) if self.transport is Transport.RAY else self._put_file(version, state)
+        if self.transport is Transport.COLLECTIVE:
+            ref = self._stage(version, state)
+        elif self.transport is Transport.RAY:
+            ref = self._put_ray(version, wire_state(state, self.dtype))
+        else:
+            ref = self._put_file(version, wire_state(state, self.dtype))
         weight_sync_seconds("learner").labels(self.actor).observe(time.perf_counter() - start)
         return ref
+
+    def _stage(self, version: int, state: dict[str, torch.Tensor]) -> str:
+        if self._sender is None:
+            on_gpu = next(iter(state.values())).is_cuda
+            backend = CollectiveBackend.NCCL if on_gpu else CollectiveBackend.GLOO
+            self._sender = WeightSender(backend, host=node_address(), dtype=self.dtype)
+        return self._sender.stage(version, state)
 
     def _put_ray(self, version: int, state: dict[str, torch.Tensor]) -> str:
         import ray
@@ -130,9 +148,22 @@ class WeightPublisher:
             old.unlink(missing_ok=True)
         return path.resolve().as_uri()
 
+    def close(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+
+
+def node_address() -> str:
+    """This node's address as other Ray nodes reach it (loopback without Ray)."""
+    import ray
+
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+
 
 def fetch_weights(ref: str) -> dict[str, torch.Tensor]:
     """Rollout side: resolve a `weights_ref` to a state dict."""
+    if Address.is_ref(ref):
+        return receive_weights(ref)
     scheme, _, rest = ref.partition("://")
     if scheme == "file":
         return load_file(rest)
@@ -142,4 +173,4 @@ def fetch_weights(ref: str) -> dict[str, torch.Tensor]:
         store_name, _, version = rest.rpartition("/")
         [inner] = ray.get(ray.get_actor(store_name).get.remote(int(version)))
         return ray.get(inner)
-    raise ValueError(f"weights_ref {ref!r}: unknown scheme {scheme!r} (expected ray:// or file://)")
+    raise ValueError(f"weights_ref {ref!r}: unknown scheme {scheme!r} (expected ray://, file://, gloo:// or nccl://)")

@@ -196,7 +196,8 @@ class PolicyVersion:
     version: int
     step: int
     weights_ref: str
-    """Where to fetch the weights: 'ray://<actor>/<version>' or 'file://<path>'."""
+    """Where to fetch the weights: 'ray://<actor>/<version>', 'file://<path>' or
+    '<gloo|nccl>://<host>:<port>/<version>' (actors/weights.py)."""
     groups_consumed: int
     """Groups the learner has consumed (trained on or dropped): the rollout gate's clock."""
     metrics: tuple[tuple[str, float], ...]

@@ -72,7 +72,8 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
 
 
 def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
-    """learner.backend=deepspeed: 2 ZeRO-2 ranks as Ray actors in a placement group (gloo)."""
+    """learner.backend=deepspeed: 2 ZeRO-2 ranks as Ray actors in a placement group (gloo);
+    rank 0 sends each version over the collective path into the vLLM engine's worker process."""
     config = load_config(
         None,
         [
@@ -86,8 +87,8 @@ def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
             "--learner.groups_per_step=2",
             "--learner.eval_every=100",
             "--learner.heldout_tasks=8",
+            "--learner.weights_transport=collective",
             "--rollout.group_size=4",
-            "--rollout.engine=transformers",
             "--model.path=",
             "--model.tiny.num_layers=1",
             "--model.tiny.hidden_size=64",
@@ -102,4 +103,5 @@ def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
         # rank 1 ran every step (4 SFT + 3 RL), the optimizer reset and every weight gather
         assert follower["rank"] == 1 and follower["operations"] >= 4 + 3 + 1
         status = collect_status(service.config.streams, service.endpoints)
-        assert status["policy"]["version"] == 3 and status["policy"]["weights_ref"].startswith("ray://")
+        assert status["policy"]["version"] == 3 and status["policy"]["weights_ref"].startswith("gloo://")
+        assert snaps["rollout-0"]["policy_version"] >= 2 and snaps["rollout-0"]["engine"] == "vllm"

@@ -1,22 +1,28 @@
-"""Bounded staleness: the gate rule, and η = 0 reproducing synchronous RL on a real broker."""
+"""Bounded staleness: the gate rule, η = 0 reproducing synchronous RL on a real broker, and
+in-flight requests finishing on the version they started with."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
-from actors.generation import EngineKind
+import torch
+
+from actors.generation import EngineKind, TransformersEngine
 from actors.learner.actor import HeldoutSpec, Learner
 from actors.learner.config import LearnerConfig
+from actors.learner.logprobs import full_logprobs
+from actors.modeling import load_policy
 from actors.reward.actor import RewardActor, RewardConfig
 from actors.rollout.actor import RolloutActor, RolloutConfig, gate_allowance
 from actors.sampling import SamplingSpec
 from actors.synthesis.actor import make_task
 from actors.tasks import TaskType, compose_kv_retrieval, word_count
-from actors.weights import Transport
+from actors.weights import Transport, WeightPublisher
 from actors.world import make_world
-from schemas import Rollout
+from schemas import PolicyVersion, Rollout
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig
 from tests.conftest import Running, wait_for
@@ -99,3 +105,73 @@ def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny
     # the rollout actor made exactly one step's groups per version, and at most one step ahead
     assert all(per_version[v] == per_step * group for v in range(steps)), per_version
     assert set(per_version) <= set(range(steps + 1))
+
+
+class AnnouncingEngine:
+    """A real engine whose first call publishes the next version while its requests are in flight."""
+
+    def __init__(self, inner: TransformersEngine, announce: Callable[[], None]) -> None:
+        self.inner, self.announce, self.calls = inner, announce, 0
+        self.name, self.tokenizer = inner.name, inner.tokenizer
+
+    def generate(self, prompts, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        self.calls += 1
+        if self.calls == 1:
+            self.announce()  # version 1 is on `policy` before these requests finish
+        return self.inner.generate(prompts, **kwargs)
+
+    def load_published(self, weights_ref: str) -> None:
+        self.inner.load_published(weights_ref)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_in_flight_requests_finish_on_the_version_they_started_with(
+    streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path
+) -> None:
+    """Version 1 is announced while the first call generates: that call's groups still carry
+    version 0 and their behaviour log-probs are version 0's; later calls run on version 1."""
+    _send_tasks(streams, claim, 6)
+    base, _ = load_policy(tiny_model)
+    new, _ = load_policy(tiny_model)
+    with torch.no_grad():
+        for p in new.parameters():
+            p.mul_(1.5)
+    publisher = WeightPublisher(Transport.FILE, directory=tmp_path, keep=4, dtype=None, actor="learner-t")
+    producer = Producer(streams, client_id="test-policy")
+
+    def announce(version: int, model) -> None:  # noqa: ANN001
+        ref = publisher.publish(version, model.state_dict())
+        record = PolicyVersion(version=version, step=version, weights_ref=ref, groups_consumed=0, metrics=())
+        producer.send_records("policy", [record]).get(timeout=30)
+
+    announce(0, base)
+    rollout = RolloutActor(
+        name="rollout-t",
+        config=RolloutConfig(group_size=2, max_new_tokens=3, prompts_per_call=2, engine=EngineKind.TRANSFORMERS),
+        streams=streams,
+        model_path=tiny_model,
+        claim=claim,
+        max_staleness=10,
+        groups_per_step=2,
+    )
+    rollout.engine = AnnouncingEngine(rollout.engine, lambda: announce(1, new))
+    with Running(rollout) as running:
+        wait_for(lambda: rollout.processor.counts["produced"] >= 6 * 2 or bool(running.errors), 60, "six groups")
+        running.check()
+    producer.close()
+    made = read_records(streams, "rollouts", Rollout, 6)
+    spec = SamplingSpec(1.0, 1.0)
+    by_version = Counter(r.policy_version for r in made)
+    assert by_version == {0: 2 * 2, 1: 4 * 2}, "the first call (2 groups) ran on version 0, the rest on 1"
+    for r in made:
+        ids = torch.tensor([list(r.prompt_ids) + list(r.response_ids)])
+        scores = {}
+        for version, model in ((0, base), (1, new)):
+            with torch.no_grad():
+                logp, _ = full_logprobs(model(input_ids=ids).logits, ids, spec)
+            expected = logp[0, len(r.prompt_ids) :]
+            scores[version] = float((expected - torch.tensor(r.behaviour_logprobs)).abs().max())
+        assert scores[r.policy_version] < 1e-5, (r.policy_version, scores)
+        assert scores[1 - r.policy_version] > 1e-3, "the two versions are told apart"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from actors.collective import CollectiveBackend, WeightSender, WeightsUnavailable
 from actors.generation import Sample
 from actors.learner.logprobs import full_logprobs
 from actors.modeling import load_policy
@@ -22,6 +23,7 @@ from actors.sampling import SamplingSpec
 from actors.tasks import render_prompt
 from actors.vllm_engine import VLLMEngine, VLLMSettings
 from ops.config import BASE_MODEL
+from tests.conftest import wait_for
 
 TOLERANCE = 1e-4
 
@@ -78,6 +80,8 @@ def test_behaviour_logprobs_match_a_transformers_forward(engine: VLLMEngine, top
 
 
 def test_weights_update_in_place(engine: VLLMEngine) -> None:
+    """The perturbed weights arrive over the collective path (gloo here, NCCL on GPUs): the
+    engine's worker process pairs with the sender and receives them itself."""
     model, tokenizer = load_policy(BASE_MODEL)
     prompts = _prompts(tokenizer)
     spec = SamplingSpec(1.0, 1.0)
@@ -85,7 +89,14 @@ def test_weights_update_in_place(engine: VLLMEngine) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    engine.load_weights({k: v.detach().clone() for k, v in model.state_dict().items()})
+    sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=None)
+    engine.load_published(sender.stage(3, model.state_dict()))
+    wait_for(lambda: sender.served == {1: 1}, 10, "the worker's transfer of version 3 over its own pair")
+    sender.stage(4, model.state_dict())
+    sender.stage(5, model.state_dict())
+    with pytest.raises(WeightsUnavailable, match="version 3 is no longer staged"):
+        engine.load_published(sender.address.ref(3))
+    sender.close()
     groups = engine.generate(prompts, n=3, temperature=1.0, top_p=1.0, max_new_tokens=6)
     diff = _max_diff(model, prompts, groups, spec)
     print(f"after an in-place update: max |Δ log-prob| vs the new weights = {diff:.2e}")

@@ -389,5 +389,6 @@ class Learner:
 
     def close(self) -> None:
         self.producer.close()
+        self.publisher.close()
         if self.trainer.group is not None:
             self.trainer.group.close()

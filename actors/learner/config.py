@@ -48,10 +48,11 @@ class LearnerConfig:
     heldout_seed: int = 0
     """Seed of the held-out worlds."""
     weights_transport: Transport = Transport.RAY
-    """How rollout actors fetch weights: the Ray object store (through the weight store), or
-    safetensors files (no Ray)."""
+    """How rollout actors get weights: ray (the object store, through the weight store), file
+    (safetensors files, no Ray), or collective (rank 0 sends them over NCCL from a GPU learner,
+    gloo from a CPU one, straight into each rollout engine; see actors/collective.py)."""
     weights_keep: int = 4
-    """Versions kept for fetching."""
+    """Versions kept for fetching (ray, file); the collective sender stages the last 2."""
     backend: Backend = Backend.TORCH
     """torch (one process) or deepspeed (ZeRO across `ranks` Ray actors in a placement group)."""
     ranks: int = 1

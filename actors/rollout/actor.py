@@ -19,6 +19,7 @@ counts those groups if they end up staler than η.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,17 +29,20 @@ import torch
 from prometheus_client import Counter, Gauge, Histogram
 
 from actors.base import ProcessorActor
+from actors.collective import WeightsUnavailable
 from actors.generation import Engine, EngineKind, Sample, TransformersEngine
 from actors.hosting import Resources
 from actors.modeling import load_policy, load_policy_tokenizer, torch_dtype
 from actors.tasks import render_prompt
 from actors.vllm_engine import VLLMEngine, VLLMSettings
-from actors.weights import fetch_weights, weight_sync_seconds
+from actors.weights import weight_sync_seconds
 from schemas import PolicyVersion, Rollout, Task, decode
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, OffsetReader, StreamsConfig
 from streams.processor import Output, arrow_decoder
 from streams.topics import POLICY, ROLLOUTS, TASKS
+
+log = logging.getLogger(__name__)
 
 VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded.", ["actor"])
 SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", "task_type"])
@@ -146,7 +150,14 @@ class RolloutActor(ProcessorActor):
         if latest is None or (self.version is not None and latest.version <= self.version):
             return
         start = time.perf_counter()
-        self.engine.load_weights(fetch_weights(latest.weights_ref))
+        try:
+            self.engine.load_published(latest.weights_ref)
+        except WeightsUnavailable as exc:
+            # newer versions are staged, so their announcements follow; generate nothing until
+            # one loads (with tensor parallelism some workers may already hold the missed one)
+            log.info("%s: %s; waiting for the next announcement", self.name, exc)
+            self.version = None
+            return
         weight_sync_seconds("rollout").labels(self.name).observe(time.perf_counter() - start)
         self.version = latest.version
         self.consumed_groups = latest.groups_consumed

@@ -1,0 +1,255 @@
+"""The collective weight path: learner rank 0 sends weights straight into each engine's memory.
+
+`weights_ref = "<backend>://<host>:<port>/<version>"`, backend `nccl` (GPU to GPU) or `gloo`
+(CPU, and how this path is tested without a GPU). The learner's `WeightSender` serves a
+`torch.distributed.TCPStore` at host:port. Every receiver (a rollout actor's process, or each
+vLLM worker of its engine) pairs with the sender in a *two-member* process group of its own:
+a receiver that dies or restarts breaks only its pair, never the others, and a new one can join
+at any time (unlike one broadcast group, whose membership is fixed when it is created).
+
+One transfer, for the version the receiver asks for (the newest announced on `policy`):
+1. the receiver writes its request under `pair/<k>/want/<n>` in the store;
+2. the sender's thread for pair k answers `pair/<k>/reply/<n>` with the layout (names, dtypes,
+   shapes, byte offsets) or, when that version is no longer staged, an error;
+3. one flat byte buffer travels sender → receiver over the pair's process group (`send`/`recv`),
+   and the receiver cuts it into tensors without copying.
+Requests go through the store, so neither side sits in a collective while the other is busy
+(a rollout actor may generate for minutes between syncs). The sender stages a version once
+(packed in the wire dtype on its device) and keeps the last `keep`; a receiver asking for one
+no longer staged gets `WeightsUnavailable` and asks again for the next announcement.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+ALIGN = 64
+"""Byte alignment of each tensor in the flat buffer (any dtype's view of a slice is valid)."""
+POLL_SECONDS = 0.02
+KEEP = 2
+"""Versions a sender stages: a receiver asks for the newest announced one, and a second covers a
+publish landing between reading the announcement and asking (each is a full copy on the
+learner's device)."""
+
+
+class CollectiveBackend(enum.StrEnum):
+    GLOO = "gloo"
+    NCCL = "nccl"
+
+    def device(self) -> torch.device:
+        return (
+            torch.device("cuda", torch.cuda.current_device()) if self is CollectiveBackend.NCCL else torch.device("cpu")
+        )
+
+
+class WeightsUnavailable(RuntimeError):
+    """The sender no longer stages the requested version (a newer one will be announced)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    backend: CollectiveBackend
+    host: str
+    port: int
+
+    def ref(self, version: int) -> str:
+        return f"{self.backend}://{self.host}:{self.port}/{version}"
+
+    @staticmethod
+    def is_ref(ref: str) -> bool:
+        return ref.partition("://")[0] in set(CollectiveBackend)
+
+    @staticmethod
+    def parse(ref: str) -> tuple[Address, int]:
+        scheme, _, rest = ref.partition("://")
+        hostport, _, version = rest.rpartition("/")
+        host, _, port = hostport.rpartition(":")
+        if scheme not in set(CollectiveBackend) or not host or not port.isdigit() or not version.isdigit():
+            raise ValueError(f"weights_ref {ref!r}: expected gloo://HOST:PORT/VERSION or nccl://HOST:PORT/VERSION")
+        return Address(CollectiveBackend(scheme), host, int(port)), int(version)
+
+
+def pack(
+    state: dict[str, torch.Tensor], dtype: torch.dtype | None, device: torch.device
+) -> tuple[list[Any], torch.Tensor]:
+    """(layout, flat uint8 buffer on `device`): every tensor in the buffer, floating ones cast to `dtype`."""
+    layout, offset = [], 0
+    for name, value in state.items():
+        out_dtype = dtype if dtype is not None and value.is_floating_point() else value.dtype
+        nbytes = value.numel() * out_dtype.itemsize
+        layout.append([name, str(out_dtype).removeprefix("torch."), list(value.shape), offset, nbytes])
+        offset += -(-nbytes // ALIGN) * ALIGN
+    flat = torch.empty(offset, dtype=torch.uint8, device=device)
+    for (_, dtype_name, _, start, nbytes), value in zip(layout, state.values(), strict=True):
+        target = flat[start : start + nbytes].view(getattr(torch, dtype_name))
+        target.copy_(value.detach().reshape(-1))
+    return layout, flat
+
+
+def unpack(layout: list[Any], flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Views into `flat`, one per tensor of the layout (no copy)."""
+    return {
+        name: flat[start : start + nbytes].view(getattr(torch, dtype_name)).view(shape)
+        for name, dtype_name, shape, start, nbytes in layout
+    }
+
+
+def _pair_group(store: dist.Store, pair: int, rank: int, backend: CollectiveBackend, timeout: float) -> Any:
+    """The two-member process group of pair `pair` (rank 0 the sender, 1 the receiver)."""
+    prefixed = dist.PrefixStore(f"pair/{pair}/pg/", store)
+    span = datetime.timedelta(seconds=timeout)
+    if backend is CollectiveBackend.NCCL:
+        options = dist.ProcessGroupNCCL.Options()
+        options._timeout = span
+        return dist.ProcessGroupNCCL(prefixed, rank, 2, options)
+    return dist.ProcessGroupGloo(prefixed, rank, 2, span)
+
+
+def _wait_key(store: dist.Store, key: str, timeout: float, stop: threading.Event | None = None) -> bool:
+    """Poll until `key` exists: True, or False when `stop` is set; TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not store.check([key]):
+        if stop is not None and stop.is_set():
+            return False
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {key!r} in the weight store after {timeout:.0f} s")
+        time.sleep(POLL_SECONDS)
+    return True
+
+
+class WeightSender:
+    """Learner side: stages versions and serves every receiver that pairs with it."""
+
+    def __init__(
+        self,
+        backend: CollectiveBackend,
+        *,
+        host: str,
+        dtype: torch.dtype | None,
+        keep: int = KEEP,
+        timeout: float = 600,
+    ) -> None:
+        self.backend = backend
+        self.device = backend.device()
+        self.keep = keep
+        self.dtype = dtype
+        self.timeout = timeout
+        self.store = dist.TCPStore(
+            host, 0, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=timeout)
+        )
+        self.address = Address(backend, host, self.store.port)
+        self._staged: dict[int, tuple[bytes, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.served: dict[int, int] = {}
+        """Transfers completed, per pair."""
+        self._accept = threading.Thread(target=self._accept_pairs, name="weights-accept", daemon=True)
+        self._accept.start()
+
+    def stage(self, version: int, state: dict[str, torch.Tensor]) -> str:
+        """Pack `version` for sending; returns its `weights_ref`."""
+        layout, flat = pack(state, self.dtype, self.device)
+        header = json.dumps({"version": version, "layout": layout, "nbytes": flat.numel()}).encode()
+        with self._lock:
+            self._staged[version] = (header, flat)
+            for old in sorted(self._staged)[: -self.keep]:
+                del self._staged[old]
+        return self.address.ref(version)
+
+    def staged(self) -> list[int]:
+        with self._lock:
+            return sorted(self._staged)
+
+    def _accept_pairs(self) -> None:
+        seen = 0
+        while not self._stop.is_set():
+            pairs = self.store.add("pairs", 0)
+            for pair in range(seen + 1, pairs + 1):
+                threading.Thread(target=self._serve, args=(pair,), name=f"weights-pair-{pair}", daemon=True).start()
+            seen = pairs
+            self._stop.wait(POLL_SECONDS * 5)
+
+    def _serve(self, pair: int) -> None:
+        try:
+            group = _pair_group(self.store, pair, 0, self.backend, self.timeout)
+            request = 0
+            while True:
+                request += 1
+                if not _wait_key(self.store, f"pair/{pair}/want/{request}", float("inf"), self._stop):
+                    return
+                version = int(self.store.get(f"pair/{pair}/want/{request}"))
+                with self._lock:
+                    header, flat = self._staged.get(version, (None, None))
+                    staged = sorted(self._staged)
+                if flat is None:
+                    error = f"version {version} is no longer staged (staged: {staged})"
+                    self.store.set(f"pair/{pair}/reply/{request}", json.dumps({"error": error}))
+                    continue
+                self.store.set(f"pair/{pair}/reply/{request}", header)
+                group.send([flat], 1, request).wait()
+                self.served[pair] = self.served.get(pair, 0) + 1
+        except Exception:  # a dead receiver ends its own pair only
+            log.warning("weight pair %d ended", pair, exc_info=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._accept.join(timeout=5)
+
+
+class WeightReceiver:
+    """Receiver side: one pair with one sender; `receive(version)` returns that version's tensors."""
+
+    def __init__(self, address: Address, timeout: float = 600) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.device = address.backend.device()
+        self.store = dist.TCPStore(
+            address.host, address.port, is_master=False, timeout=datetime.timedelta(seconds=timeout)
+        )
+        self.pair = self.store.add("pairs", 1)
+        self.group = _pair_group(self.store, self.pair, 1, address.backend, timeout)
+        self.requests = 0
+
+    def receive(self, version: int) -> dict[str, torch.Tensor]:
+        self.requests += 1
+        prefix = f"pair/{self.pair}"
+        self.store.set(f"{prefix}/want/{self.requests}", str(version))
+        _wait_key(self.store, f"{prefix}/reply/{self.requests}", self.timeout)
+        reply = json.loads(self.store.get(f"{prefix}/reply/{self.requests}"))
+        if "error" in reply:
+            raise WeightsUnavailable(f"{self.address.ref(version)}: {reply['error']}")
+        flat = torch.empty(reply["nbytes"], dtype=torch.uint8, device=self.device)
+        self.group.recv([flat], 0, self.requests).wait()
+        return unpack(reply["layout"], flat)
+
+
+_receivers: dict[Address, WeightReceiver] = {}
+
+
+def receive_weights(ref: str) -> dict[str, torch.Tensor]:
+    """Resolve a collective `weights_ref` in this process (tensors on the backend's device).
+
+    The pair with each sender is made on first use and kept; a pair that failed is dropped,
+    so the next request pairs again (a restarted learner serves at a new address anyway)."""
+    address, version = Address.parse(ref)
+    if address not in _receivers:
+        _receivers[address] = WeightReceiver(address)
+    try:
+        return _receivers[address].receive(version)
+    except WeightsUnavailable:
+        raise
+    except Exception:
+        del _receivers[address]
+        raise

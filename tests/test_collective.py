@@ -1,0 +1,134 @@
+"""The collective weight path over gloo (the same code runs NCCL between GPUs).
+
+Receivers here are threads of the test process and spawned processes: each pairs with the
+sender through the store, asks for one version and gets exactly those bytes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from actors.collective import (
+    Address,
+    CollectiveBackend,
+    WeightReceiver,
+    WeightSender,
+    WeightsUnavailable,
+    pack,
+    unpack,
+)
+from actors.generation import TransformersEngine
+from actors.modeling import load_policy
+from actors.weights import Transport, WeightPublisher, fetch_weights
+from tests.conftest import wait_for
+
+
+def _state(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    embed = torch.randn(11, 5, generator=g)
+    return {
+        "embed.weight": embed,
+        "head.weight": embed,  # tied: sent as its own tensor, like safetensors
+        "norm.weight": torch.randn(5, generator=g),
+        "position_ids": torch.arange(7),
+        "scale": torch.tensor(0.5),
+    }
+
+
+def test_pack_unpack_round_trip_casts_only_floating_tensors() -> None:
+    state = _state(0)
+    layout, flat = pack(state, torch.bfloat16, torch.device("cpu"))
+    assert [row[0] for row in layout] == list(state)
+    assert all(row[3] % 64 == 0 for row in layout), "every tensor starts on a 64-byte boundary"
+    # 11*5*2 = 110 bytes -> 128; twice; 5*2 = 10 -> 64; 7*8 = 56 -> 64; 2 bytes -> 64
+    assert flat.numel() == 128 + 128 + 64 + 64 + 64
+    out = unpack(layout, flat)
+    for name, value in state.items():
+        assert out[name].shape == value.shape
+        if value.is_floating_point():
+            assert out[name].dtype == torch.bfloat16
+            assert torch.equal(out[name], value.to(torch.bfloat16))
+        else:
+            assert out[name].dtype == value.dtype and torch.equal(out[name], value)
+    kept = unpack(*pack(state, None, torch.device("cpu")))
+    assert all(torch.equal(kept[k], v) for k, v in state.items())
+
+
+def test_refs_parse_and_reject_garbage() -> None:
+    address = Address(CollectiveBackend.NCCL, "10.0.0.7", 29500)
+    assert Address.parse(address.ref(12)) == (address, 12)
+    assert Address.is_ref("gloo://h:1/0") and not Address.is_ref("ray://longtide-weights/3")
+    with pytest.raises(ValueError, match="expected gloo://HOST:PORT/VERSION"):
+        Address.parse("gloo://nohost/3")
+
+
+def test_each_receiver_gets_exactly_the_version_it_asks_for() -> None:
+    sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=None)
+    try:
+        sender.stage(0, _state(0))
+        ref1 = sender.stage(1, _state(1))
+        first, second = WeightReceiver(sender.address), WeightReceiver(sender.address)
+        assert (first.pair, second.pair) == (1, 2)
+        got = first.receive(1)
+        assert all(torch.equal(got[k], v) for k, v in _state(1).items())
+        assert all(torch.equal(second.receive(0)[k], v) for k, v in _state(0).items())
+        sender.stage(2, _state(2))  # keeps 2: version 0 goes
+        assert sender.staged() == [1, 2]
+        with pytest.raises(WeightsUnavailable, match=r"version 0 is no longer staged \(staged: \[1, 2\]\)"):
+            second.receive(0)
+        assert all(torch.equal(second.receive(2)[k], v) for k, v in _state(2).items()), "the pair survives a miss"
+        assert Address.parse(ref1)[0] == sender.address
+    finally:
+        sender.close()
+
+
+def _receive_then_die(port: int, ready: mp.Event) -> None:
+    receiver = WeightReceiver(Address(CollectiveBackend.GLOO, "127.0.0.1", port))
+    receiver.receive(0)
+    ready.set()
+    time.sleep(60)  # killed by the test while paired
+
+
+def test_a_dead_receiver_ends_only_its_own_pair_and_new_receivers_join_later() -> None:
+    sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=torch.bfloat16)
+    try:
+        sender.stage(0, _state(0))
+        ctx = mp.get_context("spawn")
+        ready = ctx.Event()
+        doomed = ctx.Process(target=_receive_then_die, args=(sender.address.port, ready))
+        doomed.start()
+        assert ready.wait(120), "the spawned receiver never got version 0"
+        doomed.kill()
+        doomed.join()
+        sender.stage(1, _state(1))
+        late = WeightReceiver(sender.address)  # joins after the death, on a pair of its own
+        got = late.receive(1)
+        assert got["embed.weight"].dtype == torch.bfloat16
+        assert torch.equal(got["embed.weight"], _state(1)["embed.weight"].to(torch.bfloat16))
+        wait_for(lambda: sender.served == {1: 1, 2: 1}, 10, "both transfers counted")
+    finally:
+        sender.close()
+
+
+def test_publisher_and_engine_use_the_collective_path(tiny_model: str, tmp_path: Path) -> None:
+    model, tokenizer = load_policy(tiny_model)
+    publisher = WeightPublisher(Transport.COLLECTIVE, directory=tmp_path, keep=4, dtype=None, actor="learner-test")
+    try:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1.5)
+        ref = publisher.publish(0, model.state_dict())
+        assert ref.startswith("gloo://127.0.0.1:") and ref.endswith("/0")
+        fresh, _ = load_policy(tiny_model)
+        engine = TransformersEngine(fresh, tokenizer)
+        engine.load_published(ref)
+        for key, value in model.state_dict().items():
+            assert torch.equal(fresh.state_dict()[key], value), key
+        assert torch.equal(fetch_weights(ref)["model.norm.weight"], model.state_dict()["model.norm.weight"])
+    finally:
+        publisher.close()
