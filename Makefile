@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_codec.py
 	$(BIN)/python bench/rollout.py
 	$(BIN)/python bench/learner_memory.py
+	$(BIN)/python bench/weight_sync.py
 	$(BIN)/python bench/learner_gpu.py || true  # needs CUDA; says so and exits 2 elsewhere
 
 clean:
