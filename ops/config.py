@@ -19,6 +19,7 @@ import yaml
 
 from actors.ingest import IngestConfig
 from actors.learner.config import LearnerConfig
+from actors.learner.logprobs import HeadKernel
 from actors.learner.trainer import Backend
 from actors.modeling import TinyModelConfig, torch_dtype
 from actors.reward.actor import RewardConfig
@@ -110,6 +111,17 @@ class LongtideConfig:
                 "pip install 'longtide[cpu]' or 'longtide[gpu]', or set learner.backend=torch"
             )
         self.rollout.engine.resolve()  # vllm named but not installed: fails here, naming the fix
+        if self.learner.head_kernel is HeadKernel.LIGER:
+            if importlib.util.find_spec("liger_kernel") is None:
+                raise ValueError(
+                    "learner.head_kernel=liger but liger-kernel is not installed: "
+                    "pip install 'longtide[gpu]', or set learner.head_kernel=chunked"
+                )
+            if self.rollout.top_p < 1:
+                raise ValueError(
+                    f"learner.head_kernel=liger has no top-p nucleus, but rollout.top_p is {self.rollout.top_p}: "
+                    "set rollout.top_p=1 or learner.head_kernel=chunked"
+                )
         if self.synthesis.context_tokens + 16 > self.model.tiny.max_positions and not self.model.path:
             raise ValueError(
                 f"synthesis.context_tokens ({self.synthesis.context_tokens}) + 16 must fit "

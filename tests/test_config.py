@@ -71,3 +71,12 @@ def test_backend_and_rank_errors_name_the_fix() -> None:
         load_config(None, ["--learner.backend=deepspeed", "--learner.zero_stage=4"])
     with pytest.raises(ValueError, match="model.dtype 'fp8' must be one of float32, bfloat16, float16"):
         load_config(None, ["--model.dtype=fp8"])
+
+
+def test_liger_head_kernel_is_checked_at_start_up() -> None:
+    with pytest.raises(ValueError, match="head_kernel=liger runs on CUDA only"):
+        load_config(None, ["--learner.head_kernel=liger", "--learner.device=cpu"])
+    with pytest.raises(ValueError, match="ZeRO-3 partitions"):
+        load_config(None, ["--learner.head_kernel=liger", "--learner.backend=deepspeed", "--learner.zero_stage=3"])
+    with pytest.raises(ValueError, match="liger-kernel is not installed|has no top-p nucleus"):
+        load_config(None, ["--learner.head_kernel=liger", "--rollout.top_p=0.9"])

@@ -32,6 +32,7 @@ from actors.learner.batching import answer_example
 from actors.learner.config import LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
 from actors.learner.grpo import group_advantages, informative_groups
+from actors.learner.logprobs import HeadKernel
 from actors.learner.microbatch import TrainRow
 from actors.learner.ranks import Leader, RankGroup
 from actors.learner.trainer import Backend, Objective, TorchTrainer, Trainer
@@ -81,7 +82,10 @@ def build_trainer(
     config: LearnerConfig, model_path: str, spec: SamplingSpec, group: RankGroup | None
 ) -> tuple[Trainer, PreTrainedTokenizerBase]:
     """This rank's trainer (rank 0 and the followers build theirs the same way)."""
-    model, tokenizer = load_policy(model_path, device=resolve_device(config.device))
+    device = resolve_device(config.device)
+    if config.head_kernel is HeadKernel.LIGER and device != "cuda":
+        raise ValueError("learner.head_kernel=liger needs CUDA, but no GPU is visible: set learner.head_kernel=chunked")
+    model, tokenizer = load_policy(model_path, device=device)
     lr = config.sft_lr if config.sft_steps else config.lr
     common: dict[str, Any] = {
         "lr": lr,

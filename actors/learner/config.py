@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from actors.hosting import Resources
 from actors.learner.grpo import AdvantageNorm
+from actors.learner.logprobs import HeadKernel
 from actors.learner.trainer import Backend, Precision, StepSettings
 from actors.weights import Transport
 
@@ -70,6 +71,9 @@ class LearnerConfig:
     tables (bench/learner_memory.py: 1.5 GiB at 512, 2.3 GiB at 1024 for a 152K vocabulary)."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass (long sequences)."""
+    head_kernel: HeadKernel = HeadKernel.CHUNKED
+    """Output head for log-probs: chunked (any device), or liger (liger-kernel's fused linear
+    cross-entropy; CUDA, rollout.top_p = 1, ZeRO stage < 3)."""
     resources: Resources = field(default_factory=lambda: Resources(num_cpus=1.0))
     """Ray resources per rank (a placement-group bundle each)."""
 
@@ -99,6 +103,15 @@ class LearnerConfig:
                 f"learner.micro_batch_tokens ({self.micro_batch_tokens}) and logprob_chunk_tokens "
                 f"({self.logprob_chunk_tokens}) must be >= 1"
             )
+        if self.head_kernel is HeadKernel.LIGER and self.device == "cpu":
+            raise ValueError(
+                "learner.head_kernel=liger runs on CUDA only: set learner.device=cuda or head_kernel=chunked"
+            )
+        if self.head_kernel is HeadKernel.LIGER and self.backend is Backend.DEEPSPEED and self.zero_stage == 3:
+            raise ValueError(
+                "learner.head_kernel=liger reads the head's weight directly, which ZeRO-3 partitions: "
+                "use zero_stage <= 2 or head_kernel=chunked"
+            )
         if self.ranks > 1 and self.resources.num_cpus + self.resources.num_gpus == 0:
             raise ValueError(
                 "learner.resources must reserve a CPU or GPU per rank when ranks > 1 "
@@ -115,4 +128,5 @@ class LearnerConfig:
             behaviour_weight_cap=self.behaviour_weight_cap,
             precision=self.precision,
             activation_checkpointing=self.activation_checkpointing,
+            head_kernel=self.head_kernel,
         )

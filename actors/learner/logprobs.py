@@ -10,9 +10,18 @@ of 18.5 GiB for the [1, L, V] fp32 table of one 32K-token sequence (bench/learne
 Log-probs are those of the sampling distribution (`actors.sampling`), so they compare
 directly with the rollout engines' behaviour log-probs. Entropy is that of the same
 distribution, computed without gradient (a diagnostic and AEPO's signal).
+
+`HeadKernel.LIGER` (GPU): liger-kernel's fused linear + cross-entropy gives the log-probs
+instead, never holding more than its own chunk of logits and computing the head's gradient
+in the same pass. It knows no nucleus, so it needs top_p = 1 (the temperature is applied by
+scaling the hidden states: logits / T = (h / T) · Wᵀ for a head without bias), it reads the
+head's weight directly (so not under ZeRO-3, whose hooks gather it only when the head is
+called), and entropy still goes through the chunked path without gradient.
 """
 
 from __future__ import annotations
+
+import enum
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -45,6 +54,29 @@ def _chunk_entropy(head: torch.nn.Module, hidden: torch.Tensor, spec: SamplingSp
     return lse.squeeze(-1) - torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).view(-1)
 
 
+class HeadKernel(enum.StrEnum):
+    CHUNKED = "chunked"
+    """The output head `chunk_tokens` rows at a time under activation checkpointing (any device)."""
+    LIGER = "liger"
+    """liger-kernel's fused linear cross-entropy (CUDA, top_p = 1, ZeRO stage < 3)."""
+
+
+def _liger_logprobs(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, spec: SamplingSpec
+) -> torch.Tensor:
+    from liger_kernel.ops.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyFunction
+
+    if spec.top_p < 1.0:
+        raise ValueError("the liger head kernel has no nucleus: it needs top_p = 1")
+    weight = head.weight
+    scaled = (hidden / spec.temperature).to(weight.dtype)
+    bias = getattr(head, "bias", None)
+    if bias is not None:
+        bias = bias / spec.temperature
+    loss = LigerFusedLinearCrossEntropyFunction.apply(scaled, weight, targets, bias, None, -100, 0.0, 0.0, "none")[0]
+    return -loss.float()
+
+
 def target_logprobs(
     hidden: torch.Tensor,  # [B, L, H] final hidden states (after the last norm)
     head: torch.nn.Module,  # the output head: logits = head(hidden), called as a module (ZeRO-3 hooks)
@@ -54,6 +86,7 @@ def target_logprobs(
     chunk_tokens: int = 1024,
     with_entropy: bool = True,
     min_chunks: int = 0,
+    kernel: HeadKernel = HeadKernel.CHUNKED,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # logp [B, L] (0 off target), entropy [B, L] (0 off target)
     """log π(input_ids[t] | prefix) and the entropy at t, for every target position t.
 
@@ -65,11 +98,13 @@ def target_logprobs(
     pieces, entropies = [], []
     starts = list(range(0, predict.shape[0], chunk_tokens))
     starts += [predict.shape[0]] * (min_chunks - len(starts))  # empty chunks
+    if kernel is HeadKernel.LIGER and predict.shape[0]:
+        pieces.append(_liger_logprobs(head, predict, targets, spec))
     for start in starts:
         h, y = predict[start : start + chunk_tokens], targets[start : start + chunk_tokens]
-        if torch.is_grad_enabled() and h.requires_grad:
+        if kernel is HeadKernel.CHUNKED and torch.is_grad_enabled() and h.requires_grad:
             pieces.append(checkpoint(_chunk_logprobs, head, h, y, spec, use_reentrant=False))
-        else:
+        elif kernel is HeadKernel.CHUNKED:
             pieces.append(_chunk_logprobs(head, h, y, spec))
         if with_entropy:
             entropies.append(_chunk_entropy(head, h.detach(), spec))

@@ -21,7 +21,7 @@ import torch
 from transformers import PreTrainedModel
 
 from actors.learner.grpo import decoupled_ppo_loss, ppo_stats, sft_loss
-from actors.learner.logprobs import target_logprobs
+from actors.learner.logprobs import HeadKernel, target_logprobs
 from actors.learner.microbatch import TrainRow, pad_rows, plan_micro_batches
 from actors.learner.ranks import RankGroup
 from actors.sampling import SamplingSpec
@@ -60,6 +60,7 @@ class StepSettings:
     behaviour_weight_cap: float
     precision: Precision
     activation_checkpointing: bool
+    head_kernel: HeadKernel = HeadKernel.CHUNKED
 
 
 class Trainer:
@@ -151,6 +152,7 @@ class Trainer:
             spec,
             chunk_tokens=self.settings.logprob_chunk_tokens,
             min_chunks=chunks,
+            kernel=self.settings.head_kernel,
         )
         # DeepSpeed averages gradients over ranks; each rank's share of the token sum is scaled back up
         scale = float(self.world)
