@@ -160,6 +160,11 @@ class Consumer:
                 {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in next_offsets.items()}
             )
 
+    def seek(self, offsets: dict[Partition, int]) -> None:
+        """Read each assigned partition from the given offset next (a checkpoint's offsets)."""
+        for (topic, partition), offset in offsets.items():
+            self._consumer.seek(TopicPartition(topic, partition), offset)
+
     def lag(self) -> dict[Partition, int]:
         """Records behind the high watermark, per assigned partition (from the last fetch)."""
         out = {}

@@ -17,6 +17,7 @@ rank 0 reads Kafka, evaluates, publishes weights and commits offsets.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.generation import TransformersEngine
+from actors.learner import checkpoint
 from actors.learner.batching import answer_example
+from actors.learner.checkpoint import LearnerState
 from actors.learner.config import LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
 from actors.learner.grpo import group_advantages, informative_groups
@@ -46,6 +49,8 @@ from streams.kafka import Consumer, Message, Producer, StreamsConfig
 from streams.metrics import stream_metrics
 from streams.processor import DedupWindow, arrow_decoder, dead_letter, describe
 from streams.topics import DLQ, POLICY, SCORED, TASKS
+
+log = logging.getLogger(__name__)
 
 VERSION = Gauge("longtide_learner_policy_version", "Latest published policy version.", ["actor"])
 STEPS = Counter("longtide_learner_steps", "Optimizer steps (SFT and RL).", ["actor", "phase"])
@@ -69,6 +74,12 @@ STEP_SECONDS = Histogram(
 TOKENS = Counter("longtide_learner_tokens_trained", "Target tokens trained on.", ["actor", "phase"])
 GRAD_NORM = Gauge("longtide_learner_grad_norm", "Gradient norm before clipping, last step.", ["actor", "phase"])
 ENTROPY = Gauge("longtide_learner_entropy", "Mean token entropy of the sampling distribution, last RL step.", ["actor"])
+CHECKPOINT_SECONDS = Histogram(
+    "longtide_learner_checkpoint_seconds",
+    "Time to write one checkpoint (model, optimizer, state) and make it durable.",
+    ["actor"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 CLIP_FRACTION = Gauge("longtide_learner_clip_fraction", "Fraction of tokens whose PPO ratio was clipped.", ["actor"])
 
 
@@ -142,6 +153,9 @@ class Learner:
             actor=name,
         )
         self.producer = Producer(streams, client_id=name)
+        self.checkpoints = run_dir / "checkpoints"
+        self.checkpointed = (-1, -1)
+        """(rl_step, groups_consumed) of the newest checkpoint."""
         self.heldout = heldout_tasks(
             n=config.heldout_tasks,
             seed=config.heldout_seed,
@@ -183,8 +197,9 @@ class Learner:
         self._eval_copy.load_state_dict(state)
         return self._eval_copy
 
-    def publish(self, metrics: dict[str, float], state: dict[str, torch.Tensor]) -> PolicyVersion:
-        self.version += 1
+    def publish(self, metrics: dict[str, float], state: dict[str, torch.Tensor], *, new: bool = True) -> PolicyVersion:
+        """Announce the next version (or, `new=False`, re-announce the current one after a resume)."""
+        self.version += 1 if new else 0
         record = PolicyVersion(
             version=self.version,
             step=self.rl_step,
@@ -305,10 +320,52 @@ class Learner:
             dedup.add(r.rollout_id)
         return group or None
 
-    def rl(self, stop: threading.Event) -> None:
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int]) -> Path:
+        """Everything to resume from here (see `checkpoint`); returns once it is durable."""
+        saved = LearnerState(
+            version=self.version,
+            rl_step=self.rl_step,
+            groups_consumed=self.groups_consumed,
+            samples_trained=self.samples_trained,
+            tokens_trained=self.tokens_trained,
+            stale_dropped=self.stale_dropped,
+            staleness_hist=dict(self.staleness_hist),
+            offsets=LearnerState.offsets_key(offsets),
+        )
+        start = time.perf_counter()
+        tmp = checkpoint.begin(self.checkpoints, saved)
+        self.trainer.module.save_pretrained(tmp / "model", state_dict=state)
+        self.tokenizer.save_pretrained(tmp / "model")
+        self.trainer.save_state(str(tmp / "trainer"))
+        final = checkpoint.commit(tmp, saved, self.config.checkpoint_keep)
+        CHECKPOINT_SECONDS.labels(self.name).observe(time.perf_counter() - start)
+        self.checkpointed = (self.rl_step, self.groups_consumed)
+        return final
+
+    def resume(self) -> LearnerState | None:
+        """Load the newest usable checkpoint, if any: weights, optimizer, RNG and counters."""
+        found = checkpoint.latest(self.checkpoints)
+        if found is None:
+            return None
+        directory, saved = found
+        self.trainer.load_state(str(directory / "trainer"), str(directory / "model"))
+        self.version = saved.version
+        self.rl_step = saved.rl_step
+        self.groups_consumed = saved.groups_consumed
+        self.checkpointed = (saved.rl_step, saved.groups_consumed)
+        self.samples_trained = saved.samples_trained
+        self.tokens_trained = saved.tokens_trained
+        self.stale_dropped = saved.stale_dropped
+        self.staleness_hist = collections.Counter(saved.staleness_hist)
+        log.info("%s resumed from %s (version %d, step %d)", self.name, directory, saved.version, saved.rl_step)
+        return saved
+
+    def rl(self, stop: threading.Event, resumed: LearnerState | None = None) -> None:
         self.phase = "rl"
         self.rl_started = time.monotonic()
-        self.trainer.reset_optimizer(self.config.lr)  # fresh moments: RL gradients differ in scale
+        if resumed is None:
+            self.trainer.reset_optimizer(self.config.lr)  # fresh moments: RL gradients differ in scale
         consumer = Consumer(
             self.streams,
             group_id=self.name,
@@ -320,6 +377,9 @@ class Learner:
         decode = arrow_decoder(ScoredRollout)
         dedup = DedupWindow(self.streams.dedup_window)
         seen_through: dict[tuple[str, int], int] = {}
+        if resumed is not None:
+            seen_through = resumed.partition_offsets()
+            consumer.seek(seen_through)  # the checkpoint, not Kafka's committed offsets, says where
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
             for message in consumer.poll(200):
@@ -342,8 +402,18 @@ class Learner:
                 metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
             self.publish(metrics, state)
             self.last_metrics = metrics
-            consumer.commit(self._trained_through(seen_through, ready))
+            if self.rl_step % self.config.checkpoint_every == 0:
+                self._checkpoint_and_commit(consumer, state, self._trained_through(seen_through, ready))
+        if (self.rl_step, self.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
+            self._checkpoint_and_commit(consumer, self.trainer.full_state(), self._trained_through(seen_through, ready))
         consumer.close()
+
+    def _checkpoint_and_commit(
+        self, consumer: Consumer, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int]
+    ) -> None:
+        """Offsets are committed only once the checkpoint that covers them is durable."""
+        self.save_checkpoint(state, offsets)
+        consumer.commit(offsets)
 
     @staticmethod
     def _trained_through(
@@ -357,13 +427,18 @@ class Learner:
 
     def run(self, stop: threading.Event) -> None:
         try:
-            self.evaluate("start", self.trainer.full_state())
-            if self.config.sft_steps:
-                self.sft(stop)
-            state = self.trainer.full_state()
-            metrics = {f"heldout_{k}": v for k, v in self.evaluate("after sft", state).items()}
-            self.publish(metrics, state)
-            self.rl(stop)
+            resumed = self.resume()
+            if resumed is None:
+                self.evaluate("start", self.trainer.full_state())
+                if self.config.sft_steps:
+                    self.sft(stop)
+                state = self.trainer.full_state()
+                metrics = {f"heldout_{k}": v for k, v in self.evaluate("after sft", state).items()}
+                self.publish(metrics, state)
+                self.save_checkpoint(state, {})  # step 0: a restart never repeats SFT
+            else:
+                self.publish({}, self.trainer.full_state(), new=False)
+            self.rl(stop, resumed)
             if self.rl_step and self.rl_step % self.config.eval_every:
                 self.evaluate(f"rl step {self.rl_step}", self.trainer.full_state())
         finally:

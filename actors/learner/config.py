@@ -43,6 +43,11 @@ class LearnerConfig:
     grad_clip: float = 1.0
     """Max global gradient norm."""
     eval_every: int = 100
+    checkpoint_every: int = 50
+    """RL steps between checkpoints (also written after SFT and on a clean stop); offsets on
+    `scored` are committed only once a checkpoint covering them is durable."""
+    checkpoint_keep: int = 3
+    """Checkpoints kept in <run_dir>/checkpoints."""
     """Held-out evaluation period in RL steps (and at each phase boundary)."""
     heldout_tasks: int = 512
     """Held-out tasks per evaluation."""
@@ -86,6 +91,11 @@ class LearnerConfig:
             raise ValueError(
                 f"learner.weights_keep ({self.weights_keep}) must be >= max_staleness + 2 "
                 f"({self.max_staleness + 2}) so rollout actors can fetch every usable version"
+            )
+        if self.checkpoint_every < 1 or self.checkpoint_keep < 1:
+            raise ValueError(
+                f"learner.checkpoint_every ({self.checkpoint_every}) and checkpoint_keep "
+                f"({self.checkpoint_keep}) must be >= 1"
             )
         for name in ("lr", "sft_lr"):
             if not 0 < getattr(self, name) < 1:

@@ -54,6 +54,17 @@ class DeepSpeedTrainer(Trainer):
             group["lr"] = lr
         inner.state.clear()
 
+    def save_state(self, directory: str) -> None:
+        """DeepSpeed's own checkpoint (weights and this rank's optimizer partition); a collective."""
+        super().save_state(directory)
+        self.engine.save_checkpoint(directory, tag="deepspeed")
+
+    def load_state(self, directory: str, model_dir: str) -> None:
+        super().load_state(directory, model_dir)
+        path, _ = self.engine.load_checkpoint(directory, tag="deepspeed", load_optimizer_states=True)
+        if path is None:
+            raise ValueError(f"{directory}: no DeepSpeed checkpoint (tag 'deepspeed') to resume from")
+
     def _before_forward(self) -> None:
         # What `engine.forward` does first; the learner calls the decoder and the head itself
         # (chunked), so it does it here: under ZeRO-3 this advances the micro-step, without

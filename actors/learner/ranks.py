@@ -59,7 +59,7 @@ class RankFollower:
     rank group; nothing outside that group can send them.
     """
 
-    OPERATIONS = frozenset({"step", "reset_optimizer", "full_state"})
+    OPERATIONS = frozenset({"step", "reset_optimizer", "full_state", "save_state", "load_state"})
 
     def __init__(self, *, name: str, trainer: Any, group: RankGroup) -> None:
         self.name = name
@@ -110,6 +110,12 @@ class Leader:
 
     def full_state(self) -> dict[str, torch.Tensor]:
         return self._everywhere("full_state")
+
+    def save_state(self, directory: str) -> None:
+        self._everywhere("save_state", directory)
+
+    def load_state(self, directory: str, model_dir: str) -> None:
+        self._everywhere("load_state", directory, model_dir)
 
     def stop(self) -> None:
         """Release the other ranks' loops (they exit after their current operation)."""

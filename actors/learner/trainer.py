@@ -15,9 +15,11 @@ import contextlib
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from actors.learner.grpo import decoupled_ppo_loss, ppo_stats, sft_loss
@@ -113,6 +115,23 @@ class Trainer:
         """Every parameter, unsharded (a collective under ZeRO-3; call on all ranks)."""
         return self.module.state_dict()
 
+    def save_state(self, directory: str) -> None:
+        """This rank's optimizer and RNG state into `directory` (every rank calls it); the
+        weights are saved by rank 0 in Hugging Face format next to it (`model/`)."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        rng = {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        torch.save(rng, Path(directory) / f"rng-rank{self.rank}.pt")
+
+    def load_state(self, directory: str, model_dir: str) -> None:
+        """Restore what `save_state` wrote, and the weights from `model_dir`."""
+        rng = torch.load(Path(directory) / f"rng-rank{self.rank}.pt", weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
     # -- the step ----------------------------------------------------------------------------
     def step(self, rows: Sequence[TrainRow], objective: Objective) -> dict[str, float]:
         """Train on this rank's share of `rows` (the whole batch, identical on every rank)."""
@@ -200,6 +219,19 @@ def summarize(sums: dict[str, float], grad_norm: float) -> dict[str, float]:
     return out
 
 
+def load_exported(model: PreTrainedModel, model_dir: str) -> None:
+    """Load weights saved with `save_pretrained` into `model` in place (tied keys, which the
+    export leaves out, follow their source)."""
+    state: dict[str, torch.Tensor] = {}
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        state |= load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    shared = {p.data_ptr() for k, p in model.state_dict().items() if k in state}
+    untied = [k for k in missing if model.state_dict()[k].data_ptr() not in shared]
+    if unexpected or untied:
+        raise ValueError(f"{model_dir}: weights do not fit the model (missing {untied}, unexpected {unexpected})")
+
+
 def check_head(model: PreTrainedModel) -> None:
     """The chunked path computes logits as head(decoder(x)); refuse models where that is not
     the model's own forward (logit soft-capping, scaling), with a message naming the gap."""
@@ -229,6 +261,15 @@ class TorchTrainer(Trainer):
     def reset_optimizer(self, lr: float) -> None:
         """Fresh moments at a new learning rate (SFT → RL: gradients differ in scale)."""
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
+
+    def save_state(self, directory: str) -> None:
+        super().save_state(directory)
+        torch.save(self.optimizer.state_dict(), Path(directory) / "optimizer.pt")
+
+    def load_state(self, directory: str, model_dir: str) -> None:
+        super().load_state(directory, model_dir)
+        load_exported(self.model, model_dir)
+        self.optimizer.load_state_dict(torch.load(Path(directory) / "optimizer.pt", weights_only=True))
 
     def _backward(self, loss: torch.Tensor) -> None:
         loss.backward()
