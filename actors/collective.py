@@ -21,6 +21,7 @@ no longer staged gets `WeightsUnavailable` and asks again for the next announcem
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import json
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 ALIGN = 64
 """Byte alignment of each tensor in the flat buffer (any dtype's view of a slice is valid)."""
 POLL_SECONDS = 0.02
+CONNECT_TIMEOUT = 30.0
+"""Seconds a receiver waits to reach the sender, pair with it, or get a reply."""
+TRANSFER_TIMEOUT = 600.0
+"""Seconds one transfer (and a sender's pairing) may take: a large model over a slow link."""
 KEEP = 2
 """Versions a sender stages: a receiver asks for the newest announced one, and a second covers a
 publish landing between reading the announcement and asking (each is a full copy on the
@@ -55,7 +60,12 @@ class CollectiveBackend(enum.StrEnum):
 
 
 class WeightsUnavailable(RuntimeError):
-    """The sender no longer stages the requested version (a newer one will be announced)."""
+    """The requested version cannot be had from this sender now (no longer staged, or the
+    sender is gone); a newer announcement will say where to get weights."""
+
+
+class PairClosed(WeightsUnavailable):
+    """The sender ended this pair (it stopped, or its thread for the pair failed)."""
 
 
 @dataclass(frozen=True)
@@ -117,16 +127,25 @@ def _pair_group(store: dist.Store, pair: int, rank: int, backend: CollectiveBack
     return dist.ProcessGroupGloo(prefixed, rank, 2, span)
 
 
-def _wait_key(store: dist.Store, key: str, timeout: float, stop: threading.Event | None = None) -> bool:
-    """Poll until `key` exists: True, or False when `stop` is set; TimeoutError after `timeout`."""
+class Waited(enum.Enum):
+    READY = "ready"
+    CLOSED = "closed"
+    STOPPED = "stopped"
+
+
+def _wait_key(store: dist.Store, key: str, closed: str, timeout: float, stop: threading.Event | None = None) -> Waited:
+    """Poll until `key` exists (READY), the pair's `closed` key appears (CLOSED) or `stop` is
+    set (STOPPED); TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not store.check([key]):
+        if store.check([closed]):
+            return Waited.CLOSED
         if stop is not None and stop.is_set():
-            return False
+            return Waited.STOPPED
         if time.monotonic() > deadline:
             raise TimeoutError(f"no {key!r} in the weight store after {timeout:.0f} s")
         time.sleep(POLL_SECONDS)
-    return True
+    return Waited.READY
 
 
 class WeightSender:
@@ -139,7 +158,7 @@ class WeightSender:
         host: str,
         dtype: torch.dtype | None,
         keep: int = KEEP,
-        timeout: float = 600,
+        timeout: float = TRANSFER_TIMEOUT,
     ) -> None:
         self.backend = backend
         self.device = backend.device()
@@ -155,6 +174,8 @@ class WeightSender:
         self._stop = threading.Event()
         self.served: dict[int, int] = {}
         """Transfers completed, per pair."""
+        self.pairs_open = 0
+        """Pairs with a serving thread (a receiver that closes its pair ends its thread)."""
         self._accept = threading.Thread(target=self._accept_pairs, name="weights-accept", daemon=True)
         self._accept.start()
 
@@ -182,14 +203,19 @@ class WeightSender:
             self._stop.wait(POLL_SECONDS * 5)
 
     def _serve(self, pair: int) -> None:
+        """Answer pair `pair`'s requests until the receiver closes it or the sender stops;
+        the pair is then marked closed, so a receiver waiting on it fails at once."""
+        closed = f"pair/{pair}/closed"
         try:
             group = _pair_group(self.store, pair, 0, self.backend, self.timeout)
+            self.pairs_open += 1
             request = 0
             while True:
                 request += 1
-                if not _wait_key(self.store, f"pair/{pair}/want/{request}", float("inf"), self._stop):
+                want = f"pair/{pair}/want/{request}"
+                if _wait_key(self.store, want, closed, float("inf"), self._stop) is not Waited.READY:
                     return
-                version = int(self.store.get(f"pair/{pair}/want/{request}"))
+                version = int(self.store.get(want))
                 with self._lock:
                     header, flat = self._staged.get(version, (None, None))
                     staged = sorted(self._staged)
@@ -200,39 +226,60 @@ class WeightSender:
                 self.store.set(f"pair/{pair}/reply/{request}", header)
                 group.send([flat], 1, request).wait()
                 self.served[pair] = self.served.get(pair, 0) + 1
-        except Exception:  # a dead receiver ends its own pair only
+        except Exception:  # a receiver that died mid-transfer ends its own pair only
             log.warning("weight pair %d ended", pair, exc_info=True)
+        finally:
+            self.pairs_open -= 1
+            with contextlib.suppress(Exception):
+                self.store.set(closed, "sender")
 
     def close(self) -> None:
         self._stop.set()
         self._accept.join(timeout=5)
+        deadline = time.monotonic() + 5
+        while self.pairs_open > 0 and time.monotonic() < deadline:  # every pair marked closed
+            time.sleep(POLL_SECONDS)
 
 
 class WeightReceiver:
-    """Receiver side: one pair with one sender; `receive(version)` returns that version's tensors."""
+    """Receiver side: one pair with one sender; `receive(version)` returns that version's tensors.
 
-    def __init__(self, address: Address, timeout: float = 600) -> None:
+    Connecting and waiting for a reply give up after `connect_timeout` (a learner that is gone
+    must not stall a rollout actor); the bytes themselves may take up to `timeout`."""
+
+    def __init__(
+        self, address: Address, timeout: float = TRANSFER_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT
+    ) -> None:
         self.address = address
-        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.device = address.backend.device()
         self.store = dist.TCPStore(
-            address.host, address.port, is_master=False, timeout=datetime.timedelta(seconds=timeout)
+            address.host, address.port, is_master=False, timeout=datetime.timedelta(seconds=connect_timeout)
         )
         self.pair = self.store.add("pairs", 1)
+        self.closed = f"pair/{self.pair}/closed"
         self.group = _pair_group(self.store, self.pair, 1, address.backend, timeout)
         self.requests = 0
 
     def receive(self, version: int) -> dict[str, torch.Tensor]:
         self.requests += 1
-        prefix = f"pair/{self.pair}"
-        self.store.set(f"{prefix}/want/{self.requests}", str(version))
-        _wait_key(self.store, f"{prefix}/reply/{self.requests}", self.timeout)
-        reply = json.loads(self.store.get(f"{prefix}/reply/{self.requests}"))
+        want, reply_key = (f"pair/{self.pair}/{kind}/{self.requests}" for kind in ("want", "reply"))
+        self.store.set(want, str(version))
+        if _wait_key(self.store, reply_key, self.closed, self.connect_timeout) is Waited.CLOSED:
+            raise PairClosed(f"{self.address.ref(version)}: the sender closed pair {self.pair}")
+        reply = json.loads(self.store.get(reply_key))
+        self.store.delete_key(want)
+        self.store.delete_key(reply_key)
         if "error" in reply:
             raise WeightsUnavailable(f"{self.address.ref(version)}: {reply['error']}")
         flat = torch.empty(reply["nbytes"], dtype=torch.uint8, device=self.device)
         self.group.recv([flat], 0, self.requests).wait()
         return unpack(reply["layout"], flat)
+
+    def close(self) -> None:
+        """End the pair (the sender's thread for it returns)."""
+        with contextlib.suppress(Exception):
+            self.store.set(self.closed, "receiver")
 
 
 _receivers: dict[Address, WeightReceiver] = {}
@@ -241,15 +288,22 @@ _receivers: dict[Address, WeightReceiver] = {}
 def receive_weights(ref: str) -> dict[str, torch.Tensor]:
     """Resolve a collective `weights_ref` in this process (tensors on the backend's device).
 
-    The pair with each sender is made on first use and kept; a pair that failed is dropped,
-    so the next request pairs again (a restarted learner serves at a new address anyway)."""
+    The pair with each sender is made on first use and kept. A sender that cannot be reached
+    (a learner that stopped or restarted at a new address), a closed pair or a failed transfer
+    drops the pair and raises `WeightsUnavailable`: the caller waits for the next announcement,
+    which pairs again."""
     address, version = Address.parse(ref)
-    if address not in _receivers:
-        _receivers[address] = WeightReceiver(address)
     try:
+        if address not in _receivers:
+            _receivers[address] = WeightReceiver(address)
         return _receivers[address].receive(version)
+    except PairClosed:
+        _receivers.pop(address, None)
+        raise
     except WeightsUnavailable:
         raise
-    except Exception:
-        del _receivers[address]
-        raise
+    except Exception as exc:  # noqa: BLE001 - unreachable or broken: pair again next time
+        dropped = _receivers.pop(address, None)
+        if dropped is not None:
+            dropped.close()
+        raise WeightsUnavailable(f"{ref}: {type(exc).__name__}: {exc}") from exc

@@ -79,6 +79,9 @@ class WeightLoader:
         except WeightsUnavailable as exc:
             return str(exc)
         self._longtide_reload(state)
+        del state
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the received buffer sits outside vLLM's memory budget
         return None
 
     def _longtide_reload(self, state: dict[str, torch.Tensor]) -> int:

@@ -30,7 +30,7 @@ import torch
 from prometheus_client import Histogram
 from safetensors.torch import load_file, save_file
 
-from actors.collective import Address, CollectiveBackend, WeightSender, receive_weights
+from actors.collective import Address, CollectiveBackend, WeightSender, WeightsUnavailable, receive_weights
 
 STORE_NAME = "longtide-weights"
 
@@ -76,15 +76,15 @@ class WeightStore:
         """Own `state` in the object store as `version`; forget versions beyond the last `keep`."""
         import ray
 
+        self._refs.pop(version, None)
         self._refs[version] = ray.put(state)
-        for old in sorted(self._refs)[: -self.keep]:
+        for old in list(self._refs)[: -self.keep]:  # the oldest puts (a new run restarts at 0)
             del self._refs[old]
 
     def get(self, version: int) -> list[Any]:
-        """[the ObjectRef of `version`] (boxed, so Ray returns the reference, not the value)."""
-        if version not in self._refs:
-            raise KeyError(f"weights of version {version} are no longer held (kept: {sorted(self._refs)})")
-        return [self._refs[version]]
+        """[the ObjectRef of `version`] (boxed, so Ray returns the reference, not the value), or
+        [] when it is no longer held."""
+        return [self._refs[version]] if version in self._refs else []
 
     def versions(self) -> list[int]:
         return sorted(self._refs)
@@ -102,9 +102,20 @@ class WeightPublisher:
     """Learner side: makes a version's weights fetchable and returns its `weights_ref`."""
 
     def __init__(
-        self, transport: Transport, *, directory: Path, keep: int, dtype: torch.dtype | None, actor: str
+        self,
+        transport: Transport,
+        *,
+        directory: Path,
+        keep: int,
+        dtype: torch.dtype | None,
+        actor: str,
+        device: str,
     ) -> None:
+        """`device` is the learner's ("cuda" or "cpu"): the collective path sends over NCCL
+        from a GPU learner and gloo from a CPU one, wherever `full_state` leaves the tensors
+        (ZeRO-3 gathers them to the CPU)."""
         self.transport = transport
+        self.backend = CollectiveBackend.NCCL if torch.device(device).type == "cuda" else CollectiveBackend.GLOO
         self.directory = directory
         self.keep = keep
         self.dtype = dtype
@@ -125,9 +136,7 @@ class WeightPublisher:
 
     def _stage(self, version: int, state: dict[str, torch.Tensor]) -> str:
         if self._sender is None:
-            on_gpu = next(iter(state.values())).is_cuda
-            backend = CollectiveBackend.NCCL if on_gpu else CollectiveBackend.GLOO
-            self._sender = WeightSender(backend, host=node_address(), dtype=self.dtype)
+            self._sender = WeightSender(self.backend, host=node_address(), dtype=self.dtype)
         return self._sender.stage(version, state)
 
     def _put_ray(self, version: int, state: dict[str, torch.Tensor]) -> str:
@@ -166,11 +175,17 @@ def fetch_weights(ref: str) -> dict[str, torch.Tensor]:
         return receive_weights(ref)
     scheme, _, rest = ref.partition("://")
     if scheme == "file":
+        if not Path(rest).is_file():
+            raise WeightsUnavailable(f"{ref}: the file is gone (the learner keeps the last versions only)")
         return load_file(rest)
     if scheme == "ray":
         import ray
 
         store_name, _, version = rest.rpartition("/")
-        [inner] = ray.get(ray.get_actor(store_name).get.remote(int(version)))
-        return ray.get(inner)
+        store = ray.get_actor(store_name)
+        boxed = ray.get(store.get.remote(int(version)))
+        if not boxed:
+            held = ray.get(store.versions.remote())
+            raise WeightsUnavailable(f"{ref}: version {version} is no longer held (held: {held})")
+        return ray.get(boxed[0])
     raise ValueError(f"weights_ref {ref!r}: unknown scheme {scheme!r} (expected ray://, file://, gloo:// or nccl://)")

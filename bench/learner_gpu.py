@@ -8,6 +8,8 @@ with random weights trains on one sequence per step, every position after a 256-
 response token. Side by side in the same run, same model, same sequences:
 - plain: `model(input_ids).logits` (the [1, L, V] table), log-softmax, token-mean loss,
   backward, AdamW; fp32 weights, as transformers gives them to a user who does nothing else;
+- plain-bf16: the same under bf16 autocast, so the ratio against it shows what Longtide adds
+  beyond mixed precision (the acceptance ratio is taken against this one);
 - longtide: `TorchTrainer.step` with bf16 autocast (fp32 master weights), chunked log-probs and
   entropy, activation checkpointing from 16K tokens.
 Prints tokens/s, peak GPU memory, MFU (6 · parameters · tokens + causal attention FLOPs over
@@ -61,8 +63,9 @@ def rows(tokens: int) -> list[TrainRow]:
     return [TrainRow(ids, PROMPT, advantage=1.0, behaviour=tuple([-12.0] * (tokens - PROMPT)))]
 
 
-def plain_step(model: Qwen2ForCausalLM, optimizer: torch.optim.Optimizer, batch) -> None:
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+def plain_step(model: Qwen2ForCausalLM, optimizer: torch.optim.Optimizer, batch, bf16: bool) -> None:
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     logp, _ = full_logprobs(logits, batch.input_ids, SPEC)
     loss = -(logp * batch.target_mask).sum() / batch.target_mask.sum()
     loss.backward()
@@ -76,13 +79,13 @@ def run(side: str, tokens: int, steps: int) -> tuple[float, float]:
     torch.cuda.reset_peak_memory_stats()
     try:
         model = qwen25_05b()
-        if side == "plain":
+        if side.startswith("plain"):
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
             batch = pad_rows(rows(tokens), pad_id=0)
             batch = TokenBatch(**{k: v.cuda() for k, v in vars(batch).items()})
 
             def step() -> None:
-                plain_step(model, optimizer, batch)
+                plain_step(model, optimizer, batch, bf16=side == "plain-bf16")
         else:
             settings = LearnerConfig(
                 micro_batch_tokens=tokens,
@@ -127,13 +130,16 @@ def main() -> int:
     print(f"{name}; Qwen2.5-0.5B-shaped, {params / 1e6:.0f}M parameters; dense bf16 peak {peak} TFLOPS")
     for tokens in args.lengths:
         out = {}
-        for side in ("plain", "longtide"):
+        for side in ("plain", "plain-bf16", "longtide"):
             rate, mem = run(side, tokens, args.steps)
             mfu = rate / tokens * flops(params, layers, hidden, tokens) / (peak * 1e12)
             out[side] = rate
             shown = "OOM" if rate != rate else f"{rate:9.0f} tok/s  {mem:5.1f} GiB  MFU {100 * mfu:4.1f}%"
-            print(f"  {tokens:>6} tokens  {side:<8} {shown}", flush=True)
-        print(f"  {tokens:>6} tokens  longtide / plain = {out['longtide'] / out['plain']:.2f}x")
+            print(f"  {tokens:>6} tokens  {side:<10} {shown}", flush=True)
+        print(
+            f"  {tokens:>6} tokens  longtide / plain-bf16 = {out['longtide'] / out['plain-bf16']:.2f}x"
+            f"  (/ plain fp32 = {out['longtide'] / out['plain']:.2f}x)"
+        )
     return 0
 
 

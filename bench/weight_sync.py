@@ -41,7 +41,9 @@ def fake_state(params: float, layers: int = 24) -> dict[str, torch.Tensor]:
 
 
 def sync_times(transport: Transport, state: dict[str, torch.Tensor], rounds: int, directory: Path) -> list[float]:
-    publisher = WeightPublisher(transport, directory=directory, keep=4, dtype=torch.bfloat16, actor="bench")
+    publisher = WeightPublisher(
+        transport, directory=directory, keep=4, dtype=torch.bfloat16, actor="bench", device="cpu"
+    )
     times = []
     try:
         for version in range(rounds):

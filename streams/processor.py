@@ -175,7 +175,7 @@ class StreamProcessor:
             records = [r for _, rs in pending for r in rs]
             try:
                 outputs = self.handle(records)
-            except KafkaError:
+            except (KafkaError, FatalError):
                 raise
             except Exception as exc:  # noqa: BLE001 - find the culprit message by message
                 log.warning("%s: batch of %d failed (%s); handling message by message", self.actor, len(pending), exc)

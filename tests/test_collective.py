@@ -6,6 +6,7 @@ sender through the store, asks for one version and gets exactly those bytes.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from actors import collective
 from actors.collective import (
     Address,
     CollectiveBackend,
+    PairClosed,
     WeightReceiver,
     WeightSender,
     WeightsUnavailable,
@@ -25,6 +28,7 @@ from actors.collective import (
 from actors.generation import TransformersEngine
 from actors.modeling import load_policy
 from actors.weights import Transport, WeightPublisher, fetch_weights
+from streams.broker import free_port
 from tests.conftest import wait_for
 
 
@@ -117,7 +121,9 @@ def test_a_dead_receiver_ends_only_its_own_pair_and_new_receivers_join_later() -
 
 def test_publisher_and_engine_use_the_collective_path(tiny_model: str, tmp_path: Path) -> None:
     model, tokenizer = load_policy(tiny_model)
-    publisher = WeightPublisher(Transport.COLLECTIVE, directory=tmp_path, keep=4, dtype=None, actor="learner-test")
+    publisher = WeightPublisher(
+        Transport.COLLECTIVE, directory=tmp_path, keep=4, dtype=None, actor="learner-test", device="cpu"
+    )
     try:
         with torch.no_grad():
             for p in model.parameters():
@@ -132,3 +138,27 @@ def test_publisher_and_engine_use_the_collective_path(tiny_model: str, tmp_path:
         assert torch.equal(fetch_weights(ref)["model.norm.weight"], model.state_dict()["model.norm.weight"])
     finally:
         publisher.close()
+
+
+def test_pairs_close_from_either_side_and_a_gone_sender_is_unavailable_not_a_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=None)
+    sender.stage(0, _state(0))
+    leaving = WeightReceiver(sender.address)
+    leaving.receive(0)
+    wait_for(lambda: sender.pairs_open == 1, 10, "one open pair")
+    leaving.close()  # the receiver ends its pair: the sender's thread for it returns
+    wait_for(lambda: sender.pairs_open == 0, 10, "the closed pair's thread to end")
+
+    ref = sender.stage(1, _state(1))
+    assert torch.equal(fetch_weights(ref)["norm.weight"], _state(1)["norm.weight"])  # a cached pair
+    sender.close()  # the learner stops: every pair is marked closed
+    started = time.monotonic()
+    with pytest.raises(PairClosed, match="the sender closed pair"):
+        fetch_weights(ref)
+    assert time.monotonic() - started < 2, "a closed pair fails at once"
+    # nothing listens at an address: unavailable after the connect timeout, not a crash
+    monkeypatch.setattr(collective, "WeightReceiver", functools.partial(WeightReceiver, connect_timeout=1))
+    with pytest.raises(WeightsUnavailable, match="DistNetworkError|DistStoreError|TimeoutError"):
+        fetch_weights(Address(CollectiveBackend.GLOO, "127.0.0.1", free_port("127.0.0.1")).ref(3))

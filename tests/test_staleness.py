@@ -142,7 +142,7 @@ def test_in_flight_requests_finish_on_the_version_they_started_with(
     with torch.no_grad():
         for p in new.parameters():
             p.mul_(1.5)
-    publisher = WeightPublisher(Transport.FILE, directory=tmp_path, keep=4, dtype=None, actor="learner-t")
+    publisher = WeightPublisher(Transport.FILE, directory=tmp_path, keep=4, dtype=None, actor="learner-t", device="cpu")
     producer = Producer(streams, client_id="test-policy")
 
     def announce(version: int, model) -> None:  # noqa: ANN001
@@ -169,7 +169,9 @@ def test_in_flight_requests_finish_on_the_version_they_started_with(
     made = read_records(streams, "rollouts", Rollout, 6)
     spec = SamplingSpec(1.0, 1.0)
     first = [r for r in made if tuple(r.prompt_ids) in engine.first_call]
-    assert len(first) == 2 * 2 and {r.policy_version for r in first} == {0}, "the first call ran on version 0"
+    # the first call took up to prompts_per_call tasks (2 partitions: maybe only 1 was fetched)
+    assert len(first) == 2 * len(engine.first_call) >= 2, (len(first), len(engine.first_call))
+    assert {r.policy_version for r in first} == {0}, "the first call ran on version 0"
     assert Counter(r.policy_version for r in made)[1] >= 2, "later calls loaded version 1"
     for r in made:
         ids = torch.tensor([list(r.prompt_ids) + list(r.response_ids)])

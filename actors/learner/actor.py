@@ -151,6 +151,7 @@ class Learner:
             keep=config.weights_keep,
             dtype=weights_dtype,
             actor=name,
+            device=str(trainer.device.type),
         )
         self.producer = Producer(streams, client_id=name)
         self.checkpoints = run_dir / "checkpoints"
