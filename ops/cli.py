@@ -1,7 +1,7 @@
 """The `longtide` command line.
 
 longtide demo [--config FILE] [--section.field=value ...]
-longtide run  [--config FILE] [--section.field=value ...]   # the service, until Ctrl-C
+longtide run  [--config FILE] [--resume] [--section.field=value ...]   # the service, until Ctrl-C
 longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
 longtide build-model PATH [--pretrain-steps N]
@@ -44,9 +44,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from ops.launcher import Service
 
     config = _config(args, extra)
-    with Service(config) as service:
+    with Service(config, resume=args.resume) as service:
+        assert service.run is not None
         print(
-            f"longtide running: broker {service.config.streams.bootstrap_servers}; "
+            f"longtide running run {service.run.run_id}: broker {service.config.streams.bootstrap_servers}; "
             f"state in {service.run_dir}; Ctrl-C stops",
             flush=True,
         )
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", help="YAML file mapping onto the root config")
         if name == "demo":
             p.add_argument("--timeout", type=float, default=14 * 60, help="seconds before the demo stops")
+        if name == "run":
+            p.add_argument(
+                "--resume", action="store_true", help="continue the newest run in run_dir (else start a fresh run)"
+            )
         p.set_defaults(fn=fn)
     for name, fn in (("ingest", cmd_ingest), ("status", cmd_status)):
         p = sub.add_parser(name)

@@ -38,9 +38,11 @@ from actors.sampling import SamplingSpec
 from actors.synthesis.actor import SynthesisActor
 from actors.weights import STORE_NAME
 from ops.config import LongtideConfig, to_dict
+from ops.runs import RUNS, Run, new_run, newest_run
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import StreamsConfig, ensure_topics
+from streams.kafka import StreamsConfig, ensure_topics, exact_end_offsets
+from streams.topics import ROLLOUTS
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,9 @@ class Slot:
     rank: int = 0
 
 
-def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run_dir: Path, rendezvous: str = "") -> Any:
+def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, rendezvous: str = "") -> Any:
     """Construct one plain actor (runs inside its Ray worker, or in-process in tests)."""
+    run_dir = Path(config.run_dir).resolve()
     streams, claim = config.streams, _claim(config, run_dir)
     kind, name = slot.kind, slot.name
     if kind == "ingest":
@@ -91,16 +94,18 @@ def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run_dir: Pa
             max_staleness=config.learner.max_staleness,
             groups_per_step=config.learner.groups_per_step,
             dtype=config.model.dtype,
+            run_id=run.run_id,
+            rollouts_base=run.rollouts_base,
         )
     if kind == "reward":
         return RewardActor(name=name, config=config.reward, streams=streams)
     if kind == "learner":
-        return _learner_rank(slot, config, model_path, claim, run_dir, rendezvous)
+        return _learner_rank(slot, config, model_path, claim, run, rendezvous)
     raise ValueError(f"unknown actor kind {kind!r}")
 
 
 def _learner_rank(
-    slot: Slot, config: LongtideConfig, model_path: str, claim: ClaimCheck, run_dir: Path, rendezvous: str
+    slot: Slot, config: LongtideConfig, model_path: str, claim: ClaimCheck, run: Run, rendezvous: str
 ) -> Any:
     """Rank 0: the `Learner`; ranks 1..N−1: followers running what rank 0 broadcasts."""
     torch.set_num_threads(config.learner.resources.threads)
@@ -125,11 +130,12 @@ def _learner_rank(
         streams=config.streams,
         model_path=model_path,
         claim=claim,
-        run_dir=run_dir,
+        run_dir=run.directory,
         sampling=sampling,
         heldout=heldout,
         weights_dtype=torch_dtype(config.model.dtype),
         group=group,
+        run_id=run.run_id,
     )
 
 
@@ -157,8 +163,12 @@ def prepare_model(config: LongtideConfig, run_dir: Path) -> str:
 
 
 class Service:
-    def __init__(self, config: LongtideConfig) -> None:
+    def __init__(self, config: LongtideConfig, *, resume: bool = False) -> None:
+        """`resume`: continue the newest run in `config.run_dir` (its checkpoints, its
+        `policy` records) instead of starting a fresh one."""
         self.config = config
+        self.resume = resume
+        self.run: Run | None = None
         self.run_dir = Path(config.run_dir).resolve()
         self.broker: EmbeddedBroker | None = None
         self.hosts: dict[str, Any] = {}
@@ -176,6 +186,7 @@ class Service:
             streams = dataclasses.replace(streams, bootstrap_servers=self.broker.bootstrap_servers)
         self.config = dataclasses.replace(self.config, streams=streams)
         ensure_topics(streams)
+        self.run = self._open_run()
         if self.config.metrics.enabled:
             port = free_port(self.config.metrics.host)
             start_http_server(port, addr=self.config.metrics.host)
@@ -185,12 +196,23 @@ class Service:
         learner_slots = [s for s in plan if s.kind == "learner"]
         rendezvous = self._place_learner(learner_slots)
         for slot in plan:
-            build = functools.partial(build_actor, slot, self.config, model_path, self.run_dir, rendezvous)
+            build = functools.partial(build_actor, slot, self.config, model_path, self.run, rendezvous)
             self.hosts[slot.name] = RayActorHost.options(**self._options(slot)).remote(build, self.config.metrics.host)
         for name, address in zip(self.hosts, ray.get([h.start.remote() for h in self.hosts.values()]), strict=True):
             self.endpoints[name] = address
         self._write_state()
         return self
+
+    def _open_run(self) -> Run:
+        if not self.resume:
+            run = new_run(self.run_dir, exact_end_offsets(self.config.streams, ROLLOUTS.name))
+            log.info("run %s started in %s", run.run_id, run.directory)
+            return run
+        run = newest_run(self.run_dir)
+        if run is None:
+            raise RuntimeError(f"--resume: no run in {self.run_dir / RUNS} to resume; start one without --resume")
+        log.info("run %s resumed from %s", run.run_id, run.directory)
+        return run
 
     def _place_learner(self, slots: list[Slot]) -> str:
         """A placement group with one bundle per learner rank; the ranks' rendezvous address."""
@@ -257,6 +279,7 @@ class Service:
             "pid": os.getpid(),
             "started_at": time.time(),
             "run_dir": str(self.run_dir),
+            "run_id": self.run.run_id if self.run else "",
         }
         _atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of every schema in this module; sent in the `schema_version` Kafka header."""
 
 
@@ -143,6 +143,8 @@ class Rollout:
     turns: int
     finish_reason: str
     """'stop' (EOS) or 'length' (hit max_new_tokens)."""
+    run_id: str = ""
+    """The run whose policy generated it: a learner trains only its own run's groups."""
     produced_at: int = field(default_factory=now_ms)
 
     def validate(self) -> None:
@@ -201,6 +203,8 @@ class PolicyVersion:
     groups_consumed: int
     """Groups the learner has consumed (trained on or dropped): the rollout gate's clock."""
     metrics: tuple[tuple[str, float], ...]
+    run_id: str = ""
+    """The run this version belongs to: rollout actors follow only their own run's versions."""
     produced_at: int = field(default_factory=now_ms)
 
     def validate(self) -> None:
@@ -294,6 +298,7 @@ _ROLLOUT_FIELDS = [
     ("answer_kind", pa.string()),
     ("turns", pa.int32()),
     ("finish_reason", pa.string()),
+    ("run_id", pa.string()),
     ("produced_at", _TS),
 ]
 Rollout.SCHEMA = pa.schema(_ROLLOUT_FIELDS)
@@ -315,6 +320,7 @@ PolicyVersion.SCHEMA = pa.schema(
         ("weights_ref", pa.string()),
         ("groups_consumed", pa.int64()),
         ("metrics", _METRICS),
+        ("run_id", pa.string()),
         ("produced_at", _TS),
     ]
 )

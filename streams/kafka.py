@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -233,6 +234,38 @@ def read_all(config: StreamsConfig, topic: str, *, idle_ms: int = 1000) -> list[
     finally:
         reader.close()
     return out
+
+
+def exact_end_offsets(config: StreamsConfig, topic: str, *, timeout_ms: int = 5000) -> dict[int, int]:
+    """Per partition, 1 + the offset of the last record, read from the record itself.
+
+    The embedded broker (Tansu) reports a batch's base offset + 1 as the end offset, which
+    undercounts when the last batch holds several records; reading that batch is exact on
+    every broker."""
+    reader = OffsetReader(config, client_id="longtide-exact-ends")
+    try:
+        ends = reader.end_offsets(topic)
+    finally:
+        reader.close()
+    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, enable_auto_commit=False)
+    try:
+        out = {}
+        for partition, end in ends.items():
+            out[partition] = end
+            if end == 0:
+                continue
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, end - 1)
+            deadline = time.monotonic() + timeout_ms / 1000
+            while time.monotonic() < deadline:
+                records = consumer.poll(timeout_ms=200).get(tp, [])
+                if records:
+                    out[partition] = max(end, max(r.offset for r in records) + 1)
+                    break
+        return out
+    finally:
+        consumer.close()
 
 
 def group_offsets(config: StreamsConfig, group_id: str) -> dict[Partition, int]:

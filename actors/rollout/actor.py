@@ -36,7 +36,7 @@ from actors.modeling import load_policy, load_policy_tokenizer, torch_dtype
 from actors.tasks import render_prompt
 from actors.vllm_engine import VLLMEngine, VLLMSettings
 from actors.weights import weight_sync_seconds
-from schemas import PolicyVersion, Rollout, Task, decode
+from schemas import PolicyVersion, Rollout, SchemaError, Task, decode
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, OffsetReader, StreamsConfig
 from streams.processor import Output, arrow_decoder
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded.", ["actor"])
 SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", "task_type"])
 TOKENS = Counter("longtide_rollout_tokens", "Response tokens generated.", ["actor"])
+POLICY_SKIPPED = Counter(
+    "longtide_rollout_policy_records_skipped",
+    "policy records not followed: another run's, or undecodable.",
+    ["actor", "reason"],
+)
 GATE_WAIT = Counter("longtide_rollout_gate_wait_seconds", "Time paused by the staleness gate.", ["actor"])
 GENERATE = Histogram(
     "longtide_rollout_generate_seconds",
@@ -124,8 +129,15 @@ class RolloutActor(ProcessorActor):
         max_staleness: int,
         groups_per_step: int,
         dtype: str = "float32",
+        run_id: str = "",
+        rollouts_base: dict[int, int] | None = None,
     ) -> None:
+        """`run_id`: the run this actor generates for (it follows only that run's `policy`
+        records); `rollouts_base`: the `rollouts` end offsets when the run started, which the
+        gate leaves out of "groups produced"."""
         self.config = config
+        self.run_id = run_id
+        self.rollouts_base = dict(rollouts_base or {})
         self.claim = claim
         self.max_staleness = max_staleness
         self.groups_per_step = groups_per_step
@@ -144,8 +156,16 @@ class RolloutActor(ProcessorActor):
         """Load the newest announced weights, if newer than those loaded (between engine calls)."""
         latest: PolicyVersion | None = None
         for message in self.policy_reader.poll(timeout_ms):
-            for record in decode(message.value, PolicyVersion, message.headers):
-                if latest is None or record.version > latest.version:
+            try:
+                records = decode(message.value, PolicyVersion, message.headers)
+            except SchemaError as exc:  # e.g. an older build's record on a reused broker
+                POLICY_SKIPPED.labels(self.name, "undecodable").inc()
+                log.warning("%s: policy record at offset %d skipped: %s", self.name, message.offset, exc)
+                continue
+            for record in records:
+                if record.run_id != self.run_id:
+                    POLICY_SKIPPED.labels(self.name, "other_run").inc()
+                elif latest is None or record.version > latest.version:
                     latest = record
         if latest is None or (self.version is not None and latest.version <= self.version):
             return
@@ -164,7 +184,7 @@ class RolloutActor(ProcessorActor):
         VERSION.labels(self.name).set(latest.version)
 
     def produced_groups(self) -> int:
-        """Groups on `rollouts` (one message each), from every rollout actor.
+        """Groups on `rollouts` (one message each) since the run started, from every rollout actor.
 
         Per partition, the larger of the broker's end offset and our own acknowledged offset:
         the embedded broker (Tansu) reports a batch's base offset + 1 as the end offset, which
@@ -172,7 +192,8 @@ class RolloutActor(ProcessorActor):
         """
         ends = self.offsets.end_offsets(ROLLOUTS.name)
         acked = {p: o for (t, p), o in self.processor.acked.items() if t == ROLLOUTS.name}
-        return sum(max(ends.get(p, 0), acked.get(p, 0)) for p in ends.keys() | acked.keys())
+        total = sum(max(ends.get(p, 0), acked.get(p, 0)) for p in ends.keys() | acked.keys())
+        return total - sum(self.rollouts_base.values())
 
     def handle(self, tasks: list[Task]) -> list[Output]:
         """One engine call for every task: G samples each, one message (record batch) per group."""
@@ -216,6 +237,7 @@ class RolloutActor(ProcessorActor):
                 answer_kind=task.answer_kind,
                 turns=1,
                 finish_reason=sample.finish_reason,
+                run_id=self.run_id,
             )
             for i, sample in enumerate(samples)
         ]

@@ -1,0 +1,64 @@
+"""Runs: one training run's identity and directory, so a service can start fresh or resume.
+
+`<run_dir>/runs/<run_id>/` holds what belongs to one run: `run.json`, the learner's
+checkpoints and published weight files. What outlives runs stays in `<run_dir>` (the built
+model, blobs, broker log, the running service's state file).
+
+A fresh run records the end offsets of `rollouts` when it starts (`rollouts_base`): the
+staleness gate counts only the groups produced since, so a broker that still holds an older
+run's topics needs no cleanup. Records carry `run_id`; actors ignore (and count) other runs'.
+`longtide run --resume` continues the newest run in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RUNS = "runs"
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    directory: Path
+    started_at: float
+    rollouts_base: dict[int, int] = field(default_factory=dict)
+    """End offset of each `rollouts` partition when the run started."""
+
+    def save(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        raw = {**asdict(self), "directory": str(self.directory)}
+        tmp = self.directory / f"{RUN_FILE}.tmp"
+        tmp.write_text(json.dumps(raw, indent=1))
+        tmp.replace(self.directory / RUN_FILE)
+
+    @staticmethod
+    def load(directory: Path) -> Run:
+        raw = json.loads((directory / RUN_FILE).read_text())
+        base = {int(p): o for p, o in raw.get("rollouts_base", {}).items()}
+        return Run(raw["run_id"], directory, raw["started_at"], base)
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by start time, unique across hosts: 20261123-221500-a1b2c3."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def new_run(run_dir: Path, rollouts_base: dict[int, int]) -> Run:
+    run_id = new_run_id()
+    run = Run(run_id, run_dir / RUNS / run_id, time.time(), dict(rollouts_base))
+    run.save()
+    return run
+
+
+def newest_run(run_dir: Path) -> Run | None:
+    """The most recently started run in `run_dir` (None when there is none)."""
+    root = run_dir / RUNS
+    runs = [Run.load(d) for d in root.iterdir() if (d / RUN_FILE).is_file()] if root.is_dir() else []
+    return max(runs, key=lambda r: (r.started_at, r.run_id), default=None)
