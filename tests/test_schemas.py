@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from schemas import (
+    SCHEMA_VERSION,
     DeadLetter,
     Document,
     PolicyVersion,
@@ -84,12 +85,18 @@ def test_round_trip_through_arrow_ipc(record: object) -> None:
 
 
 def test_headers_carry_type_version_and_id() -> None:
-    assert dict(headers_for(ROLLOUT)) == {"schema": b"Rollout", "schema_version": b"1", "record_id": b"t/0"}
+    assert dict(headers_for(ROLLOUT)) == {
+        "schema": b"Rollout",
+        "schema_version": str(SCHEMA_VERSION).encode(),
+        "record_id": b"t/0",
+    }
 
 
 def test_wrong_schema_version_is_named() -> None:
-    headers = [("schema", b"Rollout"), ("schema_version", b"2")]
-    with pytest.raises(SchemaError, match="schema_version: got '2', this build reads 1"):
+    headers = [("schema", b"Rollout"), ("schema_version", str(SCHEMA_VERSION + 1).encode())]
+    with pytest.raises(
+        SchemaError, match=f"schema_version: got '{SCHEMA_VERSION + 1}', this build reads {SCHEMA_VERSION}"
+    ):
         decode(encode([ROLLOUT]), Rollout, headers)
 
 

@@ -1,7 +1,7 @@
 """Learner checkpoints: everything a restarted learner needs to continue as if never stopped.
 
-A checkpoint is a directory `<run_dir>/checkpoints/step-<rl_step:08d>` (step 0: right after
-SFT, so a restart never repeats it):
+A checkpoint is a directory `<run_dir>/runs/<run_id>/checkpoints/step-<rl_step:08d>` (step 0:
+right after SFT, so a restart never repeats it):
 - `model/`: the policy in Hugging Face format (loadable by transformers and vLLM as is), with
   its tokenizer;
 - `trainer/`: the backend's optimizer state (torch: `optimizer.pt`; DeepSpeed: its own

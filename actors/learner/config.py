@@ -47,7 +47,7 @@ class LearnerConfig:
     """RL steps between checkpoints (also written after SFT and on a clean stop); offsets on
     `scored` are committed only once a checkpoint covering them is durable."""
     checkpoint_keep: int = 3
-    """Checkpoints kept in <run_dir>/checkpoints."""
+    """Checkpoints kept in <run_dir>/runs/<run_id>/checkpoints."""
     """Held-out evaluation period in RL steps (and at each phase boundary)."""
     heldout_tasks: int = 512
     """Held-out tasks per evaluation."""
