@@ -167,6 +167,8 @@ class Rollout:
             "exactly one of prompt_ids/prompt_ref",
         )
         _require(self.policy_version >= 0, self.NAME, "policy_version", "must be >= 0")
+        bad = [x for x in self.behaviour_logprobs if not x <= 1e-3]  # NaN and positive values fail
+        _require(not bad, self.NAME, "behaviour_logprobs", f"must be log-probabilities (<= 0), got {bad[:3]}")
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,10 @@ from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
 from actors.tasks import TaskType, render_prompt
 from actors.weights import WeightPublisher
-from schemas import PolicyVersion, ScoredRollout, Task
+from schemas import PolicyVersion, SchemaError, ScoredRollout, Task
+from schemas import decode as decode_records
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Message, Producer, StreamsConfig
+from streams.kafka import Consumer, Message, Producer, StreamsConfig, read_all
 from streams.metrics import stream_metrics
 from streams.processor import DedupWindow, arrow_decoder, dead_letter, describe
 from streams.topics import DLQ, POLICY, SCORED, TASKS
@@ -204,9 +205,9 @@ class Learner:
         self._eval_copy.load_state_dict(state)
         return self._eval_copy
 
-    def publish(self, metrics: dict[str, float], state: dict[str, torch.Tensor], *, new: bool = True) -> PolicyVersion:
-        """Announce the next version (or, `new=False`, re-announce the current one after a resume)."""
-        self.version += 1 if new else 0
+    def publish(self, metrics: dict[str, float], state: dict[str, torch.Tensor]) -> PolicyVersion:
+        """Announce the next version."""
+        self.version += 1
         record = PolicyVersion(
             version=self.version,
             step=self.rl_step,
@@ -315,12 +316,26 @@ class Learner:
             self.staleness_hist[staleness] += len(group)
             STALENESS.labels(self.name).observe(staleness)
 
+    def _check_group(self, group: list[ScoredRollout]) -> None:
+        """What a schema cannot check: a whole group, of a known task type, from a version
+        this learner has published (raises ValueError naming the problem)."""
+        head = group[0]
+        if len(group) != head.group_size:
+            raise ValueError(f"group {head.group_id}: {len(group)} rollouts, group_size {head.group_size}")
+        if head.task_type not in set(TaskType):
+            raise ValueError(f"group {head.group_id}: unknown task_type {head.task_type!r}")
+        newest = max(r.policy_version for r in group)
+        if head.run_id == self.run_id and newest > self.version:
+            raise ValueError(
+                f"group {head.group_id}: policy_version {newest} is newer than the learner's {self.version}"
+            )
+
     def _take_group(self, message: Message, decode: Any, dedup: DedupWindow) -> list[ScoredRollout] | None:
         """A message's group, or None (dead-lettered, duplicate or incomplete)."""
         try:
             group = [r for r in decode(message) if not dedup.seen(r.rollout_id)]
-            if group and len(group) != group[0].group_size:
-                raise ValueError(f"group {group[0].group_id}: {len(group)} rollouts, group_size {group[0].group_size}")
+            if group:
+                self._check_group(group)
         except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
             self._dead_letter(message, exc)
             return None
@@ -355,6 +370,17 @@ class Learner:
         CHECKPOINT_SECONDS.labels(self.name).observe(time.perf_counter() - start)
         self.checkpointed = (self.rl_step, self.groups_consumed)
         return final
+
+    def _newest_announced(self) -> int:
+        """The highest version this run has announced on `policy` (−1 if none)."""
+        newest = -1
+        for message in read_all(self.streams, POLICY.name, idle_ms=500):
+            try:
+                records = decode_records(message.value, PolicyVersion, message.headers)
+            except SchemaError:
+                continue
+            newest = max([newest] + [r.version for r in records if r.run_id == self.run_id])
+        return newest
 
     def resume(self) -> LearnerState | None:
         """Load the newest usable checkpoint, if any: weights, optimizer, RNG and counters."""
@@ -450,7 +476,11 @@ class Learner:
                 self.publish(metrics, state)
                 self.save_checkpoint(state, {})  # step 0: a restart never repeats SFT
             else:
-                self.publish({}, self.trainer.full_state(), new=False)
+                # versions this run announced after the checkpoint were lost with the crash; the
+                # restored weights get a version above all of them, so rollout actors load them
+                # and groups made by a lost version are ordinary (older) off-policy samples
+                self.version = max(self.version, self._newest_announced())
+                self.publish({}, self.trainer.full_state())
             self.rl(stop, resumed)
             if self.rl_step and self.rl_step % self.config.eval_every:
                 self.evaluate(f"rl step {self.rl_step}", self.trainer.full_state())
