@@ -21,7 +21,10 @@ Both sides time a sync in `longtide_<kind>_weight_sync_seconds`.
 from __future__ import annotations
 
 import enum
+import logging
 import time
+from collections import Counter
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,10 @@ from prometheus_client import Histogram
 from safetensors.torch import load_file, save_file
 
 from actors.collective import Address, CollectiveBackend, WeightSender, WeightsUnavailable, receive_weights
+from schemas import PolicyVersion, SchemaError, decode
+from streams.kafka import Message
+
+log = logging.getLogger(__name__)
 
 STORE_NAME = "longtide-weights"
 
@@ -160,6 +167,27 @@ class WeightPublisher:
     def close(self) -> None:
         if self._sender is not None:
             self._sender.close()
+
+
+def newest_of_run(messages: Iterable[Message], run_id: str) -> tuple[PolicyVersion | None, Counter[str]]:
+    """The highest-version `policy` record of run `run_id` among `messages`, and how many
+    records were passed over, by reason: 'other_run', or 'undecodable' (e.g. an older build's
+    record on a reused broker; logged with its offset)."""
+    newest: PolicyVersion | None = None
+    skipped: Counter[str] = Counter()
+    for message in messages:
+        try:
+            records = decode(message.value, PolicyVersion, message.headers)
+        except SchemaError as exc:
+            skipped["undecodable"] += 1
+            log.warning("policy record at offset %d skipped: %s", message.offset, exc)
+            continue
+        for record in records:
+            if record.run_id != run_id:
+                skipped["other_run"] += 1
+            elif newest is None or record.version > newest.version:
+                newest = record
+    return newest, skipped
 
 
 def node_address() -> str:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from actors.learner.actor import HeldoutSpec, Learner
+from actors.learner.config import LearnerConfig
 from actors.modeling import TinyModelConfig, build_tiny_policy
+from actors.sampling import SamplingSpec
+from actors.synthesis.actor import make_task
+from actors.tasks import TaskType, compose_kv_retrieval, word_count
+from actors.weights import Transport
+from actors.world import make_world
+from schemas import ScoredRollout
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker
-from streams.kafka import StreamsConfig, ensure_topics
+from streams.kafka import Producer, StreamsConfig, ensure_topics
 
 
 @pytest.fixture
@@ -88,3 +98,76 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int, seed: int = 0) -> None:
+    """`n` kv-retrieval tasks on `tasks`, from worlds 1000·seed + 0..n−1 (16-token contexts)."""
+    producer = Producer(streams, client_id="test-tasks")
+    rng = random.Random(seed)
+    for i in range(n):
+        composed = compose_kv_retrieval(make_world(1000 * seed + i, 4).facts, rng, context_tokens=16)
+        task = make_task(
+            composed,
+            collection=f"w{i}",
+            doc_ids=("d",),
+            claim=claim,
+            synth_version=1,
+            context_tokens=word_count(composed.context),
+        )
+        producer.send_records("tasks", [task], key=task.task_id.encode())
+    producer.flush()
+    producer.close()
+
+
+def make_learner(
+    streams: StreamsConfig,
+    claim: ClaimCheck,
+    model: str,
+    run_dir: Path,
+    *,
+    name: str = "learner-t",
+    run_id: str = "",
+    **config: Any,
+) -> Learner:
+    """An RL-only learner on kv-retrieval (weights as files; a small held-out set at 16 tokens);
+    `config` overrides LearnerConfig fields."""
+    settings = {"sft_steps": 0, "heldout_tasks": 4, "eval_every": 100, "weights_transport": Transport.FILE} | config
+    return Learner(
+        name=name,
+        config=LearnerConfig(**settings),
+        streams=streams,
+        model_path=model,
+        claim=claim,
+        run_dir=run_dir,
+        sampling=SamplingSpec(1.0, 1.0),
+        heldout=HeldoutSpec((TaskType.KV_RETRIEVAL,), context_tokens=16, entities_per_world=4, max_new_tokens=2),
+        run_id=run_id,
+    )
+
+
+def scored_rollout(
+    group_id: str, index: int, group_size: int, prompt: Sequence[int], response: Sequence[int], **fields: Any
+) -> ScoredRollout:
+    """Sample `index` of group `group_id` as the reward actor would publish it: kv_retrieval,
+    version 0, log-probs of −1 per token and reward 0 unless `fields` say otherwise."""
+    defaults: dict[str, Any] = {
+        "task_type": "kv_retrieval",
+        "policy_version": 0,
+        "prompt_ref": "",
+        "behaviour_logprobs": tuple(-1.0 for _ in response),
+        "response_text": "",
+        "reference": "",
+        "answer_kind": "text",
+        "turns": 1,
+        "finish_reason": "length",
+    }
+    return ScoredRollout(
+        rollout_id=f"{group_id}/{index}",
+        task_id=group_id,
+        group_id=group_id,
+        sample_index=index,
+        group_size=group_size,
+        prompt_ids=tuple(prompt),
+        response_ids=tuple(response),
+        **(defaults | fields),
+    )

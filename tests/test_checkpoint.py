@@ -10,17 +10,12 @@ import pytest
 import torch
 
 from actors.learner import checkpoint
-from actors.learner.actor import HeldoutSpec, Learner
+from actors.learner.actor import Learner
 from actors.learner.checkpoint import LearnerState
-from actors.learner.config import LearnerConfig
 from actors.modeling import load_policy
-from actors.sampling import SamplingSpec
-from actors.tasks import TaskType
-from actors.weights import Transport
-from schemas import ScoredRollout
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig, group_offsets
-from tests.conftest import Running, wait_for
+from tests.conftest import Running, make_learner, scored_rollout, wait_for
 
 
 def _state(step: int) -> LearnerState:
@@ -74,23 +69,13 @@ def _send_scored(streams: StreamsConfig, tokenizer, groups: int, group_size: int
         for i in range(group_size):
             response = tokenizer(" ".join(rng.choice(words) for _ in range(3)))["input_ids"]
             rollouts.append(
-                ScoredRollout(
-                    rollout_id=f"g{g}/{i}",
-                    task_id=f"g{g}",
-                    task_type="kv_retrieval",
-                    group_id=f"g{g}",
-                    sample_index=i,
-                    group_size=group_size,
-                    policy_version=0,
-                    prompt_ids=tuple(prompt),
-                    prompt_ref="",
-                    response_ids=tuple(response),
+                scored_rollout(
+                    f"g{g}",
+                    i,
+                    group_size,
+                    prompt,
+                    response,
                     behaviour_logprobs=tuple(-rng.uniform(0.5, 4.0) for _ in response),
-                    response_text="",
-                    reference="",
-                    answer_kind="text",
-                    turns=1,
-                    finish_reason="length",
                     reward=float(rng.random() < 0.5),
                 )
             )
@@ -100,29 +85,18 @@ def _send_scored(streams: StreamsConfig, tokenizer, groups: int, group_size: int
 
 
 def _learner(name: str, run_dir: Path, steps: int, streams: StreamsConfig, claim: ClaimCheck, model: str) -> Learner:
-    config = LearnerConfig(
-        sft_steps=0,
+    return make_learner(
+        streams,
+        claim,
+        model,
+        run_dir,
+        name=name,
         rl_steps=steps,
         groups_per_step=2,
         max_staleness=50,
         weights_keep=52,
-        heldout_tasks=4,
         eval_every=1000,
         checkpoint_every=2,
-        weights_transport=Transport.FILE,
-    )
-    heldout = HeldoutSpec(
-        task_types=(TaskType.KV_RETRIEVAL,), context_tokens=16, entities_per_world=4, max_new_tokens=2
-    )
-    return Learner(
-        name=name,
-        config=config,
-        streams=streams,
-        model_path=model,
-        claim=claim,
-        run_dir=run_dir,
-        sampling=SamplingSpec(1.0, 1.0),
-        heldout=heldout,
     )
 
 

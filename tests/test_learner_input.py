@@ -3,53 +3,24 @@ keeps training on the good groups around it."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
 import pyarrow as pa
 
-from actors.learner.actor import HeldoutSpec, Learner
-from actors.learner.config import LearnerConfig
 from actors.modeling import load_policy
-from actors.sampling import SamplingSpec
-from actors.tasks import TaskType
-from actors.weights import Transport
 from schemas import DeadLetter, ScoredRollout
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig
-from tests.conftest import Running, wait_for
+from tests.conftest import Running, make_learner, scored_rollout, wait_for
 from tests.kafka_helpers import read_records
 
 
 def _group(tokenizer, name: str, **change: object) -> list[ScoredRollout]:  # noqa: ANN001
     prompt = tuple(tokenizer("bako color teal . bako color ?")["input_ids"])
     response = tuple(tokenizer("teal")["input_ids"])
-    return [
-        dataclasses.replace(
-            ScoredRollout(
-                rollout_id=f"{name}/{i}",
-                task_id=name,
-                task_type="kv_retrieval",
-                group_id=name,
-                sample_index=i,
-                group_size=2,
-                policy_version=0,
-                prompt_ids=prompt,
-                prompt_ref="",
-                response_ids=response,
-                behaviour_logprobs=tuple(-1.0 for _ in response),
-                response_text="teal",
-                reference="teal",
-                answer_kind="text",
-                turns=1,
-                finish_reason="length",
-                reward=float(i),
-            ),
-            **change,
-        )
-        for i in range(2)
-    ]
+    fields = {"response_text": "teal", "reference": "teal"}
+    return [scored_rollout(name, i, 2, prompt, response, **(fields | {"reward": float(i)} | change)) for i in range(2)]
 
 
 BAD = {
@@ -73,24 +44,16 @@ def test_bad_scored_groups_are_dead_lettered_with_a_reason_and_training_goes_on(
         producer.send_records("scored", _group(tokenizer, name, **change), key=b"one")
     producer.flush()
     producer.close()
-    learner = Learner(
+    learner = make_learner(
+        streams,
+        claim,
+        tiny_model,
+        tmp_path,
         name="learner-in",
-        config=LearnerConfig(
-            sft_steps=0,
-            rl_steps=6,
-            groups_per_step=2,
-            max_staleness=10,
-            weights_keep=12,
-            heldout_tasks=4,
-            eval_every=100,
-            weights_transport=Transport.FILE,
-        ),
-        streams=streams,
-        model_path=tiny_model,
-        claim=claim,
-        run_dir=tmp_path,
-        sampling=SamplingSpec(1.0, 1.0),
-        heldout=HeldoutSpec((TaskType.KV_RETRIEVAL,), context_tokens=16, entities_per_world=4, max_new_tokens=2),
+        rl_steps=6,
+        groups_per_step=2,
+        max_staleness=10,
+        weights_keep=12,
     )
     with Running(learner) as running:
         wait_for(lambda: learner.done or bool(running.errors), 120, "the learner to train on every good group")

@@ -3,63 +3,34 @@ and a resumed run continues from its checkpoint with its own policy versions."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from actors.generation import EngineKind
-from actors.learner.actor import HeldoutSpec, Learner
-from actors.learner.config import LearnerConfig
+from actors.learner.actor import Learner
 from actors.reward.actor import RewardActor, RewardConfig
 from actors.rollout.actor import RolloutActor, RolloutConfig
-from actors.sampling import SamplingSpec
-from actors.synthesis.actor import make_task
-from actors.tasks import TaskType, compose_kv_retrieval, word_count
-from actors.weights import Transport
-from actors.world import make_world
 from ops.runs import Run, new_run, new_run_id, newest_run
 from streams.blobs import ClaimCheck
-from streams.kafka import Producer, StreamsConfig, exact_end_offsets
-from tests.conftest import Running, wait_for
+from streams.kafka import StreamsConfig, exact_end_offsets
+from tests.conftest import Running, make_learner, send_tasks, wait_for
 
 GROUP, PER_STEP = 2, 2
-
-
-def _send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int, seed: int) -> None:
-    producer = Producer(streams, client_id="test-tasks")
-    rng = random.Random(seed)
-    for i in range(n):
-        composed = compose_kv_retrieval(make_world(1000 * seed + i, 4).facts, rng, context_tokens=16)
-        task = make_task(
-            composed, collection=f"w{i}", doc_ids=("d",), claim=claim, synth_version=1,
-            context_tokens=word_count(composed.context),
-        )  # fmt: skip
-        producer.send_records("tasks", [task], key=task.task_id.encode())
-    producer.flush()
-    producer.close()
 
 
 def _run(
     streams: StreamsConfig, claim: ClaimCheck, model: str, run: Run, steps: int, leftovers: bool = False
 ) -> tuple[Learner, RolloutActor]:
-    learner = Learner(
+    learner = make_learner(
+        streams,
+        claim,
+        model,
+        run.directory,
         name="learner-r",
-        config=LearnerConfig(
-            sft_steps=0,
-            rl_steps=steps,
-            groups_per_step=PER_STEP,
-            max_staleness=1,
-            heldout_tasks=4,
-            eval_every=100,
-            checkpoint_every=1,
-            weights_transport=Transport.FILE,
-        ),
-        streams=streams,
-        model_path=model,
-        claim=claim,
-        run_dir=run.directory,
-        sampling=SamplingSpec(1.0, 1.0),
-        heldout=HeldoutSpec((TaskType.KV_RETRIEVAL,), context_tokens=16, entities_per_world=4, max_new_tokens=2),
         run_id=run.run_id,
+        rl_steps=steps,
+        groups_per_step=PER_STEP,
+        max_staleness=1,
+        checkpoint_every=1,
     )
     rollout = RolloutActor(
         name="rollout-r",
@@ -96,12 +67,12 @@ def test_run_ids_sort_by_start_and_the_newest_run_is_found(tmp_path: Path) -> No
 def test_a_fresh_run_ignores_an_older_runs_records_and_a_resumed_run_continues(
     streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path
 ) -> None:
-    _send_tasks(streams, claim, 14, seed=1)
+    send_tasks(streams, claim, 14, seed=1)
     run_a = new_run(tmp_path, exact_end_offsets(streams, "rollouts"))
     learner_a, _ = _run(streams, claim, tiny_model, run_a, steps=2, leftovers=True)
     assert learner_a.version == 2
 
-    _send_tasks(streams, claim, 14, seed=2)
+    send_tasks(streams, claim, 14, seed=2)
     run_b = new_run(tmp_path, exact_end_offsets(streams, "rollouts"))
     assert sum(run_b.rollouts_base.values()) >= 6, "run A's groups are on `rollouts`, counted as the base"
     learner_b, rollout_b = _run(streams, claim, tiny_model, run_b, steps=2)
@@ -111,7 +82,7 @@ def test_a_fresh_run_ignores_an_older_runs_records_and_a_resumed_run_continues(
     assert learner_b.other_run_skipped > 0, "run A's untrained groups on `scored` were skipped, and counted"
     print(f"run B skipped {learner_b.other_run_skipped} of run A's scored rollouts")
 
-    _send_tasks(streams, claim, 14, seed=3)
+    send_tasks(streams, claim, 14, seed=3)
     resumed = newest_run(tmp_path)
     assert resumed is not None and resumed.run_id == run_b.run_id
     learner_c, rollout_c = _run(streams, claim, tiny_model, resumed, steps=4)

@@ -3,7 +3,6 @@ in-flight requests finishing on the version they started with."""
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -11,21 +10,16 @@ from pathlib import Path
 import torch
 
 from actors.generation import EngineKind, TransformersEngine
-from actors.learner.actor import HeldoutSpec, Learner
-from actors.learner.config import LearnerConfig
 from actors.learner.logprobs import full_logprobs
 from actors.modeling import load_policy
 from actors.reward.actor import RewardActor, RewardConfig
 from actors.rollout.actor import RolloutActor, RolloutConfig, gate_allowance
 from actors.sampling import SamplingSpec
-from actors.synthesis.actor import make_task
-from actors.tasks import TaskType, compose_kv_retrieval, word_count
 from actors.weights import Transport, WeightPublisher
-from actors.world import make_world
 from schemas import PolicyVersion, Rollout
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig
-from tests.conftest import Running, wait_for
+from tests.conftest import Running, make_learner, send_tasks, wait_for
 from tests.kafka_helpers import read_records
 
 
@@ -41,48 +35,18 @@ def test_gate_rule() -> None:
     assert gate_allowance(produced_groups=25, consumed_groups=8, groups_per_step=4, max_staleness=2) == 0
 
 
-def _send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int) -> None:
-    producer = Producer(streams, client_id="test-tasks")
-    rng = random.Random(0)
-    for i in range(n):
-        composed = compose_kv_retrieval(make_world(i, 4).facts, rng, context_tokens=16)
-        task = make_task(
-            composed,
-            collection=f"w{i}",
-            doc_ids=("d",),
-            claim=claim,
-            synth_version=1,
-            context_tokens=word_count(composed.context),
-        )
-        producer.send_records("tasks", [task], key=task.task_id.encode())
-    producer.flush()
-    producer.close()
-
-
 def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path) -> None:
     steps, per_step, group = 3, 2, 2
-    _send_tasks(streams, claim, 20)
-    config = LearnerConfig(
-        sft_steps=0,
+    send_tasks(streams, claim, 20)
+    learner = make_learner(
+        streams,
+        claim,
+        tiny_model,
+        tmp_path,
         rl_steps=steps,
         groups_per_step=per_step,
         max_staleness=0,
         heldout_tasks=8,
-        eval_every=100,
-        weights_transport=Transport.FILE,
-    )
-    heldout = HeldoutSpec(
-        task_types=(TaskType.KV_RETRIEVAL,), context_tokens=16, entities_per_world=4, max_new_tokens=2
-    )
-    learner = Learner(
-        name="learner-t",
-        config=config,
-        streams=streams,
-        model_path=tiny_model,
-        claim=claim,
-        run_dir=tmp_path,
-        sampling=SamplingSpec(1.0, 1.0),
-        heldout=heldout,
     )
     rollout = RolloutActor(
         name="rollout-t",
@@ -136,7 +100,7 @@ def test_in_flight_requests_finish_on_the_version_they_started_with(
     version 0 and their behaviour log-probs are version 0's; later calls load version 1 once
     the announcement is polled (a call may start before that: it then runs on version 0,
     and says so), and every group's log-probs are those of the version it carries."""
-    _send_tasks(streams, claim, 6)
+    send_tasks(streams, claim, 6)
     base, _ = load_policy(tiny_model)
     new, _ = load_policy(tiny_model)
     with torch.no_grad():

@@ -42,9 +42,8 @@ from actors.learner.trainer import Backend, Objective, TorchTrainer, Trainer
 from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
 from actors.tasks import TaskType, render_prompt
-from actors.weights import WeightPublisher
-from schemas import PolicyVersion, SchemaError, ScoredRollout, Task
-from schemas import decode as decode_records
+from actors.weights import WeightPublisher, newest_of_run
+from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, Message, Producer, StreamsConfig, read_all
 from streams.metrics import stream_metrics
@@ -373,14 +372,8 @@ class Learner:
 
     def _newest_announced(self) -> int:
         """The highest version this run has announced on `policy` (−1 if none)."""
-        newest = -1
-        for message in read_all(self.streams, POLICY.name, idle_ms=500):
-            try:
-                records = decode_records(message.value, PolicyVersion, message.headers)
-            except SchemaError:
-                continue
-            newest = max([newest] + [r.version for r in records if r.run_id == self.run_id])
-        return newest
+        newest, _ = newest_of_run(read_all(self.streams, POLICY.name, idle_ms=500), self.run_id)
+        return -1 if newest is None else newest.version
 
     def resume(self) -> LearnerState | None:
         """Load the newest usable checkpoint, if any: weights, optimizer, RNG and counters."""

@@ -72,16 +72,19 @@ def write_manifest(directory: Path) -> None:
     (directory / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
 
 
-def _fsync_tree(directory: Path) -> None:
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-    fd = os.open(directory, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Every file and every directory entry under `directory`, and `directory` itself."""
+    for path in [*directory.rglob("*"), directory]:
+        _fsync(path)
 
 
 def begin(root: Path, state: LearnerState) -> Path:
@@ -100,11 +103,7 @@ def commit(tmp: Path, state: LearnerState, keep: int) -> Path:
     final = tmp.with_suffix("")
     shutil.rmtree(final, ignore_errors=True)  # a re-save of the same step (e.g. stop right after one)
     os.replace(tmp, final)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(final.parent)  # the rename itself
     for old in complete_checkpoints(final.parent)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -35,8 +35,8 @@ from actors.hosting import Resources
 from actors.modeling import load_policy, load_policy_tokenizer, torch_dtype
 from actors.tasks import render_prompt
 from actors.vllm_engine import VLLMEngine, VLLMSettings
-from actors.weights import weight_sync_seconds
-from schemas import PolicyVersion, Rollout, SchemaError, Task, decode
+from actors.weights import newest_of_run, weight_sync_seconds
+from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, OffsetReader, StreamsConfig
 from streams.processor import Output, arrow_decoder
@@ -154,19 +154,9 @@ class RolloutActor(ProcessorActor):
 
     def sync_policy(self, timeout_ms: int = 0) -> None:
         """Load the newest announced weights, if newer than those loaded (between engine calls)."""
-        latest: PolicyVersion | None = None
-        for message in self.policy_reader.poll(timeout_ms):
-            try:
-                records = decode(message.value, PolicyVersion, message.headers)
-            except SchemaError as exc:  # e.g. an older build's record on a reused broker
-                POLICY_SKIPPED.labels(self.name, "undecodable").inc()
-                log.warning("%s: policy record at offset %d skipped: %s", self.name, message.offset, exc)
-                continue
-            for record in records:
-                if record.run_id != self.run_id:
-                    POLICY_SKIPPED.labels(self.name, "other_run").inc()
-                elif latest is None or record.version > latest.version:
-                    latest = record
+        latest, skipped = newest_of_run(self.policy_reader.poll(timeout_ms), self.run_id)
+        for reason, count in skipped.items():
+            POLICY_SKIPPED.labels(self.name, reason).inc(count)
         if latest is None or (self.version is not None and latest.version <= self.version):
             return
         start = time.perf_counter()
