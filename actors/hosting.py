@@ -8,6 +8,7 @@ Prometheus endpoint on a free port and lets the launcher start, inspect and stop
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable
@@ -67,7 +68,13 @@ class ActorHost:
 
     def snapshot(self) -> dict[str, Any]:
         alive = self._thread is not None and self._thread.is_alive()
-        return {**self.actor.snapshot(), "alive": alive, "error": self.error, "metrics": self.metrics_address}
+        return {
+            **self.actor.snapshot(),
+            "alive": alive,
+            "error": self.error,
+            "metrics": self.metrics_address,
+            "pid": os.getpid(),
+        }
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()

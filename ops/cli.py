@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ops.config import ConfigError, load_config
+from ops.supervisor import CrashLoop
 
 
 def _sigterm_as_interrupt() -> None:
@@ -52,12 +53,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
             flush=True,
         )
         while True:
-            time.sleep(30)
+            for _ in range(30):
+                time.sleep(1)
+                service.check()  # a crash loop ends the service with the actor's last error
             snaps = service.snapshots()
             print(
                 json.dumps(
                     {
-                        n: {k: s.get(k) for k in ("policy_version", "consumed", "produced", "alive")}
+                        n: {k: s.get(k) for k in ("policy_version", "consumed", "produced", "alive", "restarts")}
                         for n, s in snaps.items()
                     }
                 ),
@@ -74,7 +77,7 @@ def _streams(args: argparse.Namespace):  # noqa: ANN202
     state = Path(args.run_dir) / STATE_FILE
     if not state.exists():
         raise SystemExit(f"no running service found ({state} missing); pass --bootstrap-servers")
-    return streams_of(state), json.loads(state.read_text())["endpoints"]
+    return streams_of(state), json.loads(state.read_text())
 
 
 def cmd_ingest(args: argparse.Namespace, extra: list[str]) -> int:
@@ -96,8 +99,8 @@ def cmd_ingest(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     from ops.status import collect_status, render_status
 
-    streams, endpoints = _streams(args)
-    print(render_status(collect_status(streams, endpoints)))
+    streams, state = _streams(args)
+    print(render_status(collect_status(streams, state.get("endpoints"), state.get("restarts"))))
     return 0
 
 
@@ -174,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except CrashLoop as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

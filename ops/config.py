@@ -25,6 +25,7 @@ from actors.modeling import TinyModelConfig, torch_dtype
 from actors.reward.actor import RewardConfig
 from actors.rollout.actor import RolloutConfig
 from actors.synthesis.actor import SynthesisConfig
+from ops.supervisor import SupervisionConfig
 from streams.kafka import StreamsConfig
 
 BASE_MODEL = Path(__file__).resolve().parent / "models" / "tiny-base"
@@ -101,6 +102,7 @@ class LongtideConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     run_dir: str = ".longtide/run"
     """Where the run keeps its model, blobs, weights, logs and state file."""
 

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from actors.synthesis.actor import SynthesisActor
 from actors.weights import STORE_NAME
 from ops.config import LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
+from ops.supervisor import RESTARTS, CrashLoop, RestartBudget, death_of
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import StreamsConfig, ensure_topics, exact_end_offsets
@@ -172,9 +174,17 @@ class Service:
         self.run_dir = Path(config.run_dir).resolve()
         self.broker: EmbeddedBroker | None = None
         self.hosts: dict[str, Any] = {}
+        self.slots: dict[str, Slot] = {}
         self.endpoints: dict[str, str] = {}
+        self.restarts: dict[str, int] = {}
+        self.failure: str | None = None
+        """Why the service ended on its own (a crash loop, or a death with supervision off)."""
+        self._model_path = ""
         self._started_ray = False
         self._learner_group: Any = None
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     def start(self) -> Service:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,16 +202,104 @@ class Service:
             start_http_server(port, addr=self.config.metrics.host)
             self.endpoints["launcher"] = f"{self.config.metrics.host}:{port}"
         self._start_ray()
+        self._model_path = model_path
         plan = actor_plan(self.config)
-        learner_slots = [s for s in plan if s.kind == "learner"]
-        rendezvous = self._place_learner(learner_slots)
+        self.slots = {slot.name: slot for slot in plan}
         for slot in plan:
-            build = functools.partial(build_actor, slot, self.config, model_path, self.run, rendezvous)
-            self.hosts[slot.name] = RayActorHost.options(**self._options(slot)).remote(build, self.config.metrics.host)
-        for name, address in zip(self.hosts, ray.get([h.start.remote() for h in self.hosts.values()]), strict=True):
-            self.endpoints[name] = address
+            RESTARTS[slot.kind].labels(slot.name)  # every series exists (at 0) from the start
+            self.restarts[slot.name] = 0
+        rendezvous = self._place_learner([s for s in plan if s.kind == "learner"])
+        self._spawn(plan, rendezvous)
         self._write_state()
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
         return self
+
+    def _spawn(self, slots: list[Slot], rendezvous: str) -> None:
+        """Create and start the actors of `slots` (names freed by a kill can take a moment)."""
+        for slot in slots:
+            build = functools.partial(build_actor, slot, self.config, self._model_path, self.run, rendezvous)
+            options = self._options(slot)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    self.hosts[slot.name] = RayActorHost.options(**options).remote(build, self.config.metrics.host)
+                    break
+                except ValueError:  # "name already taken": the killed actor is not yet gone
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        started = ray.get([self.hosts[s.name].start.remote() for s in slots])
+        for slot, address in zip(slots, started, strict=True):
+            self.endpoints[slot.name] = address
+
+    # -- supervision ---------------------------------------------------------------------------
+    def _supervise(self) -> None:
+        cfg = self.config.supervision
+        budget = RestartBudget(cfg.max_restarts, cfg.window_s)
+        while not self._halt.wait(cfg.poll_s):
+            try:
+                self._check_once(budget)
+            except CrashLoop as exc:
+                self.failure = str(exc)
+                log.error("%s", exc)
+                return
+            except Exception:  # noqa: BLE001 - the supervisor itself must keep watching
+                log.exception("supervisor check failed; trying again in %.1f s", cfg.poll_s)
+
+    def _check_once(self, budget: RestartBudget) -> None:
+        for name, reason in self._deaths().items():
+            with self._lock:
+                if self._halt.is_set():
+                    return
+                slot = self.slots[name]
+                log.error("actor %s died; restarting it:\n%s", name, reason)
+                if not self.config.supervision.enabled:
+                    raise CrashLoop(f"actor {name} died and supervision is off:\n{reason}")
+                if not budget.allow(name, time.monotonic()):
+                    raise CrashLoop(
+                        f"actor {name} died {budget.max_restarts} times within {budget.window_s:.0f} s; "
+                        f"stopping the service. Last error:\n{reason}"
+                    )
+                self._restart(slot)
+                RESTARTS[slot.kind].labels(name).inc()
+                self.restarts[name] += 1
+                self._write_state()
+
+    def _deaths(self) -> dict[str, str]:
+        """Actors that are dead now, with the reason (one learner rank dead: the learner)."""
+        refs = {name: host.snapshot.remote() for name, host in list(self.hosts.items())}
+        dead: dict[str, str] = {}
+        for name, ref in refs.items():
+            snapshot, error = None, None
+            try:
+                snapshot = ray.get(ref, timeout=60)
+            except ray.exceptions.RayActorError as exc:
+                error = exc
+            except ray.exceptions.GetTimeoutError:
+                log.warning("actor %s did not answer a health check within 60 s", name)
+                continue
+            reason = death_of(snapshot, error)
+            if reason is not None:
+                dead[LEARNER_NAME if self.slots[name].kind == "learner" else name] = reason
+        return dead
+
+    def _restart(self, slot: Slot) -> None:
+        """A fresh process for `slot` (every rank, for the learner), resuming where it left off."""
+        slots = [s for s in self.slots.values() if s.kind == "learner"] if slot.kind == "learner" else [slot]
+        for s in slots:
+            with contextlib.suppress(Exception):
+                ray.kill(self.hosts.pop(s.name), no_restart=True)
+        rendezvous = ""
+        if slot.kind == "learner" and len(slots) > 1 and self._learner_group is not None:
+            strategy = PlacementGroupSchedulingStrategy(self._learner_group, placement_group_bundle_index=0)
+            rendezvous = ray.get(_rendezvous.options(scheduling_strategy=strategy).remote())
+        self._spawn(slots, rendezvous)
+
+    def check(self) -> None:
+        """Raise `CrashLoop` if the service ended on its own; callers poll this."""
+        if self.failure is not None:
+            raise CrashLoop(self.failure)
 
     def _open_run(self) -> Run:
         if not self.resume:
@@ -280,15 +378,29 @@ class Service:
             "started_at": time.time(),
             "run_dir": str(self.run_dir),
             "run_id": self.run.run_id if self.run else "",
+            "restarts": self.restarts,
         }
         _atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
 
     def snapshots(self, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
-        names = list(self.hosts)
-        values = ray.get([self.hosts[n].snapshot.remote() for n in names], timeout=timeout_s)
-        return dict(zip(names, values, strict=True))
+        """Every actor's state, with its restart count; an actor being restarted answers
+        `{"alive": False, "restarting": reason}`."""
+        with self._lock:
+            refs = {name: host.snapshot.remote() for name, host in self.hosts.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for name, ref in refs.items():
+            try:
+                out[name] = ray.get(ref, timeout=timeout_s)
+            except ray.exceptions.RayActorError as exc:
+                out[name] = {"alive": False, "error": None, "restarting": f"{type(exc).__name__}: {exc}"}
+            out[name]["restarts"] = self.restarts.get(name, 0)
+        return out
 
     def stop(self) -> None:
+        self._halt.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=120)
+            self._supervisor = None
         if self.hosts:
             try:
                 ray.get([h.stop.remote() for h in self.hosts.values()], timeout=60)

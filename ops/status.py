@@ -46,7 +46,10 @@ def _scrape(address: str) -> dict[str, float]:
     return out
 
 
-def collect_status(streams: StreamsConfig, endpoints: dict[str, str] | None = None) -> dict[str, Any]:
+def collect_status(
+    streams: StreamsConfig, endpoints: dict[str, str] | None = None, restarts: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """`restarts`: each actor's restart count, from the launcher's state file."""
     offsets = OffsetReader(streams, client_id="longtide-status")
     try:
         topics = {t.name: offsets.end_offsets(t.name) for t in ALL_TOPICS}
@@ -77,6 +80,7 @@ def collect_status(streams: StreamsConfig, endpoints: dict[str, str] | None = No
         "policy": _latest_policy(streams),
         "dead_letters": len(read_all(streams, "dlq", idle_ms=500)),
         "actors": actors,
+        "restarts": dict(restarts or {}),
     }
 
 

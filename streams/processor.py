@@ -67,6 +67,10 @@ class DedupWindow:
         if len(self._ids) > self.size:
             self._ids.popitem(last=False)
 
+    def ids(self) -> list[str]:
+        """The remembered ids, oldest first."""
+        return list(self._ids)
+
 
 def arrow_decoder(record_type: type) -> Decoder:
     """Decode a message as Arrow IPC records of `record_type`, checking its headers."""

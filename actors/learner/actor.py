@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.generation import TransformersEngine
-from actors.learner import checkpoint
+from actors.learner import checkpoint, ledger
 from actors.learner.batching import answer_example
 from actors.learner.checkpoint import LearnerState
 from actors.learner.config import LearnerConfig
@@ -160,8 +160,13 @@ class Learner:
         )
         self.producer = Producer(streams, client_id=name)
         self.checkpoints = run_dir / "checkpoints"
-        self.checkpointed = (-1, -1)
+        self.checkpointed: ledger.Key | None = None
         """(rl_step, groups_consumed) of the newest checkpoint."""
+        self.ledger = run_dir / ledger.LEDGER
+        self.dedup = DedupWindow(streams.dedup_window)
+        self._trained_ids: list[str] = []
+        self._stale_ids: list[str] = []
+        """Rollout ids trained on or dropped since the newest checkpoint (its ledger line)."""
         self.heldout = heldout_tasks(
             n=config.heldout_tasks,
             seed=config.heldout_seed,
@@ -183,6 +188,8 @@ class Learner:
         self.history: list[dict[str, Any]] = []
         self.last_metrics: dict[str, float] = {}
         self.rl_started: float | None = None
+        self.resumed_from: int | None = None
+        """The RL step of the checkpoint this process resumed from (None: started fresh)."""
         self.done = False
 
     # -- evaluation and publishing ---------------------------------------------------------
@@ -305,6 +312,7 @@ class Learner:
             return True
         self.groups_consumed += 1
         self.stale_dropped += len(group)
+        self._stale_ids += [r.rollout_id for r in group]
         STALE.labels(self.name).inc(len(group))
         return False
 
@@ -329,8 +337,9 @@ class Learner:
                 f"group {head.group_id}: policy_version {newest} is newer than the learner's {self.version}"
             )
 
-    def _take_group(self, message: Message, decode: Any, dedup: DedupWindow) -> list[ScoredRollout] | None:
+    def _take_group(self, message: Message, decode: Any) -> list[ScoredRollout] | None:
         """A message's group, or None (dead-lettered, duplicate or incomplete)."""
+        dedup = self.dedup
         try:
             group = [r for r in decode(message) if not dedup.seen(r.rollout_id)]
             if group:
@@ -347,8 +356,13 @@ class Learner:
         return group or None
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def save_checkpoint(self, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int]) -> Path:
-        """Everything to resume from here (see `checkpoint`); returns once it is durable."""
+    def save_checkpoint(
+        self, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int], waiting: frozenset[str] = frozenset()
+    ) -> Path:
+        """Everything to resume from here (see `checkpoint`); returns once it is durable.
+
+        `waiting`: ids of groups read but not yet trained (after `offsets`); they are read
+        again after a restart, so they are not saved as seen."""
         saved = LearnerState(
             version=self.version,
             rl_step=self.rl_step,
@@ -359,15 +373,19 @@ class Learner:
             staleness_hist=dict(self.staleness_hist),
             offsets=LearnerState.offsets_key(offsets),
             run_id=self.run_id,
+            seen_ids=[i for i in self.dedup.ids() if i not in waiting],
         )
         start = time.perf_counter()
         tmp = checkpoint.begin(self.checkpoints, saved)
         self.trainer.module.save_pretrained(tmp / "model", state_dict=state)
         self.tokenizer.save_pretrained(tmp / "model")
         self.trainer.save_state(str(tmp / "trainer"))
+        at = (self.rl_step, self.groups_consumed)
+        ledger.append(self.ledger, at=at, since=self.checkpointed, trained=self._trained_ids, stale=self._stale_ids)
         final = checkpoint.commit(tmp, saved, self.config.checkpoint_keep)
         CHECKPOINT_SECONDS.labels(self.name).observe(time.perf_counter() - start)
-        self.checkpointed = (self.rl_step, self.groups_consumed)
+        self.checkpointed = at
+        self._trained_ids, self._stale_ids = [], []
         return final
 
     def _newest_announced(self) -> int:
@@ -390,6 +408,9 @@ class Learner:
         self.tokens_trained = saved.tokens_trained
         self.stale_dropped = saved.stale_dropped
         self.staleness_hist = collections.Counter(saved.staleness_hist)
+        for rollout_id in saved.seen_ids:
+            self.dedup.add(rollout_id)
+        self.resumed_from = saved.rl_step
         log.info("%s resumed from %s (version %d, step %d)", self.name, directory, saved.version, saved.rl_step)
         return saved
 
@@ -407,7 +428,6 @@ class Learner:
             max_poll_records=500,
         )
         decode = arrow_decoder(ScoredRollout)
-        dedup = DedupWindow(self.streams.dedup_window)
         seen_through: dict[tuple[str, int], int] = {}
         if resumed is not None:
             seen_through = resumed.partition_offsets()
@@ -417,7 +437,7 @@ class Learner:
             for message in consumer.poll(200):
                 part = (message.topic, message.partition)
                 seen_through[part] = message.offset + 1
-                group = self._take_group(message, decode, dedup)
+                group = self._take_group(message, decode)
                 if group is not None:
                     ready.append((part, message.offset, group))
             ready = [item for item in ready if self._fresh(item[2])]
@@ -429,22 +449,29 @@ class Learner:
             metrics = self.rl_update(batch)
             self.rl_step += 1
             self.samples_trained += sum(len(g) for g in batch)
+            self._trained_ids += [r.rollout_id for g in batch for r in g]
             state = self.trainer.full_state()
             if self.rl_step % self.config.eval_every == 0:
                 metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
             self.publish(metrics, state)
             self.last_metrics = metrics
             if self.rl_step % self.config.checkpoint_every == 0:
-                self._checkpoint_and_commit(consumer, state, self._trained_through(seen_through, ready))
+                self._checkpoint_and_commit(consumer, state, seen_through, ready)
         if (self.rl_step, self.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
-            self._checkpoint_and_commit(consumer, self.trainer.full_state(), self._trained_through(seen_through, ready))
+            self._checkpoint_and_commit(consumer, self.trainer.full_state(), seen_through, ready)
         consumer.close()
 
     def _checkpoint_and_commit(
-        self, consumer: Consumer, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int]
+        self,
+        consumer: Consumer,
+        state: dict[str, torch.Tensor],
+        seen_through: dict[tuple[str, int], int],
+        ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]],
     ) -> None:
         """Offsets are committed only once the checkpoint that covers them is durable."""
-        self.save_checkpoint(state, offsets)
+        offsets = self._trained_through(seen_through, ready)
+        waiting = frozenset(r.rollout_id for _, _, group in ready for r in group)
+        self.save_checkpoint(state, offsets, waiting)
         consumer.commit(offsets)
 
     @staticmethod
@@ -495,6 +522,7 @@ class Learner:
             "stale_dropped": self.stale_dropped,
             "other_run_skipped": self.other_run_skipped,
             "run_id": self.run_id,
+            "resumed_from": self.resumed_from,
             "staleness_histogram": dict(sorted(self.staleness_hist.items())),
             "samples_per_second": self.samples_trained / (time.monotonic() - self.rl_started)
             if self.rl_started

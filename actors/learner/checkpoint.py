@@ -7,7 +7,7 @@ right after SFT, so a restart never repeats it):
 - `trainer/`: the backend's optimizer state (torch: `optimizer.pt`; DeepSpeed: its own
   per-rank checkpoint, written by every rank) and the RNG states;
 - `learner.json`: policy version, step, `groups_consumed`, counters, the staleness
-  histogram, and the `scored` offsets trained through;
+  histogram, the `scored` offsets trained through and the rollout ids seen before them;
 - `MANIFEST.json`, written last: every other file with its size.
 
 It is written into `<name>.tmp` and renamed into place, so a crash mid-write leaves a `.tmp`
@@ -46,6 +46,9 @@ class LearnerState:
     offsets: dict[str, int] = field(default_factory=dict)
     """'topic/partition' → next offset to read: every group before it was trained or dropped."""
     run_id: str = ""
+    seen_ids: list[str] = field(default_factory=list)
+    """Rollout ids before `offsets` (the dedup window): a copy re-sent after them, e.g. by a
+    reward actor that crashed before committing, is still recognised after a restart."""
 
     def partition_offsets(self) -> dict[tuple[str, int], int]:
         out = {}

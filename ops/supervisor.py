@@ -1,0 +1,87 @@
+"""Supervision: every actor is restarted when its process or its loop dies.
+
+The launcher asks each actor for a snapshot every `poll_s` seconds. An actor whose Ray worker
+died (killed, out of memory, segfault) or whose loop raised is logged with the traceback,
+counted in `longtide_<kind>_restarts_total{actor}` (served by the launcher's metrics endpoint,
+so the count survives the actor) and started again in a fresh process, where it resumes from
+its committed offsets (stream actors) or its newest checkpoint (the learner). Learner ranks
+are one unit: when one rank dies, all of them restart together.
+
+A crash loop is bounded: an actor restarted `max_restarts` times within `window_s` seconds
+ends the service with `CrashLoop`, naming the actor and its last error.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+
+KINDS = ("ingest", "synthesis", "rollout", "reward", "learner")
+RESTARTS = {
+    kind: Counter(
+        f"longtide_{kind}_restarts", f"Restarts of {kind} actors after their process or loop died.", ["actor"]
+    )
+    for kind in KINDS
+}
+
+
+@dataclass(frozen=True)
+class SupervisionConfig:
+    """How dead actors are restarted."""
+
+    enabled: bool = True
+    """Restart actors whose process or loop died; false: an actor's death ends the service."""
+    poll_s: float = 2.0
+    """Seconds between health checks of every actor."""
+    max_restarts: int = 5
+    """Restarts of one actor within `window_s` that end the service (a crash loop)."""
+    window_s: float = 600.0
+    """The crash-loop window in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.poll_s <= 0:
+            raise ValueError(f"supervision.poll_s ({self.poll_s}) must be > 0")
+        if self.max_restarts < 1:
+            raise ValueError(
+                f"supervision.max_restarts ({self.max_restarts}) must be >= 1; "
+                "set supervision.enabled=false to never restart"
+            )
+        if self.window_s <= 0:
+            raise ValueError(f"supervision.window_s ({self.window_s}) must be > 0")
+
+
+class CrashLoop(RuntimeError):
+    """An actor died too often: the service stops instead of spinning."""
+
+
+class RestartBudget:
+    """Restart times per actor; `allow` says whether one more restart stays under the bound."""
+
+    def __init__(self, max_restarts: int, window_s: float) -> None:
+        self.max_restarts = max_restarts
+        self.window_s = window_s
+        self._times: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def allow(self, name: str, now: float) -> bool:
+        """Record a death of `name` at `now`; False once it is the `max_restarts`-th in the window."""
+        times = self._times[name]
+        times.append(now)
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return len(times) < self.max_restarts
+
+
+def death_of(snapshot: dict | None, error: BaseException | None) -> str | None:
+    """Why an actor is dead (its traceback or Ray's reason), or None when it is healthy.
+
+    `snapshot` is what the actor answered; `error` is what asking it raised instead. An actor
+    whose loop ended normally (`done`) is not dead.
+    """
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    assert snapshot is not None
+    if snapshot.get("alive", True) or snapshot.get("done"):
+        return None
+    return snapshot.get("error") or "the actor's loop stopped without an error"

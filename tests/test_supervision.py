@@ -1,0 +1,62 @@
+"""Supervision's pure parts (the restart budget, what counts as a death) and the ledger's chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actors.learner import ledger
+from ops.supervisor import RestartBudget, SupervisionConfig, death_of
+
+
+def test_restart_budget_ends_a_crash_loop_within_the_window() -> None:
+    budget = RestartBudget(max_restarts=3, window_s=10)
+    # deaths at t = 0, 1: under 3 in the window
+    assert budget.allow("a", 0) and budget.allow("a", 1)
+    # another actor has its own count
+    assert budget.allow("b", 1.5)
+    # the third death of "a" within 10 s reaches the bound
+    assert not budget.allow("a", 2)
+
+
+def test_restart_budget_forgets_deaths_older_than_the_window() -> None:
+    budget = RestartBudget(max_restarts=2, window_s=10)
+    assert budget.allow("a", 0)
+    # t = 10: the death at 0 is 10 s old, outside (0, 10]: one death in the window
+    assert budget.allow("a", 10)
+    # t = 15: deaths at 10 and 15 are both inside: the bound
+    assert not budget.allow("a", 15)
+
+
+def test_death_of() -> None:
+    assert death_of({"alive": True, "error": None}, None) is None
+    assert death_of({"alive": False, "done": True, "error": None}, None) is None  # finished, not dead
+    assert death_of({"alive": False, "error": "Traceback: boom"}, None) == "Traceback: boom"
+    assert "stopped without an error" in death_of({"alive": False, "error": None}, None)
+    assert death_of(None, RuntimeError("worker died")) == "RuntimeError: worker died"
+
+
+def test_supervision_config_errors_name_the_field() -> None:
+    with pytest.raises(ValueError, match=r"supervision.max_restarts \(0\).*supervision.enabled=false"):
+        SupervisionConfig(max_restarts=0)
+    with pytest.raises(ValueError, match=r"supervision.poll_s"):
+        SupervisionConfig(poll_s=0)
+
+
+def test_ledger_keeps_only_the_chain_of_the_newest_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / ledger.LEDGER
+    ledger.append(path, at=(0, 0), since=None, trained=[], stale=[])
+    ledger.append(path, at=(2, 4), since=(0, 0), trained=["a", "b"], stale=["s"])
+    # a stretch whose checkpoint was lost (crash before commit): the learner resumed from (2, 4)
+    ledger.append(path, at=(4, 8), since=(2, 4), trained=["c", "d"], stale=[])
+    # ... and trained the same groups again, in another order, reaching (4, 9)
+    ledger.append(path, at=(4, 9), since=(2, 4), trained=["d", "c"], stale=["e"])
+    with open(path, "a") as f:
+        f.write('{"at": [6, 1')  # torn by a crash mid-write
+    chain = ledger.surviving(path, (4, 9))
+    assert [tuple(line["at"]) for line in chain] == [(0, 0), (2, 4), (4, 9)]
+    assert [i for line in chain for i in line["trained"]] == ["a", "b", "d", "c"]
+    # had the lost stretch's checkpoint survived, it would be the chain
+    assert [tuple(line["at"]) for line in ledger.surviving(path, (4, 8))] == [(0, 0), (2, 4), (4, 8)]
+    assert ledger.surviving(path, None) == []
