@@ -67,8 +67,9 @@ def test_kill_nine_each_worker_and_the_ledger_balances(tmp_path: Path) -> None:
         killed = _kill(service, LEARNER_NAME)
         wait_for(lambda: service.restarts[LEARNER_NAME] == 1, 60, "the learner's restart")
         wait_for(
-            lambda: (s := _learner(service)).get("resumed_from") is not None
-            and s.get("rl_step", 0) > s["resumed_from"],
+            lambda: (
+                (s := _learner(service)).get("resumed_from") is not None and s.get("rl_step", 0) > s["resumed_from"]
+            ),
             180,
             "a new trained step after the learner's restart",
         )
