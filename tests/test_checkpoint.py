@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from actors.learner import checkpoint
+from actors.learner import checkpoint, ledger
 from actors.learner.actor import Learner
 from actors.learner.checkpoint import LearnerState
 from actors.modeling import load_policy
@@ -135,3 +135,21 @@ def test_a_resumed_learner_ends_where_an_uninterrupted_one_does(
     # the model directory is a Hugging Face checkpoint as is
     exported, _ = load_policy(str(tmp_path / "b" / "checkpoints" / "step-00000005" / "model"))
     assert all(torch.equal(exported.state_dict()[k], resumed[k]) for k in resumed)
+    # the ledger: g0..g5 trained before the stop, g6..g9 after the resume, each once
+    assert _trained_groups(tmp_path / "b") == [f"g{i}" for i in range(10)]
+    second.close()
+
+    # every group re-sent (as a reward actor that crashed before committing would): a learner
+    # resumed from step 5 trains g10, g11, skips the copies of g0..g11 by id (the ids seen before
+    # the checkpoint travel in it), and trains g12, g13
+    _send_scored(streams, tokenizer, groups=14)
+    third = _learner("learner-b", tmp_path / "b", 7, streams, claim, tiny_model)
+    _train(third)
+    assert _trained_groups(tmp_path / "b") == [f"g{i}" for i in range(14)]
+
+
+def _trained_groups(run_dir: Path) -> list[str]:
+    outcomes = ledger.outcomes(run_dir)
+    assert all(o == "trained" for _, o in outcomes)
+    groups = [i.split("/")[0] for i, _ in outcomes]
+    return list(dict.fromkeys(groups)) if len(groups) == 4 * len(set(groups)) else groups
