@@ -49,9 +49,10 @@ SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", 
 TOKENS = Counter("longtide_rollout_tokens", "Response tokens generated.", ["actor"])
 POLICY_SKIPPED = Counter(
     "longtide_rollout_policy_records_skipped",
-    "policy records not followed: another run's, or undecodable.",
+    "policy records not followed: another run's, undecodable, weights gone, or a reference no transport reads.",
     ["actor", "reason"],
 )
+POLICY_SKIP_REASONS = ("other_run", "undecodable", "weights_unavailable", "bad_weights_ref")
 GATE_WAIT = Counter("longtide_rollout_gate_wait_seconds", "Time paused by the staleness gate.", ["actor"])
 GENERATE = Histogram(
     "longtide_rollout_generate_seconds",
@@ -138,6 +139,8 @@ class RolloutActor(ProcessorActor):
         self.config = config
         self.run_id = run_id
         self.rollouts_base = dict(rollouts_base or {})
+        for reason in POLICY_SKIP_REASONS:
+            POLICY_SKIPPED.labels(name, reason)  # every series exists from the start, at 0
         self.claim = claim
         self.max_staleness = max_staleness
         self.groups_per_step = groups_per_step
@@ -165,8 +168,13 @@ class RolloutActor(ProcessorActor):
         except WeightsUnavailable as exc:
             # newer versions are staged, so their announcements follow; generate nothing until
             # one loads (with tensor parallelism some workers may already hold the missed one)
-            log.info("%s: %s; waiting for the next announcement", self.name, exc)
+            log.warning("%s: %s; waiting for the next announcement", self.name, exc)
+            POLICY_SKIPPED.labels(self.name, "weights_unavailable").inc()
             self.version = None
+            return
+        except ValueError as exc:  # a reference no transport understands: keep the loaded weights
+            log.warning("%s: policy version %d skipped: %s", self.name, latest.version, exc)
+            POLICY_SKIPPED.labels(self.name, "bad_weights_ref").inc()
             return
         weight_sync_seconds("rollout").labels(self.name).observe(time.perf_counter() - start)
         self.version = latest.version
