@@ -6,6 +6,8 @@ longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
 longtide build-model PATH [--pretrain-steps N]
 longtide plan [--config FILE] [--nodes N --node-cpus C --node-gpus G] [--section.field=value ...]
+longtide replay --run RUN [--from P:O,...] [--to P:O,...] [--order recorded|read] [--config FILE]
+                [--bootstrap-servers HOST:PORT] [--section.field=value ...]
 """
 
 from __future__ import annotations
@@ -104,6 +106,27 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace, extra: list[str]) -> int:
+    import dataclasses
+
+    from ops.replay import parse_offsets, replay
+
+    config = _config(args, extra)
+    streams = config.streams
+    if args.bootstrap_servers:
+        streams = dataclasses.replace(streams, bootstrap_servers=args.bootstrap_servers)
+    elif not streams.bootstrap_servers:
+        streams, _ = _streams(argparse.Namespace(bootstrap_servers="", run_dir=config.run_dir))
+    try:
+        start = parse_offsets(args.start) if args.start else None
+        end = parse_offsets(args.end) if args.end else None
+        replay(config, args.run, streams=streams, start=start, end=end, order=args.order)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
     import os
 
@@ -158,6 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node-cpus", type=float, default=None, help="CPUs per node (default: this machine's)")
     p.add_argument("--node-gpus", type=float, default=None, help="GPUs per node (default: this machine's)")
     p.set_defaults(fn=cmd_plan)
+    p = sub.add_parser(
+        "replay", help="train a fresh learner on a recorded run's scored range, generating nothing (ops/replay.py)"
+    )
+    p.add_argument("--run", required=True, help="run id in run_dir/runs, a run directory, or 'newest'")
+    p.add_argument("--from", dest="start", default="", help="scored offsets to start at, 0:120,1:98 (default: 0)")
+    p.add_argument("--to", dest="end", default="", help="scored offsets to stop before (default: the end now)")
+    p.add_argument(
+        "--order", choices=("recorded", "read"), default="recorded", help="the recorded learner's order, or as read"
+    )
+    p.add_argument("--config", help="YAML file mapping onto the root config")
+    p.add_argument(
+        "--bootstrap-servers", default="", help="the broker holding the run's topics (default: the running service's)"
+    )
+    p.set_defaults(fn=cmd_replay)
     p = sub.add_parser("build-model", help="build the tiny model and tokenizer into PATH, optionally pre-trained")
     p.add_argument("path")
     p.add_argument("--pretrain-steps", type=int, default=0, help="recall pre-training steps (0: untrained)")
@@ -165,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.set_defaults(fn=cmd_build_model)
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("demo", "run", "plan"):
+    if extra and args.command not in ("demo", "run", "plan", "replay"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _sigterm_as_interrupt()

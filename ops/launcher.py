@@ -40,10 +40,11 @@ from actors.synthesis.actor import SynthesisActor
 from actors.weights import STORE_NAME
 from ops.config import LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
-from ops.supervisor import RESTARTS, CrashLoop, RestartBudget, death_of
+from ops.supervisor import BROKER_RESTARTS, RESTARTS, CrashLoop, RestartBudget, death_of
 from streams.blobs import BlobStore, ClaimCheck
-from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import StreamsConfig, ensure_topics, exact_end_offsets
+from streams.broker import free_port
+from streams.embedded import EmbeddedLog
+from streams.kafka import StreamsConfig, check_log_intact, ensure_topics, exact_end_offsets
 from streams.topics import ROLLOUTS
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,10 @@ def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, r
 
 
 def _learner_rank(
-    slot: Slot, config: LongtideConfig, model_path: str, claim: ClaimCheck, run: Run, rendezvous: str
+    slot: Slot, config: LongtideConfig, model_path: str, claim: ClaimCheck, run: Run, rendezvous: str, **extra: Any
 ) -> Any:
-    """Rank 0: the `Learner`; ranks 1..N−1: followers running what rank 0 broadcasts."""
+    """Rank 0: the `Learner`; ranks 1..N−1: followers running what rank 0 broadcasts.
+    `extra`: further `Learner` arguments (a replay's range and source run)."""
     torch.set_num_threads(config.learner.resources.threads)
     learner = config.learner
     sampling = SamplingSpec(config.rollout.temperature, config.rollout.top_p)
@@ -138,7 +140,14 @@ def _learner_rank(
         weights_dtype=torch_dtype(config.model.dtype),
         group=group,
         run_id=run.run_id,
+        **extra,
     )
+
+
+def build_learner(config: LongtideConfig, model_path: str, run: Run, name: str, **extra: Any) -> Learner:
+    """A single-rank learner in this process (replays); `name` is also its consumer group."""
+    slot = Slot("learner", name, config.learner.resources)
+    return _learner_rank(slot, config, model_path, _claim(config, Path(config.run_dir).resolve()), run, "", **extra)
 
 
 def actor_plan(config: LongtideConfig) -> list[Slot]:
@@ -172,7 +181,7 @@ class Service:
         self.resume = resume
         self.run: Run | None = None
         self.run_dir = Path(config.run_dir).resolve()
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedLog | None = None
         self.hosts: dict[str, Any] = {}
         self.slots: dict[str, Slot] = {}
         self.endpoints: dict[str, str] = {}
@@ -192,7 +201,8 @@ class Service:
         model_path = prepare_model(self.config, self.run_dir)
         streams = self.config.streams
         if not streams.bootstrap_servers:
-            self.broker = EmbeddedBroker(storage=streams.embedded_storage, log_path=self.run_dir / "broker.log").start()
+            self.broker = EmbeddedLog(streams.embedded_storage, self.run_dir).start()
+            log.info("%s", self.broker.describe())
             streams = dataclasses.replace(streams, bootstrap_servers=self.broker.bootstrap_servers)
         self.config = dataclasses.replace(self.config, streams=streams)
         ensure_topics(streams)
@@ -248,6 +258,7 @@ class Service:
                 log.exception("supervisor check failed; trying again in %.1f s", cfg.poll_s)
 
     def _check_once(self, budget: RestartBudget) -> None:
+        self._check_broker(budget)
         for name, reason in self._deaths().items():
             with self._lock:
                 if self._halt.is_set():
@@ -265,6 +276,27 @@ class Service:
                 RESTARTS[slot.kind].labels(name).inc()
                 self.restarts[name] += 1
                 self._write_state()
+
+    def _check_broker(self, budget: RestartBudget) -> None:
+        """A dead embedded broker is restarted on its port when its log is durable; on memory
+        storage its log is gone with it, and the service ends saying so."""
+        embedded = self.broker
+        if embedded is None or embedded.broker.running or self._halt.is_set():
+            return
+        reason = f"the embedded broker (pid {embedded.broker.pid}) exited; see {embedded.broker.log_path}"
+        if not embedded.durable:
+            raise CrashLoop(
+                f"{reason}. Its log was in memory (streams.embedded_storage={self.config.streams.embedded_storage}): "
+                "every topic and committed offset is lost, and training on an empty log would silently start "
+                "over. Stopping the service; use durable storage or an external Kafka to survive broker restarts"
+            )
+        if not budget.allow("broker", time.monotonic()):
+            raise CrashLoop(f"{reason}, {budget.max_restarts} times within {budget.window_s:.0f} s")
+        log.error("%s; restarting it on the same port and storage", reason)
+        embedded.broker.start()
+        BROKER_RESTARTS.inc()
+        self.restarts["broker"] = self.restarts.get("broker", 0) + 1
+        self._write_state()
 
     def _deaths(self) -> dict[str, str]:
         """Actors that are dead now, with the reason (one learner rank dead: the learner)."""
@@ -309,6 +341,8 @@ class Service:
         run = newest_run(self.run_dir)
         if run is None:
             raise RuntimeError(f"--resume: no run in {self.run_dir / RUNS} to resume; start one without --resume")
+        base = {(ROLLOUTS.name, p): o for p, o in run.rollouts_base.items()}
+        check_log_intact(self.config.streams, base, what=f"run {run.run_id}'s rollouts")
         log.info("run %s resumed from %s", run.run_id, run.directory)
         return run
 
@@ -403,7 +437,9 @@ class Service:
             self._supervisor = None
         if self.hosts:
             try:
-                ray.get([h.stop.remote() for h in self.hosts.values()], timeout=60)
+                broker_gone = self.broker is not None and not self.broker.broker.running
+                # with the broker gone, actors cannot flush or commit: don't wait on them long
+                ray.get([h.stop.remote() for h in self.hosts.values()], timeout=5 if broker_gone else 60)
             except Exception as exc:  # noqa: BLE001 - shutting down regardless
                 log.warning("actors did not stop cleanly: %s", exc)
             for host in self.hosts.values():

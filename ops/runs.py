@@ -62,3 +62,17 @@ def newest_run(run_dir: Path) -> Run | None:
     root = run_dir / RUNS
     runs = [Run.load(d) for d in root.iterdir() if (d / RUN_FILE).is_file()] if root.is_dir() else []
     return max(runs, key=lambda r: (r.started_at, r.run_id), default=None)
+
+
+def find_run(run_dir: Path, ref: str) -> Run:
+    """A run by id, by directory, or 'newest' (ValueError naming what exists otherwise)."""
+    if ref == "newest":
+        run = newest_run(run_dir)
+        if run is None:
+            raise ValueError(f"no run in {run_dir / RUNS}")
+        return run
+    for directory in (run_dir / RUNS / ref, Path(ref)):
+        if (directory / RUN_FILE).is_file():
+            return Run.load(directory)
+    known = sorted(d.name for d in (run_dir / RUNS).iterdir()) if (run_dir / RUNS).is_dir() else []
+    raise ValueError(f"run {ref!r} not found in {run_dir / RUNS} (runs there: {known or 'none'})")

@@ -7,6 +7,10 @@ so the count survives the actor) and started again in a fresh process, where it 
 its committed offsets (stream actors) or its newest checkpoint (the learner). Learner ranks
 are one unit: when one rank dies, all of them restart together.
 
+The embedded broker is watched too: on durable storage a dead broker is restarted on its port
+(`longtide_broker_restarts_total`); on memory storage its log died with it, and the service
+ends saying so rather than train on an empty log.
+
 A crash loop is bounded: an actor restarted `max_restarts` times within `window_s` seconds
 ends the service with `CrashLoop`, naming the actor and its last error.
 """
@@ -25,6 +29,8 @@ RESTARTS = {
     )
     for kind in KINDS
 }
+
+BROKER_RESTARTS = Counter("longtide_broker_restarts", "Restarts of the embedded broker (durable storage only).")
 
 
 @dataclass(frozen=True)

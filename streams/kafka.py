@@ -2,6 +2,12 @@
 
 Producers wait for `acks=all`; consumers never auto-commit: `StreamProcessor` commits an
 offset only after what it produced from the record is acknowledged.
+
+A broker that lost its log (the embedded one on memory storage, restarted; a deleted and
+re-created topic) hands out offsets from 0 again, and Kafka clients silently rewind to them.
+Here a consumer raises `LogLost` instead when a partition goes below what it already read or
+committed, and `check_log_intact` compares offsets known to have existed (a run's, a
+checkpoint's) with what the broker holds, before anything trains on the new records.
 """
 
 from __future__ import annotations
@@ -9,18 +15,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import IllegalStateError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from schemas import encode, headers_for
-from streams.topics import ALL_TOPICS, Topic
+from streams.embedded import storage_setting_problem
+from streams.topics import ALL_TOPICS, Topic, partition_counts
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,17 @@ class StreamsConfig:
     bootstrap_servers: str = ""
     """host:port[,host:port]; empty starts the embedded broker (Tansu) on a free port."""
     embedded_storage: str = "memory://tansu/"
-    """Storage URL of the embedded broker (memory:// or s3://)."""
+    """Where the embedded broker keeps its log (streams/embedded.py): 'memory' or a memory://
+    URL (fastest, lost when the broker stops; consumers detect the loss and stop), 'postgres'
+    (a private PostgreSQL cluster in <run_dir>/postgres, kept across restarts; needs a Tansu
+    built with its postgres engine), or any Tansu storage URL (s3://bucket/,
+    postgres://user@host:port/db)."""
+    partitions: dict[str, int] = field(default_factory=dict)
+    """Partition count per topic name, replacing the registry's (streams/topics.py) for topics
+    created from now on; 'policy' and 'dlq' always have 1. Existing topics keep theirs, and
+    `ensure_topics` reports those that differ."""
+    replication: int = 1
+    """Replication factor of the topics created; 1 on the embedded broker (one node)."""
     max_poll_interval_ms: int = 10_000
     """Consumer-group rebalance timeout; the embedded broker stalls group joins unless this
     is a few seconds (ARCHITECTURE.md)."""
@@ -62,6 +79,17 @@ class StreamsConfig:
             raise ValueError(f"compression ({self.compression!r}) must be one of '', gzip, lz4, zstd, snappy")
         if self.inline_limit_bytes < 1024:
             raise ValueError(f"inline_limit_bytes ({self.inline_limit_bytes}) must be >= 1024")
+        problem = storage_setting_problem(self.embedded_storage)
+        if problem:
+            raise ValueError(problem)
+        partition_counts(self.partitions)  # raises naming the entry
+        if self.replication < 1:
+            raise ValueError(f"streams.replication ({self.replication}) must be >= 1")
+        if self.replication > 1 and not self.bootstrap_servers:
+            raise ValueError(
+                f"streams.replication ({self.replication}) must be 1 with the embedded broker (one node); "
+                "set streams.bootstrap_servers to a cluster with at least that many brokers"
+            )
 
 
 @dataclass(frozen=True)
@@ -108,11 +136,84 @@ class Producer:
         self._producer.close(timeout=5)
 
 
+class LogLost(RuntimeError):
+    """The broker no longer holds records that were read, committed or known to exist: it
+    restarted without its log (memory storage) or the topic was deleted. Not a record's fault
+    and not retried: what was built on the lost records cannot be continued silently."""
+
+
+LOSS_FIX = (
+    "the broker lost its log (the embedded broker on memory storage restarted, or the topic was deleted): "
+    "records before that offset are gone and offsets started again. Keep the log on durable storage "
+    "(streams.embedded_storage=postgres with a Tansu built with its postgres engine, or a Kafka cluster in "
+    "streams.bootstrap_servers), or start a fresh run (without --resume)"
+)
+
+
+class OffsetFloor:
+    """Per partition, the lowest offset a consumer may be handed next: past what it has read
+    while the partition stayed assigned, and past what it committed. A record below the floor
+    means the log went backward. An explicit seek sets the floor."""
+
+    def __init__(self) -> None:
+        self._read: dict[Partition, int] = {}
+        self._committed: dict[Partition, int] = {}
+
+    def floor(self, part: Partition) -> int:
+        return max(self._read.get(part, 0), self._committed.get(part, 0))
+
+    def check(self, part: Partition, offset: int) -> None:
+        """Accept a record at `offset`, or raise LogLost."""
+        floor = self.floor(part)
+        if offset < floor:
+            raise LogLost(
+                f"{part[0]}/{part[1]}: got offset {offset} after reading or committing up to {floor}; {LOSS_FIX}"
+            )
+        self._read[part] = offset + 1
+
+    def check_position(self, part: Partition, position: int) -> None:
+        """Accept the consumer's position (the next offset it will fetch), or raise LogLost:
+        a client that finds its offset out of range rewinds to the start of the new log before
+        any record comes, or when records only arrive on other partitions."""
+        floor = self.floor(part)
+        if position < floor:
+            raise LogLost(
+                f"{part[0]}/{part[1]}: position went back to {position} after reading or committing up to "
+                f"{floor}; {LOSS_FIX}"
+            )
+
+    def committed(self, offsets: Mapping[Partition, int]) -> None:
+        for part, offset in offsets.items():
+            self._committed[part] = max(self._committed.get(part, 0), offset)
+
+    def seeked(self, offsets: Mapping[Partition, int]) -> None:
+        for part, offset in offsets.items():
+            self._read[part] = self._committed[part] = offset
+
+    def released(self, parts: Iterable[Partition]) -> None:
+        """Partitions given up in a rebalance: whoever reads them next starts from the group's
+        committed offset, never below this consumer's own commits."""
+        for part in parts:
+            self._read.pop(part, None)
+
+
+class _ReleaseOnRebalance(ConsumerRebalanceListener):
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.consumer.floor.released((tp.topic, tp.partition) for tp in revoked)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.consumer.unseeded += list(assigned)  # no blocking calls here: poll() asks after
+
+
 class Consumer:
     """A consumer of some topics: in a group (subscribe), or of every partition (assign).
 
     With `assign_all`, the group id (if any) is used only to commit offsets; a reader with
     no group id (e.g. of `policy`) commits nothing and reads from the beginning.
+    `poll` raises `LogLost` when a partition goes below what this consumer read or committed.
     """
 
     def __init__(
@@ -138,21 +239,58 @@ class Consumer:
             fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
         )
+        self.floor = OffsetFloor()
+        self.unseeded: list[TopicPartition] = []
+        """Partitions assigned whose committed offset is not yet part of the floor."""
         if assign_all:
             parts = [TopicPartition(t, p) for t in topics for p in sorted(self._consumer.partitions_for_topic(t) or ())]
             if not parts:
                 raise RuntimeError(f"no partitions found for {list(topics)}; were topics created?")
             self._consumer.assign(parts)
+            if group_id is not None:
+                self.floor_from_committed(parts)
         else:
-            self._consumer.subscribe(list(topics))
+            self._consumer.subscribe(list(topics), listener=_ReleaseOnRebalance(self))
+
+    def floor_from_committed(self, parts: Iterable[TopicPartition]) -> None:
+        """The group's committed offsets as the floor: a restarted actor whose broker lost
+        its log meanwhile is rewound below them by the client, and stops instead."""
+        committed = {}
+        for tp in parts:
+            offset = self._consumer.committed(tp)
+            if offset is not None:
+                committed[(tp.topic, tp.partition)] = offset
+        self.floor.committed(committed)
 
     def poll(self, timeout_ms: int = 200, max_records: int | None = None) -> list[Message]:
         batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        return [
+        messages = [
             Message(tp.topic, tp.partition, m.offset, m.key, m.value, list(m.headers or []))
             for tp, records in batches.items()
             for m in records
         ]
+        if self.unseeded:
+            parts, self.unseeded = self.unseeded, []
+            self.floor_from_committed(parts)
+        try:
+            for message in messages:
+                self.floor.check((message.topic, message.partition), message.offset)
+            for tp, position in self._positions().items():
+                self.floor.check_position((tp.topic, tp.partition), position)
+        except LogLost as exc:
+            log.error("LOG LOST: %s", exc)
+            raise
+        return messages
+
+    def _positions(self) -> dict[TopicPartition, int]:
+        """The known positions of the assigned partitions, without waiting for unknown ones."""
+        out = {}
+        for tp in self._consumer.assignment():
+            with contextlib.suppress(IllegalStateError):  # unassigned by a rebalance meanwhile
+                position = self._consumer.position(tp, timeout_ms=0)
+                if position is not None:
+                    out[tp] = position
+        return out
 
     def commit(self, next_offsets: dict[Partition, int]) -> None:
         """Commit, per partition, the offset of the next record to read."""
@@ -160,11 +298,13 @@ class Consumer:
             self._consumer.commit(
                 {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in next_offsets.items()}
             )
+            self.floor.committed(next_offsets)
 
     def seek(self, offsets: dict[Partition, int]) -> None:
         """Read each assigned partition from the given offset next (a checkpoint's offsets)."""
         for (topic, partition), offset in offsets.items():
             self._consumer.seek(TopicPartition(topic, partition), offset)
+        self.floor.seeked(offsets)
 
     def lag(self) -> dict[Partition, int]:
         """Records behind the high watermark, per assigned partition (from the last fetch)."""
@@ -185,17 +325,38 @@ class Consumer:
         self._consumer.close(autocommit=False)
 
 
-def ensure_topics(config: StreamsConfig, topics: Iterable[Topic] = ALL_TOPICS) -> None:
-    """Create the topics that do not exist yet (replication factor 1 on one broker)."""
+def ensure_topics(config: StreamsConfig, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
+    """Create the topics that do not exist yet, with `streams.partitions` (else the registry's
+    count) and `streams.replication`. Returns, and logs as warnings, one line per existing
+    topic whose partition count differs from the config: Kafka cannot lower a count, and
+    raising one moves keys to other partitions, so that is for a person to decide."""
+    counts = partition_counts(config.partitions)
+    wanted = {t.name: counts.get(t.name, t.partitions) for t in topics}
     admin = KafkaAdminClient(bootstrap_servers=config.bootstrap_servers, client_id="longtide-admin")
     try:
-        existing = set(admin.list_topics())
-        missing = [NewTopic(t.name, t.partitions, 1) for t in topics if t.name not in existing]
+        names = set(admin.list_topics())
+        present = [n for n in wanted if n in names]
+        existing = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(present)} if present else {}
+        missing = [NewTopic(n, c, config.replication) for n, c in wanted.items() if n not in names]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
     finally:
         admin.close()
+    problems = partition_mismatches(wanted, existing)
+    for problem in problems:
+        log.warning("%s", problem)
+    return problems
+
+
+def partition_mismatches(wanted: Mapping[str, int], existing: Mapping[str, int]) -> list[str]:
+    """One line per topic in both whose partition count differs, naming both counts and the fix."""
+    return [
+        f"topic {name!r} has {existing[name]} partitions, the config says {count} (streams.partitions): "
+        f"set streams.partitions.{name}={existing[name]} to match it, or delete the topic to re-create it"
+        for name, count in wanted.items()
+        if name in existing and existing[name] != count
+    ]
 
 
 class OffsetReader:
@@ -276,3 +437,25 @@ def group_offsets(config: StreamsConfig, group_id: str) -> dict[Partition, int]:
         return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
     finally:
         admin.close()
+
+
+def lost_offsets(expected: Mapping[Partition, int], ends: Mapping[str, Mapping[int, int]]) -> list[str]:
+    """One line per partition whose end (`ends`: topic -> partition -> exact end offset) is
+    below an offset known to have existed; a missing topic or partition has end 0."""
+    return [
+        f"{topic}/{partition} ends at {ends.get(topic, {}).get(partition, 0)}, below offset {offset} known to exist"
+        for (topic, partition), offset in sorted(expected.items())
+        if ends.get(topic, {}).get(partition, 0) < offset
+    ]
+
+
+def check_log_intact(config: StreamsConfig, expected: Mapping[Partition, int], *, what: str = "expected") -> None:
+    """Raise LogLost (logged as an error) if the broker holds fewer records than `expected`
+    says existed: per partition, an offset known from outside the broker (a run's base
+    offsets, a checkpoint's offsets, offsets committed before a restart). `what` names them."""
+    topics = sorted({topic for topic, _ in expected})
+    lost = lost_offsets(expected, {topic: exact_end_offsets(config, topic) for topic in topics})
+    if lost:
+        message = f"{what} offsets are past the end of the log: {'; '.join(lost)}; {LOSS_FIX}"
+        log.error("LOG LOST: %s", message)
+        raise LogLost(message)

@@ -53,7 +53,12 @@ def test_newest_complete_checkpoint_wins_and_broken_ones_are_skipped_with_a_reas
 def test_only_the_last_keep_checkpoints_stay(tmp_path: Path) -> None:
     for step in range(5):
         _save(tmp_path, step, keep=2)
-    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path)] == ["step-00000003", "step-00000004"]
+    # the last 2, and step 0 (where RL started: replays start there)
+    assert [p.name for p in checkpoint.complete_checkpoints(tmp_path)] == [
+        "step-00000000",
+        "step-00000003",
+        "step-00000004",
+    ]
     assert LearnerState.offsets_key({("scored", 1): 7, ("scored", 0): 3}) == {"scored/0": 3, "scored/1": 7}
     assert _state(1).partition_offsets() == {}
 

@@ -142,3 +142,28 @@ def test_a_crash_loop_ends_the_service_with_the_actor_and_its_error(tmp_path: Pa
         with pytest.raises(CrashLoop, match=r"actor reward-0 died 2 times within 600 s; stopping the service"):
             service.check()
         assert service.restarts["reward-0"] == 1
+
+
+def test_a_memory_broker_that_dies_ends_the_service_saying_the_log_is_lost(tmp_path: Path) -> None:
+    config = load_config(
+        None,
+        [
+            f"--run_dir={tmp_path / 'run'}",
+            "--ray.num_cpus=2",
+            "--learner.sft_steps=0",
+            "--learner.rl_steps=0",
+            "--learner.heldout_tasks=2",
+            "--rollout.engine=transformers",
+            "--model.path=",
+            "--model.tiny.num_layers=1",
+            "--model.tiny.hidden_size=64",
+            "--model.tiny.num_heads=2",
+            "--supervision.poll_s=0.5",
+        ],
+    )
+    with Service(config) as service:
+        assert service.broker is not None and not service.broker.durable
+        os.kill(service.broker.broker.pid, signal.SIGKILL)
+        wait_for(lambda: service.failure is not None, 30, "the service to notice the broker's death")
+        with pytest.raises(CrashLoop, match=r"Its log was in memory .* every topic and committed offset is lost"):
+            service.check()

@@ -38,6 +38,7 @@ from actors.learner.grpo import group_advantages, informative_groups
 from actors.learner.logprobs import HeadKernel
 from actors.learner.microbatch import TrainRow
 from actors.learner.ranks import Leader, RankGroup
+from actors.learner.replay import ReplayRange, next_batch
 from actors.learner.trainer import Backend, Objective, TorchTrainer, Trainer
 from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
@@ -138,11 +139,18 @@ class Learner:
         weights_dtype: torch.dtype | None = None,
         group: RankGroup | None = None,
         run_id: str = "",
+        replay: ReplayRange | None = None,
+        source_run_id: str = "",
     ) -> None:
         """`run_dir` is this run's directory (checkpoints, weight files); `run_id` stamps its
-        `policy` records, and `scored` groups of other runs are skipped (counted)."""
+        `policy` records. It trains on `scored` groups of run `source_run_id` (default: its
+        own) and skips (counts) other runs'. `replay`: train on that recorded range only."""
         self.name = name
         self.run_id = run_id
+        self.source_run_id = source_run_id or run_id
+        self.replay = replay
+        self.scheduled = 0
+        """Groups of the replay's schedule trained so far."""
         self.config = config
         self.streams = streams
         self.claim = claim
@@ -166,6 +174,8 @@ class Learner:
         self.dedup = DedupWindow(streams.dedup_window)
         self._trained_ids: list[str] = []
         self._stale_ids: list[str] = []
+        self._trained_groups: list[str] = []
+        self._stale_groups: list[str] = []
         """Rollout ids trained on or dropped since the newest checkpoint (its ledger line)."""
         self.heldout = heldout_tasks(
             n=config.heldout_tasks,
@@ -313,6 +323,7 @@ class Learner:
         self.groups_consumed += 1
         self.stale_dropped += len(group)
         self._stale_ids += [r.rollout_id for r in group]
+        self._stale_groups.append(group[0].group_id)
         STALE.labels(self.name).inc(len(group))
         return False
 
@@ -349,7 +360,7 @@ class Learner:
             return None
         for r in group:
             dedup.add(r.rollout_id)
-        if group and group[0].run_id != self.run_id:  # an older run's group on a reused broker
+        if group and group[0].run_id != self.source_run_id:  # another run's group on a reused broker
             OTHER_RUN.labels(self.name).inc(len(group))
             self.other_run_skipped += len(group)
             return None
@@ -381,11 +392,19 @@ class Learner:
         self.tokenizer.save_pretrained(tmp / "model")
         self.trainer.save_state(str(tmp / "trainer"))
         at = (self.rl_step, self.groups_consumed)
-        ledger.append(self.ledger, at=at, since=self.checkpointed, trained=self._trained_ids, stale=self._stale_ids)
+        ledger.append(
+            self.ledger,
+            at=at,
+            since=self.checkpointed,
+            trained=self._trained_ids,
+            stale=self._stale_ids,
+            groups=self._trained_groups,
+            stale_groups=self._stale_groups,
+        )
         final = checkpoint.commit(tmp, saved, self.config.checkpoint_keep)
         CHECKPOINT_SECONDS.labels(self.name).observe(time.perf_counter() - start)
         self.checkpointed = at
-        self._trained_ids, self._stale_ids = [], []
+        self._trained_ids, self._stale_ids, self._trained_groups, self._stale_groups = [], [], [], []
         return final
 
     def _newest_announced(self) -> int:
@@ -432,24 +451,37 @@ class Learner:
         if resumed is not None:
             seen_through = resumed.partition_offsets()
             consumer.seek(seen_through)  # the checkpoint, not Kafka's committed offsets, says where
+        elif self.replay is not None and self.replay.start:
+            consumer.seek(self.replay.start)
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
             for message in consumer.poll(200):
                 part = (message.topic, message.partition)
+                if self.replay is not None and not self.replay.covers(part, message.offset):
+                    continue
                 seen_through[part] = message.offset + 1
                 group = self._take_group(message, decode)
                 if group is not None:
                     ready.append((part, message.offset, group))
             ready = [item for item in ready if self._fresh(item[2])]
-            if len(ready) < self.config.groups_per_step:
+            schedule = self.replay.schedule if self.replay is not None else None
+            picked = next_batch(
+                [g[0].group_id for _, _, g in ready], self.config.groups_per_step, schedule, self.scheduled
+            )
+            if picked is None:
+                if self.replay is not None and self.replay.read_through(seen_through):
+                    break  # the recorded range is used up
                 continue
-            taken, ready = ready[: self.config.groups_per_step], ready[self.config.groups_per_step :]
+            taken = [ready[i] for i in picked]
+            ready = [item for i, item in enumerate(ready) if i not in set(picked)]
+            self.scheduled += len(taken)
             batch = [group for _, _, group in taken]
             self._record_staleness(batch)
             metrics = self.rl_update(batch)
             self.rl_step += 1
             self.samples_trained += sum(len(g) for g in batch)
             self._trained_ids += [r.rollout_id for g in batch for r in g]
+            self._trained_groups += [g[0].group_id for g in batch]
             state = self.trainer.full_state()
             if self.rl_step % self.config.eval_every == 0:
                 metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}

@@ -13,7 +13,8 @@ right after SFT, so a restart never repeats it):
 It is written into `<name>.tmp` and renamed into place, so a crash mid-write leaves a `.tmp`
 directory, never a checkpoint that looks complete. On start the newest checkpoint whose files
 match its manifest is used; partial (`.tmp`, no manifest) and torn (a file missing or of the
-wrong size) ones are skipped with a log line naming what is wrong. The last `keep` are kept.
+wrong size) ones are skipped with a log line naming what is wrong. The last `keep` are kept,
+and step 0 (where RL started, which `longtide replay` starts from) is never pruned.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.json"
+RL_START = "step-00000000"
+"""The checkpoint right after SFT: never pruned, it is where a replay of the run starts."""
 STATE = "learner.json"
 
 
@@ -107,7 +110,7 @@ def commit(tmp: Path, state: LearnerState, keep: int) -> Path:
     shutil.rmtree(final, ignore_errors=True)  # a re-save of the same step (e.g. stop right after one)
     os.replace(tmp, final)
     _fsync(final.parent)  # the rename itself
-    for old in complete_checkpoints(final.parent)[:-keep]:
+    for old in [c for c in complete_checkpoints(final.parent) if c.name != RL_START][:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -4,7 +4,8 @@
 checkpoint is committed:
 
     {"at": [rl_step, groups_consumed], "since": [rl_step, groups_consumed] | null,
-     "trained": [rollout_id, ...], "stale": [rollout_id, ...]}
+     "trained": [rollout_id, ...], "stale": [rollout_id, ...],
+     "groups": [group_id, ...], "stale_groups": [group_id, ...]}     # in training order
 
 `since` is the checkpoint this stretch started from. A crash between a line and its checkpoint,
 or after several lines whose checkpoints a restart rolls back past, leaves lines of a lost
@@ -27,9 +28,27 @@ Key = tuple[int, int]
 """(rl_step, groups_consumed): what identifies a checkpoint."""
 
 
-def append(path: Path, *, at: Key, since: Key | None, trained: list[str], stale: list[str]) -> None:
-    """Add one stretch's line and make it durable."""
-    line = json.dumps({"at": list(at), "since": list(since) if since else None, "trained": trained, "stale": stale})
+def append(
+    path: Path,
+    *,
+    at: Key,
+    since: Key | None,
+    trained: list[str],
+    stale: list[str],
+    groups: list[str] | None = None,
+    stale_groups: list[str] | None = None,
+) -> None:
+    """Add one stretch's line and make it durable (`groups`: the trained group ids in order)."""
+    line = json.dumps(
+        {
+            "at": list(at),
+            "since": list(since) if since else None,
+            "trained": trained,
+            "stale": stale,
+            "groups": groups or [],
+            "stale_groups": stale_groups or [],
+        }
+    )
     with open(path, "a") as f:
         f.write(line + "\n")
         f.flush()
@@ -59,12 +78,20 @@ def surviving(path: Path, newest: Key | None) -> list[dict[str, Any]]:
     return chain[::-1]
 
 
+def chain(run_directory: Path) -> list[dict[str, Any]]:
+    """The ledger lines of the run's newest usable checkpoint, oldest first."""
+    found = checkpoint.latest(run_directory / "checkpoints")
+    newest = (found[1].rl_step, found[1].groups_consumed) if found else None
+    return surviving(run_directory / LEDGER, newest)
+
+
 def outcomes(run_directory: Path) -> list[tuple[str, str]]:
     """(rollout_id, 'trained' | 'stale') for every rollout the run's newest usable checkpoint
     contains, in training order; an id listed twice was trained twice."""
-    found = checkpoint.latest(run_directory / "checkpoints")
-    newest = (found[1].rl_step, found[1].groups_consumed) if found else None
-    out: list[tuple[str, str]] = []
-    for line in surviving(run_directory / LEDGER, newest):
-        out += [(i, "stale") for i in line["stale"]] + [(i, "trained") for i in line["trained"]]
-    return out
+    return [(i, o) for line in chain(run_directory) for o in ("stale", "trained") for i in line[o]]
+
+
+def trained_groups(run_directory: Path) -> list[str]:
+    """The group ids the run's newest usable checkpoint was trained on, in order (a replay's
+    schedule)."""
+    return [g for line in chain(run_directory) for g in line.get("groups", [])]

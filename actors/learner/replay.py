@@ -1,0 +1,49 @@
+"""Replay: a fresh learner trained on a recorded range of `scored`, generating nothing.
+
+A `ReplayRange` bounds what the learner reads (`start` to `end`, per partition) and, with a
+`schedule`, fixes the order: the group ids a recorded learner trained, in its order (from its
+ledger). Live, a learner takes groups in arrival order, which interleaves partitions as the
+broker happens to deliver them; following the recorded order is what makes a replay with the
+same config and seed reproduce the recorded trajectory. Without a schedule, groups are taken in
+the order they are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Partition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ReplayRange:
+    start: dict[Partition, int]
+    """Offset to start reading each partition at (absent: its beginning)."""
+    end: dict[Partition, int]
+    """Offset each partition is read up to, exclusive; the replay ends once every partition
+    got there and no further batch can be formed."""
+    schedule: tuple[str, ...] | None = None
+    """Group ids in the recorded training order; None takes groups as they are read."""
+
+    def covers(self, part: Partition, offset: int) -> bool:
+        return offset < self.end.get(part, 0)
+
+    def read_through(self, seen: dict[Partition, int]) -> bool:
+        """Every partition read up to its end."""
+        return all(seen.get(p, self.start.get(p, 0)) >= end for p, end in self.end.items())
+
+
+def next_batch(ready: Sequence[str], size: int, schedule: Sequence[str] | None, position: int) -> list[int] | None:
+    """Indices into `ready` (group ids waiting, in arrival order) of the next batch of `size`
+    groups, or None to wait for more. With a `schedule`, the batch is its next `size` ids from
+    `position`, in that order, once all of them have arrived (the last batch may be shorter)."""
+    if schedule is None:
+        return list(range(size)) if len(ready) >= size else None
+    wanted = schedule[position : position + size]
+    if not wanted:
+        return None
+    where = {group: i for i, group in enumerate(ready)}
+    if not all(group in where for group in wanted):
+        return None
+    return [where[group] for group in wanted]

