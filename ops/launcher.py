@@ -30,6 +30,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.hosting import RayActorHost, Resources
 from actors.ingest import IngestActor
+from actors.learner import checkpoint
 from actors.learner.actor import HeldoutSpec, Learner, build_trainer, resolve_device
 from actors.learner.ranks import RankFollower, RankGroup
 from actors.modeling import build_tiny_policy, load_policy_tokenizer, token_counter, torch_dtype
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 LEARNER_NAME = "longtide-learner"
 STATE_FILE = "state.json"
+START_TIMEOUT_S = 600
+"""How long an actor may take to start (model load, engine start-up, rank rendezvous)."""
 ACTOR_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
 
@@ -191,7 +194,6 @@ class Service:
         self._model_path = ""
         self._started_ray = False
         self._learner_group: Any = None
-        self._lock = threading.Lock()
         self._halt = threading.Event()
         self._supervisor: threading.Thread | None = None
 
@@ -231,7 +233,7 @@ class Service:
             build = functools.partial(build_actor, slot, self.config, self._model_path, self.run, rendezvous)
             options = self._options(slot)
             deadline = time.monotonic() + 30
-            while True:
+            while not self._halt.is_set():
                 try:
                     self.hosts[slot.name] = RayActorHost.options(**options).remote(build, self.config.metrics.host)
                     break
@@ -239,7 +241,9 @@ class Service:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
-        started = ray.get([self.hosts[s.name].start.remote() for s in slots])
+        if self._halt.is_set():
+            return
+        started = ray.get([self.hosts[s.name].start.remote() for s in slots], timeout=START_TIMEOUT_S)
         for slot, address in zip(slots, started, strict=True):
             self.endpoints[slot.name] = address
 
@@ -260,22 +264,23 @@ class Service:
     def _check_once(self, budget: RestartBudget) -> None:
         self._check_broker(budget)
         for name, reason in self._deaths().items():
-            with self._lock:
-                if self._halt.is_set():
-                    return
-                slot = self.slots[name]
-                log.error("actor %s died; restarting it:\n%s", name, reason)
-                if not self.config.supervision.enabled:
-                    raise CrashLoop(f"actor {name} died and supervision is off:\n{reason}")
-                if not budget.allow(name, time.monotonic()):
-                    raise CrashLoop(
-                        f"actor {name} died {budget.max_restarts} times within {budget.window_s:.0f} s; "
-                        f"stopping the service. Last error:\n{reason}"
-                    )
-                self._restart(slot)
-                RESTARTS[slot.kind].labels(name).inc()
-                self.restarts[name] += 1
-                self._write_state()
+            if self._halt.is_set():
+                return
+            slot = self.slots[name]
+            log.error("actor %s died:\n%s", name, reason)
+            if "LogLost" in reason:  # a restart would read the new, empty log as if nothing happened
+                raise CrashLoop(f"actor {name} found the broker's log gone; stopping the service:\n{reason}")
+            if not self.config.supervision.enabled:
+                raise CrashLoop(f"actor {name} died and supervision is off:\n{reason}")
+            if not budget.allow(name, time.monotonic()):
+                raise CrashLoop(
+                    f"actor {name} died {budget.max_restarts} times within {budget.window_s:.0f} s; "
+                    f"stopping the service. Last error:\n{reason}"
+                )
+            RESTARTS[slot.kind].labels(name).inc()
+            self.restarts[name] += 1
+            self._restart(slot)  # a failure here leaves the slot without a host: dead at the next check
+            self._write_state()
 
     def _check_broker(self, budget: RestartBudget) -> None:
         """A dead embedded broker is restarted on its port when its log is durable; on memory
@@ -284,6 +289,8 @@ class Service:
         if embedded is None or embedded.broker.running or self._halt.is_set():
             return
         reason = f"the embedded broker (pid {embedded.broker.pid}) exited; see {embedded.broker.log_path}"
+        if not self.config.supervision.enabled:
+            raise CrashLoop(f"{reason}, and supervision is off")
         if not embedded.durable:
             raise CrashLoop(
                 f"{reason}. Its log was in memory (streams.embedded_storage={self.config.streams.embedded_storage}): "
@@ -300,8 +307,13 @@ class Service:
 
     def _deaths(self) -> dict[str, str]:
         """Actors that are dead now, with the reason (one learner rank dead: the learner)."""
-        refs = {name: host.snapshot.remote() for name, host in list(self.hosts.items())}
-        dead: dict[str, str] = {}
+        hosts = dict(self.hosts)
+        refs = {name: host.snapshot.remote() for name, host in hosts.items()}
+        dead: dict[str, str] = {
+            LEARNER_NAME if slot.kind == "learner" else name: "not running: its last restart failed (see the log)"
+            for name, slot in self.slots.items()
+            if name not in hosts
+        }
         for name, ref in refs.items():
             snapshot, error = None, None
             try:
@@ -341,8 +353,11 @@ class Service:
         run = newest_run(self.run_dir)
         if run is None:
             raise RuntimeError(f"--resume: no run in {self.run_dir / RUNS} to resume; start one without --resume")
-        base = {(ROLLOUTS.name, p): o for p, o in run.rollouts_base.items()}
-        check_log_intact(self.config.streams, base, what=f"run {run.run_id}'s rollouts")
+        known = {(ROLLOUTS.name, p): o for p, o in run.rollouts_base.items()}
+        found = checkpoint.latest(run.directory / "checkpoints")
+        if found is not None:  # what the learner trained through must still be in the log
+            known |= found[1].partition_offsets()
+        check_log_intact(self.config.streams, known, what=f"run {run.run_id}'s")
         log.info("run %s resumed from %s", run.run_id, run.directory)
         return run
 
@@ -417,15 +432,17 @@ class Service:
         _atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
 
     def snapshots(self, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
-        """Every actor's state, with its restart count; an actor being restarted answers
-        `{"alive": False, "restarting": reason}`."""
-        with self._lock:
-            refs = {name: host.snapshot.remote() for name, host in self.hosts.items()}
+        """Every actor's state, with its restart count; an actor that is dead or being
+        restarted answers `{"alive": False, "restarting": reason}`."""
+        hosts = dict(self.hosts)
+        refs = {name: hosts[name].snapshot.remote() for name in self.slots if name in hosts}
         out: dict[str, dict[str, Any]] = {}
-        for name, ref in refs.items():
+        for name in self.slots:
             try:
-                out[name] = ray.get(ref, timeout=timeout_s)
-            except ray.exceptions.RayActorError as exc:
+                if name not in refs:
+                    raise LookupError("being restarted")
+                out[name] = ray.get(refs[name], timeout=timeout_s)
+            except (ray.exceptions.RayActorError, LookupError) as exc:
                 out[name] = {"alive": False, "error": None, "restarting": f"{type(exc).__name__}: {exc}"}
             out[name]["restarts"] = self.restarts.get(name, 0)
         return out
@@ -433,7 +450,9 @@ class Service:
     def stop(self) -> None:
         self._halt.set()
         if self._supervisor is not None:
-            self._supervisor.join(timeout=120)
+            self._supervisor.join(timeout=START_TIMEOUT_S)
+            if self._supervisor.is_alive():
+                log.warning("the supervisor is still restarting an actor; stopping anyway")
             self._supervisor = None
         if self.hosts:
             try:
@@ -442,8 +461,9 @@ class Service:
                 ray.get([h.stop.remote() for h in self.hosts.values()], timeout=5 if broker_gone else 60)
             except Exception as exc:  # noqa: BLE001 - shutting down regardless
                 log.warning("actors did not stop cleanly: %s", exc)
-            for host in self.hosts.values():
-                ray.kill(host)
+            for host in list(self.hosts.values()):
+                with contextlib.suppress(Exception):
+                    ray.kill(host)
             self.hosts.clear()
         if ray.is_initialized():
             with contextlib.suppress(ValueError):  # never created: nothing was published through Ray

@@ -76,7 +76,8 @@ def replay(
         schedule = tuple(ledger.trained_groups(source.directory))
         if not schedule:
             raise ValueError(f"run {source.run_id} has no ledger of trained groups; use --order read")
-    ends = end if end is not None else exact_end_offsets(streams, SCORED.name)
+    now = exact_end_offsets(streams, SCORED.name)
+    ends = {p: min(o, now.get(p, 0)) for p, o in end.items()} if end is not None else now  # never wait
     start = {p: (start or {}).get(p, 0) for p in ends}
     bounds = ReplayRange(
         start={(SCORED.name, p): o for p, o in start.items()},
@@ -108,6 +109,13 @@ def replay(
         "rl_steps": learner.rl_step,
         "samples_trained": learner.samples_trained,
         "stale_dropped": learner.stale_dropped,
+        "schedule": {
+            "trained_or_passed": learner.scheduled,
+            "length": len(schedule),
+            "unscheduled": learner.unscheduled,
+        }
+        if schedule is not None
+        else None,
         "wall_seconds": round(time.monotonic() - began, 1),
         "config": dataclasses.asdict(config.learner),
         "history": learner.history,
@@ -117,4 +125,9 @@ def replay(
         scores = " ".join(f"{k}={v:.3f}" for k, v in point.items() if k not in ("label", "version", "rl_step"))
         echo(f"[replay {replay_id}] {point['label']:>12}: {scores}")
     echo(f"[replay {replay_id}] {learner.rl_step} steps, {learner.samples_trained} samples; {target.directory}")
+    if schedule is not None and learner.scheduled < len(schedule):
+        echo(
+            f"[replay {replay_id}] warning: the range held {learner.scheduled} of the {len(schedule)} groups the "
+            "recorded learner trained; the rest lie outside --from/--to"
+        )
     return result

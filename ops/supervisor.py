@@ -11,8 +11,10 @@ The embedded broker is watched too: on durable storage a dead broker is restarte
 (`longtide_broker_restarts_total`); on memory storage its log died with it, and the service
 ends saying so rather than train on an empty log.
 
-A crash loop is bounded: an actor restarted `max_restarts` times within `window_s` seconds
-ends the service with `CrashLoop`, naming the actor and its last error.
+A crash loop is bounded: the `max_restarts`-th death of one actor within `window_s` seconds
+ends the service with `CrashLoop`, naming the actor and its last error. An actor that died of
+`LogLost` (the broker lost its log) ends the service at once: a restart would take the new,
+empty log for a fresh start.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class SupervisionConfig:
     poll_s: float = 2.0
     """Seconds between health checks of every actor."""
     max_restarts: int = 5
-    """Restarts of one actor within `window_s` that end the service (a crash loop)."""
+    """Deaths of one actor within `window_s` that end the service (a crash loop): the
+    `max_restarts`-th death is not restarted, so up to `max_restarts` − 1 restarts happen."""
     window_s: float = 600.0
     """The crash-loop window in seconds."""
 

@@ -321,6 +321,21 @@ class Consumer:
     def resume(self) -> None:
         self._consumer.resume(*self._consumer.paused())
 
+    def hold(self, timeout_ms: int = 100) -> None:
+        """Poll without taking records, keeping the group membership alive (a closed gate).
+        A partition assigned by a rebalance during the poll is not paused yet: whatever it
+        returns is sought back, so nothing is skipped, and it is paused too."""
+        self.pause()
+        returned: dict[Partition, int] = {}
+        for message in self.poll(timeout_ms):
+            part = (message.topic, message.partition)
+            returned[part] = min(returned.get(part, message.offset), message.offset)
+        if returned:
+            for (topic, partition), offset in returned.items():
+                self._consumer.seek(TopicPartition(topic, partition), offset)
+            self.floor.seeked(returned)
+            self.pause()
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)
 

@@ -11,7 +11,7 @@ import torch
 
 from actors.learner import ledger
 from actors.learner.checkpoint import RL_START, latest
-from actors.learner.grpo import AdvantageNorm
+from actors.learner.replay import next_batch
 from actors.modeling import load_policy
 from ops.config import load_config
 from ops.feed import send_json, world_documents
@@ -30,6 +30,19 @@ def _final_weights(run_directory: Path) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+def test_next_batch_follows_the_schedule_and_passes_over_dropped_groups() -> None:
+    # as read: the first 2 waiting groups
+    assert next_batch(["a", "b", "c"], 2, None, 0) == ([0, 1], 2)
+    assert next_batch(["a"], 2, None, 0) is None
+    # schedule c, a, b, d: c and a have arrived (at 2 and 0) → that batch, position 2
+    assert next_batch(["a", "b", "c"], 2, ("c", "a", "b", "d"), 0) == ([2, 0], 2)
+    # from position 2 it wants b and d; d has not arrived: wait
+    assert next_batch(["b"], 2, ("c", "a", "b", "d"), 2) is None
+    # d was dropped as stale by this replay: b alone, and the schedule is done (position 4)
+    assert next_batch(["b"], 2, ("c", "a", "b", "d"), 2, {"d"}) == ([0], 4)
+    assert next_batch(["x"], 2, ("c", "a"), 2) is None
+
+
 def test_parse_offsets() -> None:
     assert parse_offsets("0:120, 1:98") == {0: 120, 1: 98}
     assert parse_offsets("") == {}
@@ -45,14 +58,14 @@ def test_replay_reproduces_the_recorded_learner_and_trains_other_configs(tmp_pat
                 f"--run_dir={tmp_path / 'run'}",
                 f"--streams.bootstrap_servers={broker.bootstrap_servers}",
                 "--ray.num_cpus=2",
-                "--learner.sft_steps=4",
+                "--learner.sft_steps=30",
                 "--learner.rl_steps=6",
                 "--learner.groups_per_step=2",
                 "--learner.checkpoint_every=3",
                 "--learner.eval_every=3",
                 "--learner.heldout_tasks=4",
                 "--feed.worlds=8",
-                "--rollout.group_size=4",
+                "--rollout.group_size=8",
                 "--rollout.engine=transformers",
             ],  # the committed base model: it earns rewards, so RL steps change the weights
         )
@@ -74,12 +87,13 @@ def test_replay_reproduces_the_recorded_learner_and_trains_other_configs(tmp_pat
         worst = max(float((original[k] - again[k]).abs().max()) for k in original)
         print(f"replay vs recorded learner after {same['rl_steps']} steps: max |Δ weight| = {worst:.3g}")
         assert same["rl_steps"] == 6 and worst < 1e-6
+        # every group the recorded learner trained, and none it did not (those read after its
+        # last step are passed over as unscheduled)
+        assert same["schedule"]["trained_or_passed"] == same["schedule"]["length"] == 12
         assert [h["rl_step"] for h in same["history"]][-2:] == [3, 6]
         assert same["history"][-1] == {**recorded["history"][-1], "version": same["history"][-1]["version"]}
 
-        other = dataclasses.replace(
-            config, learner=dataclasses.replace(config.learner, advantage_norm=AdvantageNorm.TASK_BATCH)
-        )
+        other = dataclasses.replace(config, learner=dataclasses.replace(config.learner, lr=3 * config.learner.lr))
         ablation = replay(other, source.run_id, streams=streams)
         changed = _final_weights(tmp_path / "run" / "replays" / ablation["replay_id"])
         assert ablation["rl_steps"] == 6

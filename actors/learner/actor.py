@@ -150,7 +150,10 @@ class Learner:
         self.source_run_id = source_run_id or run_id
         self.replay = replay
         self.scheduled = 0
-        """Groups of the replay's schedule trained so far."""
+        """Position in the replay's schedule: groups trained or passed over."""
+        self.unscheduled = 0
+        """Replay: groups read that the schedule does not list (the recorded learner dropped them)."""
+        self._replay_dropped: set[str] = set()
         self.config = config
         self.streams = streams
         self.claim = claim
@@ -324,6 +327,8 @@ class Learner:
         self.stale_dropped += len(group)
         self._stale_ids += [r.rollout_id for r in group]
         self._stale_groups.append(group[0].group_id)
+        if self.replay is not None:
+            self._replay_dropped.add(group[0].group_id)
         STALE.labels(self.name).inc(len(group))
         return False
 
@@ -352,7 +357,12 @@ class Learner:
         """A message's group, or None (dead-lettered, duplicate or incomplete)."""
         dedup = self.dedup
         try:
-            group = [r for r in decode(message) if not dedup.seen(r.rollout_id)]
+            group = decode(message)
+            if group and group[0].run_id != self.source_run_id:  # another run's group on a reused broker
+                OTHER_RUN.labels(self.name).inc(len(group))  # (ids are content hashes: a run that
+                self.other_run_skipped += len(group)  # fed the same corpus has the same ones)
+                return None
+            group = [r for r in group if not dedup.seen(r.rollout_id)]
             if group:
                 self._check_group(group)
         except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
@@ -360,10 +370,6 @@ class Learner:
             return None
         for r in group:
             dedup.add(r.rollout_id)
-        if group and group[0].run_id != self.source_run_id:  # another run's group on a reused broker
-            OTHER_RUN.labels(self.name).inc(len(group))
-            self.other_run_skipped += len(group)
-            return None
         return group or None
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -465,16 +471,22 @@ class Learner:
                     ready.append((part, message.offset, group))
             ready = [item for item in ready if self._fresh(item[2])]
             schedule = self.replay.schedule if self.replay is not None else None
-            picked = next_batch(
-                [g[0].group_id for _, _, g in ready], self.config.groups_per_step, schedule, self.scheduled
+            if schedule is not None:
+                ready = self._scheduled_only(ready)
+            found = next_batch(
+                [g[0].group_id for _, _, g in ready],
+                self.config.groups_per_step,
+                schedule,
+                self.scheduled,
+                self._replay_dropped,
             )
-            if picked is None:
+            if found is None:
                 if self.replay is not None and self.replay.read_through(seen_through):
                     break  # the recorded range is used up
                 continue
+            picked, self.scheduled = found
             taken = [ready[i] for i in picked]
             ready = [item for i, item in enumerate(ready) if i not in set(picked)]
-            self.scheduled += len(taken)
             batch = [group for _, _, group in taken]
             self._record_staleness(batch)
             metrics = self.rl_update(batch)
@@ -492,6 +504,13 @@ class Learner:
         if (self.rl_step, self.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
             self._checkpoint_and_commit(consumer, self.trainer.full_state(), seen_through, ready)
         consumer.close()
+
+    def _scheduled_only(self, ready: list[Any]) -> list[Any]:
+        """Replay in recorded order: drop (count) groups the schedule does not list."""
+        listed = self.replay.listed if self.replay is not None else frozenset()
+        kept = [item for item in ready if item[2][0].group_id in listed]
+        self.unscheduled += len(ready) - len(kept)
+        return kept
 
     def _checkpoint_and_commit(
         self,

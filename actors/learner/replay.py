@@ -10,7 +10,8 @@ the order they are read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 Partition = tuple[str, int]
@@ -26,6 +27,10 @@ class ReplayRange:
     schedule: tuple[str, ...] | None = None
     """Group ids in the recorded training order; None takes groups as they are read."""
 
+    @functools.cached_property
+    def listed(self) -> frozenset[str]:
+        return frozenset(self.schedule or ())
+
     def covers(self, part: Partition, offset: int) -> bool:
         return offset < self.end.get(part, 0)
 
@@ -34,16 +39,24 @@ class ReplayRange:
         return all(seen.get(p, self.start.get(p, 0)) >= end for p, end in self.end.items())
 
 
-def next_batch(ready: Sequence[str], size: int, schedule: Sequence[str] | None, position: int) -> list[int] | None:
-    """Indices into `ready` (group ids waiting, in arrival order) of the next batch of `size`
-    groups, or None to wait for more. With a `schedule`, the batch is its next `size` ids from
-    `position`, in that order, once all of them have arrived (the last batch may be shorter)."""
+def next_batch(
+    ready: Sequence[str], size: int, schedule: Sequence[str] | None, position: int, dropped: Set[str] = frozenset()
+) -> tuple[list[int], int] | None:
+    """The next batch: indices into `ready` (group ids waiting, in arrival order) and the new
+    schedule position; None to wait for more groups.
+
+    Without a schedule: the first `size` waiting groups. With one: its next `size` ids from
+    `position` that are not `dropped` (as stale, by this replay), in schedule order, once all
+    of them have arrived; the last batch may be shorter."""
     if schedule is None:
-        return list(range(size)) if len(ready) >= size else None
-    wanted = schedule[position : position + size]
-    if not wanted:
-        return None
+        return (list(range(size)), position + size) if len(ready) >= size else None
+    wanted: list[str] = []
+    end = position
+    while end < len(schedule) and len(wanted) < size:
+        if schedule[end] not in dropped:
+            wanted.append(schedule[end])
+        end += 1
     where = {group: i for i, group in enumerate(ready)}
-    if not all(group in where for group in wanted):
+    if not wanted or not all(group in where for group in wanted):
         return None
-    return [where[group] for group in wanted]
+    return [where[group] for group in wanted], end

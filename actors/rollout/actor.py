@@ -261,8 +261,7 @@ class RolloutActor(ProcessorActor):
             else:
                 start = time.perf_counter()
                 self.gate_waits += 1
-                self.processor.consumer.pause()
-                self.processor.consumer.poll(timeout_ms=100)  # keeps the group membership alive
+                self.processor.consumer.hold(timeout_ms=100)  # keeps the group membership alive
                 GATE_WAIT.labels(self.name).inc(time.perf_counter() - start)
 
     def snapshot(self) -> dict[str, Any]:
