@@ -27,6 +27,9 @@ from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact
 class TaskType(enum.StrEnum):
     KV_RETRIEVAL = "kv_retrieval"
     TWO_HOP = "two_hop"
+    TABLE_NUMERIC = "table_numeric"
+    """Corpus numerical QA over a collection's tables (actors.synthesis.numeric): composed
+    by the synthesis actor from its SQL corpus, not from facts, so it is not in COMPOSERS."""
 
 
 @dataclass(frozen=True)

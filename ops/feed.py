@@ -14,11 +14,26 @@ from streams.kafka import Producer, StreamsConfig
 from streams.topics import DOCS_RAW
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
+FORMAT_OF_SUFFIX = {".csv": "csv", ".html": "html", ".htm": "html"}
+"""Files sent with a `format` attribute, which tells synthesis how to read their tables."""
 
 
 def documents_from_path(path: Path, collection: str) -> Iterator[dict]:
-    """A text/markdown file is one document; a .jsonl file holds one JSON document per line."""
-    if path.suffix == ".jsonl":
+    """A text, markdown, CSV or HTML file is one document; a .jsonl file holds one JSON
+    document per line; a folder is every such file under it (others are skipped)."""
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            if child.suffix in TEXT_SUFFIXES | FORMAT_OF_SUFFIX.keys() | {".jsonl"}:
+                yield from documents_from_path(child, collection)
+        return
+    if path.suffix in FORMAT_OF_SUFFIX:
+        yield {
+            "collection": collection,
+            "text": path.read_text(encoding="utf-8"),
+            "source": str(path),
+            "attrs": {"format": FORMAT_OF_SUFFIX[path.suffix]},
+        }
+    elif path.suffix == ".jsonl":
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -31,7 +46,7 @@ def documents_from_path(path: Path, collection: str) -> Iterator[dict]:
     elif path.suffix in TEXT_SUFFIXES:
         yield {"collection": collection, "text": path.read_text(encoding="utf-8"), "source": str(path)}
     else:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r} (text, markdown or .jsonl)")
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r} (text, markdown, CSV, HTML or .jsonl)")
 
 
 def world_documents(*, worlds: int, entities_per_world: int, seed: int) -> Iterator[dict]:

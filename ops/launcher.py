@@ -89,7 +89,10 @@ def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, r
         return IngestActor(name=name, config=config.ingest, streams=streams, claim=claim, count_tokens=count)
     if kind == "synthesis":
         count = token_counter(load_policy_tokenizer(model_path))
-        return SynthesisActor(name=name, config=config.synthesis, streams=streams, claim=claim, count_tokens=count)
+        store = str(run_dir / "synthesis" / f"{name}.sqlite")
+        return SynthesisActor(
+            name=name, config=config.synthesis, streams=streams, claim=claim, count_tokens=count, store=store
+        )
     if kind == "rollout":
         return RolloutActor(
             name=name,

@@ -100,7 +100,7 @@ def test_in_flight_requests_finish_on_the_version_they_started_with(
     version 0 and their behaviour log-probs are version 0's; later calls load version 1 once
     the announcement is polled (a call may start before that: it then runs on version 0,
     and says so), and every group's log-probs are those of the version it carries."""
-    send_tasks(streams, claim, 6)
+    send_tasks(streams, claim, 12)
     base, _ = load_policy(tiny_model)
     new, _ = load_policy(tiny_model)
     with torch.no_grad():
@@ -127,10 +127,10 @@ def test_in_flight_requests_finish_on_the_version_they_started_with(
     engine = AnnouncingEngine(rollout.engine, lambda: announce(1, new))
     rollout.engine = engine
     with Running(rollout) as running:
-        wait_for(lambda: rollout.processor.counts["produced"] >= 6 * 2 or bool(running.errors), 60, "six groups")
+        wait_for(lambda: rollout.processor.counts["produced"] >= 12 * 2 or bool(running.errors), 60, "12 groups")
         running.check()
     producer.close()
-    made = read_records(streams, "rollouts", Rollout, 6)
+    made = read_records(streams, "rollouts", Rollout, 12)
     spec = SamplingSpec(1.0, 1.0)
     first = [r for r in made if tuple(r.prompt_ids) in engine.first_call]
     # the first call took up to prompts_per_call tasks (2 partitions: maybe only 1 was fetched)

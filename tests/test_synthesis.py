@@ -92,3 +92,42 @@ def test_synthesis_actor_waits_for_enough_facts(streams, claim, tiny_model) -> N
                 assert task.answer == world.lookup(world.lookup(words[0], words[1]), words[2])
     finally:
         actor.close()
+
+
+def test_a_folder_of_notes_becomes_numerical_tasks(streams, claim, tiny_model, tmp_path) -> None:  # noqa: ANN001
+    """`longtide ingest FOLDER`'s documents (markdown with tables, a CSV) through the ingest and
+    synthesis actors: table tasks with numeric answers, contexts on target in policy tokens."""
+    from pathlib import Path
+
+    from actors.ingest import IngestActor, IngestConfig
+    from actors.modeling import load_policy_tokenizer, token_counter
+    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from ops.feed import documents_from_path, world_documents
+    from schemas import RawDocument
+    from schemas.codec import from_mapping
+
+    count = token_counter(load_policy_tokenizer(tiny_model))
+    notes = list(documents_from_path(Path(__file__).resolve().parent.parent / "ops" / "corpus", "notes"))
+    assert len(notes) == 4 and {dict(n.get("attrs", {})).get("format") for n in notes} == {None, "csv"}
+    padding = list(world_documents(worlds=10, entities_per_world=8, seed=0))
+    ingest = IngestActor(name="ingest-t", config=IngestConfig(), streams=streams, claim=claim, count_tokens=count)
+    synthesis = SynthesisActor(
+        name="synthesis-tables",
+        config=SynthesisConfig(task_types=(TaskType.TABLE_NUMERIC,), context_tokens=300, tasks_per_document=4),
+        streams=streams,
+        claim=claim,
+        count_tokens=count,
+        store=str(tmp_path / "corpus.sqlite"),
+    )
+    try:
+        docs = [o.records[0] for o in ingest.handle([from_mapping(RawDocument, d) for d in padding + notes])]
+        tasks = [o.records[0] for o in synthesis.handle(docs)]
+        assert len(tasks) >= 8 and {t.task_type for t in tasks} == {"table_numeric"}
+        for task in tasks:
+            assert task.answer_kind == "numeric" and float(task.answer) == float(task.answer)
+            context = claim.get_text(task.context, task.context_ref)
+            assert abs(count(context) - 300) <= 6 and task.context_tokens == count(context)
+            assert set(task.doc_ids) <= {d.doc_id for d in docs if d.collection == "notes"}
+    finally:
+        synthesis.close()
+        ingest.close()

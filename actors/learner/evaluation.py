@@ -29,8 +29,9 @@ def heldout_tasks(
 ) -> list[ComposedTask]:
     """`n` tasks, task types in turn, one fresh held-out world each (budgets in policy tokens)."""
     rng = random.Random(seed)
+    task_types = [t for t in task_types if t in COMPOSERS]  # table tasks: no held-out worlds yet
     tasks: list[ComposedTask] = []
-    while len(tasks) < n:
+    while task_types and len(tasks) < n:
         world = make_world(HELDOUT_SEED_BASE + seed * 100_000 + len(tasks), entities_per_world)
         composed = COMPOSERS[task_types[len(tasks) % len(task_types)]](world.facts, rng, context_tokens, count_tokens)
         if composed is not None:

@@ -10,6 +10,7 @@ stream of a document is seeded from its id, so a replayed document yields the sa
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -20,7 +21,10 @@ from prometheus_client import Counter
 
 from actors.base import ProcessorActor
 from actors.hosting import Resources
+from actors.synthesis.corpus import Corpus
 from actors.synthesis.facts import extract_facts
+from actors.synthesis.table_tasks import Skipped, table_task
+from actors.synthesis.tables import extract_tables
 from actors.tasks import COMPOSERS, TaskType
 from actors.world import Fact
 from schemas import Document, Task
@@ -32,7 +36,26 @@ from streams.topics import DOCS, TASKS
 TASKS_MADE = Counter("longtide_synthesis_tasks", "Tasks synthesised.", ["actor", "task_type"])
 FACTS = Counter("longtide_synthesis_facts", "Facts extracted from documents.", ["actor"])
 SHORT = Counter("longtide_synthesis_short_contexts", "Tasks not made: context below min_context_fill.", ["actor"])
-NO_FACTS = Counter("longtide_synthesis_documents_without_facts", "Documents yielding no facts.", ["actor"])
+NO_FACTS = Counter(
+    "longtide_synthesis_documents_without_facts", "Documents yielding no facts and no tables.", ["actor"]
+)
+TABLES = Counter("longtide_synthesis_tables", "Tables read from documents.", ["actor"])
+TABLE_PROBLEMS = Counter(
+    "longtide_synthesis_table_problems", "Tables left out: ragged, unnamed columns, no rows.", ["actor"]
+)
+UNVERIFIED = Counter(
+    "longtide_synthesis_unverified", "Tasks not published: the independent solver disagreed.", ["actor", "task_type"]
+)
+LEAKED = Counter(
+    "longtide_synthesis_answer_leaks", "Tasks not published: the answer is readable from the question.", ["actor"]
+)
+NO_CONTEXT = Counter(
+    "longtide_synthesis_unassembled",
+    "Tasks not made: evidence longer than context_tokens, or too few documents to fill it.",
+    ["actor", "task_type"],
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,8 +73,11 @@ class SynthesisConfig:
     collection holds enough facts, its documents yield no tasks (counted)."""
     seed: int = 0
     """Mixed into every document's random stream."""
-    synth_version: int = 1
+    synth_version: int = 2
     """Stamped on every task; bump when the composers change."""
+    evidence_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    """Where the evidence documents of a table task sit in its context (the fraction of the
+    context before them), drawn in turn from this list."""
     resources: Resources = field(default_factory=Resources)
     """Ray resources of the synthesis actor."""
 
@@ -64,6 +90,8 @@ class SynthesisConfig:
             raise ValueError(f"synthesis.min_context_fill ({self.min_context_fill}) must lie in (0, 1]")
         if self.tasks_per_document < 1:
             raise ValueError(f"synthesis.tasks_per_document ({self.tasks_per_document}) must be >= 1")
+        if not self.evidence_depths or not all(0 <= d <= 1 for d in self.evidence_depths):
+            raise ValueError(f"synthesis.evidence_depths ({self.evidence_depths}) must be fractions in [0, 1]")
 
 
 def make_task(
@@ -74,6 +102,8 @@ def make_task(
     claim: ClaimCheck,
     synth_version: int,
     context_tokens: int,
+    answer_kind: str = "text",
+    difficulty: float | None = None,
 ) -> Task:
     context, ref = claim.put_text(composed.context)
     digest = hashlib.sha256(f"{collection}\0{composed.context}\0{composed.question}".encode()).hexdigest()[:32]
@@ -87,9 +117,9 @@ def make_task(
         context_tokens=context_tokens,
         question=composed.question,
         answer=composed.answer,
-        answer_kind="text",
+        answer_kind=answer_kind,
         hops=composed.hops,
-        difficulty=float(composed.hops),
+        difficulty=float(composed.hops) if difficulty is None else difficulty,
         synth_version=synth_version,
     )
 
@@ -107,19 +137,30 @@ class SynthesisActor(ProcessorActor):
         streams: StreamsConfig,
         claim: ClaimCheck,
         count_tokens: Callable[[str], int],
+        store: str = ":memory:",
     ) -> None:
+        """`store`: the SQLite file of documents and tables (rebuilt from `docs` if lost)."""
         self.config = config
         self.claim = claim
         self.count_tokens = count_tokens
+        self.corpus = Corpus(store)
         self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
+        self._depth = 0
         self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
 
     def handle(self, docs: list[Document]) -> list[Output]:
         return [out for doc in docs for out in self._synthesize(doc)]
 
     def _synthesize(self, doc: Document) -> list[Output]:
-        facts = extract_facts(self.claim.get_text(doc.text, doc.text_ref))
-        if not facts:
+        text = self.claim.get_text(doc.text, doc.text_ref)
+        tables, problems = extract_tables(doc.doc_id, text, dict(doc.attrs).get("format", ""))
+        for problem in problems:
+            log.info("%s: document %s: %s", self.name, doc.doc_id[:12], problem)
+        TABLE_PROBLEMS.labels(self.name).inc(len(problems))
+        TABLES.labels(self.name).inc(len(tables))
+        self.corpus.add_document(doc.doc_id, doc.collection, text, doc.n_tokens, tables)
+        facts = extract_facts(text)
+        if not facts and not tables:
             NO_FACTS.labels(self.name).inc()
             return []
         FACTS.labels(self.name).inc(len(facts))
@@ -130,6 +171,12 @@ class SynthesisActor(ProcessorActor):
         outputs = []
         for i in range(self.config.tasks_per_document):
             task_type = self.config.task_types[i % len(self.config.task_types)]
+            if task_type is TaskType.TABLE_NUMERIC:
+                task = self._table_task(doc.collection, rng)
+                if task is not None:
+                    TASKS_MADE.labels(self.name, task.task_type).inc()
+                    outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
+                continue
             composed = COMPOSERS[task_type](list(graph), rng, self.config.context_tokens, self.count_tokens)
             if composed is None:
                 continue
@@ -148,6 +195,33 @@ class SynthesisActor(ProcessorActor):
             TASKS_MADE.labels(self.name, task.task_type).inc()
             outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
+
+    def _table_task(self, collection: str, rng: random.Random) -> Task | None:
+        depth = self.config.evidence_depths[self._depth % len(self.config.evidence_depths)]
+        self._depth += 1
+        made = table_task(self.corpus, collection, rng, self.config.context_tokens, self.count_tokens, depth)
+        if isinstance(made, Skipped):
+            if made is Skipped.UNVERIFIED:
+                UNVERIFIED.labels(self.name, TaskType.TABLE_NUMERIC.value).inc()
+            elif made is Skipped.LEAK:
+                LEAKED.labels(self.name).inc()
+            elif made is Skipped.NO_CONTEXT:
+                NO_CONTEXT.labels(self.name, TaskType.TABLE_NUMERIC.value).inc()
+            return None
+        return make_task(
+            made.composed,
+            collection=collection,
+            doc_ids=made.doc_ids,
+            claim=self.claim,
+            synth_version=self.config.synth_version,
+            context_tokens=self.count_tokens(made.composed.context),
+            answer_kind="numeric",
+            difficulty=made.difficulty,
+        )
+
+    def close(self) -> None:
+        super().close()
+        self.corpus.close()
 
     def snapshot(self) -> dict[str, Any]:
         return {**super().snapshot(), "collections": len(self.graphs)}

@@ -1,0 +1,117 @@
+"""The synthesis actor's store: documents and their tables per collection, in SQLite on disk.
+
+Memory stays bounded however large a collection grows: documents (for context assembly) and
+table rows live in one SQLite file. Tables of one collection with the same columns are merged
+into one SQL table (`t_<hash>`: `doc_id`, the cells `c0..cN` as written and their numbers
+`n0..nN`, NULL where a cell is not a number), which the numerical composer's SQL runs against
+for the gold answer.
+
+The store can always be rebuilt: it holds nothing that the `docs` topic does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+from actors.synthesis.numeric import CorpusTable
+from actors.synthesis.tables import Table, parse_number
+
+
+def _table_name(collection: str, columns: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(json.dumps([collection, list(columns)]).encode()).hexdigest()[:16]
+    return f"t_{digest}"
+
+
+def signature(columns: tuple[str, ...]) -> str:
+    """Tables with these columns, in any collection (a distractor must not hold one)."""
+    return hashlib.sha256(json.dumps(list(columns)).encode()).hexdigest()[:16]
+
+
+class Corpus:
+    """Documents and merged tables per collection (`path`: a file, or ':memory:' in tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS docs (
+                doc_id TEXT PRIMARY KEY, collection TEXT NOT NULL, text TEXT NOT NULL, n_tokens INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS docs_collection ON docs (collection);
+            CREATE TABLE IF NOT EXISTS doc_tables (doc_id TEXT NOT NULL, signature TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS doc_tables_signature ON doc_tables (signature);
+            CREATE TABLE IF NOT EXISTS corpus_tables (
+                name TEXT PRIMARY KEY, collection TEXT NOT NULL, title TEXT NOT NULL, columns TEXT NOT NULL);
+            """
+        )
+
+    def has_document(self, doc_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM docs WHERE doc_id = ?", (doc_id,)).fetchone() is not None
+
+    def add_document(self, doc_id: str, collection: str, text: str, n_tokens: int, tables: list[Table]) -> None:
+        """Store a document and merge its tables into its collection's corpus tables (once)."""
+        if self.has_document(doc_id):
+            return
+        with self.db:
+            self.db.execute("INSERT INTO docs VALUES (?, ?, ?, ?)", (doc_id, collection, text, n_tokens))
+            for table in tables:
+                self._merge(collection, table)
+
+    def _merge(self, collection: str, table: Table) -> None:
+        name = _table_name(collection, table.columns)
+        self.db.execute("INSERT INTO doc_tables VALUES (?, ?)", (table.doc_id, signature(table.columns)))
+        n = len(table.columns)
+        cells = ", ".join(f"c{i} TEXT, n{i} REAL" for i in range(n))
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS {name} (doc_id TEXT NOT NULL, {cells})")
+        self.db.execute(
+            "INSERT OR IGNORE INTO corpus_tables VALUES (?, ?, ?, ?)",
+            (name, collection, table.title, json.dumps(list(table.columns))),
+        )
+        marks = ", ".join("?" for _ in range(1 + 2 * n))
+        self.db.executemany(
+            f"INSERT INTO {name} VALUES ({marks})",
+            [(table.doc_id, *[v for cell in row for v in (cell, parse_number(cell))]) for row in table.rows],
+        )
+
+    def tables(self, collection: str) -> list[CorpusTable]:
+        """Every merged table of `collection`."""
+        out = []
+        for name, title, columns in self.db.execute(
+            "SELECT name, title, columns FROM corpus_tables WHERE collection = ? ORDER BY name", (collection,)
+        ):
+            cols = tuple(json.loads(columns))
+            picked = ", ".join(f"c{i}" for i in range(len(cols)))
+            rows = self.db.execute(f"SELECT doc_id, {picked} FROM {name} ORDER BY rowid").fetchall()
+            out.append(CorpusTable(name, title, cols, tuple(tuple(r[1:]) for r in rows), tuple(r[0] for r in rows)))
+        return out
+
+    def scalar(self, sql: str, params: list[object]) -> float | None:
+        """The single value a query returns."""
+        row = self.db.execute(sql, params).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def texts(self, doc_ids: list[str]) -> list[str]:
+        found = dict(
+            self.db.execute(
+                f"SELECT doc_id, text FROM docs WHERE doc_id IN ({', '.join('?' for _ in doc_ids)})", doc_ids
+            ).fetchall()
+        )
+        return [found[d] for d in doc_ids]
+
+    def filler_ids(self, exclude: set[str], columns: tuple[str, ...] | None = None) -> list[str]:
+        """Every other document (any collection), sorted; none holding a table with `columns`,
+        whose rows a reader could not tell from the evidence's."""
+        clash = set()
+        if columns is not None:
+            clash = {
+                d
+                for (d,) in self.db.execute("SELECT doc_id FROM doc_tables WHERE signature = ?", (signature(columns),))
+            }
+        return [d for (d,) in self.db.execute("SELECT doc_id FROM docs ORDER BY doc_id") if d not in exclude | clash]
+
+    def close(self) -> None:
+        self.db.close()

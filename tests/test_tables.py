@@ -1,0 +1,131 @@
+"""Tables from documents, the SQL corpus, numerical questions (hand-derived answers), context
+assembly to a token target, and whole table tasks on the shipped corpus."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from actors.synthesis.context import assemble
+from actors.synthesis.corpus import Corpus
+from actors.synthesis.numeric import Op, Spec, format_number, leaks, question_text, solve, to_sql
+from actors.synthesis.table_tasks import Skipped, TableTask, table_task
+from actors.synthesis.tables import csv_table, extract_tables, html_tables, markdown_tables, parse_number
+from actors.tasks import word_count
+from ops.feed import documents_from_path, world_documents
+
+CORPUS = Path(__file__).resolve().parent.parent / "ops" / "corpus"
+
+
+def _corpus() -> Corpus:
+    """The shipped corpus as collection 'water', and synthetic worlds' documents (other
+    collections, no tables) to pad contexts with."""
+    corpus = Corpus(":memory:")
+    for i, doc in enumerate(world_documents(worlds=20, entities_per_world=8, seed=0)):
+        corpus.add_document(f"world{i}", doc["collection"], doc["text"], word_count(doc["text"]), [])
+    for i, doc in enumerate(documents_from_path(CORPUS, "water")):
+        doc_id = f"doc{i}-{Path(doc['source']).stem}"
+        tables, problems = extract_tables(doc_id, doc["text"], doc.get("attrs", {}).get("format", ""))
+        assert not problems, problems
+        corpus.add_document(doc_id, "water", doc["text"], word_count(doc["text"]), tables)
+    return corpus
+
+
+def test_numbers_as_written() -> None:
+    assert parse_number("1,840") == 1840 and parse_number("$1,520") == 1520 and parse_number("61%") == 61
+    assert parse_number("-3.5") == -3.5 and parse_number("Q1") is None and parse_number("1,84") is None
+    assert format_number(12.0) == "12" and format_number(1523.3333) == "1523.33" and format_number(-0.001) == "0"
+
+
+def test_markdown_html_and_csv_tables_keep_their_provenance() -> None:
+    text = "# Fees\n\nintro\n\n| Item | Cost |\n|---|--:|\n| A | 1,200 |\n| B | 3 |\n\nafter\n"
+    [table], problems = markdown_tables("d", text)
+    assert not problems and table.title == "Fees" and table.columns == ("Item", "Cost")
+    assert table.rows == (("A", "1,200"), ("B", "3")) and text[table.span[0] : table.span[1]].startswith("| Item")
+    html = "<table><caption>Fees</caption><tr><th>Item</th><th>Cost</th></tr><tr><td>A</td><td>1,200</td></tr></table>"
+    [table], _ = html_tables("h", "<p>x</p>" + html)
+    assert (table.title, table.columns, table.rows, table.span) == (
+        "Fees",
+        ("Item", "Cost"),
+        (("A", "1,200"),),
+        (8, 8 + len(html)),
+    )
+    [table], _ = csv_table("c", "District,Budget\nHarbor,6420\nLakeside,3870\n")
+    assert table.rows == (("Harbor", "6420"), ("Lakeside", "3870"))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n", "ragged table at line 1: row 3 has 3 cells, the header 2"),
+        ("| a |  |\n|---|---|\n| 1 | 2 |\n", "table at line 1: a column without a name"),
+        ("| a | b |\n|---|---|\n", "table at line 1: no rows"),
+    ],
+)
+def test_tables_that_are_not_rectangles_are_reported_not_guessed(text: str, problem: str) -> None:
+    tables, problems = markdown_tables("d", text)
+    assert tables == [] and problems == [problem]
+    assert csv_table("c", "a,b\n1,2,3\n")[1] == ["CSV ragged table at line 1: row 2 has 3 cells, the header 2"]
+
+
+def test_questions_over_a_merged_table_have_hand_derived_answers() -> None:
+    corpus = _corpus()
+    stations = next(t for t in corpus.tables("water") if t.columns[0] == "Station")
+    # Harbor's three stations and Lakeside's two, merged (same columns), each row with its document
+    assert [r[0] for r in stations.rows] == ["Calloway North", "Saltmarsh", "Pier Seven", "Morrow East", "Birchwood"]
+    assert len(set(stations.doc_ids)) == 2
+    staff, opened, capacity, cost = 3, 1, 2, 4
+    cases = [
+        (Spec(Op.SUM, staff), 11 + 9 + 7 + 8 + 6),  # 41
+        (Spec(Op.SUM, staff, 0, ("Birchwood", "Saltmarsh")), 6 + 9),  # 15
+        (Spec(Op.MEAN, cost), (1840 + 1520 + 1210 + 1330 + 990) / 5),  # 1378
+        (Spec(Op.MAX, capacity), 42),
+        (Spec(Op.MIN, opened), 1998),
+        (Spec(Op.COUNT_ABOVE, capacity, threshold=30), 3),  # 42, 35, 31
+        (Spec(Op.DIFF, opened, 0, ("Pier Seven", "Calloway North")), 2014 - 1998),  # 16
+    ]
+    for spec, expected in cases:
+        assert corpus.scalar(*to_sql(spec, stations.name)) == pytest.approx(expected), spec
+        assert solve(spec, stations) == pytest.approx(expected), spec
+    years = question_text(cases[-1][0], stations)
+    assert (
+        years
+        == "In the Pumping stations tables, how many years after Station Calloway North was Station Pier Seven (Opened)"
+    )
+    assert leaks("30", "how many rows have Capacity above 30") and not leaks(
+        "3", "how many rows have Capacity above 30"
+    )
+
+
+def test_context_hits_the_token_target_with_evidence_at_the_depth() -> None:
+    fillers = [" ".join(f"f{i}w{j}" for j in range(40)) for i in range(200)]
+    for target in (64, 500, 4000):
+        for depth in (0.0, 0.5, 1.0):
+            context = assemble(["EVIDENCE a b c"], fillers, target, word_count, depth)
+            assert context is not None and abs(word_count(context) - target) <= 0.02 * target
+            where = context.index("EVIDENCE") / len(context)
+            assert abs(where - depth) < 0.15 or target == 64, (target, depth, where)
+    assert assemble(["x " * 100], fillers, 50, word_count, 0.5) is None, "evidence longer than the target"
+    assert assemble(["x"], fillers[:1], 4000, word_count, 0.5) is None, "too few documents to fill it"
+
+
+def test_table_tasks_on_the_shipped_corpus_are_verified_grounded_and_on_target() -> None:
+    corpus = _corpus()
+    rng = random.Random(0)
+    made: list[TableTask] = []
+    for i in range(60):
+        task = table_task(corpus, "water", rng, 700, word_count, depth=i % 5 / 4)
+        assert task is not Skipped.UNVERIFIED
+        if isinstance(task, TableTask):
+            made.append(task)
+    assert len(made) >= 40
+    assert {t.spec.op for t in made} == set(Op)
+    for task in made:
+        context = task.composed.context
+        assert abs(word_count(context) - 700) <= 14
+        for text in corpus.texts(list(task.doc_ids)):
+            assert text in context, "every evidence document is in the context, whole"
+        assert not leaks(task.composed.answer, task.composed.question)
+    assert any(len(t.doc_ids) >= 2 for t in made), "merged tables give questions over two documents"
