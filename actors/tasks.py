@@ -30,6 +30,9 @@ class TaskType(enum.StrEnum):
     TABLE_NUMERIC = "table_numeric"
     """Corpus numerical QA over a collection's tables (actors.synthesis.numeric): composed
     by the synthesis actor from its SQL corpus, not from facts, so it is not in COMPOSERS."""
+    KEYCHAIN = "keychain"
+    """A table question hidden at the end of a UUID key chain among decoy chains (LoongRL;
+    actors.synthesis.keychain); composed by the synthesis actor like table_numeric."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 
 from actors.synthesis.context import assemble
 from actors.synthesis.corpus import Corpus
+from actors.synthesis.keychain import default_chains, follow, make_chains, scatter
 from actors.synthesis.numeric import Op, Spec, format_number, leaks, question_text, solve, to_sql
 from actors.synthesis.table_tasks import Skipped, TableTask, table_task
 from actors.synthesis.tables import csv_table, extract_tables, html_tables, markdown_tables, parse_number
@@ -129,3 +130,36 @@ def test_table_tasks_on_the_shipped_corpus_are_verified_grounded_and_on_target()
             assert text in context, "every evidence document is in the context, whole"
         assert not leaks(task.composed.answer, task.composed.question)
     assert any(len(t.doc_ids) >= 2 for t in made), "merged tables give questions over two documents"
+
+
+def test_key_chains_lead_from_the_head_to_the_real_question_only() -> None:
+    rng = random.Random(1)
+    chain = make_chains("what is the total Staff", ["decoy one", "decoy two"], rng, chains=3, length=4)
+    # 3 chains of 4 keys: 3 links and 1 question line each
+    assert len(chain.lines) == 12 and sum(not line.split(": ", 1)[1].count("-") for line in chain.lines) == 3
+    assert follow(chain.lines, chain.head) == "what is the total Staff"
+    heads = {line.split(": ")[0] for line in chain.lines} - {line.split(": ")[1] for line in chain.lines}
+    assert chain.head in heads and {follow(chain.lines, h) for h in heads} == {
+        "what is the total Staff",
+        "decoy one",
+        "decoy two",
+    }
+    assert default_chains(1024) == 4 and default_chains(32 * 1024) == 128 and default_chains(100) == 2
+    placed = scatter("a\n\nb\n\nc", chain.lines, rng)
+    assert sorted(placed.split("\n\n")) == sorted(["a", "b", "c", *chain.lines])
+
+
+def test_keychain_table_tasks_hide_the_verified_question_at_the_chain_end() -> None:
+    corpus = _corpus()
+    rng = random.Random(2)
+    made = [t for t in (table_task(corpus, "water", rng, 1500, word_count, 0.5, keychain=True) for _ in range(20))]
+    made = [t for t in made if isinstance(t, TableTask)]
+    assert len(made) >= 10
+    for task in made:
+        composed = task.composed
+        assert composed.task_type.value == "keychain" and abs(word_count(composed.context) - 1500) <= 30
+        head = composed.question.split("Start at key ")[1].split(" ")[0]
+        lines = [p for p in composed.context.split("\n\n") if p.count("-") >= 4 and ": " in p]
+        assert follow(lines, head) == question_text(
+            task.spec, next(t for t in corpus.tables("water") if t.name in task.sql)
+        )

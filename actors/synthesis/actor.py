@@ -171,8 +171,8 @@ class SynthesisActor(ProcessorActor):
         outputs = []
         for i in range(self.config.tasks_per_document):
             task_type = self.config.task_types[i % len(self.config.task_types)]
-            if task_type is TaskType.TABLE_NUMERIC:
-                task = self._table_task(doc.collection, rng)
+            if task_type in (TaskType.TABLE_NUMERIC, TaskType.KEYCHAIN):
+                task = self._table_task(doc.collection, rng, task_type)
                 if task is not None:
                     TASKS_MADE.labels(self.name, task.task_type).inc()
                     outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
@@ -196,17 +196,19 @@ class SynthesisActor(ProcessorActor):
             outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
 
-    def _table_task(self, collection: str, rng: random.Random) -> Task | None:
+    def _table_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
         depth = self.config.evidence_depths[self._depth % len(self.config.evidence_depths)]
         self._depth += 1
-        made = table_task(self.corpus, collection, rng, self.config.context_tokens, self.count_tokens, depth)
+        chained = task_type is TaskType.KEYCHAIN
+        context_tokens = self.config.context_tokens
+        made = table_task(self.corpus, collection, rng, context_tokens, self.count_tokens, depth, keychain=chained)
         if isinstance(made, Skipped):
             if made is Skipped.UNVERIFIED:
-                UNVERIFIED.labels(self.name, TaskType.TABLE_NUMERIC.value).inc()
+                UNVERIFIED.labels(self.name, task_type.value).inc()
             elif made is Skipped.LEAK:
                 LEAKED.labels(self.name).inc()
             elif made is Skipped.NO_CONTEXT:
-                NO_CONTEXT.labels(self.name, TaskType.TABLE_NUMERIC.value).inc()
+                NO_CONTEXT.labels(self.name, task_type.value).inc()
             return None
         return make_task(
             made.composed,

@@ -10,9 +10,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.synthesis.context import assemble
+from actors.synthesis.context import SEPARATOR, assemble
 from actors.synthesis.corpus import Corpus
+from actors.synthesis.keychain import KeyChain, default_chains, follow, keychain_question, make_chains, scatter
 from actors.synthesis.numeric import (
+    CorpusTable,
     Spec,
     compose_numeric,
     difficulty,
@@ -25,6 +27,9 @@ from actors.synthesis.numeric import (
     to_sql,
 )
 from actors.tasks import ComposedTask, TaskType
+
+CHAIN_LENGTH = 4
+"""Keys per chain (LoongRL)."""
 
 
 class Skipped(enum.Enum):
@@ -55,7 +60,10 @@ def table_task(
     context_tokens: int,
     count_tokens: Callable[[str], int],
     depth: float,
+    keychain: bool = False,
 ) -> TableTask | Skipped:
+    """With `keychain`, the question is hidden at the end of a UUID key chain among decoy
+    chains ending in other questions over the same table (`actors.synthesis.keychain`)."""
     tables = [t for t in corpus.tables(collection) if t.numeric_columns()]
     if not tables:
         return Skipped.NO_TABLE
@@ -73,14 +81,42 @@ def table_task(
     evidence = rows_of(table, evidence_rows(spec, table))
     fillers = corpus.filler_ids(set(evidence), table.columns)
     rng.shuffle(fillers)
+    chain = _chain(spec, table, question, answer, rng, context_tokens) if keychain else None
+    chain_tokens = count_tokens(SEPARATOR.join(chain.lines)) if chain else 0
+    if chain_tokens >= context_tokens // 2:
+        return Skipped.NO_CONTEXT
     context = assemble(
         corpus.texts(list(evidence)),
         (text for doc_id in fillers for text in corpus.texts([doc_id])),
-        context_tokens,
+        context_tokens - chain_tokens,
         count_tokens,
         depth,
     )
     if context is None:
         return Skipped.NO_CONTEXT
-    composed = ComposedTask(TaskType.TABLE_NUMERIC, context, question, answer, (), hops=len(evidence))
-    return TableTask(composed, evidence, spec, sql, difficulty(spec, table))
+    if chain is None:
+        composed = ComposedTask(TaskType.TABLE_NUMERIC, context, question, answer, (), hops=len(evidence))
+        return TableTask(composed, evidence, spec, sql, difficulty(spec, table))
+    context = scatter(context, chain.lines, rng)
+    if (
+        abs(count_tokens(context) - context_tokens) > 0.02 * context_tokens
+        or follow(chain.lines, chain.head) != question
+    ):
+        return Skipped.NO_CONTEXT
+    hops = len(evidence) + CHAIN_LENGTH
+    composed = ComposedTask(TaskType.KEYCHAIN, context, keychain_question(chain.head), answer, (), hops=hops)
+    return TableTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH)
+
+
+def _chain(
+    spec: Spec, table: CorpusTable, question: str, answer: str, rng: random.Random, context_tokens: int
+) -> KeyChain:
+    """The real question's chain and decoy chains ending in other questions over the table,
+    whose answers differ from the real one."""
+    decoys: list[str] = []
+    for _ in range(20):
+        other = compose_numeric(table, rng)
+        if other is not None and other != spec and format_number(solve(other, table)) != answer:
+            decoys.append(question_text(other, table))
+    decoys = list(dict.fromkeys(decoys)) or [f"{question} (ignore this chain)"]
+    return make_chains(question, decoys, rng, default_chains(context_tokens), CHAIN_LENGTH)
