@@ -30,6 +30,9 @@ class TaskType(enum.StrEnum):
     TABLE_NUMERIC = "table_numeric"
     """Corpus numerical QA over a collection's tables (actors.synthesis.numeric): composed
     by the synthesis actor from its SQL corpus, not from facts, so it is not in COMPOSERS."""
+    MULTI_HOP = "multi_hop"
+    """A path of 2–6 facts over a collection's knowledge graph, across documents
+    (actors.synthesis.graph); composed by the synthesis actor from its store."""
     KEYCHAIN = "keychain"
     """A table question hidden at the end of a UUID key chain among decoy chains (LoongRL;
     actors.synthesis.keychain); composed by the synthesis actor like table_numeric."""

@@ -12,7 +12,7 @@ from actors.synthesis.context import assemble
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.keychain import default_chains, follow, make_chains, scatter
 from actors.synthesis.numeric import Op, Spec, format_number, leaks, question_text, solve, to_sql
-from actors.synthesis.table_tasks import Skipped, TableTask, table_task
+from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import csv_table, extract_tables, html_tables, markdown_tables, parse_number
 from actors.tasks import word_count
 from ops.feed import documents_from_path, world_documents
@@ -115,11 +115,11 @@ def test_context_hits_the_token_target_with_evidence_at_the_depth() -> None:
 def test_table_tasks_on_the_shipped_corpus_are_verified_grounded_and_on_target() -> None:
     corpus = _corpus()
     rng = random.Random(0)
-    made: list[TableTask] = []
+    made: list[MadeTask] = []
     for i in range(60):
         task = table_task(corpus, "water", rng, 700, word_count, depth=i % 5 / 4)
         assert task is not Skipped.UNVERIFIED
-        if isinstance(task, TableTask):
+        if isinstance(task, MadeTask):
             made.append(task)
     assert len(made) >= 40
     assert {t.spec.op for t in made} == set(Op)
@@ -153,7 +153,7 @@ def test_keychain_table_tasks_hide_the_verified_question_at_the_chain_end() -> N
     corpus = _corpus()
     rng = random.Random(2)
     made = [t for t in (table_task(corpus, "water", rng, 1500, word_count, 0.5, keychain=True) for _ in range(20))]
-    made = [t for t in made if isinstance(t, TableTask)]
+    made = [t for t in made if isinstance(t, MadeTask)]
     assert len(made) >= 10
     for task in made:
         composed = task.composed

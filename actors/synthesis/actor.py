@@ -22,7 +22,9 @@ from prometheus_client import Counter
 from actors.base import ProcessorActor
 from actors.hosting import Resources
 from actors.synthesis.corpus import Corpus
+from actors.synthesis.extract import extract
 from actors.synthesis.facts import extract_facts
+from actors.synthesis.graph import multihop_task
 from actors.synthesis.table_tasks import Skipped, table_task
 from actors.synthesis.tables import extract_tables
 from actors.tasks import COMPOSERS, TaskType
@@ -75,6 +77,8 @@ class SynthesisConfig:
     """Mixed into every document's random stream."""
     synth_version: int = 2
     """Stamped on every task; bump when the composers change."""
+    multihop_hops: tuple[int, ...] = (2, 3, 4)
+    """Path lengths of multi_hop tasks, drawn in turn (2–6)."""
     evidence_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     """Where the evidence documents of a table task sit in its context (the fraction of the
     context before them), drawn in turn from this list."""
@@ -90,6 +94,8 @@ class SynthesisConfig:
             raise ValueError(f"synthesis.min_context_fill ({self.min_context_fill}) must lie in (0, 1]")
         if self.tasks_per_document < 1:
             raise ValueError(f"synthesis.tasks_per_document ({self.tasks_per_document}) must be >= 1")
+        if not self.multihop_hops or not all(2 <= h <= 6 for h in self.multihop_hops):
+            raise ValueError(f"synthesis.multihop_hops ({self.multihop_hops}) must be path lengths in 2..6")
         if not self.evidence_depths or not all(0 <= d <= 1 for d in self.evidence_depths):
             raise ValueError(f"synthesis.evidence_depths ({self.evidence_depths}) must be fractions in [0, 1]")
 
@@ -158,21 +164,21 @@ class SynthesisActor(ProcessorActor):
             log.info("%s: document %s: %s", self.name, doc.doc_id[:12], problem)
         TABLE_PROBLEMS.labels(self.name).inc(len(problems))
         TABLES.labels(self.name).inc(len(tables))
-        self.corpus.add_document(doc.doc_id, doc.collection, text, doc.n_tokens, tables)
-        facts = extract_facts(text)
-        if not facts and not tables:
+        facts_found = extract(doc.doc_id, text, tables)
+        self.corpus.add_document(doc.doc_id, doc.collection, text, doc.n_tokens, tables, facts_found)
+        if not facts_found:
             NO_FACTS.labels(self.name).inc()
             return []
-        FACTS.labels(self.name).inc(len(facts))
-        graph = self.graphs[doc.collection]
-        for fact in facts:
+        FACTS.labels(self.name).inc(len(facts_found))
+        graph = self.graphs[doc.collection]  # the world's facts, for kv_retrieval and two_hop
+        for fact in extract_facts(text):
             graph.setdefault(fact, doc.doc_id)
         rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
         outputs = []
         for i in range(self.config.tasks_per_document):
             task_type = self.config.task_types[i % len(self.config.task_types)]
-            if task_type in (TaskType.TABLE_NUMERIC, TaskType.KEYCHAIN):
-                task = self._table_task(doc.collection, rng, task_type)
+            if task_type in (TaskType.TABLE_NUMERIC, TaskType.KEYCHAIN, TaskType.MULTI_HOP):
+                task = self._store_task(doc.collection, rng, task_type)
                 if task is not None:
                     TASKS_MADE.labels(self.name, task.task_type).inc()
                     outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
@@ -196,12 +202,18 @@ class SynthesisActor(ProcessorActor):
             outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
 
-    def _table_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
+    def _store_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
+        """A task composed from the store: a table question (plain or behind a key chain) or a
+        multi-hop path over the collection's graph."""
         depth = self.config.evidence_depths[self._depth % len(self.config.evidence_depths)]
+        hops = self.config.multihop_hops[self._depth % len(self.config.multihop_hops)]
         self._depth += 1
-        chained = task_type is TaskType.KEYCHAIN
-        context_tokens = self.config.context_tokens
-        made = table_task(self.corpus, collection, rng, context_tokens, self.count_tokens, depth, keychain=chained)
+        context_tokens, count = self.config.context_tokens, self.count_tokens
+        if task_type is TaskType.MULTI_HOP:
+            made = multihop_task(self.corpus, collection, rng, hops, context_tokens, count, depth)
+        else:
+            chained = task_type is TaskType.KEYCHAIN
+            made = table_task(self.corpus, collection, rng, context_tokens, count, depth, keychain=chained)
         if isinstance(made, Skipped):
             if made is Skipped.UNVERIFIED:
                 UNVERIFIED.labels(self.name, task_type.value).inc()
@@ -217,7 +229,7 @@ class SynthesisActor(ProcessorActor):
             claim=self.claim,
             synth_version=self.config.synth_version,
             context_tokens=self.count_tokens(made.composed.context),
-            answer_kind="numeric",
+            answer_kind="text" if task_type is TaskType.MULTI_HOP else "numeric",
             difficulty=made.difficulty,
         )
 

@@ -16,6 +16,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from actors.synthesis.extract import Fact
 from actors.synthesis.numeric import CorpusTable
 from actors.synthesis.tables import Table, parse_number
 
@@ -23,6 +24,11 @@ from actors.synthesis.tables import Table, parse_number
 def _table_name(collection: str, columns: tuple[str, ...]) -> str:
     digest = hashlib.sha256(json.dumps([collection, list(columns)]).encode()).hexdigest()[:16]
     return f"t_{digest}"
+
+
+def entity_key(name: str) -> str:
+    """Entity names that merge: case and spacing do not matter."""
+    return " ".join(name.casefold().split())
 
 
 def signature(columns: tuple[str, ...]) -> str:
@@ -44,6 +50,11 @@ class Corpus:
             CREATE INDEX IF NOT EXISTS docs_collection ON docs (collection);
             CREATE TABLE IF NOT EXISTS doc_tables (doc_id TEXT NOT NULL, signature TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS doc_tables_signature ON doc_tables (signature);
+            CREATE TABLE IF NOT EXISTS facts (
+                collection TEXT NOT NULL, subject TEXT NOT NULL, subject_key TEXT NOT NULL, relation TEXT NOT NULL,
+                object TEXT NOT NULL, object_key TEXT NOT NULL, kind TEXT NOT NULL, doc_id TEXT NOT NULL,
+                start INTEGER NOT NULL, end_ INTEGER NOT NULL, extractor TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS facts_subject ON facts (collection, subject_key, relation);
             CREATE TABLE IF NOT EXISTS corpus_tables (
                 name TEXT PRIMARY KEY, collection TEXT NOT NULL, title TEXT NOT NULL, columns TEXT NOT NULL);
             """
@@ -52,14 +63,43 @@ class Corpus:
     def has_document(self, doc_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM docs WHERE doc_id = ?", (doc_id,)).fetchone() is not None
 
-    def add_document(self, doc_id: str, collection: str, text: str, n_tokens: int, tables: list[Table]) -> None:
-        """Store a document and merge its tables into its collection's corpus tables (once)."""
+    def add_document(
+        self, doc_id: str, collection: str, text: str, n_tokens: int, tables: list[Table], facts: list[Fact] = ()
+    ) -> None:
+        """Store a document, merge its tables into its collection's corpus tables and its facts
+        into the collection's graph (once per document)."""
         if self.has_document(doc_id):
             return
         with self.db:
             self.db.execute("INSERT INTO docs VALUES (?, ?, ?, ?)", (doc_id, collection, text, n_tokens))
             for table in tables:
                 self._merge(collection, table)
+            self.db.executemany(
+                "INSERT INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (collection, f.subject, entity_key(f.subject), f.relation, f.object, entity_key(f.object))
+                    + (f.kind, f.doc_id, f.start, f.end, f.extractor)
+                    for f in facts
+                ],
+            )
+
+    def facts(self, collection: str) -> list[Fact]:
+        """The collection's graph: every fact, in the order documents arrived."""
+        rows = self.db.execute(
+            "SELECT subject, relation, object, doc_id, start, end_, kind, extractor FROM facts WHERE collection = ?"
+            " ORDER BY rowid",
+            (collection,),
+        )
+        return [Fact(*row) for row in rows]
+
+    def objects(self, collection: str, subject: str, relation: str) -> list[str]:
+        """Distinct objects of (subject, relation) in the collection (entity names merged by key)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT object_key, object FROM facts WHERE collection = ? AND subject_key = ? AND relation = ?"
+            " GROUP BY object_key",
+            (collection, entity_key(subject), relation),
+        )
+        return [obj for _, obj in rows]
 
     def _merge(self, collection: str, table: Table) -> None:
         name = _table_name(collection, table.columns)

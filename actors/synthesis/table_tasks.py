@@ -33,8 +33,8 @@ CHAIN_LENGTH = 4
 
 
 class Skipped(enum.Enum):
-    NO_TABLE = "no_table"
-    """The collection has no table with a numeric column (yet)."""
+    NO_MATERIAL = "no_material"
+    """The collection has nothing to ask about yet (no numeric table, no path in its graph)."""
     UNVERIFIED = "unverified"
     """SQL and the independent solver disagree: the task is not published."""
     LEAK = "leak"
@@ -44,11 +44,12 @@ class Skipped(enum.Enum):
 
 
 @dataclass(frozen=True)
-class TableTask:
+class MadeTask:
     composed: ComposedTask
     doc_ids: tuple[str, ...]
     """The evidence documents, in table order."""
-    spec: Spec
+    spec: Spec | None
+    """The table question (None for graph tasks)."""
     sql: str
     difficulty: float
 
@@ -61,16 +62,16 @@ def table_task(
     count_tokens: Callable[[str], int],
     depth: float,
     keychain: bool = False,
-) -> TableTask | Skipped:
+) -> MadeTask | Skipped:
     """With `keychain`, the question is hidden at the end of a UUID key chain among decoy
     chains ending in other questions over the same table (`actors.synthesis.keychain`)."""
     tables = [t for t in corpus.tables(collection) if t.numeric_columns()]
     if not tables:
-        return Skipped.NO_TABLE
+        return Skipped.NO_MATERIAL
     table = rng.choice(tables)
     spec = compose_numeric(table, rng)
     if spec is None:
-        return Skipped.NO_TABLE
+        return Skipped.NO_MATERIAL
     sql, params = to_sql(spec, table.name)
     gold = corpus.scalar(sql, params)
     if gold is None or not math.isclose(gold, solve(spec, table), rel_tol=1e-9, abs_tol=1e-9):
@@ -96,7 +97,7 @@ def table_task(
         return Skipped.NO_CONTEXT
     if chain is None:
         composed = ComposedTask(TaskType.TABLE_NUMERIC, context, question, answer, (), hops=len(evidence))
-        return TableTask(composed, evidence, spec, sql, difficulty(spec, table))
+        return MadeTask(composed, evidence, spec, sql, difficulty(spec, table))
     context = scatter(context, chain.lines, rng)
     if (
         abs(count_tokens(context) - context_tokens) > 0.02 * context_tokens
@@ -105,7 +106,7 @@ def table_task(
         return Skipped.NO_CONTEXT
     hops = len(evidence) + CHAIN_LENGTH
     composed = ComposedTask(TaskType.KEYCHAIN, context, keychain_question(chain.head), answer, (), hops=hops)
-    return TableTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH)
+    return MadeTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH)
 
 
 def _chain(

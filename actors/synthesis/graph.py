@@ -1,0 +1,109 @@
+"""Multi-hop questions over a collection's knowledge graph (the facts of all its documents).
+
+`compose_path` is pure: a seeded random walk of `hops` edges, each edge a fact whose
+(subject, relation) has exactly one object in the graph (so every step has one answer), whose
+object is the next edge's subject, preferring an edge from another document than the previous
+one, with no entity visited twice. The question names only the start and the relations:
+
+    "Birchwood station was designed by the firm X1. X1 was founded in X2. What is X2"
+
+`multihop_task` turns a path into a task: the independent solver follows the relations
+through the SQL store (not the walk's own index) and must reach the same answer; the answer
+must not appear in the question; the evidence documents (≥ 2 of them) go into the context
+among distractors, like table tasks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from actors.synthesis.context import assemble
+from actors.synthesis.corpus import Corpus, entity_key
+from actors.synthesis.extract import Fact
+from actors.synthesis.table_tasks import MadeTask, Skipped
+from actors.tasks import ComposedTask, TaskType
+
+
+def unique_edges(facts: Sequence[Fact]) -> dict[str, list[Fact]]:
+    """subject key → its facts whose (subject, relation) has one object only."""
+    objects: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for f in facts:
+        objects[(entity_key(f.subject), f.relation)].add(entity_key(f.object))
+    out: dict[str, list[Fact]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+    for f in facts:
+        key = (entity_key(f.subject), f.relation)
+        if len(objects[key]) == 1 and key not in seen:
+            seen.add(key)
+            out[key[0]].append(f)
+    return out
+
+
+def compose_path(facts: Sequence[Fact], rng: random.Random, hops: int, tries: int = 50) -> list[Fact] | None:
+    """A path of `hops` edges over ≥ 2 documents, or None when the graph has none found."""
+    edges = unique_edges(facts)
+    starts = [f for fs in edges.values() for f in fs if f.kind == "entity" and entity_key(f.object) in edges]
+    for _ in range(tries if starts else 0):
+        path = [rng.choice(starts)]
+        visited = {entity_key(path[0].subject), entity_key(path[0].object)}
+        while len(path) < hops:
+            here = entity_key(path[-1].object)
+            options = [f for f in edges.get(here, []) if entity_key(f.object) not in visited]
+            if len(path) < hops - 1:
+                options = [f for f in options if f.kind == "entity" and entity_key(f.object) in edges]
+            if not options:
+                break
+            other_docs = [f for f in options if f.doc_id != path[-1].doc_id]
+            path.append(rng.choice(other_docs or options))
+            visited.add(entity_key(path[-1].object))
+        if len(path) == hops and len({f.doc_id for f in path}) >= 2:
+            return path
+    return None
+
+
+def path_question(path: Sequence[Fact]) -> str:
+    """'{start} {r1} X1. X1 {r2} X2. … What is Xk' (the prompt adds ' ? answer :')."""
+    parts = [f"{path[0].subject} {path[0].relation} X1."]
+    parts += [f"X{i} {f.relation} X{i + 1}." for i, f in enumerate(path[1:], 1)]
+    return " ".join(parts) + f" What is X{len(path)}"
+
+
+def multihop_task(
+    corpus: Corpus,
+    collection: str,
+    rng: random.Random,
+    hops: int,
+    context_tokens: int,
+    count_tokens: Callable[[str], int],
+    depth: float,
+) -> MadeTask | Skipped:
+    path = compose_path(corpus.facts(collection), rng, hops)
+    if path is None:
+        return Skipped.NO_MATERIAL
+    here = path[0].subject
+    for fact in path:  # the solver: through SQL, one object per step
+        found = corpus.objects(collection, here, fact.relation)
+        if len(found) != 1:
+            return Skipped.UNVERIFIED
+        here = found[0]
+    answer, question = path[-1].object, path_question(path)
+    if entity_key(here) != entity_key(answer):
+        return Skipped.UNVERIFIED
+    if entity_key(answer) in entity_key(question):
+        return Skipped.LEAK
+    evidence = tuple(dict.fromkeys(f.doc_id for f in path))
+    fillers = corpus.filler_ids(set(evidence))  # no document can contradict a step: each has one object
+    rng.shuffle(fillers)
+    context = assemble(
+        corpus.texts(list(evidence)),
+        (text for doc_id in fillers for text in corpus.texts([doc_id])),
+        context_tokens,
+        count_tokens,
+        depth,
+    )
+    if context is None:
+        return Skipped.NO_CONTEXT
+    composed = ComposedTask(TaskType.MULTI_HOP, context, question, answer, (), hops=hops)
+    return MadeTask(composed, evidence, None, "", float(hops))

@@ -1,0 +1,101 @@
+"""Facts from documents (prose, key-value lines, tables) with their spans, and multi-hop tasks
+over the shipped corpus's knowledge graph."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from actors.synthesis.corpus import Corpus, entity_key
+from actors.synthesis.extract import extract, key_value_facts, prose_facts, table_facts
+from actors.synthesis.graph import compose_path, multihop_task, path_question
+from actors.synthesis.table_tasks import MadeTask, Skipped
+from actors.synthesis.tables import extract_tables
+from actors.tasks import word_count
+from ops.feed import documents_from_path, world_documents
+from tests.test_tables import CORPUS
+
+
+def _triples(facts: list) -> list[tuple[str, str, str, str]]:
+    return [(f.subject, f.relation, f.object, f.kind) for f in facts]
+
+
+def test_prose_relations_between_entities_dates_and_quantities() -> None:
+    text = (
+        "Pier Seven is the newest station and is run by Tomas Reyes, who reports to Ines Okafor.\n"
+        "Its chair, Ines Okafor, took office in March 2023 after serving six years.\n\n"
+        "Aldane & Voss was founded in 1979 in Port Ellery. Lake Morrow is a natural lake of 41 square kilometres.\n"
+        "It feeds the Calloway North station. it rained a lot."
+    )
+    facts = prose_facts("d", text)
+    assert _triples(facts) == [
+        ("Pier Seven", "is run by", "Tomas Reyes", "entity"),  # after "and"
+        ("Tomas Reyes", "reports to", "Ines Okafor", "entity"),  # after ", who"
+        ("Ines Okafor", "took office in", "March 2023", "date"),  # "Its chair," dropped
+        ("Aldane & Voss", "was founded in", "1979", "date"),
+        ("Lake Morrow", "is a natural lake of", "41 square kilometres", "quantity"),
+    ]  # "It feeds …": a pronoun is no subject; "it rained a lot": no mentions
+    for fact in facts:
+        assert fact.subject in text[fact.start : fact.end] and fact.object in text[fact.start : fact.end]
+
+
+def test_key_values_and_table_rows_become_facts() -> None:
+    text = "# Birchwood\n\nOpened: 2011\n- Designer: Aldane & Voss\nnot a key value line\n"
+    assert _triples(key_value_facts("d", text)) == [
+        ("Birchwood", "has Opened", "2011", "quantity"),
+        ("Birchwood", "has Designer", "Aldane & Voss", "value"),
+    ]
+    tables, _ = extract_tables("h", (CORPUS / "harbor-district-2025.md").read_text())
+    facts = table_facts(tables)
+    assert ("Pier Seven", "has Opened", "2014", "quantity") in _triples(facts)
+    assert ("Q3", "has Saltmarsh (ML)", "3,120", "quantity") in _triples(facts)
+
+
+def test_junk_and_huge_documents_yield_nothing_or_facts_without_stopping() -> None:
+    junk = bytes(range(256)).decode("latin-1") * 4000  # 1 MB of control characters and symbols
+    assert extract("j", junk, []) == []
+    page = (CORPUS / "harbor-district-2025.md").read_text()
+    huge = (page * (10_000_000 // len(page) + 1))[:10_000_000]  # 10 MB, one paragraph per copy
+    start = time.perf_counter()
+    facts = extract("h", huge, [])
+    print(f"10 MB document: {len(facts)} distinct facts in {time.perf_counter() - start:.1f} s")
+    assert ("Pier Seven", "is run by", "Tomas Reyes", "entity") in _triples(facts)
+
+
+def _graph() -> Corpus:
+    corpus = Corpus(":memory:")
+    for i, doc in enumerate(world_documents(worlds=20, entities_per_world=8, seed=0)):
+        corpus.add_document(f"world{i}", doc["collection"], doc["text"], word_count(doc["text"]), [])
+    for i, doc in enumerate(documents_from_path(CORPUS, "water")):
+        doc_id = f"doc{i}"
+        tables, _ = extract_tables(doc_id, doc["text"], doc.get("attrs", {}).get("format", ""))
+        corpus.add_document(doc_id, "water", doc["text"], 1, tables, extract(doc_id, doc["text"], tables))
+    return corpus
+
+
+def test_paths_cross_documents_and_ask_only_through_relations() -> None:
+    corpus = _graph()
+    facts = corpus.facts("water")
+    rng = random.Random(0)
+    for hops in (2, 3, 4):
+        path = compose_path(facts, rng, hops)
+        assert path is not None and len(path) == hops and len({f.doc_id for f in path}) >= 2
+        for a, b in zip(path, path[1:], strict=False):
+            assert entity_key(a.object) == entity_key(b.subject)
+        question = path_question(path)
+        assert question.startswith(path[0].subject) and question.endswith(f"What is X{hops}")
+    assert compose_path(facts, rng, 6) is None, "the sample graph has no 6-edge path"
+
+
+def test_multihop_tasks_are_solved_through_the_store_and_on_target() -> None:
+    corpus = _graph()
+    rng = random.Random(1)
+    made = [multihop_task(corpus, "water", rng, hops, 400, word_count, 0.5) for hops in (2, 3, 4) * 5]
+    assert not [m for m in made if m is Skipped.UNVERIFIED]
+    made = [m for m in made if isinstance(m, MadeTask)]
+    assert len(made) >= 10
+    for task in made:
+        assert len(task.doc_ids) >= 2 and abs(word_count(task.composed.context) - 400) <= 8
+        for text in corpus.texts(list(task.doc_ids)):
+            assert text in task.composed.context
+        assert task.composed.answer.lower() not in task.composed.question.lower()
