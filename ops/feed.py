@@ -13,6 +13,8 @@ from actors.world import make_world
 from streams.kafka import Producer, StreamsConfig
 from streams.topics import DOCS_RAW
 
+SAMPLE_CORPUS = Path(__file__).resolve().parent / "corpus"
+"""The shipped sample corpus: reports with tables, field notes, a CSV (written for the project)."""
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 FORMAT_OF_SUFFIX = {".csv": "csv", ".html": "html", ".htm": "html"}
 """Files sent with a `format` attribute, which tells synthesis how to read their tables."""

@@ -15,9 +15,9 @@ from actors.synthesis.numeric import Op, Spec, format_number, leaks, question_te
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import csv_table, extract_tables, html_tables, markdown_tables, parse_number
 from actors.tasks import word_count
-from ops.feed import documents_from_path, world_documents
+from ops.feed import SAMPLE_CORPUS, documents_from_path, world_documents
 
-CORPUS = Path(__file__).resolve().parent.parent / "ops" / "corpus"
+CORPUS = SAMPLE_CORPUS
 
 
 def _corpus() -> Corpus:

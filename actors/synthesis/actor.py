@@ -25,21 +25,25 @@ from actors.synthesis.corpus import Corpus
 from actors.synthesis.extract import extract
 from actors.synthesis.facts import extract_facts
 from actors.synthesis.graph import multihop_task
+from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor, LLMExtractorConfig
 from actors.synthesis.table_tasks import Skipped, table_task
 from actors.synthesis.tables import extract_tables
 from actors.tasks import COMPOSERS, TaskType
 from actors.world import Fact
-from schemas import Document, Task
+from schemas import DeadLetter, Document, Task, encode, headers_for
 from streams.blobs import ClaimCheck
 from streams.kafka import StreamsConfig
 from streams.processor import Output, arrow_decoder
-from streams.topics import DOCS, TASKS
+from streams.topics import DLQ, DOCS, TASKS
 
 TASKS_MADE = Counter("longtide_synthesis_tasks", "Tasks synthesised.", ["actor", "task_type"])
 FACTS = Counter("longtide_synthesis_facts", "Facts extracted from documents.", ["actor"])
 SHORT = Counter("longtide_synthesis_short_contexts", "Tasks not made: context below min_context_fill.", ["actor"])
 NO_FACTS = Counter(
     "longtide_synthesis_documents_without_facts", "Documents yielding no facts and no tables.", ["actor"]
+)
+LLM_FAILED = Counter(
+    "longtide_synthesis_llm_extraction_failures", "Documents whose LLM extraction failed (dead-lettered).", ["actor"]
 )
 TABLES = Counter("longtide_synthesis_tables", "Tables read from documents.", ["actor"])
 TABLE_PROBLEMS = Counter(
@@ -79,6 +83,8 @@ class SynthesisConfig:
     """Stamped on every task; bump when the composers change."""
     multihop_hops: tuple[int, ...] = (2, 3, 4)
     """Path lengths of multi_hop tasks, drawn in turn (2–6)."""
+    llm: LLMExtractorConfig = field(default_factory=LLMExtractorConfig)
+    """An LLM extractor beside the rule-based ones (off by default)."""
     evidence_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     """Where the evidence documents of a table task sit in its context (the fraction of the
     context before them), drawn in turn from this list."""
@@ -150,6 +156,7 @@ class SynthesisActor(ProcessorActor):
         self.claim = claim
         self.count_tokens = count_tokens
         self.corpus = Corpus(store)
+        self.llm = LLMExtractor(config.llm) if config.llm.base_url else None
         self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
         self._depth = 0
         self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
@@ -165,16 +172,22 @@ class SynthesisActor(ProcessorActor):
         TABLE_PROBLEMS.labels(self.name).inc(len(problems))
         TABLES.labels(self.name).inc(len(tables))
         facts_found = extract(doc.doc_id, text, tables)
+        outputs: list[Output] = []
+        if self.llm is not None and not self.corpus.has_document(doc.doc_id):
+            try:
+                facts_found += self.llm.extract(doc.doc_id, text)
+            except ExtractionFailed as exc:  # the document's other facts are still used
+                LLM_FAILED.labels(self.name).inc()
+                outputs.append(Output(DLQ.name, [self._dead_letter(doc, str(exc))], key=doc.doc_id.encode()))
         self.corpus.add_document(doc.doc_id, doc.collection, text, doc.n_tokens, tables, facts_found)
         if not facts_found:
             NO_FACTS.labels(self.name).inc()
-            return []
+            return outputs
         FACTS.labels(self.name).inc(len(facts_found))
         graph = self.graphs[doc.collection]  # the world's facts, for kv_retrieval and two_hop
         for fact in extract_facts(text):
             graph.setdefault(fact, doc.doc_id)
         rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
-        outputs = []
         for i in range(self.config.tasks_per_document):
             task_type = self.config.task_types[i % len(self.config.task_types)]
             if task_type in (TaskType.TABLE_NUMERIC, TaskType.KEYCHAIN, TaskType.MULTI_HOP):
@@ -233,9 +246,25 @@ class SynthesisActor(ProcessorActor):
             difficulty=made.difficulty,
         )
 
+    def _dead_letter(self, doc: Document, error: str) -> DeadLetter:
+        """The document's extraction failure, with the document's record as the original bytes."""
+        return DeadLetter(
+            dead_letter_id=f"llm-extract/{doc.doc_id}",
+            source_topic=DOCS.name,
+            source_partition=-1,
+            source_offset=-1,
+            actor=self.name,
+            error=error[:2000],
+            original_key=doc.collection.encode(),
+            original_value=encode([doc]),
+            original_headers=tuple(headers_for(doc)),
+        )
+
     def close(self) -> None:
         super().close()
         self.corpus.close()
+        if self.llm is not None:
+            self.llm.close()
 
     def snapshot(self) -> dict[str, Any]:
         return {**super().snapshot(), "collections": len(self.graphs)}
