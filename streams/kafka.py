@@ -277,6 +277,11 @@ class Consumer:
                 self.floor.check((message.topic, message.partition), message.offset)
             for tp, position in self._positions().items():
                 self.floor.check_position((tp.topic, tp.partition), position)
+                end = self._consumer.highwater(tp)  # from the last fetch; None before one
+                if end is not None and position > end:  # a broker that lost its log serves from
+                    raise LogLost(  # 0 again, and a client parked past its end waits forever
+                        f"{tp.topic}/{tp.partition}: position {position} is past the log's end {end}; {LOSS_FIX}"
+                    )
         except LogLost as exc:
             log.error("LOG LOST: %s", exc)
             raise

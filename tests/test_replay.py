@@ -58,7 +58,7 @@ def test_replay_reproduces_the_recorded_learner_and_trains_other_configs(tmp_pat
                 f"--run_dir={tmp_path / 'run'}",
                 f"--streams.bootstrap_servers={broker.bootstrap_servers}",
                 "--ray.num_cpus=2",
-                "--learner.sft_steps=30",
+                "--learner.sft_steps=20",
                 "--learner.rl_steps=6",
                 "--learner.groups_per_step=2",
                 "--learner.checkpoint_every=3",
