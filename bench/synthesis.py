@@ -34,18 +34,17 @@ from ops.feed import SAMPLE_CORPUS, documents_from_path, world_documents  # noqa
 TARGET_TASKS_PER_S = 50.0
 
 
-def build(worlds: int) -> tuple[Corpus, list[str]]:
+def build(worlds: int) -> tuple[Corpus, Tokenizer]:
     corpus = Corpus(":memory:")
-    texts = []
-    for i, doc in enumerate(world_documents(worlds=worlds, entities_per_world=8, seed=0)):
-        corpus.add_document(f"world{i}", doc["collection"], doc["text"], 1, [])
-        texts.append(doc["text"])
-    for i, doc in enumerate(documents_from_path(SAMPLE_CORPUS, "water")):
-        doc_id = f"doc{i}"
+    docs = [(f"world{i}", d) for i, d in enumerate(world_documents(worlds=worlds, entities_per_world=8, seed=0))]
+    docs += [(f"doc{i}", d) for i, d in enumerate(documents_from_path(SAMPLE_CORPUS, "water"))]
+    tokenizer = bpe([d["text"] for _, d in docs], vocab=151_643)
+    for doc_id, doc in docs:
         tables, _ = extract_tables(doc_id, doc["text"], doc.get("attrs", {}).get("format", ""))
-        corpus.add_document(doc_id, "water", doc["text"], 1, tables, extract(doc_id, doc["text"], tables))
-        texts.append(doc["text"])
-    return corpus, texts
+        facts = extract(doc_id, doc["text"], tables) if doc["collection"] == "water" else []
+        n_tokens = len(tokenizer.encode(doc["text"]).ids)  # counted once, at ingestion, as the service does
+        corpus.add_document(doc_id, doc["collection"], doc["text"], n_tokens, tables, facts)
+    return corpus, tokenizer
 
 
 def bpe(texts: list[str], vocab: int) -> Tokenizer:
@@ -61,16 +60,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--targets", type=int, nargs="+", default=[4096, 32768, 131072])
-    parser.add_argument("--worlds", type=int, default=600, help="synthetic worlds of padding (8 documents each)")
+    parser.add_argument("--worlds", type=int, default=1200, help="synthetic worlds of padding (8 documents each)")
     args = parser.parse_args()
-    corpus, texts = build(args.worlds)
-    tokenizer = bpe(texts, vocab=151_643)
+    corpus, tokenizer = build(args.worlds)
 
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
-    padding = sum(count(t) for t in texts)
-    print(f"store: {len(texts)} documents, {padding} tokens; BPE vocabulary reached {tokenizer.get_vocab_size()}")
+    docs, tokens = corpus.db.execute("SELECT COUNT(*), SUM(n_tokens) FROM docs").fetchone()
+    print(f"store: {docs} documents, {tokens} tokens; BPE vocabulary reached {tokenizer.get_vocab_size()}")
     composers = {
         "table_numeric": lambda rng, n: table_task(corpus, "water", rng, n, count, rng.random()),
         "keychain": lambda rng, n: table_task(corpus, "water", rng, n, count, rng.random(), keychain=True),

@@ -3,8 +3,8 @@
 Pure. The evidence documents go in whole, at a controlled depth (the fraction of the context
 before them); distractor documents fill the rest, the last one cut at a word boundary so the
 context lands within `tolerance` (±2% by default) of the target, counted with the policy's
-tokenizer. Each document is counted once (token counts of joined documents are nearly
-additive); the whole context is counted once at the end, and the cut is searched against
+tokenizer. Each document is counted once, or not at all when its count comes with it (token
+counts of joined documents are nearly additive); the whole context is counted once at the end, and the cut is searched against
 the whole context only in the rare case that the sum missed the band.
 """
 
@@ -34,14 +34,15 @@ def _longest_prefix(words: list[str], fits: Callable[[str], bool]) -> int:
 
 def assemble(
     evidence: list[str],
-    fillers: Iterable[str],
+    fillers: Iterable[str | tuple[str, int]],
     target: int,
     count_tokens: Callable[[str], int],
     depth: float,
     tolerance: float = 0.02,
 ) -> str | None:
     """The context, or None when the evidence alone is longer than the target (+ tolerance) or
-    the fillers run out below it (− tolerance)."""
+    the fillers run out below it (− tolerance). A filler may come with its token count (the
+    store keeps each document's, counted at ingestion by the same tokenizer)."""
     low, high = target * (1 - tolerance), target * (1 + tolerance)
     sep = count_tokens("a" + SEPARATOR + "a") - 2 * count_tokens("a")
     used = count_tokens(SEPARATOR.join(evidence))
@@ -49,10 +50,11 @@ def assemble(
         return None
     chosen: list[str] = []
     goal = (low + high) / 2
-    for doc in fillers:
+    for item in fillers:
         if used >= low:
             break
-        size = count_tokens(doc) + sep
+        doc, known = item if isinstance(item, tuple) else (item, None)
+        size = (count_tokens(doc) if known is None else known) + sep
         if used + size <= goal:
             chosen.append(doc)
             used += size

@@ -12,8 +12,10 @@ The store can always be rebuilt: it holds nothing that the `docs` topic does not
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from actors.synthesis.extract import Fact
@@ -141,6 +143,19 @@ class Corpus:
             ).fetchall()
         )
         return [found[d] for d in doc_ids]
+
+    def sized_texts(self, doc_ids: Iterable[str], batch: int = 256) -> Iterator[tuple[str, int]]:
+        """(text, token count) of each document in order, fetched `batch` at a time."""
+        ids = iter(doc_ids)
+        while chunk := list(itertools.islice(ids, batch)):
+            marks = ", ".join("?" for _ in chunk)
+            found = {
+                d: (t, n)
+                for d, t, n in self.db.execute(
+                    f"SELECT doc_id, text, n_tokens FROM docs WHERE doc_id IN ({marks})", chunk
+                )
+            }
+            yield from (found[d] for d in chunk)
 
     def filler_ids(self, exclude: set[str], columns: tuple[str, ...] | None = None) -> list[str]:
         """Every other document (any collection), sorted; none holding a table with `columns`,

@@ -98,7 +98,7 @@ def multihop_task(
     rng.shuffle(fillers)
     context = assemble(
         corpus.texts(list(evidence)),
-        (text for doc_id in fillers for text in corpus.texts([doc_id])),
+        corpus.sized_texts(fillers),
         context_tokens,
         count_tokens,
         depth,

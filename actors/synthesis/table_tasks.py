@@ -82,13 +82,18 @@ def table_task(
     evidence = rows_of(table, evidence_rows(spec, table))
     fillers = corpus.filler_ids(set(evidence), table.columns)
     rng.shuffle(fillers)
-    chain = _chain(spec, table, question, answer, rng, context_tokens) if keychain else None
-    chain_tokens = count_tokens(SEPARATOR.join(chain.lines)) if chain else 0
-    if chain_tokens >= context_tokens // 2:
+    chain, chain_tokens, chains = None, 0, default_chains(context_tokens)
+    while keychain:  # LoongRL's density, halved while the chains would take over half the context
+        chain = _chain(spec, table, question, answer, rng, chains)
+        chain_tokens = count_tokens(SEPARATOR.join(chain.lines))
+        if chain_tokens <= context_tokens // 2 or chains == 2:
+            break
+        chains = max(2, chains // 2)
+    if chain_tokens > context_tokens // 2:
         return Skipped.NO_CONTEXT
     context = assemble(
         corpus.texts(list(evidence)),
-        (text for doc_id in fillers for text in corpus.texts([doc_id])),
+        corpus.sized_texts(fillers),
         context_tokens - chain_tokens,
         count_tokens,
         depth,
@@ -109,9 +114,7 @@ def table_task(
     return MadeTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH)
 
 
-def _chain(
-    spec: Spec, table: CorpusTable, question: str, answer: str, rng: random.Random, context_tokens: int
-) -> KeyChain:
+def _chain(spec: Spec, table: CorpusTable, question: str, answer: str, rng: random.Random, chains: int) -> KeyChain:
     """The real question's chain and decoy chains ending in other questions over the table,
     whose answers differ from the real one."""
     decoys: list[str] = []
@@ -120,4 +123,4 @@ def _chain(
         if other is not None and other != spec and format_number(solve(other, table)) != answer:
             decoys.append(question_text(other, table))
     decoys = list(dict.fromkeys(decoys)) or [f"{question} (ignore this chain)"]
-    return make_chains(question, decoys, rng, default_chains(context_tokens), CHAIN_LENGTH)
+    return make_chains(question, decoys, rng, chains, CHAIN_LENGTH)
