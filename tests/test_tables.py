@@ -145,8 +145,9 @@ def test_key_chains_lead_from_the_head_to_the_real_question_only() -> None:
         "decoy two",
     }
     assert default_chains(1024) == 4 and default_chains(32 * 1024) == 128 and default_chains(100) == 2
-    placed = scatter("a\n\nb\n\nc", chain.lines, rng)
-    assert sorted(placed.split("\n\n")) == sorted(["a", "b", "c", *chain.lines])
+    placed = scatter(["a", "b\n\nstill b", "c"], chain.lines, rng)
+    assert sorted(placed.split("\n\n")) == sorted(["a", "b", "still b", "c", *chain.lines])
+    assert "b\n\nstill b" in placed, "never inside a document"
 
 
 def test_keychain_table_tasks_hide_the_verified_question_at_the_chain_end() -> None:
@@ -163,3 +164,25 @@ def test_keychain_table_tasks_hide_the_verified_question_at_the_chain_end() -> N
         assert follow(lines, head) == question_text(
             task.spec, next(t for t in corpus.tables("water") if t.name in task.sql)
         )
+
+
+def test_total_rows_are_not_data_and_titles_keep_tables_apart() -> None:
+    corpus = Corpus(":memory:")
+    text = (
+        "## 2024 readings\n\n| Site | Flow |\n|---|---|\n| A | 10 |\n| B | 20 |\n| Total | 30 |\n\n"
+        "## 2025 readings\n\n| Site | Flow |\n|---|---|\n| A | 30 |\n| B | 40 |\n"
+    )
+    tables, _ = extract_tables("d", text)
+    corpus.add_document("d", "c", text, word_count(text), tables)
+    merged = {t.title: t for t in corpus.tables("c")}
+    assert set(merged) == {"2024 readings", "2025 readings"}, "same columns, other titles: not merged"
+    assert merged["2024 readings"].rows == (("A", "10"), ("B", "20")), "the Total row is not a row"
+    assert corpus.scalar(*to_sql(Spec(Op.SUM, 1), merged["2024 readings"].name)) == 30
+
+
+def test_rounded_answers_say_so_in_the_question() -> None:
+    corpus = _corpus()
+    rng = random.Random(5)
+    made = [t for t in (table_task(corpus, "water", rng, 400, word_count, 0.5) for _ in range(80))]
+    rounded = [t for t in made if isinstance(t, MadeTask) and not float(t.composed.answer).is_integer()]
+    assert rounded and all(t.composed.question.endswith(", to 2 decimal places") for t in rounded)

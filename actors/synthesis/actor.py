@@ -180,7 +180,7 @@ class SynthesisActor(ProcessorActor):
                 LLM_FAILED.labels(self.name).inc()
                 outputs.append(Output(DLQ.name, [self._dead_letter(doc, str(exc))], key=doc.doc_id.encode()))
         self.corpus.add_document(doc.doc_id, doc.collection, text, doc.n_tokens, tables, facts_found)
-        if not facts_found:
+        if not facts_found and not tables:
             NO_FACTS.labels(self.name).inc()
             return outputs
         FACTS.labels(self.name).inc(len(facts_found))

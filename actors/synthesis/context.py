@@ -15,9 +15,13 @@ from collections.abc import Callable, Iterable
 SEPARATOR = "\n\n"
 
 
-def _place(docs: list[str], evidence: list[str], depth: float) -> str:
+def _parts(docs: list[str], evidence: list[str], depth: float) -> list[str]:
     cut = round(depth * len(docs))
-    return SEPARATOR.join([*docs[:cut], *evidence, *docs[cut:]])
+    return [*docs[:cut], *evidence, *docs[cut:]]
+
+
+def _place(docs: list[str], evidence: list[str], depth: float) -> str:
+    return SEPARATOR.join(_parts(docs, evidence, depth))
 
 
 def _longest_prefix(words: list[str], fits: Callable[[str], bool]) -> int:
@@ -32,15 +36,21 @@ def _longest_prefix(words: list[str], fits: Callable[[str], bool]) -> int:
     return lo
 
 
-def assemble(
+def assemble(*args, **kwargs) -> str | None:  # noqa: ANN002, ANN003 - assemble_parts' arguments
+    """The context as one text (see `assemble_parts`)."""
+    parts = assemble_parts(*args, **kwargs)
+    return None if parts is None else SEPARATOR.join(parts)
+
+
+def assemble_parts(
     evidence: list[str],
     fillers: Iterable[str | tuple[str, int]],
     target: int,
     count_tokens: Callable[[str], int],
     depth: float,
     tolerance: float = 0.02,
-) -> str | None:
-    """The context, or None when the evidence alone is longer than the target (+ tolerance) or
+) -> list[str] | None:
+    """The context's documents in order (joined by SEPARATOR), or None when the evidence alone is longer than the target (+ tolerance) or
     the fillers run out below it (− tolerance). A filler may come with its token count (the
     store keeps each document's, counted at ingestion by the same tokenizer)."""
     low, high = target * (1 - tolerance), target * (1 + tolerance)
@@ -69,11 +79,11 @@ def assemble(
     context = _place(chosen, evidence, depth)
     total = count_tokens(context)
     if low <= total <= high:
-        return context
+        return _parts(chosen, evidence, depth)
     if not chosen:
         return None
     # the sum missed the band: search the last filler's cut against the whole context
     last = chosen[-1].split(" ")
     keep = _longest_prefix(last, lambda prefix: count_tokens(_place([*chosen[:-1], prefix], evidence, depth)) <= high)
-    context = _place([*chosen[:-1], " ".join(last[:keep])], evidence, depth)
-    return context if low <= count_tokens(context) <= high else None
+    docs = [*chosen[:-1], " ".join(last[:keep])]
+    return _parts(docs, evidence, depth) if low <= count_tokens(_place(docs, evidence, depth)) <= high else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,15 +23,24 @@ from actors.synthesis.extract import Fact
 from actors.synthesis.numeric import CorpusTable
 from actors.synthesis.tables import Table, parse_number
 
+TOTAL_ROW = re.compile(r"^\s*(grand\s+)?(total|sum|all|overall)\s*:?\s*$", re.IGNORECASE)
+"""A row that sums the others: not data (counted twice otherwise)."""
 
-def _table_name(collection: str, columns: tuple[str, ...]) -> str:
-    digest = hashlib.sha256(json.dumps([collection, list(columns)]).encode()).hexdigest()[:16]
+
+def _table_name(collection: str, title: str, columns: tuple[str, ...]) -> str:
+    """Tables merge when collection, title and columns all match."""
+    digest = hashlib.sha256(json.dumps([collection, title.casefold(), list(columns)]).encode()).hexdigest()[:16]
     return f"t_{digest}"
 
 
 def entity_key(name: str) -> str:
     """Entity names that merge: case and spacing do not matter."""
     return " ".join(name.casefold().split())
+
+
+def title_signature(title: str) -> str:
+    """Tables with this title, in any collection (a question names tables by title)."""
+    return "title:" + " ".join(title.casefold().split())
 
 
 def signature(columns: tuple[str, ...]) -> str:
@@ -104,8 +114,11 @@ class Corpus:
         return [obj for _, obj in rows]
 
     def _merge(self, collection: str, table: Table) -> None:
-        name = _table_name(collection, table.columns)
-        self.db.execute("INSERT INTO doc_tables VALUES (?, ?)", (table.doc_id, signature(table.columns)))
+        name = _table_name(collection, table.title, table.columns)
+        self.db.executemany(
+            "INSERT INTO doc_tables VALUES (?, ?)",
+            [(table.doc_id, signature(table.columns)), (table.doc_id, title_signature(table.title))],
+        )
         n = len(table.columns)
         cells = ", ".join(f"c{i} TEXT, n{i} REAL" for i in range(n))
         self.db.execute(f"CREATE TABLE IF NOT EXISTS {name} (doc_id TEXT NOT NULL, {cells})")
@@ -116,7 +129,11 @@ class Corpus:
         marks = ", ".join("?" for _ in range(1 + 2 * n))
         self.db.executemany(
             f"INSERT INTO {name} VALUES ({marks})",
-            [(table.doc_id, *[v for cell in row for v in (cell, parse_number(cell))]) for row in table.rows],
+            [
+                (table.doc_id, *[v for cell in row for v in (cell, parse_number(cell))])
+                for row in table.rows
+                if not any(TOTAL_ROW.match(cell) for cell in row)
+            ],
         )
 
     def tables(self, collection: str) -> list[CorpusTable]:
@@ -157,16 +174,16 @@ class Corpus:
             }
             yield from (found[d] for d in chunk)
 
-    def filler_ids(self, exclude: set[str], columns: tuple[str, ...] | None = None) -> list[str]:
-        """Every other document (any collection), sorted; none holding a table with `columns`,
-        whose rows a reader could not tell from the evidence's."""
-        clash = set()
+    def filler_ids(self, exclude: set[str], columns: tuple[str, ...] | None = None, title: str = "") -> list[str]:
+        """Every other document (any collection), sorted; none holding a table with `columns`
+        or titled `title`, whose rows a reader could not tell from the evidence's."""
+        clash: set[str] = set()
         if columns is not None:
-            clash = {
-                d
-                for (d,) in self.db.execute("SELECT doc_id FROM doc_tables WHERE signature = ?", (signature(columns),))
-            }
-        return [d for (d,) in self.db.execute("SELECT doc_id FROM docs ORDER BY doc_id") if d not in exclude | clash]
+            keys = [signature(columns)] + ([title_signature(title)] if title.strip() else [])
+            marks = ", ".join("?" for _ in keys)
+            clash = {d for (d,) in self.db.execute(f"SELECT doc_id FROM doc_tables WHERE signature IN ({marks})", keys)}
+        skip = exclude | clash
+        return [d for (d,) in self.db.execute("SELECT doc_id FROM docs ORDER BY doc_id") if d not in skip]
 
     def close(self) -> None:
         self.db.close()

@@ -5,7 +5,7 @@ line "kL: <question>". The real chain ends in the task's question; decoy chains 
 4 × context/1024 of them, LoongRL's density) end in other questions over the same material,
 so a model that stops following early, or follows the wrong chain, answers the wrong
 question. Only the real chain's head key is given. The lines are scattered between the
-context's paragraphs in a seeded order; every chain's lines keep their order of appearance
+context's documents in a seeded order; every chain's lines keep their order of appearance
 shuffled too, so the chain must be followed by key, not by position.
 """
 
@@ -56,7 +56,7 @@ def make_chains(question: str, decoys: Sequence[str], rng: random.Random, chains
 
 def follow(lines: Sequence[str], head: str) -> str:
     """The solver: follow the chain from `head` to the text at its end."""
-    table = dict(line.split(": ", 1) for line in lines)
+    table = {key.strip(): value.strip() for key, value in (line.split(": ", 1) for line in lines)}
     value, seen = table[head], {head}
     while value in table and value not in seen:
         seen.add(value)
@@ -64,9 +64,9 @@ def follow(lines: Sequence[str], head: str) -> str:
     return value
 
 
-def scatter(context: str, lines: Sequence[str], rng: random.Random) -> str:
-    """`lines` inserted between the context's paragraphs at seeded positions."""
-    parts = context.split(SEPARATOR)
+def scatter(documents: Sequence[str], lines: Sequence[str], rng: random.Random) -> str:
+    """`lines` inserted between the context's documents (never inside one) at seeded positions."""
+    parts = list(documents)
     for line in lines:
         parts.insert(rng.randint(0, len(parts)), line)
     return SEPARATOR.join(parts)

@@ -147,6 +147,7 @@ def compose_numeric(table: CorpusTable, rng: random.Random) -> Spec | None:
     if not numeric or len(table.rows) < 2:
         return None
     value = rng.choice(numeric)
+    text = [c for c in text if all(_usable_key(r[c]) for r in table.rows)]
     unique_keys = [c for c in text if len({r[c] for r in table.rows}) == len(table.rows)]
     ops = [Op.SUM, Op.MEAN, Op.MAX, Op.MIN, Op.COUNT_ABOVE] + ([Op.DIFF] if unique_keys else [])
     op = rng.choice(ops)
@@ -156,7 +157,7 @@ def compose_numeric(table: CorpusTable, rng: random.Random) -> Spec | None:
         return Spec(op, value, key, (a[key], b[key]))  # the larger first: "how much more", "years after"
     if op is Op.COUNT_ABOVE:
         values = sorted(parse_number(r[value]) for r in table.rows)
-        return Spec(op, value, threshold=values[rng.randrange(len(values) - 1)])
+        return Spec(op, value, threshold=round(values[rng.randrange(len(values) - 1)], 2))  # as the question says
     if op in (Op.SUM, Op.MEAN) and text and rng.random() < 0.5:
         key = rng.choice(text)
         distinct = sorted({r[key] for r in table.rows})
@@ -166,9 +167,15 @@ def compose_numeric(table: CorpusTable, rng: random.Random) -> Spec | None:
     return Spec(op, value)
 
 
+def _usable_key(cell: str) -> bool:
+    """A cell a question can name: not empty, and not one that reads as two ("A or B")."""
+    return bool(cell.strip()) and " or " not in cell
+
+
 def leaks(answer: str, question: str) -> bool:
     """True when the answer can be read off the question (a number in it equals the answer)."""
-    return any(format_number(float(n.replace(",", ""))) == answer for n in re.findall(r"\d[\d,]*(?:\.\d+)?", question))
+    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", question)
+    return any(format_number(float(n.replace(",", ""))) == answer for n in numbers)
 
 
 def difficulty(spec: Spec, table: CorpusTable) -> float:

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.synthesis.context import SEPARATOR, assemble
+from actors.synthesis.context import SEPARATOR, assemble_parts
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.keychain import KeyChain, default_chains, follow, keychain_question, make_chains, scatter
 from actors.synthesis.numeric import (
@@ -77,10 +77,12 @@ def table_task(
     if gold is None or not math.isclose(gold, solve(spec, table), rel_tol=1e-9, abs_tol=1e-9):
         return Skipped.UNVERIFIED
     answer, question = format_number(gold), question_text(spec, table)
+    if not float(answer).is_integer():
+        question += ", to 2 decimal places"  # the gold answer is rounded so
     if leaks(answer, question):
         return Skipped.LEAK
     evidence = rows_of(table, evidence_rows(spec, table))
-    fillers = corpus.filler_ids(set(evidence), table.columns)
+    fillers = corpus.filler_ids(set(evidence), table.columns, table.title)
     rng.shuffle(fillers)
     chain, chain_tokens, chains = None, 0, default_chains(context_tokens)
     while keychain:  # LoongRL's density, halved while the chains would take over half the context
@@ -91,19 +93,20 @@ def table_task(
         chains = max(2, chains // 2)
     if chain_tokens > context_tokens // 2:
         return Skipped.NO_CONTEXT
-    context = assemble(
+    parts = assemble_parts(
         corpus.texts(list(evidence)),
         corpus.sized_texts(fillers),
         context_tokens - chain_tokens,
         count_tokens,
         depth,
     )
-    if context is None:
+    if parts is None:
         return Skipped.NO_CONTEXT
+    context = SEPARATOR.join(parts)
     if chain is None:
         composed = ComposedTask(TaskType.TABLE_NUMERIC, context, question, answer, (), hops=len(evidence))
         return MadeTask(composed, evidence, spec, sql, difficulty(spec, table))
-    context = scatter(context, chain.lines, rng)
+    context = scatter(parts, chain.lines, rng)
     if (
         abs(count_tokens(context) - context_tokens) > 0.02 * context_tokens
         or follow(chain.lines, chain.head) != question

@@ -16,6 +16,8 @@ from html.parser import HTMLParser
 
 _NUMBER = re.compile(r"^[-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
+MAX_COLUMNS = 200
+"""Wider tables are reported, not stored (SQLite allows 2,000 columns; we keep two per cell)."""
 _SEPARATOR_CELL = re.compile(r"^:?-+:?$")
 
 
@@ -89,6 +91,8 @@ def _rectangle_problem(header: list[str], body: list[list[str]], first_line: int
     """Why header + body is not a table (`body_offset`: lines from the header to the first row)."""
     if not body:
         return f"table at line {first_line}: no rows"
+    if len(header) > MAX_COLUMNS:
+        return f"table at line {first_line}: {len(header)} columns, more than {MAX_COLUMNS}"
     if any(not name for name in header):
         return f"table at line {first_line}: a column without a name"
     if len(set(header)) != len(header):
