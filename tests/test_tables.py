@@ -53,6 +53,9 @@ def test_markdown_html_and_csv_tables_keep_their_provenance() -> None:
         (("A", "1,200"),),
         (8, 8 + len(html)),
     )
+    odd = "a\r\x0cb\n" + html  # line breaks HTMLParser does not count
+    [table], _ = html_tables("h", odd)
+    assert odd[table.span[0] : table.span[1]] == html
     [table], _ = csv_table("c", "District,Budget\nHarbor,6420\nLakeside,3870\n")
     assert table.rows == (("Harbor", "6420"), ("Lakeside", "3870"))
 

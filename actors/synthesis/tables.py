@@ -136,9 +136,9 @@ class _HTMLTables(HTMLParser):
         return self._line_starts[line - 1] + column
 
     def feed_text(self, text: str) -> None:
-        self._line_starts = [0]
-        for line in text.splitlines(keepends=True):
-            self._line_starts.append(self._line_starts[-1] + len(line))
+        self._line_starts = [0]  # HTMLParser counts lines by "\n" only (not "\r" or form feeds)
+        for line in text.split("\n"):
+            self._line_starts.append(self._line_starts[-1] + len(line) + 1)
         self.feed(text)
         self.close()
 
