@@ -99,3 +99,24 @@ def test_multihop_tasks_are_solved_through_the_store_and_on_target() -> None:
         for text in corpus.texts(list(task.doc_ids)):
             assert text in task.composed.context
         assert task.composed.answer.lower() not in task.composed.question.lower()
+
+
+def test_a_step_contradicted_in_another_collection_is_not_asked() -> None:
+    """Distractors come from every collection: a path whose step has another object elsewhere
+    in the store would be ambiguous in a context holding that document."""
+    from actors.synthesis.extract import Fact
+
+    corpus = Corpus(":memory:")
+    a = [
+        Fact("Birchwood", "was designed by", "Aldane & Voss", "a1", 0, 1),
+        Fact("Aldane & Voss", "was founded in", "1979", "a2", 0, 1, "date"),
+    ]
+    corpus.add_document("a1", "A", "Birchwood was designed by Aldane & Voss.", 8, [], a[:1])
+    corpus.add_document("a2", "A", "Aldane & Voss was founded in 1979.", 7, [], a[1:])
+    for i in range(40):
+        corpus.add_document(f"f{i}", "F", " ".join(f"w{i}x{j}" for j in range(20)), 20, [])
+    made = multihop_task(corpus, "A", random.Random(0), 2, 60, word_count, 0.5)
+    assert isinstance(made, MadeTask) and made.composed.answer == "1979"
+    other = Fact("Aldane & Voss", "was founded in", "1981", "b1", 0, 1, "date")
+    corpus.add_document("b1", "B", "Aldane & Voss was founded in 1981.", 7, [], [other])
+    assert multihop_task(corpus, "A", random.Random(0), 2, 60, word_count, 0.5) is Skipped.UNVERIFIED

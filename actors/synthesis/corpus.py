@@ -104,13 +104,12 @@ class Corpus:
         )
         return [Fact(*row) for row in rows]
 
-    def objects(self, collection: str, subject: str, relation: str) -> list[str]:
-        """Distinct objects of (subject, relation) in the collection (entity names merged by key)."""
-        rows = self.db.execute(
-            "SELECT DISTINCT object_key, object FROM facts WHERE collection = ? AND subject_key = ? AND relation = ?"
-            " GROUP BY object_key",
-            (collection, entity_key(subject), relation),
-        )
+    def objects(self, subject: str, relation: str, collection: str | None = None) -> list[str]:
+        """Distinct objects of (subject, relation) in `collection`, or in every collection (any
+        document can be a distractor); entity names merged by key."""
+        where = "subject_key = ? AND relation = ?" + (" AND collection = ?" if collection is not None else "")
+        params = (entity_key(subject), relation) + ((collection,) if collection is not None else ())
+        rows = self.db.execute(f"SELECT object_key, MIN(object) FROM facts WHERE {where} GROUP BY object_key", params)
         return [obj for _, obj in rows]
 
     def _merge(self, collection: str, table: Table) -> None:

@@ -8,7 +8,8 @@ one, with no entity visited twice. The question names only the start and the rel
     "Birchwood station was designed by the firm X1. X1 was founded in X2. What is X2"
 
 `multihop_task` turns a path into a task: the independent solver follows the relations
-through the SQL store (not the walk's own index) and must reach the same answer; the answer
+through the SQL store (not the walk's own index), over every collection since distractors
+come from any of them, and must reach the same answer; the answer
 must not appear in the question; the evidence documents (≥ 2 of them) go into the context
 among distractors, like table tasks.
 """
@@ -83,8 +84,8 @@ def multihop_task(
     if path is None:
         return Skipped.NO_MATERIAL
     here = path[0].subject
-    for fact in path:  # the solver: through SQL, one object per step
-        found = corpus.objects(collection, here, fact.relation)
+    for fact in path:  # the solver: through SQL, one object per step in the whole store
+        found = corpus.objects(here, fact.relation)  # (distractors come from every collection)
         if len(found) != 1:
             return Skipped.UNVERIFIED
         here = found[0]
