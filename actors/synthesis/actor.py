@@ -82,12 +82,12 @@ class SynthesisConfig:
     synth_version: int = 2
     """Stamped on every task; bump when the composers change."""
     multihop_hops: tuple[int, ...] = (2, 3, 4)
-    """Path lengths of multi_hop tasks, drawn in turn (2–6)."""
+    """Path lengths of multi_hop tasks (2–6), drawn from each document's seeded stream."""
     llm: LLMExtractorConfig = field(default_factory=LLMExtractorConfig)
     """An LLM extractor beside the rule-based ones (off by default)."""
     evidence_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    """Where the evidence documents of a table task sit in its context (the fraction of the
-    context before them), drawn in turn from this list."""
+    """Where the evidence documents of a store task sit in its context (the fraction of the
+    context before them), drawn from each document's seeded stream."""
     resources: Resources = field(default_factory=Resources)
     """Ray resources of the synthesis actor."""
 
@@ -158,7 +158,6 @@ class SynthesisActor(ProcessorActor):
         self.corpus = Corpus(store)
         self.llm = LLMExtractor(config.llm) if config.llm.base_url else None
         self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
-        self._depth = 0
         self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
 
     def handle(self, docs: list[Document]) -> list[Output]:
@@ -218,9 +217,8 @@ class SynthesisActor(ProcessorActor):
     def _store_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
         """A task composed from the store: a table question (plain or behind a key chain) or a
         multi-hop path over the collection's graph."""
-        depth = self.config.evidence_depths[self._depth % len(self.config.evidence_depths)]
-        hops = self.config.multihop_hops[self._depth % len(self.config.multihop_hops)]
-        self._depth += 1
+        depth = rng.choice(self.config.evidence_depths)  # from the document's own random stream,
+        hops = rng.choice(self.config.multihop_hops)  # so a replayed document draws the same
         context_tokens, count = self.config.context_tokens, self.count_tokens
         if task_type is TaskType.MULTI_HOP:
             made = multihop_task(self.corpus, collection, rng, hops, context_tokens, count, depth)
