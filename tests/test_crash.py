@@ -35,16 +35,22 @@ def _kill(service: Service, name: str) -> float:
     return time.monotonic()
 
 
+def _config(tmp_path: Path, settings: list[str]):  # noqa: ANN202 - a LongtideConfig
+    """A service of the smallest untrained model, the transformers engine (no vLLM start-up per
+    restart) and a fast supervisor, plus `settings`."""
+    shared = [f"--run_dir={tmp_path / 'run'}", "--ray.num_cpus=2", "--rollout.engine=transformers", "--model.path="]
+    shared += ["--model.tiny.num_layers=1", "--model.tiny.hidden_size=64", "--model.tiny.num_heads=2"]
+    return load_config(None, [*shared, "--supervision.poll_s=0.5", *settings])
+
+
 def _learner(service: Service) -> dict:
     return service.snapshots()[LEARNER_NAME]
 
 
 def test_kill_nine_each_worker_and_the_ledger_balances(tmp_path: Path) -> None:
-    config = load_config(
-        None,
+    config = _config(
+        tmp_path,
         [
-            f"--run_dir={tmp_path / 'run'}",
-            "--ray.num_cpus=2",
             "--learner.sft_steps=4",
             "--learner.rl_steps=11",
             "--learner.groups_per_step=2",
@@ -54,12 +60,6 @@ def test_kill_nine_each_worker_and_the_ledger_balances(tmp_path: Path) -> None:
             "--learner.max_staleness=1",
             "--feed.worlds=10",
             "--rollout.group_size=4",
-            "--rollout.engine=transformers",
-            "--model.path=",
-            "--model.tiny.num_layers=1",
-            "--model.tiny.hidden_size=64",
-            "--model.tiny.num_heads=2",
-            "--supervision.poll_s=0.5",
         ],
     )
     with Service(config) as service:
@@ -119,20 +119,12 @@ def test_kill_nine_each_worker_and_the_ledger_balances(tmp_path: Path) -> None:
 
 
 def test_a_crash_loop_ends_the_service_with_the_actor_and_its_error(tmp_path: Path) -> None:
-    config = load_config(
-        None,
+    config = _config(
+        tmp_path,
         [
-            f"--run_dir={tmp_path / 'run'}",
-            "--ray.num_cpus=2",
             "--learner.sft_steps=0",
             "--learner.rl_steps=0",
             "--learner.heldout_tasks=2",
-            "--rollout.engine=transformers",
-            "--model.path=",
-            "--model.tiny.num_layers=1",
-            "--model.tiny.hidden_size=64",
-            "--model.tiny.num_heads=2",
-            "--supervision.poll_s=0.5",
             "--supervision.max_restarts=2",
         ],
     )
@@ -147,20 +139,12 @@ def test_a_crash_loop_ends_the_service_with_the_actor_and_its_error(tmp_path: Pa
 
 
 def test_a_memory_broker_that_dies_ends_the_service_saying_the_log_is_lost(tmp_path: Path) -> None:
-    config = load_config(
-        None,
+    config = _config(
+        tmp_path,
         [
-            f"--run_dir={tmp_path / 'run'}",
-            "--ray.num_cpus=2",
             "--learner.sft_steps=0",
             "--learner.rl_steps=0",
             "--learner.heldout_tasks=2",
-            "--rollout.engine=transformers",
-            "--model.path=",
-            "--model.tiny.num_layers=1",
-            "--model.tiny.hidden_size=64",
-            "--model.tiny.num_heads=2",
-            "--supervision.poll_s=0.5",
         ],
     )
     with Service(config) as service:

@@ -12,8 +12,7 @@ from actors.synthesis.graph import compose_path, multihop_task, path_question
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.synthesis.tables import extract_tables
 from actors.tasks import word_count
-from ops.feed import documents_from_path, world_documents
-from tests.test_tables import CORPUS
+from tests.test_tables import CORPUS, _corpus
 
 
 def _triples(facts: list) -> list[tuple[str, str, str, str]]:
@@ -63,14 +62,7 @@ def test_junk_and_huge_documents_yield_nothing_or_facts_without_stopping() -> No
 
 
 def _graph() -> Corpus:
-    corpus = Corpus(":memory:")
-    for i, doc in enumerate(world_documents(worlds=20, entities_per_world=8, seed=0)):
-        corpus.add_document(f"world{i}", doc["collection"], doc["text"], word_count(doc["text"]), [])
-    for i, doc in enumerate(documents_from_path(CORPUS, "water")):
-        doc_id = f"doc{i}"
-        tables, _ = extract_tables(doc_id, doc["text"], doc.get("attrs", {}).get("format", ""))
-        corpus.add_document(doc_id, "water", doc["text"], 1, tables, extract(doc_id, doc["text"], tables))
-    return corpus
+    return _corpus(facts=True)
 
 
 def test_paths_cross_documents_and_ask_only_through_relations() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from actors.synthesis.context import assemble
 from actors.synthesis.corpus import Corpus
+from actors.synthesis.extract import extract
 from actors.synthesis.keychain import default_chains, follow, make_chains, scatter
 from actors.synthesis.numeric import Op, Spec, format_number, leaks, question_text, solve, to_sql
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
@@ -20,9 +21,9 @@ from ops.feed import SAMPLE_CORPUS, documents_from_path, world_documents
 CORPUS = SAMPLE_CORPUS
 
 
-def _corpus() -> Corpus:
+def _corpus(facts: bool = False) -> Corpus:
     """The shipped corpus as collection 'water', and synthetic worlds' documents (other
-    collections, no tables) to pad contexts with."""
+    collections, no tables) to pad contexts with; with `facts`, the corpus's knowledge graph."""
     corpus = Corpus(":memory:")
     for i, doc in enumerate(world_documents(worlds=20, entities_per_world=8, seed=0)):
         corpus.add_document(f"world{i}", doc["collection"], doc["text"], word_count(doc["text"]), [])
@@ -30,7 +31,8 @@ def _corpus() -> Corpus:
         doc_id = f"doc{i}-{Path(doc['source']).stem}"
         tables, problems = extract_tables(doc_id, doc["text"], doc.get("attrs", {}).get("format", ""))
         assert not problems, problems
-        corpus.add_document(doc_id, "water", doc["text"], word_count(doc["text"]), tables)
+        found = extract(doc_id, doc["text"], tables) if facts else []
+        corpus.add_document(doc_id, "water", doc["text"], word_count(doc["text"]), tables, found)
     return corpus
 
 
