@@ -4,7 +4,7 @@ Pure functions over `Fact` sequences and a seeded `random.Random`; no Kafka, no 
 synthesis actor feeds them the facts it extracted from a collection's documents; the demo's
 evaluation and the base-model script feed them a `World` directly.
 
-Two task types (the first task family):
+Three task types (the first task family):
 - `kv_retrieval`: "question : bako color ? answer :" -> "teal"; the one evidence fact is
   hidden among distractor facts.
 - `two_hop`: "question : bako boss color ? answer :" -> the color of bako's boss; two
@@ -27,6 +27,9 @@ from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact
 class TaskType(enum.StrEnum):
     KV_RETRIEVAL = "kv_retrieval"
     TWO_HOP = "two_hop"
+    MULTI_KV = "multi_kv"
+    """Two key->value questions asked at once, in the world's language ("bako color kelo
+    city" -> "teal lima"): multi-key retrieval that the tiny model can read."""
     TABLE_NUMERIC = "table_numeric"
     """Corpus numerical QA over a collection's tables (actors.synthesis.numeric): composed
     by the synthesis actor from its SQL corpus, not from facts, so it is not in COMPOSERS."""
@@ -36,6 +39,20 @@ class TaskType(enum.StrEnum):
     KEYCHAIN = "keychain"
     """A table question hidden at the end of a UUID key chain among decoy chains (LoongRL;
     actors.synthesis.keychain); composed by the synthesis actor like table_numeric."""
+    COMPARATIVE = "comparative"
+    """Which of 2–4 entities has the largest (smallest) amount of one relation: an option
+    answer (actors.synthesis.paradigms)."""
+    TEMPORAL = "temporal"
+    """Years between two dated facts of different entities (actors.synthesis.paradigms)."""
+    MULTI_FACT = "multi_fact"
+    """The sum of one relation's amounts over 2–3 entities (actors.synthesis.paradigms)."""
+    NEEDLE = "needle"
+    """One keyed number hidden among the documents (actors.synthesis.needles)."""
+    MULTI_NEEDLE = "multi_needle"
+    """2–4 keyed numbers asked together, among decoy needles (actors.synthesis.needles)."""
+    DIALOGUE = "dialogue"
+    """The latest value of something the user said, across a long conversation with
+    updates (actors.synthesis.dialogue)."""
 
 
 @dataclass(frozen=True)
@@ -132,9 +149,36 @@ def compose_two_hop(
     )
 
 
+def compose_multi_kv(
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int] = word_count,
+) -> ComposedTask | None:
+    """Two key->value questions about different entities, answered in order; None when the
+    facts hold attribute facts of fewer than two entities."""
+    candidates = [f for f in facts if f.relation in ATTRIBUTE_VALUES]
+    if len({f.subject for f in candidates}) < 2:
+        return None
+    first = rng.choice(candidates)
+    second = rng.choice([f for f in candidates if f.subject != first.subject])
+    keys = {(first.subject, first.relation), (second.subject, second.relation)}
+    pool = [f for f in facts if (f.subject, f.relation) not in keys]
+    context = _pad_context([first, second], pool, rng, context_tokens, count_tokens)
+    return ComposedTask(
+        task_type=TaskType.MULTI_KV,
+        context=context,
+        question=f"{first.subject} {first.relation} {second.subject} {second.relation}",
+        answer=f"{first.object} {second.object}",
+        evidence=(first, second),
+        hops=2,
+    )
+
+
 COMPOSERS: dict[TaskType, Callable[..., ComposedTask | None]] = {
     TaskType.KV_RETRIEVAL: compose_kv_retrieval,
     TaskType.TWO_HOP: compose_two_hop,
+    TaskType.MULTI_KV: compose_multi_kv,
 }
 
 

@@ -1,4 +1,5 @@
-"""Rule verifiers: normalised exact match, two-way substring match (sub_em), numeric match.
+"""Rule verifiers: normalised exact match, two-way substring match (sub_em), numeric match,
+option match (multiple choice) and list recall (multi-needle).
 
 Pure functions over strings. `extract_answer` takes the text after the last 'answer :' marker
 when the response has one, else the whole response, and cuts it at the end of the line.
@@ -14,6 +15,7 @@ import string
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _MARKER = re.compile(r"answer\s*:", re.IGNORECASE)
+_OPTION = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
 
 
 class Rule(enum.StrEnum):
@@ -57,3 +59,20 @@ def numeric_match(prediction: str, reference: str, rel_tol: float = 1e-4) -> flo
     if p is None or r is None:
         return 0.0
     return float(math.isclose(p, r, rel_tol=rel_tol, abs_tol=1e-9))
+
+
+def option_match(prediction: str, reference: str) -> float:
+    """1.0 when the first standalone option letter (A–D) of the prediction is the reference's:
+    'B', '(B) Saltmarsh' and 'B.' all choose B."""
+    match = _OPTION.search(prediction)
+    return float(match is not None and match.group(1) == reference.strip().upper())
+
+
+def list_recall(prediction: str, reference: str) -> float:
+    """The fraction of the reference's comma-separated items found in the prediction (each
+    normalised, matched as whole words): RULER's multi-key score, partial credit per item."""
+    items = [normalize(item) for item in reference.split(",") if normalize(item)]
+    if not items:
+        return 0.0
+    said = f" {normalize(prediction)} "
+    return sum(f" {item} " in said for item in items) / len(items)

@@ -3,6 +3,7 @@
 from schemas.codec import decode, encode, from_mapping, headers_for, record_id
 from schemas.records import (
     SCHEMA_VERSION,
+    AnswerKind,
     DeadLetter,
     Document,
     PolicyVersion,
@@ -16,6 +17,7 @@ from schemas.records import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AnswerKind",
     "DeadLetter",
     "Document",
     "PolicyVersion",

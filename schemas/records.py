@@ -10,6 +10,7 @@ naming the field and the problem.
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -18,6 +19,19 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 2
 """Version of every schema in this module; sent in the `schema_version` Kafka header."""
+
+
+class AnswerKind(enum.StrEnum):
+    """What a task's gold answer is, which decides how it is verified (`Task.answer_kind`)."""
+
+    TEXT = "text"
+    """Scored by the configured `Rule` (exact or sub_em)."""
+    NUMERIC = "numeric"
+    """Scored by numeric match within a relative tolerance."""
+    OPTION = "option"
+    """A multiple-choice letter, scored by option match."""
+    LIST = "list"
+    """Comma-separated items (multi-needle), scored by list recall."""
 
 
 class SchemaError(ValueError):
@@ -98,7 +112,7 @@ class Task:
     question: str
     answer: str
     answer_kind: str
-    """How the reward compares answers: 'text' or 'numeric'."""
+    """How the reward verifies answers: an `AnswerKind` value."""
     hops: int
     difficulty: float
     synth_version: int
@@ -111,7 +125,10 @@ class Task:
             bool(self.context) != bool(self.context_ref), self.NAME, "context", "exactly one of context/context_ref"
         )
         _require(
-            self.answer_kind in ("text", "numeric"), self.NAME, "answer_kind", f"unknown kind {self.answer_kind!r}"
+            self.answer_kind in set(AnswerKind),
+            self.NAME,
+            "answer_kind",
+            f"unknown kind {self.answer_kind!r}; one of {', '.join(AnswerKind)}",
         )
         _require(self.hops >= 1, self.NAME, "hops", f"must be >= 1, got {self.hops}")
 

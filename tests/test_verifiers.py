@@ -3,7 +3,16 @@ from __future__ import annotations
 import dataclasses
 
 from actors.reward.actor import score
-from actors.verifiers import Rule, exact_match, extract_answer, normalize, numeric_match, substring_match
+from actors.verifiers import (
+    Rule,
+    exact_match,
+    extract_answer,
+    list_recall,
+    normalize,
+    numeric_match,
+    option_match,
+    substring_match,
+)
 from tests.test_schemas import ROLLOUT
 
 
@@ -32,3 +41,31 @@ def test_score_by_rule() -> None:
     assert sub.reward == 1.0 and sub.verifier == "sub_em" and sub.exact_match == 0.0
     num = score(dataclasses.replace(r, response_text="42.0", reference="42", answer_kind="numeric"), Rule.EXACT)
     assert num.reward == 1.0 and num.verifier == "numeric"
+
+
+def test_option_match_takes_the_first_standalone_letter() -> None:
+    assert option_match("B", "B") == option_match("(B) Saltmarsh", "B") == 1.0
+    assert option_match("Answer A", "B") == 0.0, "'Answer' holds an A but not a standalone one; then A"
+    assert option_match("Saltmarsh", "B") == 0.0 and option_match("", "A") == 0.0
+
+
+def test_list_recall_gives_credit_per_item() -> None:
+    ref = "4821937, 1826867, 5172676"
+    assert list_recall("4821937, 1826867, 5172676", ref) == 1.0
+    assert list_recall("5172676 and 4821937", ref) == 2 / 3
+    assert list_recall("48219371", ref) == 0.0, "items match as whole words"
+    assert list_recall("", ref) == 0.0
+
+
+def test_each_answer_kind_is_scored_by_its_verifier() -> None:
+    base = dataclasses.replace(ROLLOUT, response_text="(A) Alder")
+    option = score(dataclasses.replace(base, reference="A", answer_kind="option"), Rule.SUB_EM)
+    assert (option.reward, option.verifier) == (1.0, "option")
+    listed = score(
+        dataclasses.replace(base, response_text="12, 34", reference="12, 56", answer_kind="list"), Rule.EXACT
+    )
+    assert (listed.reward, listed.verifier) == (0.5, "list_recall")
+    loose = score(
+        dataclasses.replace(base, response_text="100.4", reference="100", answer_kind="numeric"), Rule.EXACT, 0.01
+    )
+    assert loose.reward == 1.0, "|100.4 - 100| / 100.4 = 0.004 <= 0.01"

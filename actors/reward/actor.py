@@ -1,8 +1,11 @@
 """Reward scoring: `rollouts` -> `scored`, by rule verifiers on the extracted final answer.
 
-Text answers: `Rule.EXACT` scores the normalised exact match, `Rule.SUB_EM` the better of
-exact and two-way substring match (QwenLong-L1). Numeric answers: numeric match. The
-LLM-judge fallback of the paper is a later addition.
+The task's `answer_kind` picks the verifier, and the one used is recorded on each scored
+rollout (`verifier`): text answers by `rule` (`Rule.EXACT`, the normalised exact match, or
+`Rule.SUB_EM`, the better of exact and two-way substring match, as in QwenLong-L1); numbers
+by numeric match within `numeric_tolerance`; multiple choice by option match; lists
+(multi-needle) by the fraction of items recalled. The LLM-judge fallback of the paper is a
+later addition.
 """
 
 from __future__ import annotations
@@ -14,8 +17,16 @@ from prometheus_client import Histogram
 
 from actors.base import ProcessorActor
 from actors.hosting import Resources
-from actors.verifiers import Rule, exact_match, extract_answer, numeric_match, substring_match
-from schemas import Rollout, ScoredRollout
+from actors.verifiers import (
+    Rule,
+    exact_match,
+    extract_answer,
+    list_recall,
+    numeric_match,
+    option_match,
+    substring_match,
+)
+from schemas import AnswerKind, Rollout, ScoredRollout
 from streams.kafka import StreamsConfig
 from streams.processor import Output, arrow_decoder
 from streams.topics import ROLLOUTS, SCORED
@@ -36,16 +47,26 @@ class RewardConfig:
     rule: Rule = Rule.EXACT
     """How text answers are scored; the paper uses sub_em, which a tiny model can game by
     repeating words, so the demo default is exact."""
+    numeric_tolerance: float = 1e-4
+    """Relative tolerance of numeric answers (gold answers carry at most 2 decimals, and say so)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.numeric_tolerance < 1:
+            raise ValueError(f"reward.numeric_tolerance ({self.numeric_tolerance}) must lie in [0, 1), e.g. 1e-4")
 
 
-def score(rollout: Rollout, rule: Rule) -> ScoredRollout:
+def score(rollout: Rollout, rule: Rule, numeric_tolerance: float = 1e-4) -> ScoredRollout:
     """Pure: the scored copy of `rollout`."""
     answer = extract_answer(rollout.response_text)
     exact = exact_match(answer, rollout.reference)
     sub = substring_match(answer, rollout.reference)
-    num = numeric_match(answer, rollout.reference)
-    if rollout.answer_kind == "numeric":
+    num = numeric_match(answer, rollout.reference, numeric_tolerance)
+    if rollout.answer_kind == AnswerKind.NUMERIC:
         reward, verifier = num, "numeric"
+    elif rollout.answer_kind == AnswerKind.OPTION:
+        reward, verifier = option_match(answer, rollout.reference), "option"
+    elif rollout.answer_kind == AnswerKind.LIST:
+        reward, verifier = list_recall(answer, rollout.reference), "list_recall"
     elif rule is Rule.SUB_EM:
         reward, verifier = max(exact, sub), "sub_em"
     else:
@@ -71,7 +92,7 @@ class RewardActor(ProcessorActor):
 
     def handle(self, rollouts: list[Rollout]) -> list[Output]:
         """A message holds one group; its scored copy stays one message."""
-        scored = [score(r, self.config.rule) for r in rollouts]
+        scored = [score(r, self.config.rule, self.config.numeric_tolerance) for r in rollouts]
         for s in scored:
             REWARD.labels(self.name, s.task_type).observe(s.reward)
         return [Output(SCORED.name, scored, key=scored[0].group_id.encode())]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,15 +21,17 @@ from prometheus_client import Counter
 from actors.base import ProcessorActor
 from actors.hosting import Resources
 from actors.synthesis.corpus import Corpus
+from actors.synthesis.dialogue import dialogue_task
 from actors.synthesis.extract import extract
-from actors.synthesis.facts import extract_facts
 from actors.synthesis.graph import multihop_task
 from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor, LLMExtractorConfig
-from actors.synthesis.table_tasks import Skipped, table_task
+from actors.synthesis.needles import needle_task
+from actors.synthesis.paradigms import paradigm_task
+from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import extract_tables
 from actors.tasks import COMPOSERS, TaskType
 from actors.world import Fact
-from schemas import DeadLetter, Document, Task, encode, headers_for
+from schemas import AnswerKind, DeadLetter, Document, Task, encode, headers_for
 from streams.blobs import ClaimCheck
 from streams.kafka import StreamsConfig
 from streams.processor import Output, arrow_decoder
@@ -63,6 +64,9 @@ NO_CONTEXT = Counter(
 
 log = logging.getLogger(__name__)
 
+FACTLESS = frozenset({TaskType.NEEDLE, TaskType.MULTI_NEEDLE, TaskType.DIALOGUE})
+"""Task types made from any documents (the haystack), whether or not they held facts."""
+
 
 @dataclass(frozen=True)
 class SynthesisConfig:
@@ -88,6 +92,9 @@ class SynthesisConfig:
     evidence_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     """Where the evidence documents of a store task sit in its context (the fraction of the
     context before them), drawn from each document's seeded stream."""
+    obfuscation: float = 0.5
+    """Fraction of multi_hop tasks whose start entity is named by another of its facts that
+    no other entity shares ('Let E be the one that was founded in 1979. E …'), when one exists."""
     resources: Resources = field(default_factory=Resources)
     """Ray resources of the synthesis actor."""
 
@@ -102,6 +109,8 @@ class SynthesisConfig:
             raise ValueError(f"synthesis.tasks_per_document ({self.tasks_per_document}) must be >= 1")
         if not self.multihop_hops or not all(2 <= h <= 6 for h in self.multihop_hops):
             raise ValueError(f"synthesis.multihop_hops ({self.multihop_hops}) must be path lengths in 2..6")
+        if not 0 <= self.obfuscation <= 1:
+            raise ValueError(f"synthesis.obfuscation ({self.obfuscation}) must be a fraction in [0, 1]")
         if not self.evidence_depths or not all(0 <= d <= 1 for d in self.evidence_depths):
             raise ValueError(f"synthesis.evidence_depths ({self.evidence_depths}) must be fractions in [0, 1]")
 
@@ -114,7 +123,7 @@ def make_task(
     claim: ClaimCheck,
     synth_version: int,
     context_tokens: int,
-    answer_kind: str = "text",
+    answer_kind: AnswerKind = AnswerKind.TEXT,
     difficulty: float | None = None,
 ) -> Task:
     context, ref = claim.put_text(composed.context)
@@ -157,13 +166,33 @@ class SynthesisActor(ProcessorActor):
         self.count_tokens = count_tokens
         self.corpus = Corpus(store)
         self.llm = LLMExtractor(config.llm) if config.llm.base_url else None
-        self.graphs: dict[str, dict[Fact, str]] = defaultdict(dict)  # fact -> doc_id
         self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
 
     def handle(self, docs: list[Document]) -> list[Output]:
         return [out for doc in docs for out in self._synthesize(doc)]
 
     def _synthesize(self, doc: Document) -> list[Output]:
+        outputs, found = self._store(doc)
+        if not found:
+            NO_FACTS.labels(self.name).inc()
+        world = self.corpus.world_facts(doc.collection)  # for kv_retrieval and two_hop
+        rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
+        for i in range(self.config.tasks_per_document):
+            task_type = self.config.task_types[i % len(self.config.task_types)]
+            if task_type in COMPOSERS:
+                task = self._world_task(doc.collection, world, rng, task_type) if found else None
+            elif task_type in FACTLESS or found:
+                task = self._store_task(doc.collection, rng, task_type)
+            else:
+                task = None
+            if task is not None:
+                TASKS_MADE.labels(self.name, task.task_type).inc()
+                outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
+        return outputs
+
+    def _store(self, doc: Document) -> tuple[list[Output], bool]:
+        """Add the document, its tables and its facts to the store (once): dead letters for a
+        failed LLM extraction, and whether it held any facts or tables."""
         text = self.claim.get_text(doc.text, doc.text_ref)
         tables, problems = extract_tables(doc.doc_id, text, dict(doc.attrs).get("format", ""))
         for problem in problems:
@@ -179,52 +208,52 @@ class SynthesisActor(ProcessorActor):
                 LLM_FAILED.labels(self.name).inc()
                 outputs.append(Output(DLQ.name, [self._dead_letter(doc, str(exc))], key=doc.doc_id.encode()))
         self.corpus.add_document(doc.doc_id, doc.collection, text, doc.n_tokens, tables, facts_found)
-        if not facts_found and not tables:
-            NO_FACTS.labels(self.name).inc()
-            return outputs
         FACTS.labels(self.name).inc(len(facts_found))
-        graph = self.graphs[doc.collection]  # the world's facts, for kv_retrieval and two_hop
-        for fact in extract_facts(text):
-            graph.setdefault(fact, doc.doc_id)
-        rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
-        for i in range(self.config.tasks_per_document):
-            task_type = self.config.task_types[i % len(self.config.task_types)]
-            if task_type in (TaskType.TABLE_NUMERIC, TaskType.KEYCHAIN, TaskType.MULTI_HOP):
-                task = self._store_task(doc.collection, rng, task_type)
-                if task is not None:
-                    TASKS_MADE.labels(self.name, task.task_type).inc()
-                    outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
-                continue
-            composed = COMPOSERS[task_type](list(graph), rng, self.config.context_tokens, self.count_tokens)
-            if composed is None:
-                continue
-            tokens = self.count_tokens(composed.context)
-            if tokens < self.config.min_context_fill * self.config.context_tokens:
-                SHORT.labels(self.name).inc()  # too few facts yet to reach the target length
-                continue
-            task = make_task(
-                composed,
-                collection=doc.collection,
-                doc_ids=tuple(dict.fromkeys(graph[f] for f in composed.evidence)),
-                claim=self.claim,
-                synth_version=self.config.synth_version,
-                context_tokens=tokens,
-            )
-            TASKS_MADE.labels(self.name, task.task_type).inc()
-            outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
-        return outputs
+        return outputs, bool(facts_found or tables)
+
+    def _world_task(
+        self, collection: str, world: dict[Fact, str], rng: random.Random, task_type: TaskType
+    ) -> Task | None:
+        """A question in the synthetic world's language, over the collection's world facts."""
+        composed = COMPOSERS[task_type](list(world), rng, self.config.context_tokens, self.count_tokens)
+        if composed is None:
+            return None
+        tokens = self.count_tokens(composed.context)
+        if tokens < self.config.min_context_fill * self.config.context_tokens:
+            SHORT.labels(self.name).inc()  # too few facts yet to reach the target length
+            return None
+        return make_task(
+            composed,
+            collection=collection,
+            doc_ids=tuple(dict.fromkeys(world[f] for f in composed.evidence)),
+            claim=self.claim,
+            synth_version=self.config.synth_version,
+            context_tokens=tokens,
+        )
+
+    def _compose(self, collection: str, rng: random.Random, task_type: TaskType) -> MadeTask | Skipped:
+        """One store task of `task_type`; depth, hops and the other choices are drawn from the
+        document's own random stream, so a replayed document draws the same."""
+        depth = rng.choice(self.config.evidence_depths)
+        hops = rng.choice(self.config.multihop_hops)
+        context_tokens, count, corpus = self.config.context_tokens, self.count_tokens, self.corpus
+        match task_type:
+            case TaskType.MULTI_HOP:
+                obfuscate = rng.random() < self.config.obfuscation
+                return multihop_task(corpus, collection, rng, hops, context_tokens, count, depth, obfuscate)
+            case TaskType.TABLE_NUMERIC | TaskType.KEYCHAIN:
+                chained = task_type is TaskType.KEYCHAIN
+                return table_task(corpus, collection, rng, context_tokens, count, depth, keychain=chained)
+            case TaskType.NEEDLE | TaskType.MULTI_NEEDLE:
+                asked = 1 if task_type is TaskType.NEEDLE else rng.randint(2, 4)
+                return needle_task(corpus, rng, context_tokens, count, depth, asked)
+            case TaskType.DIALOGUE:
+                return dialogue_task(corpus, rng, context_tokens, count, depth, updates=rng.randint(0, 2))
+            case _:
+                return paradigm_task(corpus, collection, task_type, rng, context_tokens, count, depth)
 
     def _store_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
-        """A task composed from the store: a table question (plain or behind a key chain) or a
-        multi-hop path over the collection's graph."""
-        depth = rng.choice(self.config.evidence_depths)  # from the document's own random stream,
-        hops = rng.choice(self.config.multihop_hops)  # so a replayed document draws the same
-        context_tokens, count = self.config.context_tokens, self.count_tokens
-        if task_type is TaskType.MULTI_HOP:
-            made = multihop_task(self.corpus, collection, rng, hops, context_tokens, count, depth)
-        else:
-            chained = task_type is TaskType.KEYCHAIN
-            made = table_task(self.corpus, collection, rng, context_tokens, count, depth, keychain=chained)
+        made = self._compose(collection, rng, task_type)
         if isinstance(made, Skipped):
             if made is Skipped.UNVERIFIED:
                 UNVERIFIED.labels(self.name, task_type.value).inc()
@@ -240,7 +269,7 @@ class SynthesisActor(ProcessorActor):
             claim=self.claim,
             synth_version=self.config.synth_version,
             context_tokens=self.count_tokens(made.composed.context),
-            answer_kind="text" if task_type is TaskType.MULTI_HOP else "numeric",
+            answer_kind=made.answer_kind,
             difficulty=made.difficulty,
         )
 
@@ -265,4 +294,4 @@ class SynthesisActor(ProcessorActor):
             self.llm.close()
 
     def snapshot(self) -> dict[str, Any]:
-        return {**super().snapshot(), "collections": len(self.graphs)}
+        return {**super().snapshot(), "collections": self.corpus.collections()}

@@ -22,6 +22,7 @@ from pathlib import Path
 from actors.synthesis.extract import Fact
 from actors.synthesis.numeric import CorpusTable
 from actors.synthesis.tables import Table, parse_number
+from actors.world import Fact as WorldFact
 
 TOTAL_ROW = re.compile(r"^\s*(grand\s+)?(total|sum|all|overall)\s*:?\s*$", re.IGNORECASE)
 """A row that sums the others: not data (counted twice otherwise)."""
@@ -67,6 +68,8 @@ class Corpus:
                 object TEXT NOT NULL, object_key TEXT NOT NULL, kind TEXT NOT NULL, doc_id TEXT NOT NULL,
                 start INTEGER NOT NULL, end_ INTEGER NOT NULL, extractor TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS facts_subject ON facts (collection, subject_key, relation);
+            CREATE INDEX IF NOT EXISTS facts_any_subject ON facts (subject_key, relation);
+            CREATE INDEX IF NOT EXISTS facts_relation ON facts (relation, object_key);
             CREATE TABLE IF NOT EXISTS corpus_tables (
                 name TEXT PRIMARY KEY, collection TEXT NOT NULL, title TEXT NOT NULL, columns TEXT NOT NULL);
             """
@@ -104,6 +107,21 @@ class Corpus:
         )
         return [Fact(*row) for row in rows]
 
+    def world_facts(self, collection: str) -> dict[WorldFact, str]:
+        """The collection's synthetic-world facts → the first document stating each."""
+        rows = self.db.execute(
+            "SELECT subject, relation, object, doc_id FROM facts WHERE collection = ? AND extractor = 'world'"
+            " ORDER BY rowid",
+            (collection,),
+        )
+        out: dict[WorldFact, str] = {}
+        for subject, relation, obj, doc_id in rows:
+            out.setdefault(WorldFact(subject, relation, obj), doc_id)
+        return out
+
+    def collections(self) -> int:
+        return self.db.execute("SELECT COUNT(DISTINCT collection) FROM docs").fetchone()[0]
+
     def objects(self, subject: str, relation: str, collection: str | None = None) -> list[str]:
         """Distinct objects of (subject, relation) in `collection`, or in every collection (any
         document can be a distractor); entity names merged by key."""
@@ -111,6 +129,14 @@ class Corpus:
         params = (entity_key(subject), relation) + ((collection,) if collection is not None else ())
         rows = self.db.execute(f"SELECT object_key, MIN(object) FROM facts WHERE {where} GROUP BY object_key", params)
         return [obj for _, obj in rows]
+
+    def subjects(self, relation: str, obj: str) -> list[str]:
+        """Distinct subjects with this (relation, object) in every collection (names merged by key)."""
+        rows = self.db.execute(
+            "SELECT subject_key, MIN(subject) FROM facts WHERE relation = ? AND object_key = ? GROUP BY subject_key",
+            (relation, entity_key(obj)),
+        )
+        return [subject for _, subject in rows]
 
     def _merge(self, collection: str, table: Table) -> None:
         name = _table_name(collection, table.title, table.columns)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from actors.synthesis.facts import extract_facts as world_sentences
 from actors.synthesis.tables import Table, parse_number
+from actors.world import RELATIONS
 
 MONTHS = frozenset(
     ("january", "february", "march", "april", "may", "june")
@@ -57,7 +58,8 @@ def world_facts(doc_id: str, text: str) -> list[Fact]:
         start = text.find(fact.sentence(), position)
         end = start + len(fact.sentence()) if start >= 0 else 0
         position = max(position, end)
-        out.append(Fact(fact.subject, fact.relation, fact.object, doc_id, max(start, 0), end, "value", "world"))
+        kind = "entity" if fact.relation in RELATIONS else "value"  # boss, friend: another entity
+        out.append(Fact(fact.subject, fact.relation, fact.object, doc_id, max(start, 0), end, kind, "world"))
     return out
 
 

@@ -16,6 +16,7 @@ among distractors, like table tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from actors.synthesis.corpus import Corpus, entity_key
 from actors.synthesis.extract import Fact
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.tasks import ComposedTask, TaskType
+from schemas import AnswerKind
 
 
 def unique_edges(facts: Sequence[Fact]) -> dict[str, list[Fact]]:
@@ -64,11 +66,24 @@ def compose_path(facts: Sequence[Fact], rng: random.Random, hops: int, tries: in
     return None
 
 
-def path_question(path: Sequence[Fact]) -> str:
-    """'{start} {r1} X1. X1 {r2} X2. … What is Xk' (the prompt adds ' ? answer :')."""
-    parts = [f"{path[0].subject} {path[0].relation} X1."]
+def path_question(path: Sequence[Fact], start: str | None = None) -> str:
+    """'{start} {r1} X1. X1 {r2} X2. … What is Xk' (the prompt adds ' ? answer :'); `start`
+    replaces the first entity's name (entity obfuscation: 'E')."""
+    parts = [f"{start or path[0].subject} {path[0].relation} X1."]
     parts += [f"X{i} {f.relation} X{i + 1}." for i, f in enumerate(path[1:], 1)]
     return " ".join(parts) + f" What is X{len(path)}"
+
+
+def describe(corpus: Corpus, facts: Sequence[Fact], entity: str, rng: random.Random, avoid: str) -> Fact | None:
+    """A fact that names `entity` without its name: its (relation, object) belongs to no other
+    subject anywhere in the store, checked in SQL (entity obfuscation), or None."""
+    key = entity_key(entity)
+    own = [f for f in facts if entity_key(f.subject) == key and f.relation != avoid]
+    rng.shuffle(own)
+    for fact in own:
+        if [entity_key(s) for s in corpus.subjects(fact.relation, fact.object)] == [key]:
+            return fact
+    return None
 
 
 def multihop_task(
@@ -79,32 +94,61 @@ def multihop_task(
     context_tokens: int,
     count_tokens: Callable[[str], int],
     depth: float,
+    obfuscate: bool = False,
 ) -> MadeTask | Skipped:
-    path = compose_path(corpus.facts(collection), rng, hops)
+    """With `obfuscate`, the start entity is named by another of its facts when one names it
+    uniquely ('Let E be the one that was founded in 1979. E …'); one hop more to solve."""
+    facts = corpus.facts(collection)
+    path = compose_path(facts, rng, hops)
     if path is None:
         return Skipped.NO_MATERIAL
+    alias = describe(corpus, facts, path[0].subject, rng, path[0].relation) if obfuscate else None
     here = path[0].subject
+    if alias is not None:  # the solver reads the description back through SQL first
+        named = corpus.subjects(alias.relation, alias.object)
+        if len(named) != 1:
+            return Skipped.UNVERIFIED
+        here = named[0]
     for fact in path:  # the solver: through SQL, one object per step in the whole store
         found = corpus.objects(here, fact.relation)  # (distractors come from every collection)
         if len(found) != 1:
             return Skipped.UNVERIFIED
         here = found[0]
-    answer, question = path[-1].object, path_question(path)
+    answer = path[-1].object
+    question = path_question(path)
+    if alias is not None:
+        question = f"Let E be the one that {alias.relation} {alias.object}. " + path_question(path, "E")
     if entity_key(here) != entity_key(answer):
         return Skipped.UNVERIFIED
     if entity_key(answer) in entity_key(question):
         return Skipped.LEAK
-    evidence = tuple(dict.fromkeys(f.doc_id for f in path))
-    fillers = corpus.filler_ids(set(evidence))  # no document can contradict a step: each has one object
+    steps = hops + (alias is not None)
+    composed = ComposedTask(TaskType.MULTI_HOP, "", question, answer, (), hops=steps)
+    doc_ids = [f.doc_id for f in path] + ([alias.doc_id] if alias else [])
+    return in_context(corpus, composed, doc_ids, rng, context_tokens, count_tokens, depth)
+
+
+def in_context(
+    corpus: Corpus,
+    composed: ComposedTask,
+    doc_ids: Sequence[str],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int],
+    depth: float,
+    *,
+    answer_kind: AnswerKind = AnswerKind.TEXT,
+    difficulty: float | None = None,
+) -> MadeTask | Skipped:
+    """A graph task with its context: the evidence documents, whole, among distractor documents
+    from every collection (no document can contradict a step: the solver checked that each
+    (subject, relation) has one object in the whole store)."""
+    evidence = tuple(dict.fromkeys(doc_ids))
+    fillers = corpus.filler_ids(set(evidence))
     rng.shuffle(fillers)
-    context = assemble(
-        corpus.texts(list(evidence)),
-        corpus.sized_texts(fillers),
-        context_tokens,
-        count_tokens,
-        depth,
-    )
+    context = assemble(corpus.texts(list(evidence)), corpus.sized_texts(fillers), context_tokens, count_tokens, depth)
     if context is None:
         return Skipped.NO_CONTEXT
-    composed = ComposedTask(TaskType.MULTI_HOP, context, question, answer, (), hops=hops)
-    return MadeTask(composed, evidence, None, "", float(hops))
+    made = dataclasses.replace(composed, context=context)
+    hard = float(composed.hops) if difficulty is None else difficulty
+    return MadeTask(made, evidence, None, "", hard, answer_kind)

@@ -27,6 +27,7 @@ from actors.synthesis.numeric import (
     to_sql,
 )
 from actors.tasks import ComposedTask, TaskType
+from schemas import AnswerKind
 
 CHAIN_LENGTH = 4
 """Keys per chain (LoongRL)."""
@@ -52,6 +53,8 @@ class MadeTask:
     """The table question (None for graph tasks)."""
     sql: str
     difficulty: float
+    answer_kind: AnswerKind = AnswerKind.NUMERIC
+    """How the reward verifies the answer: 'text' (sub_em or exact), 'numeric' or 'option'."""
 
 
 def table_task(
