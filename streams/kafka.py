@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -305,6 +305,15 @@ class Consumer:
             )
             self.floor.committed(next_offsets)
 
+    def committed_offsets(self, topic: str) -> dict[int, int]:
+        """The group's committed offset of each partition of `topic` that has one."""
+        out = {}
+        for partition in sorted(self._consumer.partitions_for_topic(topic) or ()):
+            offset = self._consumer.committed(TopicPartition(topic, partition))
+            if offset is not None:
+                out[partition] = offset
+        return out
+
     def seek(self, offsets: dict[Partition, int]) -> None:
         """Read each assigned partition from the given offset next (a checkpoint's offsets)."""
         for (topic, partition), offset in offsets.items():
@@ -320,8 +329,15 @@ class Consumer:
                 out[(tp.topic, tp.partition)] = max(0, high - self._consumer.position(tp))
         return out
 
-    def pause(self) -> None:
-        self._consumer.pause(*self._consumer.assignment())
+    def assigned(self) -> list[Partition]:
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def pause(self, partitions: Iterable[Partition] | None = None) -> None:
+        """Stop fetching `partitions` (every assigned one by default)."""
+        if partitions is None:
+            self._consumer.pause(*self._consumer.assignment())
+        else:
+            self._consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
 
     def resume(self) -> None:
         self._consumer.resume(*self._consumer.paused())
@@ -415,6 +431,34 @@ def read_all(config: StreamsConfig, topic: str, *, idle_ms: int = 1000) -> list[
     finally:
         reader.close()
     return out
+
+
+def read_ranges(
+    config: StreamsConfig, topic: str, ranges: Mapping[int, tuple[int, int]], *, idle_s: float = 30.0
+) -> Iterator[Message]:
+    """The messages of `topic` at offsets [start, end) of each partition in `ranges`, in order
+    per partition. Raises `LogLost` when the log holds less than asked (nothing comes for
+    `idle_s` seconds while some partition is short of its end)."""
+    reader = Consumer(config, group_id=None, topics=[topic], client_id="longtide-range-reader", assign_all=True)
+    try:
+        short = {p: end for p, (start, end) in ranges.items() if start < end}
+        reader.seek({(topic, p): ranges[p][0] for p in short})
+        reader.pause([(t, p) for t, p in reader.assigned() if p not in short])
+        idle_since = time.monotonic()
+        while short:
+            batch = reader.poll(1000)
+            if batch:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > idle_s:
+                raise LogLost(f"{topic}: no records for {idle_s:.0f} s below the ends {short}; {LOSS_FIX}")
+            for message in batch:
+                end = short.get(message.partition)
+                if end is not None and message.offset < end:
+                    yield message
+                if end is not None and message.offset + 1 >= end:
+                    del short[message.partition]
+    finally:
+        reader.close()
 
 
 def exact_end_offsets(config: StreamsConfig, topic: str, *, timeout_ms: int = 5000) -> dict[int, int]:

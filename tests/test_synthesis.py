@@ -9,6 +9,7 @@ import pytest
 from actors.synthesis.facts import extract_facts
 from actors.tasks import TaskType, compose_kv_retrieval, compose_two_hop, render_prompt, word_count
 from actors.world import ATTRIBUTE_VALUES, RELATIONS, make_world
+from schemas import Task, decode
 
 
 def test_world_is_seeded_and_complete() -> None:
@@ -131,3 +132,67 @@ def test_a_folder_of_notes_becomes_numerical_tasks(streams, claim, tiny_model, t
     finally:
         synthesis.close()
         ingest.close()
+
+
+def test_a_lost_store_is_rebuilt_from_docs_without_new_tasks(streams, claim, tmp_path) -> None:  # noqa: ANN001
+    """The synthesis actor handles 12 documents (their tasks published, offsets committed); its
+    store file is then lost. The next actor re-reads the 12 from `docs` into a new store, makes no
+    task for them, and composes over them as the 13th arrives."""
+    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from ops.feed import SAMPLE_CORPUS, documents_from_path, world_documents
+    from schemas import Document
+    from streams.kafka import Producer, read_all
+    from streams.topics import DOCS, TASKS
+
+    raw = list(world_documents(worlds=2, entities_per_world=4, seed=0)) + list(
+        documents_from_path(SAMPLE_CORPUS, "water")
+    )
+    docs = [
+        Document(f"{i:064d}", d["collection"], d["text"], "", word_count(d["text"]), "", (), 0)
+        for i, d in enumerate(raw)
+    ]
+    store = tmp_path / "synthesis.sqlite"
+    config = SynthesisConfig(task_types=(TaskType.TEMPORAL, TaskType.KV_RETRIEVAL), context_tokens=300)
+    producer = Producer(streams, client_id="test-docs")
+
+    def send(batch: list[Document]) -> None:
+        for doc in batch:
+            producer.send_records(DOCS.name, [doc], key=doc.collection.encode())
+        producer.flush()
+
+    def actor() -> SynthesisActor:
+        return SynthesisActor(
+            name="synthesis-r", config=config, streams=streams, claim=claim, count_tokens=word_count, store=str(store)
+        )
+
+    send(docs[:-1])
+    first = actor()
+    try:
+        while first.processor.counts["consumed"] < len(docs) - 1:
+            first.processor.step()
+        first.corpus.mark_applied(first.processor.committed)
+    finally:
+        first.close()
+    tasks_before = len(read_all(streams, TASKS.name))
+    assert tasks_before > 0
+    store.unlink()
+
+    second = actor()
+    try:
+        assert sum(second.corpus.applied(DOCS.name).values()) == len(docs) - 1
+        assert len(second.corpus.texts([d.doc_id for d in docs[:-1]])) == len(docs) - 1
+        assert len(read_all(streams, TASKS.name)) == tasks_before, "re-reading made no task"
+        send(docs[-1:])
+        while second.processor.counts["consumed"] < 1:
+            second.processor.step()
+        temporal = [
+            t
+            for m in read_all(streams, TASKS.name)[tasks_before:]
+            for t in decode(m.value, Task)
+            if t.task_type == "temporal"
+        ]
+        earlier = {d.doc_id for d in docs[:-1]}
+        assert any(earlier & set(t.doc_ids) for t in temporal), "its pairs span the re-read documents"
+    finally:
+        second.close()
+        producer.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from actors.tasks import COMPOSERS, TaskType
 from actors.world import Fact
 from schemas import AnswerKind, DeadLetter, Document, Task, encode, headers_for
 from streams.blobs import ClaimCheck
-from streams.kafka import StreamsConfig
+from streams.kafka import StreamsConfig, read_ranges
 from streams.processor import Output, arrow_decoder
 from streams.topics import DLQ, DOCS, TASKS
 
@@ -60,6 +61,10 @@ NO_CONTEXT = Counter(
     "longtide_synthesis_unassembled",
     "Tasks not made: evidence longer than context_tokens, or too few documents to fill it.",
     ["actor", "task_type"],
+)
+
+REBUILT = Counter(
+    "longtide_synthesis_rebuilt_documents", "Documents re-read from docs into a lost or stale store.", ["actor"]
 )
 
 log = logging.getLogger(__name__)
@@ -167,6 +172,33 @@ class SynthesisActor(ProcessorActor):
         self.corpus = Corpus(store)
         self.llm = LLMExtractor(config.llm) if config.llm.base_url else None
         self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
+        self._rebuild(streams)
+
+    def _rebuild(self, streams: StreamsConfig) -> None:
+        """Bring a lost or stale store up to the group's committed `docs` offsets: the documents
+        below them were handled (their tasks published) but are missing from this store. They
+        are re-read and stored; no task is made again."""
+        applied = self.corpus.applied(DOCS.name)
+        committed = self.processor.consumer.committed_offsets(DOCS.name)
+        ranges = {p: (applied.get(p, 0), end) for p, end in committed.items() if applied.get(p, 0) < end}
+        if not ranges:
+            return
+        log.info("%s: store behind the log at %s; re-reading docs %s", self.name, applied, ranges)
+        decode = arrow_decoder(Document)
+        for message in read_ranges(streams, DOCS.name, ranges):
+            try:
+                docs = decode(message)
+            except Exception:  # noqa: BLE001 - dead-lettered when it was first read
+                continue
+            for doc in docs:
+                self._store(doc)  # an LLM failure was dead-lettered the first time
+            REBUILT.labels(self.name).inc(len(docs))
+        self.corpus.mark_applied({(DOCS.name, p): end for p, (_, end) in ranges.items()})
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self.processor.step():
+                self.corpus.mark_applied(self.processor.committed)
 
     def handle(self, docs: list[Document]) -> list[Output]:
         return [out for doc in docs for out in self._synthesize(doc)]

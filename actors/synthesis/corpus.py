@@ -6,7 +6,9 @@ into one SQL table (`t_<hash>`: `doc_id`, the cells `c0..cN` as written and thei
 `n0..nN`, NULL where a cell is not a number), which the numerical composer's SQL runs against
 for the gold answer.
 
-The store can always be rebuilt: it holds nothing that the `docs` topic does not.
+The store can always be rebuilt: it holds nothing that the `docs` topic does not, and it
+records the `docs` offsets its documents reach (`applied`), so the synthesis actor re-reads
+exactly the stretch a lost or stale store is missing.
 """
 
 from __future__ import annotations
@@ -70,10 +72,27 @@ class Corpus:
             CREATE INDEX IF NOT EXISTS facts_subject ON facts (collection, subject_key, relation);
             CREATE INDEX IF NOT EXISTS facts_any_subject ON facts (subject_key, relation);
             CREATE INDEX IF NOT EXISTS facts_relation ON facts (relation, object_key);
+            CREATE TABLE IF NOT EXISTS log_offsets (
+                topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+                PRIMARY KEY (topic, partition));
             CREATE TABLE IF NOT EXISTS corpus_tables (
                 name TEXT PRIMARY KEY, collection TEXT NOT NULL, title TEXT NOT NULL, columns TEXT NOT NULL);
             """
         )
+
+    def applied(self, topic: str) -> dict[int, int]:
+        """Per partition of `topic`, the offset up to which every document is in the store."""
+        rows = self.db.execute("SELECT partition, next_offset FROM log_offsets WHERE topic = ?", (topic,))
+        return dict(rows.fetchall())
+
+    def mark_applied(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Record that the documents below these (topic, partition) offsets are stored."""
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO log_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition)"
+                " DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+                [(t, p, o) for (t, p), o in offsets.items()],
+            )
 
     def has_document(self, doc_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM docs WHERE doc_id = ?", (doc_id,)).fetchone() is not None
