@@ -31,12 +31,15 @@ class ProcessorActor:
         decoder: Decoder,
         dedup_key: Callable[[Any], str] = record_id,
         batched: bool = False,
+        extra_topics: Sequence[str] = (),
     ) -> None:
+        """`extra_topics`: further topics in the same group and loop (`decoder` sees each
+        message's topic)."""
         self.name = name
         self.processor = StreamProcessor(
             actor=name,
             kind=self.KIND,
-            consumer=Consumer(streams, group_id=f"longtide-{self.KIND}", topics=[topic], client_id=name),
+            consumer=Consumer(streams, group_id=f"longtide-{self.KIND}", topics=[topic, *extra_topics], client_id=name),
             producer=Producer(streams, client_id=name),
             decoder=decoder,
             handle=self.handle,

@@ -4,7 +4,7 @@ Pure functions over `Fact` sequences and a seeded `random.Random`; no Kafka, no 
 synthesis actor feeds them the facts it extracted from a collection's documents; the demo's
 evaluation and the base-model script feed them a `World` directly.
 
-Three task types (the first task family):
+Four task types (the first task family):
 - `kv_retrieval`: "question : bako color ? answer :" -> "teal"; the one evidence fact is
   hidden among distractor facts.
 - `two_hop`: "question : bako boss color ? answer :" -> the color of bako's boss; two
@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact
+from schemas import AnswerKind
 
 
 class TaskType(enum.StrEnum):
@@ -29,7 +30,10 @@ class TaskType(enum.StrEnum):
     TWO_HOP = "two_hop"
     MULTI_KV = "multi_kv"
     """Two key->value questions asked at once, in the world's language ("bako color kelo
-    city" -> "teal lima"): multi-key retrieval that the tiny model can read."""
+    city" -> "teal lima"): multi-key retrieval that the tiny model can read; scored by list
+    recall (a point per word)."""
+    REVERSE_KV = "reverse_kv"
+    """Value -> key: "color teal" -> the one entity whose color is teal in the context."""
     TABLE_NUMERIC = "table_numeric"
     """Corpus numerical QA over a collection's tables (actors.synthesis.numeric): composed
     by the synthesis actor from its SQL corpus, not from facts, so it is not in COMPOSERS."""
@@ -175,11 +179,45 @@ def compose_multi_kv(
     )
 
 
+def compose_reverse_kv(
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int] = word_count,
+) -> ComposedTask | None:
+    """The entity with a given attribute value; distractors never share that value."""
+    candidates = [f for f in facts if f.relation in ATTRIBUTE_VALUES]
+    if not candidates:
+        return None
+    target = rng.choice(candidates)
+    pool = [
+        f
+        for f in facts
+        if (f.relation, f.object) != (target.relation, target.object)
+        and (f.subject, f.relation) != (target.subject, target.relation)
+    ]
+    context = _pad_context([target], pool, rng, context_tokens, count_tokens)
+    return ComposedTask(
+        task_type=TaskType.REVERSE_KV,
+        context=context,
+        question=f"{target.relation} {target.object}",
+        answer=target.subject,
+        evidence=(target,),
+        hops=1,
+    )
+
+
 COMPOSERS: dict[TaskType, Callable[..., ComposedTask | None]] = {
     TaskType.KV_RETRIEVAL: compose_kv_retrieval,
     TaskType.TWO_HOP: compose_two_hop,
     TaskType.MULTI_KV: compose_multi_kv,
+    TaskType.REVERSE_KV: compose_reverse_kv,
 }
+
+
+def answer_kind(task_type: TaskType) -> AnswerKind:
+    """How a world task's answer is verified: multi_kv by list recall, the others as text."""
+    return AnswerKind.LIST if task_type is TaskType.MULTI_KV else AnswerKind.TEXT
 
 
 def render_prompt(context: str, question: str) -> str:

@@ -69,9 +69,10 @@ def option_match(prediction: str, reference: str) -> float:
 
 
 def list_recall(prediction: str, reference: str) -> float:
-    """The fraction of the reference's comma-separated items found in the prediction (each
-    normalised, matched as whole words): RULER's multi-key score, partial credit per item."""
-    items = [normalize(item) for item in reference.split(",") if normalize(item)]
+    """The fraction of the reference's items found in the prediction (each normalised, matched
+    as whole words): RULER's multi-key score, partial credit per item. Items are separated by
+    commas ("4821937, 1826867"), or by spaces when the reference has no comma ("teal lima")."""
+    items = [normalize(item) for item in reference.split("," if "," in reference else None) if normalize(item)]
     if not items:
         return 0.0
     said = f" {normalize(prediction)} "

@@ -196,3 +196,37 @@ def test_a_lost_store_is_rebuilt_from_docs_without_new_tasks(streams, claim, tmp
     finally:
         second.close()
         producer.close()
+
+
+def test_unsolved_tasks_come_back_on_tasks_after_the_policy_moved_on(streams, claim) -> None:  # noqa: ANN001
+    """The actor reads `scored` too: a group with no correct sample bins its task as unsolved,
+    and the task is re-published (new id, same question) once the policy is 50 versions on."""
+    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.retrospect import retry_id
+    from schemas import Document
+    from tests.conftest import scored_rollout
+
+    world = make_world(3, 8)
+    actor = SynthesisActor(
+        name="synthesis-retro", config=SynthesisConfig(), streams=streams, claim=claim, count_tokens=word_count
+    )
+    try:
+        docs = [
+            Document(f"{i:064d}", "w", world.document(e), "", 24, "", (), 0) for i, e in enumerate(world.entities[:3])
+        ]
+        tasks = [o.records[0] for o in actor.handle(docs)]
+        first, second = tasks[0], tasks[1]
+
+        def group(task: Task, version: int, reward: float) -> list:
+            return [
+                scored_rollout(task.task_id, i, 4, [1], [2], reward=reward, policy_version=version) for i in range(4)
+            ]
+
+        assert actor.handle(group(first, 0, 0.0)) == [] and actor.handle(group(second, 10, 1.0)) == []
+        assert actor.handle(group(second, 49, 1.0)) == []
+        [out] = actor.handle(group(second, 50, 1.0))
+        again = out.records[0]
+        assert out.topic == "tasks" and again.task_id == retry_id(first.task_id, 1)
+        assert (again.question, again.answer, again.context) == (first.question, first.answer, first.context)
+    finally:
+        actor.close()

@@ -13,11 +13,12 @@ import hashlib
 import logging
 import random
 import threading
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from actors.base import ProcessorActor
 from actors.hosting import Resources
@@ -28,15 +29,16 @@ from actors.synthesis.graph import multihop_task
 from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor, LLMExtractorConfig
 from actors.synthesis.needles import needle_task
 from actors.synthesis.paradigms import paradigm_task
+from actors.synthesis.retrospect import Retrospect, RetrospectConfig, pass_at_k
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import extract_tables
-from actors.tasks import COMPOSERS, TaskType
+from actors.tasks import COMPOSERS, TaskType, answer_kind
 from actors.world import Fact
-from schemas import AnswerKind, DeadLetter, Document, Task, encode, headers_for
+from schemas import AnswerKind, DeadLetter, Document, ScoredRollout, Task, encode, headers_for
 from streams.blobs import ClaimCheck
 from streams.kafka import StreamsConfig, read_ranges
 from streams.processor import Output, arrow_decoder
-from streams.topics import DLQ, DOCS, TASKS
+from streams.topics import DLQ, DOCS, SCORED, TASKS
 
 TASKS_MADE = Counter("longtide_synthesis_tasks", "Tasks synthesised.", ["actor", "task_type"])
 FACTS = Counter("longtide_synthesis_facts", "Facts extracted from documents.", ["actor"])
@@ -63,6 +65,21 @@ NO_CONTEXT = Counter(
     ["actor", "task_type"],
 )
 
+GROUPS = Counter(
+    "longtide_synthesis_scored_groups",
+    "Scored groups by their task's pass rate: unsolved (none correct), hard (< half), medium, solved (all).",
+    ["actor", "task_type", "bin"],
+)
+PASS_AT_K = Gauge(
+    "longtide_synthesis_pass_at_k",
+    "pass@k over the latest 256 scored groups per task type.",
+    ["actor", "task_type", "k"],
+)
+REPUBLISHED = Counter(
+    "longtide_synthesis_republished_tasks",
+    "Unsolved tasks re-published (retrospective sampling).",
+    ["actor", "task_type"],
+)
 REBUILT = Counter(
     "longtide_synthesis_rebuilt_documents", "Documents re-read from docs into a lost or stale store.", ["actor"]
 )
@@ -100,6 +117,8 @@ class SynthesisConfig:
     obfuscation: float = 0.5
     """Fraction of multi_hop tasks whose start entity is named by another of its facts that
     no other entity shares ('Let E be the one that was founded in 1979. E …'), when one exists."""
+    retrospect: RetrospectConfig = field(default_factory=RetrospectConfig)
+    """Pass@k bins and retrospective sampling, from the scored groups."""
     resources: Resources = field(default_factory=Resources)
     """Ray resources of the synthesis actor."""
 
@@ -171,7 +190,19 @@ class SynthesisActor(ProcessorActor):
         self.count_tokens = count_tokens
         self.corpus = Corpus(store)
         self.llm = LLMExtractor(config.llm) if config.llm.base_url else None
-        self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrow_decoder(Document))
+        self.pass_k: dict[tuple[str, int], deque[float]] = defaultdict(lambda: deque(maxlen=256))
+        """Per (task type, k), pass@k of the latest groups (the gauge's window)."""
+        self.retrospect = Retrospect(self.corpus.db, config.retrospect) if config.retrospect.enabled else None
+        self.policy_version = -1
+        """The newest policy version seen on `scored`."""
+        docs, scored = arrow_decoder(Document), arrow_decoder(ScoredRollout)
+        self._connect(
+            name=name,
+            streams=streams,
+            topic=DOCS.name,
+            decoder=lambda m: scored(m) if m.topic == SCORED.name else docs(m),
+            extra_topics=(SCORED.name,) if self.retrospect else (),
+        )
         self._rebuild(streams)
 
     def _rebuild(self, streams: StreamsConfig) -> None:
@@ -200,8 +231,30 @@ class SynthesisActor(ProcessorActor):
             if self.processor.step():
                 self.corpus.mark_applied(self.processor.committed)
 
-    def handle(self, docs: list[Document]) -> list[Output]:
-        return [out for doc in docs for out in self._synthesize(doc)]
+    def handle(self, records: list[Document] | list[ScoredRollout]) -> list[Output]:
+        """A message of documents, or one scored group (`scored` keeps a group in one message)."""
+        if records and isinstance(records[0], ScoredRollout):
+            return self._scored(records)
+        outputs = [out for doc in records for out in self._synthesize(doc)]
+        if self.retrospect is not None:
+            for out in outputs:
+                if out.topic == TASKS.name:
+                    self.retrospect.remember(out.records[0])
+        return outputs
+
+    def _scored(self, group: list[ScoredRollout]) -> list[Output]:
+        """Bin the group's task by pass rate; re-publish the unsolved tasks now due."""
+        outcome = self.retrospect.outcome(group)
+        GROUPS.labels(self.name, outcome.task_type, outcome.bin).inc()
+        for k in self.config.retrospect.pass_k:
+            self.pass_k[(outcome.task_type, k)].append(pass_at_k(outcome.n, outcome.correct, k))
+            window = self.pass_k[(outcome.task_type, k)]
+            PASS_AT_K.labels(self.name, outcome.task_type, str(k)).set(sum(window) / len(window))
+        self.policy_version = max(self.policy_version, outcome.version)
+        again = self.retrospect.due(self.policy_version)
+        for task in again:
+            REPUBLISHED.labels(self.name, task.task_type).inc()
+        return [Output(TASKS.name, [task], key=task.task_id.encode()) for task in again]
 
     def _synthesize(self, doc: Document) -> list[Output]:
         outputs, found = self._store(doc)
@@ -261,6 +314,7 @@ class SynthesisActor(ProcessorActor):
             claim=self.claim,
             synth_version=self.config.synth_version,
             context_tokens=tokens,
+            answer_kind=answer_kind(task_type),
         )
 
     def _compose(self, collection: str, rng: random.Random, task_type: TaskType) -> MadeTask | Skipped:
