@@ -11,12 +11,12 @@ from collections import Counter
 
 import pytest
 
-from actors.synthesis.context import SEPARATOR
+from actors.synthesis.context import SEPARATOR, place
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.dialogue import dialogue_task, replay, statement
 from actors.synthesis.extract import extract
 from actors.synthesis.graph import multihop_task
-from actors.synthesis.needles import needle_task, needle_text, place, read_needles
+from actors.synthesis.needles import needle_task, needle_text, read_needles
 from actors.synthesis.numeric import format_number, leaks, solve, to_sql
 from actors.synthesis.paradigms import PARADIGMS, paradigm_task
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from actors.base import ProcessorActor
 from actors.hosting import Resources
+from actors.synthesis.context import JoinCounter
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.dialogue import dialogue_task
 from actors.synthesis.extract import extract
@@ -79,6 +80,11 @@ REPUBLISHED = Counter(
     "longtide_synthesis_republished_tasks",
     "Unsolved tasks re-published (retrospective sampling).",
     ["actor", "task_type"],
+)
+COUNT_MISMATCHES = Counter(
+    "longtide_synthesis_token_count_mismatches",
+    "Audited contexts whose joined token count missed the whole count (then every context is counted whole).",
+    ["actor"],
 )
 REBUILT = Counter(
     "longtide_synthesis_rebuilt_documents", "Documents re-read from docs into a lost or stale store.", ["actor"]
@@ -187,7 +193,7 @@ class SynthesisActor(ProcessorActor):
         """`store`: the SQLite file of documents and tables (rebuilt from `docs` if lost)."""
         self.config = config
         self.claim = claim
-        self.count_tokens = count_tokens
+        self.count_tokens = JoinCounter(count_tokens)
         self.corpus = Corpus(store)
         self.llm = LLMExtractor(config.llm) if config.llm.base_url else None
         self.pass_k: dict[tuple[str, int], deque[float]] = defaultdict(lambda: deque(maxlen=256))
@@ -339,7 +345,9 @@ class SynthesisActor(ProcessorActor):
                 return paradigm_task(corpus, collection, task_type, rng, context_tokens, count, depth)
 
     def _store_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
+        mismatches = self.count_tokens.mismatches
         made = self._compose(collection, rng, task_type)
+        COUNT_MISMATCHES.labels(self.name).inc(self.count_tokens.mismatches - mismatches)
         if isinstance(made, Skipped):
             if made is Skipped.UNVERIFIED:
                 UNVERIFIED.labels(self.name, task_type.value).inc()
@@ -354,7 +362,7 @@ class SynthesisActor(ProcessorActor):
             doc_ids=made.doc_ids,
             claim=self.claim,
             synth_version=self.config.synth_version,
-            context_tokens=self.count_tokens(made.composed.context),
+            context_tokens=made.tokens,
             answer_kind=made.answer_kind,
             difficulty=made.difficulty,
         )
@@ -380,4 +388,9 @@ class SynthesisActor(ProcessorActor):
             self.llm.close()
 
     def snapshot(self) -> dict[str, Any]:
-        return {**super().snapshot(), "collections": self.corpus.collections()}
+        joins = self.count_tokens
+        return {
+            **super().snapshot(),
+            "collections": self.corpus.collections(),
+            "token_count": {"joins": joins.joins, "mismatches": joins.mismatches, "whole": joins.whole},
+        }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,16 @@ def _table_name(collection: str, title: str, columns: tuple[str, ...]) -> str:
     """Tables merge when collection, title and columns all match."""
     digest = hashlib.sha256(json.dumps([collection, title.casefold(), list(columns)]).encode()).hexdigest()[:16]
     return f"t_{digest}"
+
+
+def random_order(rng: random.Random, n: int) -> Iterator[int]:
+    """0..n−1 in a uniformly random order, drawn lazily: Fisher–Yates over a sparse swap table,
+    O(1) per index, so a context that needs 40 of 100,000 documents shuffles 40."""
+    swapped: dict[int, int] = {}
+    for i in range(n):
+        j = rng.randrange(i, n)
+        yield swapped.get(j, j)
+        swapped[j] = swapped.get(i, i)
 
 
 def entity_key(name: str) -> str:
@@ -79,6 +90,8 @@ class Corpus:
                 name TEXT PRIMARY KEY, collection TEXT NOT NULL, title TEXT NOT NULL, columns TEXT NOT NULL);
             """
         )
+        self._ids: list[str] | None = None
+        """Every document id, sorted (for fillers; dropped when a document arrives)."""
 
     def applied(self, topic: str) -> dict[int, int]:
         """Per partition of `topic`, the offset up to which every document is in the store."""
@@ -104,6 +117,7 @@ class Corpus:
         into the collection's graph (once per document)."""
         if self.has_document(doc_id):
             return
+        self._ids = None
         with self.db:
             self.db.execute("INSERT INTO docs VALUES (?, ?, ?, ?)", (doc_id, collection, text, n_tokens))
             for table in tables:
@@ -218,16 +232,22 @@ class Corpus:
             }
             yield from (found[d] for d in chunk)
 
-    def filler_ids(self, exclude: set[str], columns: tuple[str, ...] | None = None, title: str = "") -> list[str]:
-        """Every other document (any collection), sorted; none holding a table with `columns`
-        or titled `title`, whose rows a reader could not tell from the evidence's."""
+    def fillers(
+        self, rng: random.Random, exclude: set[str], columns: tuple[str, ...] | None = None, title: str = ""
+    ) -> Iterator[str]:
+        """Every other document (any collection) in a seeded random order, drawn lazily; none
+        holding a table with `columns` or titled `title`, whose rows a reader could not tell
+        from the evidence's."""
         clash: set[str] = set()
         if columns is not None:
             keys = [signature(columns)] + ([title_signature(title)] if title.strip() else [])
             marks = ", ".join("?" for _ in keys)
             clash = {d for (d,) in self.db.execute(f"SELECT doc_id FROM doc_tables WHERE signature IN ({marks})", keys)}
         skip = exclude | clash
-        return [d for (d,) in self.db.execute("SELECT doc_id FROM docs ORDER BY doc_id") if d not in skip]
+        if self._ids is None:
+            self._ids = [d for (d,) in self.db.execute("SELECT doc_id FROM docs ORDER BY doc_id")]
+        ids = self._ids
+        return (ids[i] for i in random_order(rng, len(ids)) if ids[i] not in skip)
 
     def close(self) -> None:
         self.db.close()

@@ -18,9 +18,8 @@ import random
 import re
 from collections.abc import Callable
 
-from actors.synthesis.context import SEPARATOR, assemble_parts
+from actors.synthesis.context import SEPARATOR, assemble_parts, counter, place
 from actors.synthesis.corpus import Corpus
-from actors.synthesis.needles import place
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.tasks import ComposedTask, TaskType
 from schemas import AnswerKind
@@ -37,7 +36,8 @@ TOPICS: dict[str, Callable[[random.Random], str]] = {
 }
 """What a user tells the assistant about themselves, and how its values are drawn."""
 
-SHARED = "User: I am reading this:\n{text}\nAssistant: Noted."
+SHARED = ("User: I am reading this:", "Assistant: Noted.")
+"""The lines around a shared document."""
 _STATEMENT = re.compile(r"^User: (?:Update: )?[Mm]y (.+?) is (?:now )?(.+)\.$", re.MULTILINE)
 
 
@@ -86,20 +86,29 @@ def dialogue_task(
     for topic, value, _ in said:
         turns.append(statement(topic, value, update=topic in seen))
         seen.add(topic)
-    fixed = count_tokens(SEPARATOR.join(turns)) + len(turns) * count_tokens(SEPARATOR)
-    wrap = count_tokens(SHARED.format(text="x")) - count_tokens("x")
-    fillers = corpus.filler_ids(set())
-    rng.shuffle(fillers)
-    shared = ((SHARED.format(text=text), n + wrap) for text, n in corpus.sized_texts(fillers))
-    parts = assemble_parts([], shared, context_tokens - fixed, count_tokens, depth)
-    if parts is None:
+    count = counter(count_tokens)
+    sized = [(turn, count(turn)) for turn in turns]
+    fixed = sum(n for _, n in sized) + len(turns) * count(SEPARATOR)
+    fillers = corpus.fillers(rng, set())
+    ends = [(line, count(line)) for line in SHARED]
+    shared = (
+        (
+            "\n".join((ends[0][0], text, ends[1][0])),
+            count.joined([ends[0][0], text, ends[1][0]], [ends[0][1], n, ends[1][1]], "\n"),
+        )
+        for text, n in corpus.sized_texts(fillers)
+    )
+    made = assemble_parts([], shared, context_tokens - fixed, count, depth)
+    if made is None:
         return Skipped.NO_CONTEXT
-    context = SEPARATOR.join(place(parts, turns, [s[2] for s in said]))
-    if abs(count_tokens(context) - context_tokens) > 0.02 * context_tokens:
+    pairs = place(list(zip(made.parts, made.sizes, strict=True)), sized, [s[2] for s in said])
+    tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
+    context = SEPARATOR.join(p for p, _ in pairs)
+    if abs(tokens - context_tokens) > 0.02 * context_tokens:
         return Skipped.NO_CONTEXT
     answer = [v for t, v, _ in said if t == asked][-1]
     if replay(context).get(asked) != answer:
         return Skipped.UNVERIFIED
     question = f"What is the user's {asked} now, after any updates in the conversation"
     composed = ComposedTask(TaskType.DIALOGUE, context, question, answer, (), hops=updates + 1)
-    return MadeTask(composed, (), None, "", float(updates + 1), AnswerKind.TEXT)
+    return MadeTask(composed, (), None, "", float(updates + 1), AnswerKind.TEXT, tokens)

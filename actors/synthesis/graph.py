@@ -21,7 +21,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from actors.synthesis.context import assemble
+from actors.synthesis.context import assemble_parts
 from actors.synthesis.corpus import Corpus, entity_key
 from actors.synthesis.extract import Fact
 from actors.synthesis.table_tasks import MadeTask, Skipped
@@ -144,11 +144,12 @@ def in_context(
     from every collection (no document can contradict a step: the solver checked that each
     (subject, relation) has one object in the whole store)."""
     evidence = tuple(dict.fromkeys(doc_ids))
-    fillers = corpus.filler_ids(set(evidence))
-    rng.shuffle(fillers)
-    context = assemble(corpus.texts(list(evidence)), corpus.sized_texts(fillers), context_tokens, count_tokens, depth)
-    if context is None:
+    fillers = corpus.fillers(rng, set(evidence))
+    made = assemble_parts(
+        corpus.sized_texts(list(evidence)), corpus.sized_texts(fillers), context_tokens, count_tokens, depth
+    )
+    if made is None:
         return Skipped.NO_CONTEXT
-    made = dataclasses.replace(composed, context=context)
     hard = float(composed.hops) if difficulty is None else difficulty
-    return MadeTask(made, evidence, None, "", hard, answer_kind)
+    with_context = dataclasses.replace(composed, context=made.text())
+    return MadeTask(with_context, evidence, None, "", hard, answer_kind, made.tokens)

@@ -15,8 +15,9 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from actors.synthesis.context import SEPARATOR
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,12 @@ def follow(lines: Sequence[str], head: str) -> str:
     return value
 
 
-def scatter(documents: Sequence[str], lines: Sequence[str], rng: random.Random) -> str:
+def scatter(documents: Sequence[T], lines: Sequence[T], rng: random.Random) -> list[T]:
     """`lines` inserted between the context's documents (never inside one) at seeded positions."""
     parts = list(documents)
     for line in lines:
         parts.insert(rng.randint(0, len(parts)), line)
-    return SEPARATOR.join(parts)
+    return parts
 
 
 def keychain_question(head: str) -> str:

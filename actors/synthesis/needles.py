@@ -18,7 +18,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
-from actors.synthesis.context import SEPARATOR, assemble_parts
+from actors.synthesis.context import SEPARATOR, assemble_parts, counter, place
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.tasks import ComposedTask, TaskType
@@ -60,16 +60,6 @@ def question_for(keys: Sequence[str]) -> str:
     return f"What are the special magic numbers for {listed}? List them in that order, separated by commas"
 
 
-def place(parts: list[str], needles: Sequence[str], depths: Sequence[float]) -> list[str]:
-    """`needles` inserted between the documents of `parts`, each at its depth (the fraction
-    of the documents before it)."""
-    out = list(parts)
-    order = sorted(range(len(needles)), key=lambda i: (-depths[i], -i))  # from the back, so
-    for i in order:  # earlier indices stay valid and needles at one index keep their order
-        out.insert(round(depths[i] * len(parts)), needles[i])
-    return out
-
-
 def needle_task(
     corpus: Corpus,
     rng: random.Random,
@@ -84,17 +74,20 @@ def needle_task(
     values = [str(rng.randrange(1_000_000, 10_000_000)) for _ in keys]
     needles = [needle_text(k, v) for k, v in zip(keys, values, strict=True)]
     depths = [depth] + [rng.random() for _ in needles[1:]]
-    fillers = corpus.filler_ids(set())
-    rng.shuffle(fillers)
-    needle_tokens = count_tokens(SEPARATOR.join(needles)) + len(needles) * count_tokens(SEPARATOR)
-    parts = assemble_parts([], corpus.sized_texts(fillers), context_tokens - needle_tokens, count_tokens, depth)
-    if parts is None:
+    fillers = corpus.fillers(rng, set())
+    count = counter(count_tokens)
+    sized = [(n, count(n)) for n in needles]
+    needle_tokens = sum(n for _, n in sized) + len(needles) * count(SEPARATOR)
+    made = assemble_parts([], corpus.sized_texts(fillers), context_tokens - needle_tokens, count, depth)
+    if made is None:
         return Skipped.NO_CONTEXT
-    haystack = SEPARATOR.join(parts)
+    haystack = made.text()
     if any(k in haystack or v in haystack for k, v in zip(keys, values, strict=True)):
         return Skipped.UNVERIFIED  # the documents themselves would answer or confuse
-    context = SEPARATOR.join(place(parts, needles, depths))
-    if abs(count_tokens(context) - context_tokens) > 0.02 * context_tokens:
+    pairs = place(list(zip(made.parts, made.sizes, strict=True)), sized, depths)
+    tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
+    context = SEPARATOR.join(p for p, _ in pairs)
+    if abs(tokens - context_tokens) > 0.02 * context_tokens:
         return Skipped.NO_CONTEXT
     stated = read_needles(context)
     if any(stated.get(k) != [v] for k, v in zip(keys[:asked], values, strict=False)):
@@ -103,4 +96,4 @@ def needle_task(
     task_type = TaskType.NEEDLE if asked == 1 else TaskType.MULTI_NEEDLE
     composed = ComposedTask(task_type, context, question_for(keys[:asked]), answer, (), hops=asked)
     kind = AnswerKind.TEXT if asked == 1 else AnswerKind.LIST
-    return MadeTask(composed, (), None, "", float(asked), kind)
+    return MadeTask(composed, (), None, "", float(asked), kind, tokens)

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.synthesis.context import SEPARATOR, assemble_parts
+from actors.synthesis.context import SEPARATOR, JoinCounter, assemble_parts, counter
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.keychain import KeyChain, default_chains, follow, keychain_question, make_chains, scatter
 from actors.synthesis.numeric import (
@@ -54,6 +54,8 @@ class MadeTask:
     sql: str
     difficulty: float
     answer_kind: AnswerKind = AnswerKind.NUMERIC
+    tokens: int = 0
+    """The context's token count (as assembled, without counting it again)."""
     """How the reward verifies the answer: 'text' (sub_em or exact), 'numeric' or 'option'."""
 
 
@@ -62,7 +64,7 @@ def table_task(
     collection: str,
     rng: random.Random,
     context_tokens: int,
-    count_tokens: Callable[[str], int],
+    count_tokens: Callable[[str], int] | JoinCounter,
     depth: float,
     keychain: bool = False,
 ) -> MadeTask | Skipped:
@@ -85,8 +87,8 @@ def table_task(
     if leaks(answer, question):
         return Skipped.LEAK
     evidence = rows_of(table, evidence_rows(spec, table))
-    fillers = corpus.filler_ids(set(evidence), table.columns, table.title)
-    rng.shuffle(fillers)
+    fillers = corpus.fillers(rng, set(evidence), table.columns, table.title)
+    count = counter(count_tokens)
     chain, chain_tokens, chains = None, 0, default_chains(context_tokens)
     while keychain:  # LoongRL's density, halved while the chains would take over half the context
         chain = _chain(spec, table, question, answer, rng, chains)
@@ -96,28 +98,27 @@ def table_task(
         chains = max(2, chains // 2)
     if chain_tokens > context_tokens // 2:
         return Skipped.NO_CONTEXT
-    parts = assemble_parts(
-        corpus.texts(list(evidence)),
+    made = assemble_parts(
+        corpus.sized_texts(list(evidence)),
         corpus.sized_texts(fillers),
         context_tokens - chain_tokens,
-        count_tokens,
+        count,
         depth,
     )
-    if parts is None:
+    if made is None:
         return Skipped.NO_CONTEXT
-    context = SEPARATOR.join(parts)
     if chain is None:
-        composed = ComposedTask(TaskType.TABLE_NUMERIC, context, question, answer, (), hops=len(evidence))
-        return MadeTask(composed, evidence, spec, sql, difficulty(spec, table))
-    context = scatter(parts, chain.lines, rng)
-    if (
-        abs(count_tokens(context) - context_tokens) > 0.02 * context_tokens
-        or follow(chain.lines, chain.head) != question
-    ):
+        composed = ComposedTask(TaskType.TABLE_NUMERIC, made.text(), question, answer, (), hops=len(evidence))
+        return MadeTask(composed, evidence, spec, sql, difficulty(spec, table), tokens=made.tokens)
+    lines = [(line, count(line)) for line in chain.lines]
+    pairs = scatter(list(zip(made.parts, made.sizes, strict=True)), lines, rng)
+    tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
+    context = SEPARATOR.join(p for p, _ in pairs)
+    if abs(tokens - context_tokens) > 0.02 * context_tokens or follow(chain.lines, chain.head) != question:
         return Skipped.NO_CONTEXT
     hops = len(evidence) + CHAIN_LENGTH
     composed = ComposedTask(TaskType.KEYCHAIN, context, keychain_question(chain.head), answer, (), hops=hops)
-    return MadeTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH)
+    return MadeTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH, tokens=tokens)
 
 
 def _chain(spec: Spec, table: CorpusTable, question: str, answer: str, rng: random.Random, chains: int) -> KeyChain:
