@@ -39,8 +39,7 @@ def _group(task_id: str, version: int, rewards: list[float]) -> list:
 
 def test_an_unsolved_task_comes_back_once_after_the_delay() -> None:
     retro = Retrospect(sqlite3.connect(":memory:"), RetrospectConfig(retry_after_versions=10, max_retries=1))
-    retro.remember(_task("a"))
-    retro.remember(_task("b"))
+    retro.remember([_task("a"), _task("b")])
     assert retro.outcome(_group("a", 3, [0.0, 0.5, 0.0, 0.0])).bin == "unsolved", "partial credit is not correct"
     assert retro.outcome(_group("b", 3, [1.0, 0.0, 0.0, 0.0])).bin == "hard"
     assert retro.due(12) == [], "due at version 3 + 10"
@@ -53,8 +52,8 @@ def test_an_unsolved_task_comes_back_once_after_the_delay() -> None:
 
 def test_records_beyond_keep_tasks_are_forgotten() -> None:
     retro = Retrospect(sqlite3.connect(":memory:"), RetrospectConfig(keep_tasks=2))
-    for name in "abc":
-        retro.remember(_task(name))
+    retro.remember([_task("a"), _task("b")])
+    retro.remember([_task("c")])
     retro.outcome(_group("a", 0, [0.0]))  # forgotten: nothing to re-publish
     retro.outcome(_group("c", 0, [0.0]))
     assert [t.task_id for t in retro.due(10_000)] == [retry_id("c", 1)]

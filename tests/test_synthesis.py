@@ -230,3 +230,31 @@ def test_unsolved_tasks_come_back_on_tasks_after_the_policy_moved_on(streams, cl
         assert (again.question, again.answer, again.context) == (first.question, first.answer, first.context)
     finally:
         actor.close()
+
+
+def test_malformed_documents_yield_no_task_and_the_actor_goes_on(streams, claim) -> None:  # noqa: ANN001
+    """Prose without facts, binary junk, a ragged table and a 2 MB document through the actor's
+    own handling: no exception, no task, each counted; the next world document still yields tasks."""
+    from actors.synthesis.actor import NO_FACTS, TABLE_PROBLEMS, SynthesisActor, SynthesisConfig
+    from schemas import Document
+
+    world = make_world(5, 8)
+    junk = bytes(range(256)).decode("latin-1") * 400
+    bad = {
+        "prose": "it rained. then it rained again, for a while.",
+        "junk": junk,
+        "ragged": "| a | b |\n|---|---|\n| 1 | 2 | 3 |\n| 4 |\n",
+        "big": ("x y z. " * 300_000)[:2_000_000],
+    }
+    config = SynthesisConfig(task_types=(TaskType.KV_RETRIEVAL, TaskType.TABLE_NUMERIC, TaskType.MULTI_HOP))
+    actor = SynthesisActor(name="synthesis-bad", config=config, streams=streams, claim=claim, count_tokens=word_count)
+    try:
+        before = NO_FACTS.labels("synthesis-bad")._value.get(), TABLE_PROBLEMS.labels("synthesis-bad")._value.get()
+        for name, text in bad.items():
+            assert actor.handle([Document(name * 8, "bad", text, "", word_count(text), "", (), 0)]) == [], name
+        after = NO_FACTS.labels("synthesis-bad")._value.get(), TABLE_PROBLEMS.labels("synthesis-bad")._value.get()
+        assert after[0] - before[0] == 4 and after[1] - before[1] == 1
+        good = [Document(f"{i:064d}", "w", world.document(e), "", 24, "", (), 0) for i, e in enumerate(world.entities)]
+        assert [o for doc in good for o in actor.handle([doc])], "the loop goes on"
+    finally:
+        actor.close()

@@ -243,9 +243,7 @@ class SynthesisActor(ProcessorActor):
             return self._scored(records)
         outputs = [out for doc in records for out in self._synthesize(doc)]
         if self.retrospect is not None:
-            for out in outputs:
-                if out.topic == TASKS.name:
-                    self.retrospect.remember(out.records[0])
+            self.retrospect.remember([out.records[0] for out in outputs if out.topic == TASKS.name])
         return outputs
 
     def _scored(self, group: list[ScoredRollout]) -> list[Output]:

@@ -69,6 +69,8 @@ class Corpus:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode = WAL")  # one fsync per checkpoint, not per commit:
+        self.db.execute("PRAGMA synchronous = NORMAL")  # a crash loses at most what docs re-reads
         self.db.executescript(
             """
             CREATE TABLE IF NOT EXISTS docs (

@@ -100,15 +100,15 @@ class Retrospect:
             """
         )
 
-    def remember(self, task: Task, origin: str = "", attempt: int = 0) -> None:
+    def remember(self, tasks: list[Task], origin: str = "", attempt: int = 0) -> None:
+        """Keep the records of `tasks` (one transaction), forgetting beyond `keep_tasks`."""
         with self.db:
-            self.db.execute(
+            self.db.executemany(
                 "INSERT OR IGNORE INTO published VALUES (?, ?, ?, ?)",
-                (task.task_id, origin or task.task_id, attempt, encode([task])),
+                [(t.task_id, origin or t.task_id, attempt, encode([t])) for t in tasks],
             )
-            self.db.execute(
-                "DELETE FROM published WHERE rowid <= (SELECT MAX(rowid) FROM published) - ?", (self.config.keep_tasks,)
-            )
+            newest = self.db.execute("SELECT MAX(rowid) FROM published").fetchone()[0] or 0
+            self.db.execute("DELETE FROM published WHERE rowid <= ?", (newest - self.config.keep_tasks,))
 
     def outcome(self, group: list[ScoredRollout]) -> Outcome:
         """Score the group; schedule its task again when no sample was correct."""
@@ -137,6 +137,6 @@ class Retrospect:
             again = dataclasses.replace(task, task_id=retry_id(origin, attempt), produced_at=now_ms())
             with self.db:
                 self.db.execute("DELETE FROM retries WHERE origin = ? AND attempt = ?", (origin, attempt))
-            self.remember(again, origin=origin, attempt=attempt)
+            self.remember([again], origin=origin, attempt=attempt)
             out.append(again)
         return out
