@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact
-from schemas import AnswerKind
 
 
 class TaskType(enum.StrEnum):
@@ -30,8 +29,9 @@ class TaskType(enum.StrEnum):
     TWO_HOP = "two_hop"
     MULTI_KV = "multi_kv"
     """Two key->value questions asked at once, in the world's language ("bako color kelo
-    city" -> "teal lima"): multi-key retrieval that the tiny model can read; scored by list
-    recall (a point per word)."""
+    city" -> "teal lima"): multi-key retrieval that the tiny model can read. Scored as text,
+    like every world task: partial credit per word (list recall) taught the tiny model to list
+    context words and took its held-out accuracy from 0.32 to 0.01 in 100 RL steps."""
     REVERSE_KV = "reverse_kv"
     """Value -> key: "color teal" -> the one entity whose color is teal in the context."""
     TABLE_NUMERIC = "table_numeric"
@@ -213,11 +213,6 @@ COMPOSERS: dict[TaskType, Callable[..., ComposedTask | None]] = {
     TaskType.MULTI_KV: compose_multi_kv,
     TaskType.REVERSE_KV: compose_reverse_kv,
 }
-
-
-def answer_kind(task_type: TaskType) -> AnswerKind:
-    """How a world task's answer is verified: multi_kv by list recall, the others as text."""
-    return AnswerKind.LIST if task_type is TaskType.MULTI_KV else AnswerKind.TEXT
 
 
 def render_prompt(context: str, question: str) -> str:

@@ -70,10 +70,14 @@ def option_match(prediction: str, reference: str) -> float:
 
 def list_recall(prediction: str, reference: str) -> float:
     """The fraction of the reference's items found in the prediction (each normalised, matched
-    as whole words): RULER's multi-key score, partial credit per item. Items are separated by
-    commas ("4821937, 1826867"), or by spaces when the reference has no comma ("teal lima")."""
+    as whole words), scaled down when the prediction has more words than the reference: RULER's
+    multi-key score, partial credit per item, without rewarding a list of everything in the
+    context. Items are separated by commas ("4821937, 1826867"), or by spaces when the
+    reference has no comma ("teal lima")."""
     items = [normalize(item) for item in reference.split("," if "," in reference else None) if normalize(item)]
-    if not items:
+    said = normalize(prediction)
+    if not items or not said:
         return 0.0
-    said = f" {normalize(prediction)} "
-    return sum(f" {item} " in said for item in items) / len(items)
+    found = sum(f" {item} " in f" {said} " for item in items) / len(items)
+    words = sum(len(item.split()) for item in items)
+    return found * min(1.0, words / len(said.split()))

@@ -88,6 +88,9 @@ class FeedConfig:
     """Seed of the first world."""
     malformed: bool = True
     """Also send one malformed record of each kind, to show dead-lettering."""
+    corpus: str = ""
+    """A folder (or file) of the user's own documents sent too, as collection 'corpus'; 'sample'
+    means the shipped corpus (`ops/corpus`). Empty: worlds only."""
 
 
 @dataclass(frozen=True)

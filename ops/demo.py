@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ops.config import LongtideConfig
-from ops.feed import send_json, send_malformed, world_documents
+from ops.feed import SAMPLE_CORPUS, documents_from_path, send_json, send_malformed, world_documents
 from ops.launcher import LEARNER_NAME, Service
 from schemas import DeadLetter, decode
 from streams.kafka import read_all
@@ -34,6 +35,15 @@ def _history(learner: dict[str, Any], label: str) -> dict[str, Any] | None:
     return found[-1] if found else None
 
 
+def _tasks_by_type(snaps: dict[str, dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, snap in snaps.items():
+        if name.startswith("synthesis"):
+            for task_type, n in snap.get("tasks_by_type", {}).items():
+                out[task_type] = out.get(task_type, 0) + n
+    return dict(sorted(out.items()))
+
+
 def summarize(snaps: dict[str, dict[str, Any]], *, dead_letters: int, wall_s: float) -> dict[str, Any]:
     learner = snaps[LEARNER_NAME]
     final = learner["history"][-1] if learner["history"] else None
@@ -41,6 +51,7 @@ def summarize(snaps: dict[str, dict[str, Any]], *, dead_letters: int, wall_s: fl
     return {
         "rollout_engine": ",".join(engines),
         "learner_backend": learner.get("backend", ""),
+        "tasks_by_type": _tasks_by_type(snaps),
         "heldout_before": _scores(_history(learner, "start")),
         "heldout_after_sft": _scores(_history(learner, "after sft")),
         "heldout_after_rl": _scores(final),
@@ -76,6 +87,9 @@ def run_demo(
         sent = send_json(
             streams, world_documents(worlds=feed.worlds, entities_per_world=feed.entities_per_world, seed=feed.seed)
         )
+        if feed.corpus:
+            folder = SAMPLE_CORPUS if feed.corpus == "sample" else Path(feed.corpus)
+            sent += send_json(streams, documents_from_path(folder, "corpus"))
         bad = send_malformed(streams) if feed.malformed else 0
         echo(f"[demo] sent {sent} documents ({feed.worlds} worlds) and {bad} malformed records to docs.raw")
         while True:
@@ -113,6 +127,7 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines = [
         "",
         "================ Longtide demo summary ================",
+        f"tasks made by type                : {' '.join(f'{k}={v}' for k, v in summary['tasks_by_type'].items())}",
         f"held-out accuracy before training : {_fmt(summary['heldout_before'])}",
         f"held-out accuracy after SFT       : {_fmt(summary['heldout_after_sft'])}",
         f"held-out accuracy after RL        : {_fmt(summary['heldout_after_rl'])}",

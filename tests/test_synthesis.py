@@ -83,12 +83,14 @@ def test_synthesis_actor_waits_for_enough_facts(streams, claim, tiny_model) -> N
         ]
         assert actor.handle(docs[:1]) == []
         tasks = [o.records[0] for o in actor.handle(docs[1:])]
-        assert len(tasks) == 4 and {t.task_type for t in tasks} == {"kv_retrieval", "two_hop"}
+        assert len(tasks) == 4 and {t.task_type for t in tasks} == {"kv_retrieval", "two_hop", "multi_kv"}
         for task in tasks:
             assert 28 <= task.context_tokens <= 32 and task.context_tokens == word_count(task.context)
             words = task.question.split()
             if task.task_type == "kv_retrieval":
                 assert task.answer == world.lookup(words[0], words[1])
+            elif task.task_type == "multi_kv":
+                assert task.answer == f"{world.lookup(words[0], words[1])} {world.lookup(words[2], words[3])}"
             else:
                 assert task.answer == world.lookup(world.lookup(words[0], words[1]), words[2])
     finally:
@@ -258,3 +260,19 @@ def test_malformed_documents_yield_no_task_and_the_actor_goes_on(streams, claim)
         assert [o for doc in good for o in actor.handle([doc])], "the loop goes on"
     finally:
         actor.close()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_multi_kv_and_reverse_kv_answers_follow_the_world(seed: int) -> None:
+    from actors.tasks import compose_multi_kv, compose_reverse_kv
+
+    world = make_world(seed, 8)
+    rng = random.Random(seed)
+    both = compose_multi_kv(world.facts, rng, 32)
+    a, ra, b, rb = both.question.split()
+    assert a != b and both.answer == f"{world.lookup(a, ra)} {world.lookup(b, rb)}"
+    reverse = compose_reverse_kv(world.facts, rng, 32)
+    relation, value = reverse.question.split()
+    shown = [s.split() for s in reverse.context.split(" .") if s.strip()]
+    assert [s for s, r, o in shown if (r, o) == (relation, value)] == [reverse.answer], "one entity has it"
+    assert world.lookup(reverse.answer, relation) == value and word_count(reverse.context) <= 32

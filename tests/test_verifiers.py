@@ -52,7 +52,9 @@ def test_option_match_takes_the_first_standalone_letter() -> None:
 def test_list_recall_gives_credit_per_item() -> None:
     ref = "4821937, 1826867, 5172676"
     assert list_recall("4821937, 1826867, 5172676", ref) == 1.0
-    assert list_recall("5172676 and 4821937", ref) == 2 / 3
+    assert list_recall("5172676, 4821937", ref) == 2 / 3
+    assert list_recall("5172676 and 4821937", ref) == 2 / 3, "3 words: no more than the reference's 3"
+    assert list_recall("1 2 3 4821937 1826867 5172676", ref) == 0.5, "all 3 found, but 6 words for 3: x 3/6"
     assert list_recall("48219371", ref) == 0.0, "items match as whole words"
     assert list_recall("", ref) == 0.0
 

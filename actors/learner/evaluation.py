@@ -41,6 +41,8 @@ def heldout_tasks(
 
 def evaluate(engine: Engine, tokenize: object, tasks: Sequence[ComposedTask], max_new_tokens: int) -> dict[str, float]:
     """Greedy exact-match accuracy per task type and over all ('all')."""
+    if not tasks:
+        return {}  # no held-out task types (the store's are not evaluated yet)
     prompts = [tokenize(render_prompt(t.context, t.question))["input_ids"] for t in tasks]
     samples = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
     hits: dict[str, list[float]] = defaultdict(list)

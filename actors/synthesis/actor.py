@@ -9,6 +9,7 @@ stream of a document is seeded from its id, so a replayed document yields the sa
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import random
@@ -33,7 +34,7 @@ from actors.synthesis.paradigms import paradigm_task
 from actors.synthesis.retrospect import Retrospect, RetrospectConfig, pass_at_k
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import extract_tables
-from actors.tasks import COMPOSERS, TaskType, answer_kind
+from actors.tasks import COMPOSERS, TaskType
 from actors.world import Fact
 from schemas import AnswerKind, DeadLetter, Document, ScoredRollout, Task, encode, headers_for
 from streams.blobs import ClaimCheck
@@ -100,8 +101,9 @@ FACTLESS = frozenset({TaskType.NEEDLE, TaskType.MULTI_NEEDLE, TaskType.DIALOGUE}
 class SynthesisConfig:
     """Task synthesis settings."""
 
-    task_types: tuple[TaskType, ...] = (TaskType.KV_RETRIEVAL, TaskType.TWO_HOP)
-    """Task types to make, taken in turn (balanced)."""
+    task_types: tuple[TaskType, ...] = (TaskType.KV_RETRIEVAL, TaskType.TWO_HOP, TaskType.MULTI_KV)
+    """Task types to make, taken in turn (balanced). The default is the demo's: world tasks the
+    tiny model can read; the store's (table_numeric, multi_hop, needle, ...) need real text."""
     tasks_per_document: int = 8
     """Tasks made each time a document arrives."""
     context_tokens: int = 32
@@ -196,6 +198,7 @@ class SynthesisActor(ProcessorActor):
         self.count_tokens = JoinCounter(count_tokens)
         self.corpus = Corpus(store)
         self.llm = LLMExtractor(config.llm) if config.llm.base_url else None
+        self.tasks_by_type: collections.Counter[str] = collections.Counter()
         self.pass_k: dict[tuple[str, int], deque[float]] = defaultdict(lambda: deque(maxlen=256))
         """Per (task type, k), pass@k of the latest groups (the gauge's window)."""
         self.retrospect = Retrospect(self.corpus.db, config.retrospect) if config.retrospect.enabled else None
@@ -276,6 +279,7 @@ class SynthesisActor(ProcessorActor):
                 task = None
             if task is not None:
                 TASKS_MADE.labels(self.name, task.task_type).inc()
+                self.tasks_by_type[task.task_type] += 1
                 outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
 
@@ -318,7 +322,6 @@ class SynthesisActor(ProcessorActor):
             claim=self.claim,
             synth_version=self.config.synth_version,
             context_tokens=tokens,
-            answer_kind=answer_kind(task_type),
         )
 
     def _compose(self, collection: str, rng: random.Random, task_type: TaskType) -> MadeTask | Skipped:
@@ -390,5 +393,6 @@ class SynthesisActor(ProcessorActor):
         return {
             **super().snapshot(),
             "collections": self.corpus.collections(),
+            "tasks_by_type": dict(self.tasks_by_type),
             "token_count": {"joins": joins.joins, "mismatches": joins.mismatches, "whole": joins.whole},
         }

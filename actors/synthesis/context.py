@@ -51,12 +51,15 @@ def _head(text: str) -> str:
 class JoinCounter:
     """Counts tokens of single texts (`__call__`) and of parts joined by SEPARATOR (`joined`)."""
 
-    def __init__(self, count: Callable[[str], int], *, audit_first: int = 8, audit_every: int = 64) -> None:
+    def __init__(
+        self, count: Callable[[str], int], *, audit_first: int = 8, audit_every: int = 64, whole: bool = False
+    ) -> None:
+        """`whole`: count every join whole from the start (the baseline the sums are measured against)."""
         self.count = count
         self.audit_first, self.audit_every = audit_first, audit_every
         self.joins = 0
         self.mismatches = 0
-        self.whole = False
+        self.whole = whole
         """True once a join's sum missed its whole count: every join is counted whole."""
         self._boundary: dict[tuple[str, str, str], int] = {}
 
