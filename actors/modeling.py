@@ -9,7 +9,6 @@ are saved with `save_pretrained`, so every engine loads them through the same
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,13 +123,22 @@ def load_policy_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def token_counter(tokenizer: PreTrainedTokenizerBase) -> Callable[[str], int]:
-    """Tokens of a text under the policy's tokenizer (no special tokens): every budget in tokens."""
+class TokenCounter:
+    """Tokens of texts under the policy's tokenizer (no special tokens): every budget in tokens."""
 
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
 
-    return count
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def many(self, texts: list[str]) -> list[int]:
+        """The counts of `texts` in one batched call (a call's overhead outweighs a short text)."""
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+
+def token_counter(tokenizer: PreTrainedTokenizerBase) -> TokenCounter:
+    return TokenCounter(tokenizer)
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -71,8 +71,16 @@ def main() -> None:
     args = parser.parse_args()
     corpus, tokenizer = build(args.worlds)
 
-    def count(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+    class Count:
+        """The bench tokenizer's counts, single and batched (as the service's TokenCounter)."""
+
+        def __call__(self, text: str) -> int:
+            return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+        def many(self, texts: list[str]) -> list[int]:
+            return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    count = Count()
 
     docs, tokens = corpus.db.execute("SELECT COUNT(*), SUM(n_tokens) FROM docs").fetchone()
     print(f"store: {docs} documents, {tokens} tokens; BPE vocabulary reached {tokenizer.get_vocab_size()}")

@@ -210,7 +210,9 @@ def test_joined_counts_equal_whole_counts_under_a_byte_level_bpe() -> None:
     count, texts = _bpe_counter()
     joins = JoinCounter(count, audit_first=0, audit_every=10**9)  # never audited: the sums alone
     rng = random.Random(0)
+    chains = make_chains("what is the total Staff", ["decoy"], rng, 4, 4).lines  # UUID lines
     pieces = texts + [t.split("\n\n")[0] for t in texts] + ["Total: 42.", "| a | b |\n|---|---|\n| 1 | 2 |\n"]
+    pieces += list(chains) + ["x9", "9x", "2014", "Q3 2,410"]
     for _ in range(300):
         parts = rng.sample(pieces, rng.randint(2, 12))
         assert joins.joined(parts, [count(p) for p in parts]) == count(SEPARATOR.join(parts)), parts

@@ -66,16 +66,23 @@ class JoinCounter:
     def __call__(self, text: str) -> int:
         return self.count(text)
 
-    def boundary(self, left: str, right: str, sep: str = SEPARATOR) -> int:
-        """Tokens that joining `left` and `right` by `sep` adds to their own counts."""
-        key = (_tail(left), _head(right), sep)
-        cost = self._boundary.get(key)
-        if cost is None:
+    def many(self, texts: list[str]) -> list[int]:
+        """Counts of `texts`, in one batched call when the counter has one (`many`)."""
+        batched = getattr(self.count, "many", None)
+        return batched(texts) if batched is not None else [self.count(t) for t in texts]
+
+    def boundaries(self, parts: Sequence[str], sep: str = SEPARATOR) -> int:
+        """Tokens that joining `parts` by `sep` adds to their own counts: per boundary, measured
+        on its snippet (cached; the new ones counted in one batch)."""
+        keys = [(_tail(a), _head(b), sep) for a, b in zip(parts, parts[1:], strict=False)]
+        new = [k for k in dict.fromkeys(keys) if k not in self._boundary]
+        if new:
             if len(self._boundary) > 100_000:
                 self._boundary.clear()
-            cost = self.count(key[0] + sep + key[1]) - self.count(key[0]) - self.count(key[1])
-            self._boundary[key] = cost
-        return cost
+            counts = self.many([text for t, h, s in new for text in (t + s + h, t, h)])
+            for i, key in enumerate(new):
+                self._boundary[key] = counts[3 * i] - counts[3 * i + 1] - counts[3 * i + 2]
+        return sum(self._boundary[k] for k in keys)
 
     def joined(self, parts: Sequence[str], sizes: Sequence[int | None], sep: str = SEPARATOR) -> int:
         """Tokens of sep.join(parts); `sizes[i]` is the count of `parts[i]` alone, or None."""
@@ -84,8 +91,8 @@ class JoinCounter:
         text = sep.join(parts) if audit else ""
         if self.whole:
             return self.count(text)
-        total = sum(self.count(p) if n is None else n for p, n in zip(parts, sizes, strict=True))
-        total += sum(self.boundary(a, b, sep) for a, b in zip(parts, parts[1:], strict=False))
+        unknown = [p for p, n in zip(parts, sizes, strict=True) if n is None]
+        total = sum(n for n in sizes if n is not None) + sum(self.many(unknown)) + self.boundaries(parts, sep)
         if audit and (exact := self.count(text)) != total:
             self.mismatches += 1
             self.whole = True

@@ -89,10 +89,12 @@ def table_task(
     evidence = rows_of(table, evidence_rows(spec, table))
     fillers = corpus.fillers(rng, set(evidence), table.columns, table.title)
     count = counter(count_tokens)
-    chain, chain_tokens, chains = None, 0, default_chains(context_tokens)
+    chain, chain_tokens, chains, line_tokens = None, 0, default_chains(context_tokens), []
+    sep = count(SEPARATOR)
     while keychain:  # LoongRL's density, halved while the chains would take over half the context
         chain = _chain(spec, table, question, answer, rng, chains)
-        chain_tokens = count_tokens(SEPARATOR.join(chain.lines))
+        line_tokens = count.many(list(chain.lines))
+        chain_tokens = sum(line_tokens) + sep * len(line_tokens)  # near enough to budget with
         if chain_tokens <= context_tokens // 2 or chains == 2:
             break
         chains = max(2, chains // 2)
@@ -110,7 +112,7 @@ def table_task(
     if chain is None:
         composed = ComposedTask(TaskType.TABLE_NUMERIC, made.text(), question, answer, (), hops=len(evidence))
         return MadeTask(composed, evidence, spec, sql, difficulty(spec, table), tokens=made.tokens)
-    lines = [(line, count(line)) for line in chain.lines]
+    lines = list(zip(chain.lines, line_tokens, strict=True))
     pairs = scatter(list(zip(made.parts, made.sizes, strict=True)), lines, rng)
     tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
     context = SEPARATOR.join(p for p, _ in pairs)
