@@ -20,32 +20,41 @@ to whole counts for good (`mismatches`, logged).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 SEPARATOR = "\n\n"
-_CUT = re.compile(r"(?<=\S) (?=[^\W\d_])")
-"""A space after a non-space and before a letter: where a new pre-token starts."""
-_WINDOW = 256
 
 log = logging.getLogger(__name__)
 
 
-def _tail(text: str) -> str:
+def _cut(text: str, i: int) -> bool:
+    """A space at `i` after a non-space and before a letter: where a new pre-token starts."""
+    return i > 0 and not text[i - 1].isspace() and text[i + 1 : i + 2].isalpha()
+
+
+def _tail(text: str, tries: int = 64) -> str:
     """The text from its last safe cut (or all of it)."""
-    window = text[-_WINDOW:]
-    cuts = list(_CUT.finditer(window))
-    if cuts and (cuts[-1].start() > 0 or len(text) <= _WINDOW):
-        return window[cuts[-1].start() :]
-    cuts = list(_CUT.finditer(text)) if len(text) > _WINDOW else []
-    return text[cuts[-1].start() :] if cuts else text
+    i = len(text)
+    for _ in range(tries):
+        i = text.rfind(" ", 0, i)
+        if i <= 0:
+            break
+        if _cut(text, i):
+            return text[i:]
+    return text
 
 
-def _head(text: str) -> str:
+def _head(text: str, tries: int = 64) -> str:
     """The text up to its first safe cut (or all of it)."""
-    cut = _CUT.search(text, 1)
-    return text[: cut.start()] if cut else text
+    i = 0
+    for _ in range(tries):
+        i = text.find(" ", i + 1)
+        if i < 0:
+            break
+        if _cut(text, i):
+            return text[:i]
+    return text
 
 
 class JoinCounter:
