@@ -1,10 +1,14 @@
-"""Synthesis: `docs` -> facts per collection -> verifiable tasks on `tasks`.
+"""Synthesis: `docs` -> the store -> verifiable tasks on `tasks`; `scored` -> difficulty bins
+and retrospective re-publication.
 
 Documents are keyed by collection, so one synthesis actor sees every document of its
-collections in order. Each new document adds its facts to the collection's graph and yields
-`tasks_per_document` tasks over the graph so far, task types taken in turn. The random
-stream of a document is seeded from its id, so a replayed document yields the same task ids
-(and downstream deduplication drops them).
+collections in order. Each new document goes into the store (text, tables, facts; see
+`corpus.py`) and yields `tasks_per_document` tasks, task types taken in turn: world tasks
+(`actors/tasks.py`) over the collection's world facts, store tasks (tables, key chains,
+multi-hop and the paradigms, needles, dialogue) over the whole store. The random stream of a
+document is seeded from its id, so a replayed document yields the same task ids (and
+downstream deduplication drops them). Scored groups come back on `scored` (`retrospect.py`).
+A lost or stale store is re-read from `docs` at start-up (`_rebuild`).
 """
 
 from __future__ import annotations
