@@ -16,6 +16,7 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _MARKER = re.compile(r"answer\s*:", re.IGNORECASE)
 _OPTION = re.compile(r"(?<![A-Za-z])([A-D])(?![A-Za-z])")
+_PUNCTUATION = re.compile(r"[^\w\s]")
 
 
 class Rule(enum.StrEnum):
@@ -75,7 +76,7 @@ def list_recall(prediction: str, reference: str) -> float:
     context. Items are separated by commas ("4821937, 1826867"), or by spaces when the
     reference has no comma ("teal lima")."""
     items = [normalize(item) for item in reference.split("," if "," in reference else None) if normalize(item)]
-    said = normalize(prediction)
+    said = normalize(_PUNCTUATION.sub(" ", prediction))  # "12,34" is two items, not "1234"
     if not items or not said:
         return 0.0
     found = sum(f" {item} " in f" {said} " for item in items) / len(items)

@@ -447,9 +447,7 @@ def read_ranges(
         idle_since = time.monotonic()
         while short:
             batch = reader.poll(1000)
-            if batch:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > idle_s:
+            if not batch and time.monotonic() - idle_since > idle_s:
                 raise LogLost(f"{topic}: no records for {idle_s:.0f} s below the ends {short}; {LOSS_FIX}")
             for message in batch:
                 end = short.get(message.partition)
@@ -457,6 +455,9 @@ def read_ranges(
                     yield message
                 if end is not None and message.offset + 1 >= end:
                     del short[message.partition]
+                    reader.pause([(topic, message.partition)])
+            if batch:
+                idle_since = time.monotonic()  # after the caller's time on the batch: not idle time
     finally:
         reader.close()
 

@@ -28,6 +28,7 @@ def _store(contradict_birch: bool = False) -> Corpus:
         Fact("Birch", "has Capacity", "25 ML", "d1", 0, 1, "quantity"),
         Fact("Alder", "opened in", "1998", "d1", 0, 1, "date"),
         Fact("Alder", "was built by", "Dunmore Trust", "d1", 0, 1, "entity"),
+        Fact("Alder", "is painted", "green", "d1", 0, 1, "value"),
     ]
     d2 = [
         Fact("Cedar", "has Capacity", "31 ML", "d2", 0, 1, "quantity"),
@@ -115,8 +116,31 @@ def test_obfuscation_names_the_start_by_a_fact_no_other_entity_has() -> None:
     for task in made:
         q = task.composed.question
         # The only 2-edge path over two documents: Alder (d1) was built by Dunmore Trust, which
-        # was founded in 1979 (d2); Cedar's path stays in d2. Alder's other facts are its own
-        # alone: has Capacity 40 ML, opened in 1998.
-        assert q.startswith("Let E be the one that ") and "Alder" not in q
+        # was founded in 1979 (d2); Cedar's path stays in d2. Of Alder's other facts, only "is
+        # painted green" may name it: capacity and opening year are amounts and dates.
+        assert q.startswith("Let E be the one that is painted green. ") and "Alder" not in q
         assert q.endswith("E was built by X1. X1 was founded in X2. What is X2")
         assert task.composed.answer == "1979" and task.composed.hops == 3
+
+
+def test_rounded_sums_say_so_and_placeholders_are_not_leaks() -> None:
+    """Amounts 0.125 and 0.5 sum to 0.625, published rounded as 0.62 "to 2 decimal places";
+    years 2005 and 2006 are 1 apart, and the "1" of "Y1" does not count as the answer leaking."""
+    corpus = Corpus(":memory:")
+    facts = [
+        Fact("Alder", "has Share", "0.125", "d1", 0, 1, "quantity"),
+        Fact("Birch", "has Share", "0.5", "d2", 0, 1, "quantity"),
+        Fact("Alder", "was built in", "2005", "d1", 0, 1, "date"),
+        Fact("Birch", "was built in", "2006", "d2", 0, 1, "date"),
+    ]
+    for doc in ("d1", "d2"):
+        own = [f for f in facts if f.doc_id == doc]
+        corpus.add_document(doc, "C", f"{doc} text.", 2, [], own)
+    for i in range(20):
+        corpus.add_document(f"f{i}", "F", " ".join(f"w{i}x{j}" for j in range(20)), 20, [])
+    made = _made(corpus, TaskType.MULTI_FACT, n=5)
+    assert {(m.composed.answer, m.composed.question.endswith(", to 2 decimal places")) for m in made} == {
+        ("0.62", True)
+    }
+    made = _made(corpus, TaskType.TEMPORAL, n=5)
+    assert made and {m.composed.answer for m in made} == {"1"}

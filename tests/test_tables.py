@@ -237,3 +237,18 @@ def test_random_order_is_a_seeded_permutation_drawn_lazily() -> None:
     assert sorted(orders[0]) == list(range(50)) and orders[0] == orders[1] != orders[2]
     first = random_order(random.Random(3), 10**9)
     assert len({next(first) for _ in range(100)}) == 100, "a billion ids, 100 drawn, nothing materialised"
+
+
+def test_a_full_boundary_cache_is_emptied_before_it_is_read() -> None:
+    joins = JoinCounter(word_count, audit_first=0, audit_every=10**9)
+    joins.cache_limit = 1
+    parts = ["alpha beta", "gamma delta", "eps zeta"]
+    assert joins.joined(parts[:2], [2, 2]) == 4  # one boundary cached
+    assert joins.joined(parts, [2, 2, 2]) == 6 and joins.joined(parts, [2, 2, 2]) == 6, "was a KeyError"
+
+
+def test_blank_parts_are_counted_whole() -> None:
+    count, _ = _bpe_counter()
+    joins = JoinCounter(count, audit_first=0, audit_every=10**9)
+    for parts in (["The fox", "", "the dog"], ["The fox", "\n", "the dog"]):
+        assert joins.joined(parts, [count(p) for p in parts]) == count(SEPARATOR.join(parts))

@@ -56,6 +56,7 @@ def test_list_recall_gives_credit_per_item() -> None:
     assert list_recall("5172676 and 4821937", ref) == 2 / 3, "3 words: no more than the reference's 3"
     assert list_recall("1 2 3 4821937 1826867 5172676", ref) == 0.5, "all 3 found, but 6 words for 3: x 3/6"
     assert list_recall("48219371", ref) == 0.0, "items match as whole words"
+    assert list_recall("4821937,1826867/5172676", ref) == 1.0, "punctuation separates items"
     assert list_recall("", ref) == 0.0
 
 

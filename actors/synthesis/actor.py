@@ -233,12 +233,12 @@ class SynthesisActor(ProcessorActor):
         decode = arrow_decoder(Document)
         for message in read_ranges(streams, DOCS.name, ranges):
             try:
-                docs = decode(message)
-            except Exception:  # noqa: BLE001 - dead-lettered when it was first read
-                continue
-            for doc in docs:
-                self._store(doc)  # an LLM failure was dead-lettered the first time
-            REBUILT.labels(self.name).inc(len(docs))
+                for doc in decode(message):
+                    self._store(doc)  # an LLM failure was dead-lettered the first time
+                    REBUILT.labels(self.name).inc()
+            except Exception as exc:  # noqa: BLE001 - dead-lettered when it was first read
+                log.warning("%s: re-reading docs@%d: %s", self.name, message.offset, exc)
+            self.corpus.mark_applied({(DOCS.name, message.partition): message.offset + 1})  # progress survives
         self.corpus.mark_applied({(DOCS.name, p): end for p, (_, end) in ranges.items()})
 
     def run(self, stop: threading.Event) -> None:

@@ -71,6 +71,8 @@ class JoinCounter:
         self.whole = whole
         """True once a join's sum missed its whole count: every join is counted whole."""
         self._boundary: dict[tuple[str, str, str], int] = {}
+        self.cache_limit = 100_000
+        """Boundary snippets remembered (then forgotten all at once)."""
 
     def __call__(self, text: str) -> int:
         return self.count(text)
@@ -84,10 +86,10 @@ class JoinCounter:
         """Tokens that joining `parts` by `sep` adds to their own counts: per boundary, measured
         on its snippet (cached; the new ones counted in one batch)."""
         keys = [(_tail(a), _head(b), sep) for a, b in zip(parts, parts[1:], strict=False)]
+        if len(self._boundary) > self.cache_limit:
+            self._boundary.clear()  # before looking up, so every key is either cached or new
         new = [k for k in dict.fromkeys(keys) if k not in self._boundary]
         if new:
-            if len(self._boundary) > 100_000:
-                self._boundary.clear()
             counts = self.many([text for t, h, s in new for text in (t + s + h, t, h)])
             for i, key in enumerate(new):
                 self._boundary[key] = counts[3 * i] - counts[3 * i + 1] - counts[3 * i + 2]
@@ -98,8 +100,8 @@ class JoinCounter:
         self.joins += 1
         audit = self.whole or self.joins <= self.audit_first or self.joins % self.audit_every == 0
         text = sep.join(parts) if audit else ""
-        if self.whole:
-            return self.count(text)
+        if self.whole or not all(p.strip() for p in parts):  # a blank part lets whitespace
+            return self.count(text or sep.join(parts))  # tokens span two separators
         unknown = [p for p, n in zip(parts, sizes, strict=True) if n is None]
         total = sum(n for n in sizes if n is not None) + sum(self.many(unknown)) + self.boundaries(parts, sep)
         if audit and (exact := self.count(text)) != total:
@@ -187,8 +189,8 @@ def assemble_parts(
             continue
         words = doc.split(" ")
         keep = _longest_prefix(words, lambda prefix, used=used: used + count(prefix) + sep <= goal)
-        if keep:
-            cut = " ".join(words[:keep])
+        cut = " ".join(words[:keep])
+        if cut.strip():
             chosen.append((cut, count(cut)))
             used += chosen[-1][1] + sep
     if not chosen and used < low:
@@ -210,7 +212,7 @@ def assemble_parts(
         return made([*chosen[:-1], (prefix, count(prefix))]).tokens <= high
 
     cut = " ".join(last[: _longest_prefix(last, fits)])
-    context = made([*chosen[:-1], (cut, count(cut))])
+    context = made([*chosen[:-1], (cut, count(cut))] if cut.strip() else chosen[:-1])
     return context if low <= context.tokens <= high else None
 
 

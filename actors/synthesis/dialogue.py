@@ -101,6 +101,8 @@ def dialogue_task(
     made = assemble_parts([], shared, context_tokens - fixed, count, depth)
     if made is None:
         return Skipped.NO_CONTEXT
+    if f"my {asked}" in made.text().lower():
+        return Skipped.UNVERIFIED  # a shared document speaks of it too: which one counts?
     pairs = place(list(zip(made.parts, made.sizes, strict=True)), sized, [s[2] for s in said])
     tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
     context = SEPARATOR.join(p for p, _ in pairs)

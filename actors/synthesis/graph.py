@@ -76,9 +76,11 @@ def path_question(path: Sequence[Fact], start: str | None = None) -> str:
 
 def describe(corpus: Corpus, facts: Sequence[Fact], entity: str, rng: random.Random, avoid: str) -> Fact | None:
     """A fact that names `entity` without its name: its (relation, object) belongs to no other
-    subject anywhere in the store, checked in SQL (entity obfuscation), or None."""
+    subject anywhere in the store, checked in SQL (entity obfuscation), or None. Dates and
+    quantities are not used: "1979" and "May 1979" are different objects to SQL but not to a
+    reader."""
     key = entity_key(entity)
-    own = [f for f in facts if entity_key(f.subject) == key and f.relation != avoid]
+    own = [f for f in facts if entity_key(f.subject) == key and f.relation != avoid and f.kind in ("entity", "value")]
     rng.shuffle(own)
     for fact in own:
         if [entity_key(s) for s in corpus.subjects(fact.relation, fact.object)] == [key]:

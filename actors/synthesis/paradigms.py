@@ -18,6 +18,7 @@ recomputes the answer from those, and must agree.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import defaultdict
@@ -35,6 +36,10 @@ from schemas import AnswerKind
 
 _YEAR = re.compile(r"(?:[A-Za-z]+\s+)?(1[89]\d\d|20\d\d)")
 LETTERS = "ABCD"
+_VARIABLE = re.compile(r"\b[XY]\d\b")
+"""The question's placeholders (X1, Y2): their digits are not numbers a reader could copy."""
+_YEAR_RELATION = re.compile(r"year|opened|founded|built|since|date|completed|established|in$", re.IGNORECASE)
+"""A relation whose quantity objects are years (a table's 'Opened' column, 'was completed in')."""
 
 
 def year_of(obj: str) -> int | None:
@@ -119,7 +124,12 @@ def compose_comparative(facts: Sequence[Fact], rng: random.Random) -> Paradigm |
 
 
 def compose_temporal(facts: Sequence[Fact], rng: random.Random) -> Paradigm | None:
-    dated = [f for f in _single(facts) if f.kind in ("date", "quantity") and year_of(f.object) is not None]
+    dated = [
+        f
+        for f in _single(facts)
+        if year_of(f.object) is not None
+        and (f.kind == "date" or (f.kind == "quantity" and _YEAR_RELATION.search(f.relation)))
+    ]
     pair = _spread(dated, rng, 2)
     if pair is None:
         return None
@@ -145,7 +155,10 @@ def compose_multi_fact(facts: Sequence[Fact], rng: random.Random) -> Paradigm | 
     named = " ".join(f"{f.subject} {f.relation} X{i}." for i, f in enumerate(chosen, 1))
     total = " + ".join(f"X{i}" for i in range(1, len(chosen) + 1))
     question = f"{named} What is {total}" + (f", in {unit}" if unit else "")
-    answer = format_number(sum(amount_of(f.object)[0] for f in chosen))
+    total = math.fsum(amount_of(f.object)[0] for f in chosen)
+    answer = format_number(total)
+    if float(answer) != total:
+        question += ", to 2 decimal places"  # the gold answer is rounded so
     return Paradigm(TaskType.MULTI_FACT, question, answer, AnswerKind.NUMERIC, tuple(chosen))
 
 
@@ -167,7 +180,7 @@ def solve(paradigm: Paradigm, objects: Sequence[str]) -> str | None:
         return None
     values = [a[0] for a in amounts]
     if paradigm.task_type is TaskType.MULTI_FACT:
-        return format_number(sum(values))
+        return format_number(math.fsum(values))
     best = max(values) if paradigm.direction == "largest" else min(values)
     return LETTERS[values.index(best)] if values.count(best) == 1 else None
 
@@ -187,7 +200,7 @@ def paradigm_task(
     objects = [corpus.objects(f.subject, f.relation) for f in paradigm.facts]  # every collection
     if any(len(found) != 1 for found in objects) or solve(paradigm, [o[0] for o in objects]) != paradigm.answer:
         return Skipped.UNVERIFIED
-    if paradigm.answer_kind == AnswerKind.NUMERIC and leaks(paradigm.answer, paradigm.question):
+    if paradigm.answer_kind == AnswerKind.NUMERIC and leaks(paradigm.answer, _VARIABLE.sub("", paradigm.question)):
         return Skipped.LEAK
     hops = len(paradigm.facts)
     composed = ComposedTask(task_type, "", paradigm.question, paradigm.answer, (), hops=hops)
