@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -100,9 +101,13 @@ def test_invalid_json_and_timeouts_fail_after_the_retries(server: str) -> None:
     free = LLMExtractor(LLMExtractorConfig(base_url=server, model="tiny", structured=False, max_tokens=40, retries=1))
     with pytest.raises(ExtractionFailed, match=r"2 tries failed; last: invalid output: not JSON"):
         free.extract("d", DOCUMENT)
-    hasty = LLMExtractor(LLMExtractorConfig(base_url=server, model="tiny", timeout_s=0.001, retries=1))
-    with pytest.raises(ExtractionFailed, match=r"2 tries failed; last: APITimeoutError"):
-        hasty.extract("d", DOCUMENT)
+    with socket.socket() as silent:  # an endpoint that takes the request and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        hasty = LLMExtractor(LLMExtractorConfig(base_url=url, model="tiny", timeout_s=0.5, retries=1))
+        with pytest.raises(ExtractionFailed, match=r"2 tries failed; last: APITimeoutError"):
+            hasty.extract("d", DOCUMENT)
     nobody = LLMExtractor(LLMExtractorConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", model="tiny", retries=0))
     with pytest.raises(ExtractionFailed, match=r"APIConnectionError"):
         nobody.extract("d", DOCUMENT)
