@@ -59,6 +59,15 @@ def test_records_beyond_keep_tasks_are_forgotten() -> None:
     assert [t.task_id for t in retro.due(10_000)] == [retry_id("c", 1)]
 
 
+def test_a_scheduled_retry_goes_with_its_forgotten_record() -> None:
+    retro = Retrospect(sqlite3.connect(":memory:"), RetrospectConfig(keep_tasks=3))
+    retro.remember([_task("a"), _task("b"), _task("c")])
+    retro.outcome(_group("a", 0, [0.0]))  # a's retry is scheduled
+    retro.remember([_task("d"), _task("e")])  # keeps c, d, e: a's record goes, and its retry
+    assert retro.db.execute("SELECT COUNT(*) FROM retries").fetchone()[0] == 0
+    assert retro.due(10_000) == []
+
+
 def test_bad_settings_fail_naming_the_field() -> None:
     with pytest.raises(ValueError, match="pass_k"):
         RetrospectConfig(pass_k=(0,))

@@ -108,7 +108,8 @@ class Retrospect:
                 [(t.task_id, origin or t.task_id, attempt, encode([t])) for t in tasks],
             )
             newest = self.db.execute("SELECT MAX(rowid) FROM published").fetchone()[0] or 0
-            self.db.execute("DELETE FROM published WHERE rowid <= ?", (newest - self.config.keep_tasks,))
+            if self.db.execute("DELETE FROM published WHERE rowid <= ?", (newest - self.config.keep_tasks,)).rowcount:
+                self.db.execute("DELETE FROM retries WHERE origin NOT IN (SELECT task_id FROM published)")
 
     def outcome(self, group: list[ScoredRollout]) -> Outcome:
         """Score the group; schedule its task again when no sample was correct."""
