@@ -255,12 +255,12 @@ class Consumer:
     def floor_from_committed(self, parts: Iterable[TopicPartition]) -> None:
         """The group's committed offsets as the floor: a restarted actor whose broker lost
         its log meanwhile is rewound below them by the client, and stops instead."""
-        committed = {}
-        for tp in parts:
-            offset = self._consumer.committed(tp)
-            if offset is not None:
-                committed[(tp.topic, tp.partition)] = offset
-        self.floor.committed(committed)
+        self.floor.committed(self._committed(parts))
+
+    def _committed(self, parts: Iterable[TopicPartition]) -> dict[Partition, int]:
+        """The group's committed offset of each of `parts` that has one."""
+        found = {(tp.topic, tp.partition): self._consumer.committed(tp) for tp in parts}
+        return {part: offset for part, offset in found.items() if offset is not None}
 
     def poll(self, timeout_ms: int = 200, max_records: int | None = None) -> list[Message]:
         batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
@@ -307,12 +307,8 @@ class Consumer:
 
     def committed_offsets(self, topic: str) -> dict[int, int]:
         """The group's committed offset of each partition of `topic` that has one."""
-        out = {}
-        for partition in sorted(self._consumer.partitions_for_topic(topic) or ()):
-            offset = self._consumer.committed(TopicPartition(topic, partition))
-            if offset is not None:
-                out[partition] = offset
-        return out
+        parts = [TopicPartition(topic, p) for p in sorted(self._consumer.partitions_for_topic(topic) or ())]
+        return {partition: offset for (_, partition), offset in self._committed(parts).items()}
 
     def seek(self, offsets: dict[Partition, int]) -> None:
         """Read each assigned partition from the given offset next (a checkpoint's offsets)."""

@@ -12,6 +12,7 @@ from actors.synthesis.graph import compose_path, multihop_task, path_question
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.synthesis.tables import extract_tables
 from actors.tasks import word_count
+from tests.test_paradigms import add_fillers
 from tests.test_tables import CORPUS, _corpus
 
 
@@ -105,8 +106,7 @@ def test_a_step_contradicted_in_another_collection_is_not_asked() -> None:
     ]
     corpus.add_document("a1", "A", "Birchwood was designed by Aldane & Voss.", 8, [], a[:1])
     corpus.add_document("a2", "A", "Aldane & Voss was founded in 1979.", 7, [], a[1:])
-    for i in range(40):
-        corpus.add_document(f"f{i}", "F", " ".join(f"w{i}x{j}" for j in range(20)), 20, [])
+    add_fillers(corpus, 40)
     made = multihop_task(corpus, "A", random.Random(0), 2, 60, word_count, 0.5)
     assert isinstance(made, MadeTask) and made.composed.answer == "1979"
     other = Fact("Aldane & Voss", "was founded in", "1981", "b1", 0, 1, "date")

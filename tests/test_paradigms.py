@@ -42,9 +42,14 @@ def _store(contradict_birch: bool = False) -> Corpus:
     corpus.add_document("d2", "C", text2, word_count(text2), [], d2)
     if contradict_birch:
         corpus.add_document("x", "X", "Birch holds 99 ML.", 4, [], [Fact("Birch", "has Capacity", "99 ML", "x", 0, 1)])
-    for i in range(40):
-        corpus.add_document(f"f{i}", "F", " ".join(f"w{i}x{j}" for j in range(20)), 20, [])
+    add_fillers(corpus, 40)
     return corpus
+
+
+def add_fillers(corpus: Corpus, n: int) -> None:
+    """`n` distractor documents of 20 distinct words each, in collection F."""
+    for i in range(n):
+        corpus.add_document(f"f{i}", "F", " ".join(f"w{i}x{j}" for j in range(20)), 20, [])
 
 
 def _made(corpus: Corpus, task_type: TaskType, n: int = 30, seed: int = 0) -> list[MadeTask]:
@@ -136,8 +141,7 @@ def test_rounded_sums_say_so_and_placeholders_are_not_leaks() -> None:
     for doc in ("d1", "d2"):
         own = [f for f in facts if f.doc_id == doc]
         corpus.add_document(doc, "C", f"{doc} text.", 2, [], own)
-    for i in range(20):
-        corpus.add_document(f"f{i}", "F", " ".join(f"w{i}x{j}" for j in range(20)), 20, [])
+    add_fillers(corpus, 20)
     made = _made(corpus, TaskType.MULTI_FACT, n=5)
     assert {(m.composed.answer, m.composed.question.endswith(", to 2 decimal places")) for m in made} == {
         ("0.62", True)

@@ -273,9 +273,9 @@ class SynthesisActor(ProcessorActor):
         outputs, found = self._store(doc)
         if not found:
             NO_FACTS.labels(self.name).inc()
-        world = self.corpus.world_facts(doc.collection)  # for kv_retrieval and two_hop
-        rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
         types = self.config.task_types
+        world = self.corpus.world_facts(doc.collection) if set(types) & COMPOSERS.keys() else {}  # world tasks only
+        rng = random.Random(f"{self.config.seed}:{doc.doc_id}")
         first = rng.randrange(len(types))  # so that types stay balanced when they do not divide
         for i in range(self.config.tasks_per_document):  # tasks_per_document
             task_type = types[(first + i) % len(types)]

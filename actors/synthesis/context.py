@@ -129,6 +129,20 @@ class Assembled:
     def text(self) -> str:
         return SEPARATOR.join(self.parts)
 
+    def sized(self) -> list[tuple[str, int]]:
+        """(part, its token count) in order: what lines are inserted between (`place`, `scatter`)."""
+        return list(zip(self.parts, self.sizes, strict=True))
+
+
+def on_target(
+    count: JoinCounter, sized: Sequence[tuple[str, int]], target: int, tolerance: float = 0.02
+) -> tuple[str, int] | None:
+    """The context of `sized` parts joined by SEPARATOR and its token count, or None when the
+    count misses `target` ± `tolerance` (lines inserted after assembly can tip it over)."""
+    parts = [p for p, _ in sized]
+    tokens = count.joined(parts, [n for _, n in sized])
+    return None if abs(tokens - target) > tolerance * target else (SEPARATOR.join(parts), tokens)
+
 
 def place(parts: list, inserted: Sequence, depths: Sequence[float]) -> list:
     """`inserted` items put between the items of `parts`, each at its depth (the fraction of

@@ -18,7 +18,7 @@ import random
 import re
 from collections.abc import Callable
 
-from actors.synthesis.context import SEPARATOR, assemble_parts, counter, place
+from actors.synthesis.context import SEPARATOR, assemble_parts, counter, on_target, place
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.tasks import ComposedTask, TaskType
@@ -103,11 +103,10 @@ def dialogue_task(
         return Skipped.NO_CONTEXT
     if f"my {asked}" in made.text().lower():
         return Skipped.UNVERIFIED  # a shared document speaks of it too: which one counts?
-    pairs = place(list(zip(made.parts, made.sizes, strict=True)), sized, [s[2] for s in said])
-    tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
-    context = SEPARATOR.join(p for p, _ in pairs)
-    if abs(tokens - context_tokens) > 0.02 * context_tokens:
+    finished = on_target(count, place(made.sized(), sized, [s[2] for s in said]), context_tokens)
+    if finished is None:
         return Skipped.NO_CONTEXT
+    context, tokens = finished
     answer = [v for t, v, _ in said if t == asked][-1]
     if replay(context).get(asked) != answer:
         return Skipped.UNVERIFIED

@@ -18,7 +18,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 
-from actors.synthesis.context import SEPARATOR, assemble_parts, counter, place
+from actors.synthesis.context import SEPARATOR, assemble_parts, counter, on_target, place
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.tasks import ComposedTask, TaskType
@@ -84,11 +84,10 @@ def needle_task(
     haystack = made.text()
     if any(k in haystack or v in haystack for k, v in zip(keys, values, strict=True)):
         return Skipped.UNVERIFIED  # the documents themselves would answer or confuse
-    pairs = place(list(zip(made.parts, made.sizes, strict=True)), sized, depths)
-    tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
-    context = SEPARATOR.join(p for p, _ in pairs)
-    if abs(tokens - context_tokens) > 0.02 * context_tokens:
+    finished = on_target(count, place(made.sized(), sized, depths), context_tokens)
+    if finished is None:
         return Skipped.NO_CONTEXT
+    context, tokens = finished
     stated = read_needles(context)
     if any(stated.get(k) != [v] for k, v in zip(keys[:asked], values, strict=False)):
         return Skipped.UNVERIFIED

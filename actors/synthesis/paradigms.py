@@ -101,12 +101,17 @@ def _amount_groups(facts: Sequence[Fact]) -> list[list[Fact]]:
     return [g for _, g in sorted(groups.items()) if len({entity_key(f.subject) for f in g}) >= 2]
 
 
-def compose_comparative(facts: Sequence[Fact], rng: random.Random) -> Paradigm | None:
+def _amounts(facts: Sequence[Fact], rng: random.Random, most: int) -> list[Fact] | None:
+    """2..`most` facts of one (relation, unit) group of amounts, about different subjects."""
     groups = _amount_groups(facts)
     if not groups:
         return None
     group = rng.choice(groups)
-    chosen = _spread(group, rng, rng.randint(2, min(4, len({entity_key(f.subject) for f in group}))))
+    return _spread(group, rng, rng.randint(2, min(most, len({entity_key(f.subject) for f in group}))))
+
+
+def compose_comparative(facts: Sequence[Fact], rng: random.Random) -> Paradigm | None:
+    chosen = _amounts(facts, rng, 4)
     if chosen is None:
         return None
     values = [amount_of(f.object)[0] for f in chosen]
@@ -144,17 +149,13 @@ def compose_temporal(facts: Sequence[Fact], rng: random.Random) -> Paradigm | No
 
 
 def compose_multi_fact(facts: Sequence[Fact], rng: random.Random) -> Paradigm | None:
-    groups = _amount_groups(facts)
-    if not groups:
-        return None
-    group = rng.choice(groups)
-    chosen = _spread(group, rng, rng.randint(2, min(3, len({entity_key(f.subject) for f in group}))))
+    chosen = _amounts(facts, rng, 3)
     if chosen is None:
         return None
     unit = amount_of(chosen[0].object)[1]
     named = " ".join(f"{f.subject} {f.relation} X{i}." for i, f in enumerate(chosen, 1))
-    total = " + ".join(f"X{i}" for i in range(1, len(chosen) + 1))
-    question = f"{named} What is {total}" + (f", in {unit}" if unit else "")
+    addends = " + ".join(f"X{i}" for i in range(1, len(chosen) + 1))
+    question = f"{named} What is {addends}" + (f", in {unit}" if unit else "")
     total = math.fsum(amount_of(f.object)[0] for f in chosen)
     answer = format_number(total)
     if float(answer) != total:

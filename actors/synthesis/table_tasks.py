@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors.synthesis.context import SEPARATOR, JoinCounter, assemble_parts, counter
+from actors.synthesis.context import SEPARATOR, JoinCounter, assemble_parts, counter, on_target
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.keychain import KeyChain, default_chains, follow, keychain_question, make_chains, scatter
 from actors.synthesis.numeric import (
@@ -113,11 +113,10 @@ def table_task(
         composed = ComposedTask(TaskType.TABLE_NUMERIC, made.text(), question, answer, (), hops=len(evidence))
         return MadeTask(composed, evidence, spec, sql, difficulty(spec, table), tokens=made.tokens)
     lines = list(zip(chain.lines, line_tokens, strict=True))
-    pairs = scatter(list(zip(made.parts, made.sizes, strict=True)), lines, rng)
-    tokens = count.joined([p for p, _ in pairs], [n for _, n in pairs])
-    context = SEPARATOR.join(p for p, _ in pairs)
-    if abs(tokens - context_tokens) > 0.02 * context_tokens or follow(chain.lines, chain.head) != question:
+    finished = on_target(count, scatter(made.sized(), lines, rng), context_tokens)
+    if finished is None or follow(chain.lines, chain.head) != question:
         return Skipped.NO_CONTEXT
+    context, tokens = finished
     hops = len(evidence) + CHAIN_LENGTH
     composed = ComposedTask(TaskType.KEYCHAIN, context, keychain_question(chain.head), answer, (), hops=hops)
     return MadeTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH, tokens=tokens)
