@@ -27,11 +27,17 @@ from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact
 class TaskType(enum.StrEnum):
     KV_RETRIEVAL = "kv_retrieval"
     TWO_HOP = "two_hop"
+    THREE_HOP = "three_hop"
+    """Two relations, then an attribute: "bako boss friend color" -> the color of the friend
+    of bako's boss; three evidence facts about three distinct entities."""
     MULTI_KV = "multi_kv"
     """Two key->value questions asked at once, in the world's language ("bako color kelo
     city" -> "teal lima"): multi-key retrieval that the tiny model can read. Scored as text,
     like every world task (unscaled list recall taught the tiny model to list context words,
     and its held-out accuracy fell from 0.32 to 0.01 in 100 RL steps)."""
+    MEMORY_KV = "memory_kv"
+    """Key->value over a context several times the memory agent's window, read chunk by chunk
+    (actors.memory_agent); distractor facts may come from other collections."""
     REVERSE_KV = "reverse_kv"
     """Value -> key: "color teal" -> the one entity whose color is teal in the context."""
     TABLE_NUMERIC = "table_numeric"
@@ -98,6 +104,32 @@ def _pad_context(
     return " ".join(f.sentence() for f in chosen)
 
 
+def _kv(
+    task_type: TaskType,
+    facts: Sequence[Fact],
+    distractors: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int],
+) -> ComposedTask | None:
+    candidates = [f for f in facts if f.relation in ATTRIBUTE_VALUES]
+    if not candidates:
+        return None
+    target = rng.choice(candidates)
+    # Drop distractors that would make the question ambiguous (same subject and relation).
+    key = (target.subject, target.relation)
+    pool = [f for f in (*facts, *distractors) if (f.subject, f.relation) != key]
+    context = _pad_context([target], pool, rng, context_tokens, count_tokens)
+    return ComposedTask(
+        task_type=task_type,
+        context=context,
+        question=f"{target.subject} {target.relation}",
+        answer=target.object,
+        evidence=(target,),
+        hops=1,
+    )
+
+
 def compose_kv_retrieval(
     facts: Sequence[Fact],
     rng: random.Random,
@@ -105,20 +137,72 @@ def compose_kv_retrieval(
     count_tokens: Callable[[str], int] = word_count,
 ) -> ComposedTask | None:
     """One key->value question; None when the facts hold no attribute fact."""
-    candidates = [f for f in facts if f.relation in ATTRIBUTE_VALUES]
-    if not candidates:
+    return _kv(TaskType.KV_RETRIEVAL, facts, (), rng, context_tokens, count_tokens)
+
+
+def compose_memory_kv(
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int] = word_count,
+    distractors: Sequence[Fact] = (),
+) -> ComposedTask | None:
+    """A key->value question about one of `facts` in a context of `context_tokens`, padded with
+    `facts` and `distractors` (other collections' facts: a world alone is too short to fill
+    many windows). Read by the memory agent."""
+    return _kv(TaskType.MEMORY_KV, facts, distractors, rng, context_tokens, count_tokens)
+
+
+def _chains(facts: Sequence[Fact], links: int) -> list[tuple[Fact, ...]]:
+    """Every path of `links` relation facts through distinct entities, then one attribute of
+    the last entity, in the order of `facts` (so a seeded choice is stable)."""
+    index = {(f.subject, f.relation): f for f in facts}
+    paths: list[tuple[Fact, ...]] = [(f,) for f in facts if f.relation in RELATIONS]
+    for _ in range(links - 1):
+        paths = [
+            (*path, index[(path[-1].object, relation)])
+            for path in paths
+            for relation in RELATIONS
+            if (path[-1].object, relation) in index
+            and index[(path[-1].object, relation)].object not in {f.subject for f in path}
+        ]
+    return [
+        (*path, index[(path[-1].object, attribute)])
+        for path in paths
+        for attribute in ATTRIBUTE_VALUES
+        if (path[-1].object, attribute) in index
+    ]
+
+
+def _compose_chain(
+    task_type: TaskType,
+    links: int,
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int],
+    decoys: bool = False,
+) -> ComposedTask | None:
+    chains = _chains(facts, links)
+    if not chains:
         return None
-    target = rng.choice(candidates)
-    # Drop distractors that would make the question ambiguous (same subject and relation).
-    pool = [f for f in facts if (f.subject, f.relation) != (target.subject, target.relation)]
-    context = _pad_context([target], pool, rng, context_tokens, count_tokens)
+    chain = rng.choice(chains)
+    keys = {(f.subject, f.relation) for f in chain}
+    pool = [f for f in facts if (f.subject, f.relation) not in keys]
+    shown = list(chain)
+    if decoys:  # the asked attribute of every other entity on the path, so no type shortcut
+        index = {(f.subject, f.relation): f for f in pool}
+        asked = chain[-1].relation
+        shown += [index[(f.subject, asked)] for f in chain[:-1] if (f.subject, asked) in index]
+        pool = [f for f in pool if f not in shown]
+    context = _pad_context(shown, pool, rng, context_tokens, count_tokens)
     return ComposedTask(
-        task_type=TaskType.KV_RETRIEVAL,
+        task_type=task_type,
         context=context,
-        question=f"{target.subject} {target.relation}",
-        answer=target.object,
-        evidence=(target,),
-        hops=1,
+        question=" ".join((chain[0].subject, *(f.relation for f in chain))),
+        answer=chain[-1].object,
+        evidence=chain,
+        hops=len(chain),
     )
 
 
@@ -129,28 +213,18 @@ def compose_two_hop(
     count_tokens: Callable[[str], int] = word_count,
 ) -> ComposedTask | None:
     """One two-hop question (relation, then attribute); None when no chain exists."""
-    index = {(f.subject, f.relation): f for f in facts}
-    chains = [
-        (link, index[(link.object, attribute)])
-        for link in facts
-        if link.relation in RELATIONS
-        for attribute in ATTRIBUTE_VALUES
-        if (link.object, attribute) in index
-    ]
-    if not chains:
-        return None
-    link, leaf = rng.choice(chains)
-    keys = {(link.subject, link.relation), (leaf.subject, leaf.relation)}
-    pool = [f for f in facts if (f.subject, f.relation) not in keys]
-    context = _pad_context([link, leaf], pool, rng, context_tokens, count_tokens)
-    return ComposedTask(
-        task_type=TaskType.TWO_HOP,
-        context=context,
-        question=f"{link.subject} {link.relation} {leaf.relation}",
-        answer=leaf.object,
-        evidence=(link, leaf),
-        hops=2,
-    )
+    return _compose_chain(TaskType.TWO_HOP, 1, facts, rng, context_tokens, count_tokens)
+
+
+def compose_three_hop(
+    facts: Sequence[Fact],
+    rng: random.Random,
+    context_tokens: int,
+    count_tokens: Callable[[str], int] = word_count,
+) -> ComposedTask | None:
+    """One three-hop question (two relations through three distinct entities, then an
+    attribute): "bako boss friend color"; None when no such path exists."""
+    return _compose_chain(TaskType.THREE_HOP, 2, facts, rng, context_tokens, count_tokens, decoys=True)
 
 
 def compose_multi_kv(
@@ -210,9 +284,14 @@ def compose_reverse_kv(
 COMPOSERS: dict[TaskType, Callable[..., ComposedTask | None]] = {
     TaskType.KV_RETRIEVAL: compose_kv_retrieval,
     TaskType.TWO_HOP: compose_two_hop,
+    TaskType.THREE_HOP: compose_three_hop,
     TaskType.MULTI_KV: compose_multi_kv,
     TaskType.REVERSE_KV: compose_reverse_kv,
+    TaskType.MEMORY_KV: compose_memory_kv,
 }
+
+MEMORY_TASK_TYPES = frozenset({TaskType.MEMORY_KV})
+"""Task types read by the memory agent, chunk by chunk (all others are read whole)."""
 
 
 def render_prompt(context: str, question: str) -> str:

@@ -105,6 +105,7 @@ def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, r
             dtype=config.model.dtype,
             run_id=run.run_id,
             rollouts_base=run.rollouts_base,
+            memory_agent=config.memory_agent,
         )
     if kind == "reward":
         return RewardActor(name=name, config=config.reward, streams=streams)
@@ -133,6 +134,8 @@ def _learner_rank(
         context_tokens=config.synthesis.context_tokens,
         entities_per_world=config.feed.entities_per_world,
         max_new_tokens=config.rollout.max_new_tokens,
+        memory_agent=config.memory_agent,
+        memory_windows=config.learner.heldout_memory_windows,
     )
     return Learner(
         name=slot.name,

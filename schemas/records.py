@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of every schema in this module; sent in the `schema_version` Kafka header."""
 
 
@@ -116,6 +116,9 @@ class Task:
     hops: int
     difficulty: float
     synth_version: int
+    evidence: tuple[str, ...] = ()
+    """The spans of the context that prove the answer, verbatim (the memory agent's gold
+    memory is built from them); () where a composer does not name them."""
     produced_at: int = field(default_factory=now_ms)
 
     def validate(self) -> None:
@@ -131,6 +134,9 @@ class Task:
             f"unknown kind {self.answer_kind!r}; one of {', '.join(AnswerKind)}",
         )
         _require(self.hops >= 1, self.NAME, "hops", f"must be >= 1, got {self.hops}")
+        if self.context:  # (a blob-stored context is checked where it is read)
+            missing = [e for e in self.evidence if e not in self.context]
+            _require(not missing, self.NAME, "evidence", f"spans not in the context: {missing[:2]}")
 
 
 @dataclass(frozen=True)
@@ -158,13 +164,28 @@ class Rollout:
     """The task's verified answer, carried so reward scoring needs no lookup."""
     answer_kind: str
     turns: int
+    """Turns of this rollout's trajectory: 1 for a full-context rollout; chunks + 1 for the
+    memory agent, one row per turn, all carrying the trajectory's `sample_index`."""
     finish_reason: str
     """'stop' (EOS) or 'length' (hit max_new_tokens)."""
     run_id: str = ""
     """The run whose policy generated it: a learner trains only its own run's groups."""
+    turn_index: int = 0
+    """Which turn of the trajectory this row is (0-based); the last turn holds the answer."""
     produced_at: int = field(default_factory=now_ms)
 
+    @property
+    def final(self) -> bool:
+        """The trajectory's last turn: the one whose response is the answer."""
+        return self.turn_index == self.turns - 1
+
     def validate(self) -> None:
+        _require(
+            0 <= self.turn_index < self.turns,
+            self.NAME,
+            "turn_index",
+            f"{self.turn_index} not in [0, turns={self.turns})",
+        )
         _require(
             0 <= self.sample_index < self.group_size,
             self.NAME,
@@ -297,6 +318,7 @@ Task.SCHEMA = pa.schema(
         ("hops", pa.int32()),
         ("difficulty", pa.float64()),
         ("synth_version", pa.int32()),
+        ("evidence", pa.list_(pa.string())),
         ("produced_at", _TS),
     ]
 )
@@ -318,6 +340,7 @@ _ROLLOUT_FIELDS = [
     ("turns", pa.int32()),
     ("finish_reason", pa.string()),
     ("run_id", pa.string()),
+    ("turn_index", pa.int32()),
     ("produced_at", _TS),
 ]
 Rollout.SCHEMA = pa.schema(_ROLLOUT_FIELDS)

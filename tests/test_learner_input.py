@@ -30,6 +30,8 @@ BAD = {
     "nan-logprobs": ({"behaviour_logprobs": (math.nan,)}, "behaviour_logprobs: must be log-probabilities"),
     "unknown-type": ({"task_type": "haiku"}, "unknown task_type 'haiku'"),
     "future-version": ({"policy_version": 7}, "policy_version 7 is newer than the learner's 0"),
+    "missing-turns": ({"turns": 2}, "trajectories incomplete or of different lengths"),
+    "bad-turn-index": ({"turn_index": 3}, "turn_index: 3 not in [0, turns=1)"),
 }
 
 
@@ -50,7 +52,7 @@ def test_bad_scored_groups_are_dead_lettered_with_a_reason_and_training_goes_on(
         tiny_model,
         tmp_path,
         name="learner-in",
-        rl_steps=6,
+        rl_steps=len(BAD),
         groups_per_step=2,
         max_staleness=10,
         weights_keep=12,
@@ -58,7 +60,7 @@ def test_bad_scored_groups_are_dead_lettered_with_a_reason_and_training_goes_on(
     with Running(learner) as running:
         wait_for(lambda: learner.done or bool(running.errors), 120, "the learner to train on every good group")
         running.check()
-    assert learner.rl_step == 6 and learner.groups_consumed == 12, "every good group trained, none of the bad"
+    assert learner.rl_step == len(BAD) and learner.groups_consumed == 2 * len(BAD), "every good group, no bad one"
     letters = {}
     for letter in read_records(streams, "dlq", DeadLetter, len(BAD)):
         original = pa.ipc.open_stream(letter.original_value).read_all()  # the original bytes, as sent

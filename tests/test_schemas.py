@@ -60,8 +60,10 @@ SAMPLES = [
         hops=1,
         difficulty=1.0,
         synth_version=1,
+        evidence=("x y z .",),
     ),
     ROLLOUT,
+    dataclasses.replace(ROLLOUT, rollout_id="t/0/2", turns=3, turn_index=2),
     ScoredRollout(**{f.name: getattr(ROLLOUT, f.name) for f in dataclasses.fields(Rollout)}, reward=1.0),
     PolicyVersion(version=2, step=2, weights_ref="file:///w", groups_consumed=32, metrics=(("loss", 0.5),)),
     DeadLetter(
@@ -125,6 +127,13 @@ def test_validation_names_field_and_problem() -> None:
     bad = dataclasses.replace(ROLLOUT, behaviour_logprobs=(-0.5,))
     with pytest.raises(SchemaError, match=r"Rollout.behaviour_logprobs: length 1 != response length 2"):
         decode(encode([bad]), Rollout)
+
+
+def test_evidence_must_lie_in_the_context_and_a_turn_within_its_trajectory() -> None:
+    with pytest.raises(SchemaError, match=r"Task.evidence: spans not in the context: \['x y w .'\]"):
+        decode(encode([dataclasses.replace(SAMPLES[2], evidence=("x y w .",))]), Task)
+    with pytest.raises(SchemaError, match=r"Rollout.turn_index: 3 not in \[0, turns=3\)"):
+        decode(encode([dataclasses.replace(ROLLOUT, turns=3, turn_index=3)]), Rollout)
 
 
 def test_from_mapping_rejects_unknown_and_empty() -> None:

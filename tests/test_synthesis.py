@@ -7,8 +7,8 @@ import random
 import pytest
 
 from actors.synthesis.facts import extract_facts
-from actors.tasks import TaskType, compose_kv_retrieval, compose_two_hop, render_prompt, word_count
-from actors.world import ATTRIBUTE_VALUES, RELATIONS, make_world
+from actors.tasks import TaskType, compose_kv_retrieval, compose_three_hop, compose_two_hop, render_prompt, word_count
+from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact, make_world
 from schemas import Task, decode
 
 
@@ -45,6 +45,27 @@ def test_two_hop_answer_follows_the_chain(seed: int) -> None:
     subject, relation, attribute = task.question.split()
     assert task.answer == world.lookup(world.lookup(subject, relation), attribute)
     assert set(task.evidence) <= set(extract_facts(task.context)) and task.hops == 2
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_three_hop_answer_follows_two_relations_through_distinct_entities(seed: int) -> None:
+    world, rng = make_world(seed, 8), random.Random(seed)
+    task = compose_three_hop(world.facts, rng, context_tokens=32)
+    subject, first, second, attribute = task.question.split()
+    middle = world.lookup(subject, first)
+    last = world.lookup(middle, second)
+    assert task.answer == world.lookup(last, attribute) and len({subject, middle, last}) == 3
+    shown = extract_facts(task.context)
+    assert set(task.evidence) <= set(shown) and task.hops == 3
+    # No distractor repeats an evidence key with another object: the path is unambiguous.
+    keys = {(f.subject, f.relation) for f in task.evidence}
+    assert [f for f in shown if (f.subject, f.relation) in keys] == list(f for f in shown if f in task.evidence)
+
+
+def test_three_hop_needs_a_path_through_three_entities() -> None:
+    """Two entities that are each other's boss and friend: no path of distinct entities."""
+    facts = [Fact("a", "boss", "b"), Fact("b", "friend", "a"), Fact("a", "color", "red"), Fact("b", "boss", "a")]
+    assert compose_three_hop(facts, random.Random(0), 32) is None
 
 
 def test_prompt_format() -> None:

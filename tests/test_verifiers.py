@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from actors.reward.actor import score
 from actors.verifiers import (
     Rule,
@@ -13,6 +15,7 @@ from actors.verifiers import (
     option_match,
     substring_match,
 )
+from schemas import Rollout
 from tests.test_schemas import ROLLOUT
 
 
@@ -72,3 +75,23 @@ def test_each_answer_kind_is_scored_by_its_verifier() -> None:
         dataclasses.replace(base, response_text="100.4", reference="100", answer_kind="numeric"), Rule.EXACT, 0.01
     )
     assert loose.reward == 1.0, "|100.4 - 100| / 100.4 = 0.004 <= 0.01"
+
+
+def test_a_memory_trajectory_takes_its_answers_reward_on_every_turn() -> None:
+    from actors.reward.actor import score_group
+    from tests.conftest import scored_rollout
+
+    def turn(sample: int, t: int, text: str) -> Rollout:
+        row = scored_rollout("g", sample, 2, (5,), (6,), turns=3, turn_index=t, response_text=text, reference="teal")
+        return Rollout(**{f.name: getattr(row, f.name) for f in dataclasses.fields(Rollout)})
+
+    # sample 0 remembers and answers "teal" (1.0); sample 1 remembers the answer word but
+    # answers "gold" (0.0): the reading turns' own texts are memories and are never scored
+    group = [turn(0, 0, "bako color teal ."), turn(0, 1, "x"), turn(0, 2, "teal")]
+    group += [turn(1, 0, "teal"), turn(1, 1, "teal"), turn(1, 2, "gold")]
+    scored = score_group(group, Rule.EXACT)
+    assert [s.reward for s in scored] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert [s.extracted_answer for s in scored] == ["teal"] * 3 + ["gold"] * 3
+    assert [s.response_text for s in scored] == [r.response_text for r in group]
+    with pytest.raises(ValueError, match=r"samples \[1\] have no final turn"):
+        score_group(group[:5], Rule.EXACT)

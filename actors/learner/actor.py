@@ -20,7 +20,7 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ from actors.learner.microbatch import TrainRow
 from actors.learner.ranks import Leader, RankGroup
 from actors.learner.replay import ReplayRange, next_batch
 from actors.learner.trainer import Backend, Objective, TorchTrainer, Trainer
+from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
 from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
-from actors.tasks import TaskType, render_prompt
+from actors.tasks import MEMORY_TASK_TYPES, TaskType, render_prompt
 from actors.weights import WeightPublisher, newest_of_run
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
@@ -55,8 +56,12 @@ log = logging.getLogger(__name__)
 
 VERSION = Gauge("longtide_learner_policy_version", "Latest published policy version.", ["actor"])
 STEPS = Counter("longtide_learner_steps", "Optimizer steps (SFT and RL).", ["actor", "phase"])
-SAMPLES = Counter("longtide_learner_samples_trained", "Rollouts trained on.", ["actor", "task_type"])
-STALE = Counter("longtide_learner_stale_dropped", "Rollouts dropped as staler than max_staleness.", ["actor"])
+SAMPLES = Counter(
+    "longtide_learner_samples_trained",
+    "Trajectories trained on (a full-context rollout, or a memory-agent trajectory of many turns).",
+    ["actor", "task_type"],
+)
+STALE = Counter("longtide_learner_stale_dropped", "Trajectories dropped as staler than max_staleness.", ["actor"])
 OTHER_RUN = Counter("longtide_learner_other_run_skipped", "Scored rollouts of another run, skipped.", ["actor"])
 STALENESS = Histogram(
     "longtide_learner_staleness_versions",
@@ -83,6 +88,11 @@ CHECKPOINT_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 CLIP_FRACTION = Gauge("longtide_learner_clip_fraction", "Fraction of tokens whose PPO ratio was clipped.", ["actor"])
+
+
+def trajectories(group: list[ScoredRollout]) -> int:
+    """Samples of a group: its trajectories' last turns (a full-context rollout is one turn)."""
+    return sum(r.final for r in group)
 
 
 def resolve_device(name: str) -> str:
@@ -122,6 +132,11 @@ class HeldoutSpec:
     context_tokens: int
     entities_per_world: int
     max_new_tokens: int
+    memory_agent: MemoryAgentConfig = field(default_factory=MemoryAgentConfig)
+    """How memory-agent tasks are read (also the SFT warm-up's gold memory traces)."""
+    memory_windows: tuple[int, ...] = ()
+    """Held-out memory-agent contexts, in multiples of `memory_agent.chunk_tokens`
+    (`learner.heldout_memory_windows`); () evaluates no memory-agent task."""
 
 
 class Learner:
@@ -187,7 +202,11 @@ class Learner:
             task_types=heldout.task_types,
             entities_per_world=heldout.entities_per_world,
             count_tokens=token_counter(self.tokenizer),
+            memory_windows=heldout.memory_windows,
+            chunk_tokens=heldout.memory_agent.chunk_tokens,
         )
+        self.memory_agent = heldout.memory_agent
+        self.count_tokens = token_counter(self.tokenizer)
         self.max_new_tokens = heldout.max_new_tokens
         self.version = -1
         self.phase = "starting"
@@ -208,7 +227,8 @@ class Learner:
     # -- evaluation and publishing ---------------------------------------------------------
     def evaluate(self, label: str, state: dict[str, torch.Tensor]) -> dict[str, float]:
         model = self._eval_model(state)
-        scores = evaluate(TransformersEngine(model, self.tokenizer), self.tokenizer, self.heldout, self.max_new_tokens)
+        engine = TransformersEngine(model, self.tokenizer)
+        scores = evaluate(engine, self.tokenizer, self.heldout, self.max_new_tokens, self.memory_agent)
         self.trainer.module.train()
         for task_type, acc in scores.items():
             HELDOUT.labels(self.name, task_type).set(acc)
@@ -280,9 +300,9 @@ class Learner:
                     self._dead_letter(message, exc)
                     continue
                 for task in tasks:
-                    prompt = render_prompt(self.claim.get_text(task.context, task.context_ref), task.question)
-                    prompt_ids, target = answer_example(self.tokenizer, prompt, task.answer)
-                    examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
+                    for prompt, answer in self._sft_pairs(task):
+                        prompt_ids, target = answer_example(self.tokenizer, prompt, answer)
+                        examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
             if len(examples) < self.config.sft_batch:
                 continue
             pick = torch.randint(len(examples), (self.config.sft_batch,), generator=generator).tolist()
@@ -290,14 +310,28 @@ class Learner:
             step += 1
         consumer.close()
 
+    def _sft_pairs(self, task: Task) -> list[tuple[str, str]]:
+        """(prompt, target) pairs of a task: its question and answer, or for a memory-agent
+        task a perfect reader's every turn (gold memories from the task's evidence)."""
+        context = self.claim.get_text(task.context, task.context_ref)
+        if task.task_type not in MEMORY_TASK_TYPES:
+            return [(render_prompt(context, task.question), task.answer)]
+        chunks = split_chunks(context, self.memory_agent.chunk_tokens, self.count_tokens)
+        return gold_turns(self.memory_agent, task.question, chunks, task.evidence, task.answer)
+
     # -- RL -------------------------------------------------------------------------------------
     def rl_update(self, groups: list[list[ScoredRollout]]) -> dict[str, float]:
-        """One decoupled-PPO step on complete groups; returns batch metrics."""
-        rollouts = [r for g in groups for r in g]
-        task_names = sorted({r.task_type for r in rollouts})
-        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
-        group_index = torch.tensor([i for i, g in enumerate(groups) for _ in g])
-        task_index = torch.tensor([task_names.index(r.task_type) for r in rollouts])
+        """One decoupled-PPO step on complete groups; returns batch metrics.
+
+        Advantages are computed over trajectories (one reward each: a full-context rollout, or
+        a memory-agent trajectory whose every turn carries its answer's reward), then given to
+        every turn of the trajectory; each turn is its own training row (MemAgent's
+        multi-conversation GRPO)."""
+        finals = [(i, r) for i, g in enumerate(groups) for r in g if r.final]
+        task_names = sorted({r.task_type for _, r in finals})
+        rewards = torch.tensor([r.reward for _, r in finals], dtype=torch.float32)
+        group_index = torch.tensor([i for i, _ in finals])
+        task_index = torch.tensor([task_names.index(r.task_type) for _, r in finals])
         adv = group_advantages(rewards, group_index, task_index, self.config.advantage_norm)
         keep = informative_groups(rewards, group_index)
         metrics = {"reward_mean": float(rewards.mean()), "informative_fraction": float(keep.float().mean())}
@@ -305,17 +339,22 @@ class Learner:
             mean = float(rewards[task_index == task_names.index(name)].mean())
             metrics[f"reward_{name}"] = mean
             REWARD.labels(self.name, name).set(mean)
+        trajectory = {
+            (i, r.sample_index): (a, k) for (i, r), a, k in zip(finals, adv.tolist(), keep.tolist(), strict=True)
+        }
         rows = []
-        for r, a, k in zip(rollouts, adv.tolist(), keep.tolist(), strict=True):
-            if k:  # uninformative groups carry no signal and are left out of the token count
-                prompt = self.claim.get_ids(r.prompt_ids, r.prompt_ref)
-                rows.append(TrainRow(tuple(prompt) + tuple(r.response_ids), len(prompt), a, r.behaviour_logprobs))
+        for i, group in enumerate(groups):
+            for r in group:
+                a, k = trajectory[(i, r.sample_index)]
+                if k:  # uninformative groups carry no signal and are left out of the token count
+                    prompt = self.claim.get_ids(r.prompt_ids, r.prompt_ref)
+                    rows.append(TrainRow(tuple(prompt) + tuple(r.response_ids), len(prompt), a, r.behaviour_logprobs))
         if rows:
             stats = self._train(rows, Objective.RL)
             ENTROPY.labels(self.name).set(stats["entropy"])
             CLIP_FRACTION.labels(self.name).set(stats["clip_fraction"])
             metrics |= stats
-        for r in rollouts:
+        for _, r in finals:
             SAMPLES.labels(self.name, r.task_type).inc()
         return metrics
 
@@ -324,27 +363,35 @@ class Learner:
         if self.version - min(r.policy_version for r in group) <= self.config.max_staleness:
             return True
         self.groups_consumed += 1
-        self.stale_dropped += len(group)
+        self.stale_dropped += trajectories(group)
         self._stale_ids += [r.rollout_id for r in group]
         self._stale_groups.append(group[0].group_id)
         if self.replay is not None:
             self._replay_dropped.add(group[0].group_id)
-        STALE.labels(self.name).inc(len(group))
+        STALE.labels(self.name).inc(trajectories(group))
         return False
 
     def _record_staleness(self, batch: list[list[ScoredRollout]]) -> None:
         self.groups_consumed += len(batch)
         for group in batch:
             staleness = self.version - min(r.policy_version for r in group)
-            self.staleness_hist[staleness] += len(group)
+            self.staleness_hist[staleness] += trajectories(group)
             STALENESS.labels(self.name).observe(staleness)
 
     def _check_group(self, group: list[ScoredRollout]) -> None:
         """What a schema cannot check: a whole group, of a known task type, from a version
         this learner has published (raises ValueError naming the problem)."""
         head = group[0]
-        if len(group) != head.group_size:
-            raise ValueError(f"group {head.group_id}: {len(group)} rollouts, group_size {head.group_size}")
+        turns = {r.sample_index: r.turns for r in group}
+        if sorted(turns) != list(range(head.group_size)):
+            raise ValueError(
+                f"group {head.group_id}: samples {sorted(turns)[:8]} are not 0..{head.group_size - 1} (group_size)"
+            )
+        seen = sorted((r.sample_index, r.turn_index) for r in group)
+        if seen != [(i, t) for i in range(head.group_size) for t in range(turns[i])] or len(set(turns.values())) > 1:
+            raise ValueError(
+                f"group {head.group_id}: trajectories incomplete or of different lengths ({len(group)} rows)"
+            )
         if head.task_type not in set(TaskType):
             raise ValueError(f"group {head.group_id}: unknown task_type {head.task_type!r}")
         newest = max(r.policy_version for r in group)
@@ -491,7 +538,7 @@ class Learner:
             self._record_staleness(batch)
             metrics = self.rl_update(batch)
             self.rl_step += 1
-            self.samples_trained += sum(len(g) for g in batch)
+            self.samples_trained += sum(trajectories(g) for g in batch)
             self._trained_ids += [r.rollout_id for g in batch for r in g]
             self._trained_groups += [g[0].group_id for g in batch]
             state = self.trainer.full_state()

@@ -53,6 +53,9 @@ class LearnerConfig:
     """Held-out tasks per evaluation."""
     heldout_seed: int = 0
     """Seed of the held-out worlds."""
+    heldout_memory_windows: tuple[int, ...] = (1, 4, 16)
+    """Held-out memory-agent tasks (when a memory task type is configured) are made at these
+    context lengths, in multiples of `memory_agent.chunk_tokens`, taken in turn."""
     weights_transport: Transport = Transport.RAY
     """How rollout actors get weights: ray (the object store, through the weight store), file
     (safetensors files, no Ray), or collective (rank 0 sends them over NCCL from a GPU learner,

@@ -9,13 +9,25 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from actors.generation import Engine
-from actors.tasks import COMPOSERS, ComposedTask, TaskType, render_prompt
+from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chunks
+from actors.modeling import token_counter
+from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, ComposedTask, TaskType, render_prompt
 from actors.verifiers import exact_match, extract_answer
 from actors.world import make_world
 
 HELDOUT_SEED_BASE = 1_000_000
+
+
+@dataclass(frozen=True)
+class Heldout:
+    """A held-out task and the name its accuracy is reported under."""
+
+    label: str
+    """The task type, or for a memory-agent task "memory_kv@4x" (its context in windows)."""
+    task: ComposedTask
 
 
 def heldout_tasks(
@@ -26,28 +38,71 @@ def heldout_tasks(
     task_types: Sequence[TaskType],
     entities_per_world: int,
     count_tokens: Callable[[str], int],
-) -> list[ComposedTask]:
-    """`n` tasks, task types in turn, one fresh held-out world each (budgets in policy tokens)."""
+    memory_windows: Sequence[int] = (),
+    chunk_tokens: int = 0,
+) -> list[Heldout]:
+    """`n` tasks, task types in turn, one fresh held-out world each (budgets in policy tokens).
+    A memory-agent type takes `memory_windows` in turn: contexts of that many × `chunk_tokens`,
+    padded with the facts of other held-out worlds."""
     rng = random.Random(seed)
     task_types = [t for t in task_types if t in COMPOSERS]  # table tasks: no held-out worlds yet
-    tasks: list[ComposedTask] = []
+    if not memory_windows:
+        task_types = [t for t in task_types if t not in MEMORY_TASK_TYPES]
+    tasks: list[Heldout] = []
+    memory_made = 0
     while task_types and len(tasks) < n:
-        world = make_world(HELDOUT_SEED_BASE + seed * 100_000 + len(tasks), entities_per_world)
-        composed = COMPOSERS[task_types[len(tasks) % len(task_types)]](world.facts, rng, context_tokens, count_tokens)
+        base = HELDOUT_SEED_BASE + seed * 100_000 + len(tasks)
+        world = make_world(base, entities_per_world)
+        task_type = task_types[len(tasks) % len(task_types)]
+        if task_type in MEMORY_TASK_TYPES:
+            windows = memory_windows[memory_made % len(memory_windows)]
+            target = windows * chunk_tokens
+            others = [
+                f
+                for k in range(1, 2 + target // (4 * len(world.facts)))
+                for f in make_world(base + 50_000 + k * 1_000, entities_per_world).facts
+            ]
+            composed = COMPOSERS[task_type](world.facts, rng, target, count_tokens, others)
+            label = f"{task_type.value}@{windows}x"
+        else:
+            composed = COMPOSERS[task_type](world.facts, rng, context_tokens, count_tokens)
+            label = task_type.value
         if composed is not None:
-            tasks.append(composed)
+            tasks.append(Heldout(label, composed))
+            memory_made += task_type in MEMORY_TASK_TYPES
     return tasks
 
 
-def evaluate(engine: Engine, tokenize: object, tasks: Sequence[ComposedTask], max_new_tokens: int) -> dict[str, float]:
-    """Greedy exact-match accuracy per task type and over all ('all')."""
+def evaluate(
+    engine: Engine,
+    tokenize: object,
+    tasks: Sequence[Heldout],
+    max_new_tokens: int,
+    memory_agent: MemoryAgentConfig | None = None,
+) -> dict[str, float]:
+    """Greedy exact-match accuracy per label and over all ('all'); memory-agent tasks are read
+    chunk by chunk, as the rollout actor reads them."""
     if not tasks:
         return {}  # no held-out task types (the store's are not evaluated yet)
-    prompts = [tokenize(render_prompt(t.context, t.question))["input_ids"] for t in tasks]
-    samples = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
+    answers: dict[int, str] = {}
+    full = [i for i, t in enumerate(tasks) if t.task.task_type not in MEMORY_TASK_TYPES]
+    if full:
+        prompts = [tokenize(render_prompt(tasks[i].task.context, tasks[i].task.question))["input_ids"] for i in full]
+        samples = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
+        answers |= {i: sample.text for i, [sample] in zip(full, samples, strict=True)}
+    memory = [i for i, t in enumerate(tasks) if t.task.task_type in MEMORY_TASK_TYPES]
+    if memory:
+        config = memory_agent or MemoryAgentConfig()
+        count = token_counter(engine.tokenizer)
+        jobs = [
+            Job(tasks[i].task.question, tuple(split_chunks(tasks[i].task.context, config.chunk_tokens, count)))
+            for i in memory
+        ]
+        read = read_chunked(engine, jobs, config, n=1, temperature=0.0, top_p=1.0)
+        answers |= {i: trajectory[-1].sample.text for i, [trajectory] in zip(memory, read, strict=True)}
     hits: dict[str, list[float]] = defaultdict(list)
-    for task, [sample] in zip(tasks, samples, strict=True):
-        score = exact_match(extract_answer(sample.text), task.answer)
-        hits[task.task_type.value].append(score)
+    for i, held in enumerate(tasks):
+        score = exact_match(extract_answer(answers[i]), held.task.answer)
+        hits[held.label].append(score)
         hits["all"].append(score)
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())}

@@ -32,7 +32,10 @@ from streams.processor import Output, arrow_decoder
 from streams.topics import ROLLOUTS, SCORED
 
 REWARD = Histogram(
-    "longtide_reward_score", "Reward per rollout.", ["actor", "task_type"], buckets=(0.0, 0.25, 0.5, 0.75, 1.0)
+    "longtide_reward_score",
+    "Reward per trajectory (a full-context rollout, or a memory-agent trajectory of many turns).",
+    ["actor", "task_type"],
+    buckets=(0.0, 0.25, 0.5, 0.75, 1.0),
 )
 
 
@@ -83,6 +86,26 @@ def score(rollout: Rollout, rule: Rule, numeric_tolerance: float = 1e-4) -> Scor
     )
 
 
+def score_group(rollouts: list[Rollout], rule: Rule, numeric_tolerance: float = 1e-4) -> list[ScoredRollout]:
+    """Pure: every row of a group scored. A memory-agent trajectory's reward is its answer's
+    (the final turn's), given to each of its turns; a reading turn's own text is a memory, not
+    an answer, and is not scored."""
+    finals = {r.sample_index: score(r, rule, numeric_tolerance) for r in rollouts if r.final}
+    missing = sorted({r.sample_index for r in rollouts} - finals.keys())
+    if missing:
+        raise ValueError(f"group {rollouts[0].group_id}: samples {missing[:4]} have no final turn")
+    verdict = ("reward", "exact_match", "substring_match", "numeric_match", "extracted_answer", "verifier")
+    return [
+        finals[r.sample_index]
+        if r.final
+        else ScoredRollout(
+            **{f.name: getattr(r, f.name) for f in dataclasses.fields(Rollout)},
+            **{name: getattr(finals[r.sample_index], name) for name in verdict},
+        )
+        for r in rollouts
+    ]
+
+
 class RewardActor(ProcessorActor):
     KIND = "reward"
 
@@ -91,8 +114,10 @@ class RewardActor(ProcessorActor):
         self._connect(name=name, streams=streams, topic=ROLLOUTS.name, decoder=arrow_decoder(Rollout))
 
     def handle(self, rollouts: list[Rollout]) -> list[Output]:
-        """A message holds one group; its scored copy stays one message."""
-        scored = [score(r, self.config.rule, self.config.numeric_tolerance) for r in rollouts]
+        """A message holds one group (every turn of its trajectories); its scored copy stays
+        one message."""
+        scored = score_group(rollouts, self.config.rule, self.config.numeric_tolerance)
         for s in scored:
-            REWARD.labels(self.name, s.task_type).observe(s.reward)
+            if s.final:  # one observation per trajectory
+                REWARD.labels(self.name, s.task_type).observe(s.reward)
         return [Output(SCORED.name, scored, key=scored[0].group_id.encode())]

@@ -30,10 +30,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from actors.base import ProcessorActor
 from actors.collective import WeightsUnavailable
-from actors.generation import Engine, EngineKind, Sample, TransformersEngine
+from actors.generation import Engine, EngineKind, TransformersEngine
 from actors.hosting import Resources
-from actors.modeling import load_policy, load_policy_tokenizer, torch_dtype
-from actors.tasks import render_prompt
+from actors.memory_agent import Job, MemoryAgentConfig, Turn, read_chunked, split_chunks
+from actors.modeling import load_policy, load_policy_tokenizer, token_counter, torch_dtype
+from actors.tasks import MEMORY_TASK_TYPES, render_prompt
 from actors.vllm_engine import VLLMEngine, VLLMSettings
 from actors.weights import newest_of_run, weight_sync_seconds
 from schemas import Rollout, Task
@@ -132,11 +133,14 @@ class RolloutActor(ProcessorActor):
         dtype: str = "float32",
         run_id: str = "",
         rollouts_base: dict[int, int] | None = None,
+        memory_agent: MemoryAgentConfig | None = None,
     ) -> None:
         """`run_id`: the run this actor generates for (it follows only that run's `policy`
         records); `rollouts_base`: the `rollouts` end offsets when the run started, which the
-        gate leaves out of "groups produced"."""
+        gate leaves out of "groups produced"; `memory_agent`: how memory-agent task types
+        (`actors.tasks.MEMORY_TASK_TYPES`) are read, chunk by chunk."""
         self.config = config
+        self.memory_agent = memory_agent or MemoryAgentConfig()
         self.run_id = run_id
         self.rollouts_base = dict(rollouts_base or {})
         for reason in POLICY_SKIP_REASONS:
@@ -146,6 +150,7 @@ class RolloutActor(ProcessorActor):
         self.groups_per_step = groups_per_step
         self.engine = make_engine(config, model_path, dtype)
         self.tokenizer = self.engine.tokenizer
+        self.count_tokens = token_counter(self.tokenizer)
         self.version: int | None = None
         self.consumed_groups = 0
         self.gate_waits = 0
@@ -194,53 +199,70 @@ class RolloutActor(ProcessorActor):
         return total - sum(self.rollouts_base.values())
 
     def handle(self, tasks: list[Task]) -> list[Output]:
-        """One engine call for every task: G samples each, one message (record batch) per group."""
+        """One engine call for the full-context tasks (G samples each) and one turn loop for the
+        memory-agent tasks (G trajectories each); one message (record batch) per group."""
         assert self.version is not None
         version = self.version  # every request of this call runs on these weights
-        prompts = [
-            self.tokenizer(render_prompt(self.claim.get_text(t.context, t.context_ref), t.question))["input_ids"]
-            for t in tasks
+        memory = [t for t in tasks if t.task_type in MEMORY_TASK_TYPES]
+        full = [t for t in tasks if t.task_type not in MEMORY_TASK_TYPES]
+        # chunk first: a context that cannot be chunked fails before anything is generated
+        jobs = [
+            Job(t.question, tuple(split_chunks(self._context(t), self.memory_agent.chunk_tokens, self.count_tokens)))
+            for t in memory
         ]
+        sampling = {"temperature": self.config.temperature, "top_p": self.config.top_p}
         start = time.perf_counter()
-        groups = self.engine.generate(
-            prompts,
-            n=self.config.group_size,
-            temperature=self.config.temperature,
-            top_p=self.config.top_p,
-            max_new_tokens=self.config.max_new_tokens,
-        )
-        GENERATE.labels(self.name).observe(time.perf_counter() - start)
-        return [
-            self._group(task, prompt, samples, version)
-            for task, prompt, samples in zip(tasks, prompts, groups, strict=True)
-        ]
-
-    def _group(self, task: Task, prompt_ids: list[int], samples: list[Sample], version: int) -> Output:
-        inline, ref = self.claim.put_ids(prompt_ids)
-        rollouts = [
-            Rollout(
-                rollout_id=f"{task.task_id}/{i}",
-                task_id=task.task_id,
-                task_type=task.task_type,
-                group_id=task.task_id,
-                sample_index=i,
-                group_size=self.config.group_size,
-                policy_version=version,
-                prompt_ids=inline,
-                prompt_ref=ref,
-                response_ids=tuple(sample.token_ids),
-                behaviour_logprobs=tuple(sample.logprobs),
-                response_text=sample.text,
-                reference=task.answer,
-                answer_kind=task.answer_kind,
-                turns=1,
-                finish_reason=sample.finish_reason,
-                run_id=self.run_id,
+        outputs = []
+        if full:
+            prompts = [self.tokenizer(render_prompt(self._context(t), t.question))["input_ids"] for t in full]
+            groups = self.engine.generate(
+                prompts, n=self.config.group_size, max_new_tokens=self.config.max_new_tokens, **sampling
             )
-            for i, sample in enumerate(samples)
-        ]
-        TOKENS.labels(self.name).inc(sum(len(s.token_ids) for s in samples))
-        SAMPLES.labels(self.name, task.task_type).inc(len(samples))
+            outputs += [
+                self._group(task, [[Turn(prompt, sample, True)] for sample in samples], version)
+                for task, prompt, samples in zip(full, prompts, groups, strict=True)
+            ]
+        if memory:
+            trajectories = read_chunked(self.engine, jobs, self.memory_agent, n=self.config.group_size, **sampling)
+            outputs += [self._group(task, group, version) for task, group in zip(memory, trajectories, strict=True)]
+        GENERATE.labels(self.name).observe(time.perf_counter() - start)
+        return outputs
+
+    def _context(self, task: Task) -> str:
+        return self.claim.get_text(task.context, task.context_ref)
+
+    def _group(self, task: Task, trajectories: list[list[Turn]], version: int) -> Output:
+        """One message: every turn of every trajectory (one row each; a full-context rollout
+        is a trajectory of one turn)."""
+        rollouts = []
+        for i, turns in enumerate(trajectories):
+            for t, turn in enumerate(turns):
+                inline, ref = self.claim.put_ids(turn.prompt_ids)
+                sample = turn.sample
+                rollouts.append(
+                    Rollout(
+                        rollout_id=f"{task.task_id}/{i}" + (f"/{t}" if len(turns) > 1 else ""),
+                        task_id=task.task_id,
+                        task_type=task.task_type,
+                        group_id=task.task_id,
+                        sample_index=i,
+                        group_size=self.config.group_size,
+                        policy_version=version,
+                        prompt_ids=inline,
+                        prompt_ref=ref,
+                        response_ids=tuple(sample.token_ids),
+                        behaviour_logprobs=tuple(sample.logprobs),
+                        response_text=sample.text,
+                        reference=task.answer,
+                        answer_kind=task.answer_kind,
+                        turns=len(turns),
+                        turn_index=t,
+                        finish_reason=sample.finish_reason,
+                        run_id=self.run_id,
+                    )
+                )
+        TOKENS.labels(self.name).inc(sum(len(r.response_ids) for r in rollouts))
+        SAMPLES.labels(self.name, task.task_type).inc(len(trajectories))
         return Output(ROLLOUTS.name, rollouts, key=task.task_id.encode())
 
     def run(self, stop: threading.Event) -> None:

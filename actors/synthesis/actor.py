@@ -38,7 +38,7 @@ from actors.synthesis.paradigms import paradigm_task
 from actors.synthesis.retrospect import Retrospect, RetrospectConfig, pass_at_k
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import extract_tables
-from actors.tasks import COMPOSERS, TaskType
+from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, TaskType
 from actors.world import Fact
 from schemas import AnswerKind, DeadLetter, Document, ScoredRollout, Task, encode, headers_for
 from streams.blobs import ClaimCheck
@@ -112,6 +112,10 @@ class SynthesisConfig:
     learning it (README, "Measured")."""
     tasks_per_document: int = 8
     """Tasks made each time a document arrives."""
+    poll_records: int = 16
+    """Most messages handled per poll. A poll's work must end within
+    `streams.max_poll_interval_ms` or the broker drops the actor from its group; on 2 busy cores
+    a memory-agent task costs about 10 ms to compose, and 100 documents a poll overran 10 s."""
     context_tokens: int = 32
     """Target context length in tokens of the policy's tokenizer."""
     min_context_fill: float = 0.875
@@ -121,6 +125,9 @@ class SynthesisConfig:
     """Mixed into every document's random stream."""
     synth_version: int = 2
     """Stamped on every task; bump when the composers change."""
+    memory_context_tokens: tuple[int, ...] = (64, 128, 256)
+    """Context lengths of memory-agent tasks (memory_kv), drawn per task: several times the
+    memory agent's `chunk_tokens`, padded with other collections' facts."""
     multihop_hops: tuple[int, ...] = (2, 3, 4)
     """Path lengths of multi_hop tasks (2–6), drawn from each document's seeded stream."""
     llm: LLMExtractorConfig = field(default_factory=LLMExtractorConfig)
@@ -139,6 +146,12 @@ class SynthesisConfig:
     def __post_init__(self) -> None:
         if not self.task_types:
             raise ValueError("synthesis.task_types must name at least one task type")
+        if self.poll_records < 1:
+            raise ValueError(f"synthesis.poll_records ({self.poll_records}) must be >= 1")
+        if not self.memory_context_tokens or min(self.memory_context_tokens) < 8:
+            raise ValueError(
+                f"synthesis.memory_context_tokens ({self.memory_context_tokens}) must name lengths >= 8 tokens"
+            )
         if self.context_tokens < 8:
             raise ValueError(f"synthesis.context_tokens ({self.context_tokens}) must be >= 8")
         if not 0 < self.min_context_fill <= 1:
@@ -163,6 +176,7 @@ def make_task(
     context_tokens: int,
     answer_kind: AnswerKind = AnswerKind.TEXT,
     difficulty: float | None = None,
+    evidence: tuple[str, ...] = (),
 ) -> Task:
     context, ref = claim.put_text(composed.context)
     digest = hashlib.sha256(f"{collection}\0{composed.context}\0{composed.question}".encode()).hexdigest()[:32]
@@ -180,6 +194,7 @@ def make_task(
         hops=composed.hops,
         difficulty=float(composed.hops) if difficulty is None else difficulty,
         synth_version=synth_version,
+        evidence=evidence,
     )
 
 
@@ -243,7 +258,7 @@ class SynthesisActor(ProcessorActor):
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            if self.processor.step():
+            if self.processor.step(max_records=self.config.poll_records):
                 self.corpus.mark_applied(self.processor.committed)
 
     def handle(self, records: list[Document] | list[ScoredRollout]) -> list[Output]:
@@ -316,11 +331,17 @@ class SynthesisActor(ProcessorActor):
         self, collection: str, world: dict[Fact, str], rng: random.Random, task_type: TaskType
     ) -> Task | None:
         """A question in the synthetic world's language, over the collection's world facts."""
-        composed = COMPOSERS[task_type](list(world), rng, self.config.context_tokens, self.count_tokens)
+        if task_type in MEMORY_TASK_TYPES:
+            target = rng.choice(self.config.memory_context_tokens)
+            distractors = self._other_world_facts(collection, rng, target)
+            composed = COMPOSERS[task_type](list(world), rng, target, self.count_tokens, distractors)
+        else:
+            target = self.config.context_tokens
+            composed = COMPOSERS[task_type](list(world), rng, target, self.count_tokens)
         if composed is None:
             return None
         tokens = self.count_tokens(composed.context)
-        if tokens < self.config.min_context_fill * self.config.context_tokens:
+        if tokens < self.config.min_context_fill * target:
             SHORT.labels(self.name).inc()  # too few facts yet to reach the target length
             return None
         return make_task(
@@ -330,7 +351,22 @@ class SynthesisActor(ProcessorActor):
             claim=self.claim,
             synth_version=self.config.synth_version,
             context_tokens=tokens,
+            evidence=tuple(f.sentence() for f in composed.evidence),
         )
+
+    def _other_world_facts(self, collection: str, rng: random.Random, tokens: int) -> list[Fact]:
+        """Facts of other collections, whole collections in a seeded order, until they hold
+        `tokens` tokens (distractors for a context longer than one collection)."""
+        others = [c for c in self.corpus.world_collections() if c != collection]
+        facts: list[Fact] = []
+        held = 0
+        for other in rng.sample(others, len(others)):
+            if held >= tokens:
+                break
+            found = list(self.corpus.world_facts(other))
+            facts += found
+            held += sum(self.count_tokens(f.sentence()) for f in found)
+        return facts
 
     def _compose(self, collection: str, rng: random.Random, task_type: TaskType) -> MadeTask | Skipped:
         """One store task of `task_type`; depth, hops and the other choices are drawn from the

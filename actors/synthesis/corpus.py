@@ -94,6 +94,8 @@ class Corpus:
         )
         self._ids: list[str] | None = None
         """Every document id, sorted (for fillers; dropped when a document arrives)."""
+        self._world_collections: list[str] | None = None
+        """Collections with synthetic-world facts, in arrival order (`world_collections`)."""
 
     def applied(self, topic: str) -> dict[int, int]:
         """Per partition of `topic`, the offset up to which every document is in the store."""
@@ -132,6 +134,9 @@ class Corpus:
                     for f in facts
                 ],
             )
+        known = self._world_collections
+        if known is not None and collection not in known and any(f.extractor == "world" for f in facts):
+            known.append(collection)
 
     def facts(self, collection: str) -> list[Fact]:
         """The collection's graph: every fact, in the order documents arrived."""
@@ -153,6 +158,16 @@ class Corpus:
         for subject, relation, obj, doc_id in rows:
             out.setdefault(WorldFact(subject, relation, obj), doc_id)
         return out
+
+    def world_collections(self) -> list[str]:
+        """Collections holding synthetic-world facts, in the order they first arrived (read from
+        the store once, then kept current by `add_document`)."""
+        if self._world_collections is None:
+            rows = self.db.execute(
+                "SELECT collection FROM facts WHERE extractor = 'world' GROUP BY collection ORDER BY MIN(rowid)"
+            )
+            self._world_collections = list(dict.fromkeys(c for (c,) in rows))
+        return list(self._world_collections)
 
     def collections(self) -> int:
         return self.db.execute("SELECT COUNT(DISTINCT collection) FROM docs").fetchone()[0]

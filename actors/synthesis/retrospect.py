@@ -112,8 +112,10 @@ class Retrospect:
                 self.db.execute("DELETE FROM retries WHERE origin NOT IN (SELECT task_id FROM published)")
 
     def outcome(self, group: list[ScoredRollout]) -> Outcome:
-        """Score the group; schedule its task again when no sample was correct."""
-        n, c = len(group), sum(r.reward >= CORRECT for r in group)
+        """Score the group; schedule its task again when no sample was correct. A sample is a
+        trajectory: a memory-agent group's reading turns are not counted."""
+        finals = [r for r in group if r.final]
+        n, c = len(finals), sum(r.reward >= CORRECT for r in finals)
         version = max(r.policy_version for r in group)
         found = self.db.execute("SELECT origin, attempt FROM published WHERE task_id = ?", (group[0].task_id,))
         row = found.fetchone()
