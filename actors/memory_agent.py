@@ -139,6 +139,8 @@ class Job:
 
     question: str
     chunks: tuple[str, ...]
+    memory: str = ""
+    """The memory before the first chunk (a collection's memory carries over between documents)."""
 
 
 def read_chunked(
@@ -149,21 +151,23 @@ def read_chunked(
     n: int,
     temperature: float,
     top_p: float,
+    answer: bool = True,
 ) -> list[list[list[Turn]]]:
-    """For each job, `n` trajectories of len(chunks) + 1 turns, all jobs and samples advancing
-    together: one engine call per turn for the reading turns and one for the answers."""
+    """For each job, `n` trajectories of len(chunks) reading turns and, with `answer`, a final
+    answering turn; all jobs and samples advance together: one engine call per turn for the
+    reading turns and one for the answers."""
     tokenize = engine.tokenizer
-    memories = [["" for _ in range(n)] for _ in jobs]
+    memories = [[job.memory for _ in range(n)] for job in jobs]
     out: list[list[list[Turn]]] = [[[] for _ in range(n)] for _ in jobs]
-    for t in range(max(len(job.chunks) for job in jobs) + 1):
+    for t in range(max((len(job.chunks) for job in jobs), default=0) + 1):
         reading = [(i, j) for i, job in enumerate(jobs) if t < len(job.chunks) for j in range(n)]
-        answering = [(i, j) for i, job in enumerate(jobs) if t == len(job.chunks) for j in range(n)]
-        for slots, answer in ((reading, False), (answering, True)):
+        answering = [(i, j) for i, job in enumerate(jobs) if answer and t == len(job.chunks) for j in range(n)]
+        for slots, final in ((reading, False), (answering, True)):
             if not slots:
                 continue
             texts = [
                 config.answer_prompt(memories[i][j], jobs[i].question)
-                if answer
+                if final
                 else config.update_prompt(memories[i][j], jobs[i].chunks[t], jobs[i].question)
                 for i, j in slots
             ]
@@ -173,11 +177,11 @@ def read_chunked(
                 n=1,
                 temperature=temperature,
                 top_p=top_p,
-                max_new_tokens=config.answer_tokens if answer else config.memory_tokens,
+                max_new_tokens=config.answer_tokens if final else config.memory_tokens,
             )
             for (i, j), prompt, [sample] in zip(slots, prompts, samples, strict=True):
-                out[i][j].append(Turn(prompt, sample, answer))
-                if not answer:
+                out[i][j].append(Turn(prompt, sample, final))
+                if not final:
                     memories[i][j] = sample.text.strip()
     return out
 

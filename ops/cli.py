@@ -1,9 +1,10 @@
 """The `longtide` command line.
 
-longtide demo [--config FILE] [--section.field=value ...]
+longtide demo [--scenario memory|corpus | --config FILE] [--section.field=value ...]
 longtide run  [--config FILE] [--resume] [--section.field=value ...]   # the service, until Ctrl-C
 longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
+longtide ask COLLECTION QUESTION [--run-dir DIR | --url http://HOST:PORT]
 longtide build-model PATH [--pretrain-steps N]
 longtide plan [--config FILE] [--nodes N --node-cpus C --node-gpus G] [--section.field=value ...]
 longtide replay --run RUN [--from P:O,...] [--to P:O,...] [--order recorded|read] [--config FILE]
@@ -35,9 +36,17 @@ def _config(args: argparse.Namespace, extra: list[str]):  # noqa: ANN202
     return load_config(args.config, extra)
 
 
+SCENARIOS = {"memory": "demo-memory.yaml", "corpus": "demo-corpus.yaml"}
+"""`longtide demo --scenario NAME`: the shipped demo configs in ops/configs."""
+
+
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from ops.demo import run_demo
 
+    if args.scenario:
+        if args.config:
+            raise ConfigError("--scenario and --config both name a config: pass one")
+        args.config = str(Path(__file__).parent / "configs" / SCENARIOS[args.scenario])
     config = _config(args, extra)
     summary = run_demo(config, timeout_s=args.timeout)
     return 0 if summary["rl_steps"] > 0 else 1
@@ -144,10 +153,66 @@ def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if problems(config, cluster) else 0
 
 
+def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
+    """Ask the running service's memory actor; prints its JSON answer, or the error and 1."""
+    import urllib.error
+    import urllib.request
+
+    from ops.launcher import STATE_FILE
+
+    url = args.url
+    if not url:
+        state_file = Path(args.run_dir) / STATE_FILE
+        address = json.loads(state_file.read_text()).get("memory_http", "") if state_file.exists() else ""
+        if not address:
+            print(
+                f"error: no memory endpoint recorded in {state_file}: start the service with "
+                "--memory.enabled=true, or pass --url",
+                file=sys.stderr,
+            )
+            return 1
+        url = f"http://{address}"
+    body = json.dumps({"collection": args.collection, "question": args.question}).encode()
+    request = urllib.request.Request(f"{url}/ask", data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            print(json.dumps(json.loads(response.read()), indent=2))
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"error ({exc.code}): {json.loads(exc.read()).get('error', '')}", file=sys.stderr)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"error: no memory endpoint answering at {url}: {exc}", file=sys.stderr)
+    return 1
+
+
+def _build_memory_model(args: argparse.Namespace) -> int:
+    """A memory agent: `--base` warmed up on perfect readers' traces (`memory_warm_up`)."""
+    import torch
+
+    from actors.learner.pretrain import memory_warm_up
+    from actors.memory_agent import MemoryAgentConfig
+    from actors.modeling import load_policy, save_policy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_policy(args.base)
+    start = time.monotonic()
+    memory_warm_up(model, tokenizer, MemoryAgentConfig(), args.memory_steps, args.seed)
+    path = save_policy(args.path, model, tokenizer)
+    recipe = {"base": args.base, "memory_steps": args.memory_steps, "seed": args.seed, "threads": args.threads}
+    card = {"recipe": recipe, "seconds": round(time.monotonic() - start, 1)}
+    (path / "memory_warm_up.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(path)
+    return 0
+
+
 def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
     from actors.learner.pretrain import PretrainConfig, build_base
     from actors.modeling import TinyModelConfig
 
+    if args.memory_steps:
+        return _build_memory_model(args)
     config = PretrainConfig(steps=args.pretrain_steps, seed=args.seed, threads=args.threads)
     path = build_base(args.path, TinyModelConfig(), config, log=lambda point: print(json.dumps(point), flush=True))
     print(path)
@@ -162,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", help="YAML file mapping onto the root config")
         if name == "demo":
             p.add_argument("--timeout", type=float, default=14 * 60, help="seconds before the demo stops")
+            p.add_argument(
+                "--scenario", choices=sorted(SCENARIOS), default="", help="a shipped demo config (ops/configs)"
+            )
         if name == "run":
             p.add_argument(
                 "--resume", action="store_true", help="continue the newest run in run_dir (else start a fresh run)"
@@ -195,11 +263,22 @@ def main(argv: list[str] | None = None) -> int:
         "--bootstrap-servers", default="", help="the broker holding the run's topics (default: the running service's)"
     )
     p.set_defaults(fn=cmd_replay)
+    p = sub.add_parser("ask", help="answer a question from a collection's current memory (the memory actor)")
+    p.add_argument("collection")
+    p.add_argument("question")
+    p.add_argument("--run-dir", default=".longtide/run", help="run directory of the local service (its state file)")
+    p.add_argument("--url", default="", help="the memory endpoint, http://HOST:PORT (default: from the run dir)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
+    p.set_defaults(fn=cmd_ask)
     p = sub.add_parser("build-model", help="build the tiny model and tokenizer into PATH, optionally pre-trained")
     p.add_argument("path")
     p.add_argument("--pretrain-steps", type=int, default=0, help="recall pre-training steps (0: untrained)")
     p.add_argument("--seed", type=int, default=0, help="pre-training data seed")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument(
+        "--memory-steps", type=int, default=0, help="instead: warm --base up as a memory agent for N SFT steps"
+    )
+    p.add_argument("--base", default="ops/models/tiny-base", help="the model a memory warm-up starts from")
     p.set_defaults(fn=cmd_build_model)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("demo", "run", "plan", "replay"):

@@ -21,6 +21,7 @@ from actors.ingest import IngestConfig
 from actors.learner.config import LearnerConfig
 from actors.learner.logprobs import HeadKernel
 from actors.learner.trainer import Backend
+from actors.memory.actor import MemoryConfig
 from actors.memory_agent import MemoryAgentConfig
 from actors.modeling import TinyModelConfig, torch_dtype
 from actors.reward.actor import RewardConfig
@@ -106,6 +107,7 @@ class LongtideConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     memory_agent: MemoryAgentConfig = field(default_factory=MemoryAgentConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     run_dir: str = ".longtide/run"

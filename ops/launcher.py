@@ -33,6 +33,7 @@ from actors.ingest import IngestActor
 from actors.learner import checkpoint
 from actors.learner.actor import HeldoutSpec, Learner, build_trainer, resolve_device
 from actors.learner.ranks import RankFollower, RankGroup
+from actors.memory.actor import MemoryActor
 from actors.modeling import build_tiny_policy, load_policy_tokenizer, token_counter, torch_dtype
 from actors.reward.actor import RewardActor
 from actors.rollout.actor import RolloutActor
@@ -109,6 +110,18 @@ def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, r
         )
     if kind == "reward":
         return RewardActor(name=name, config=config.reward, streams=streams)
+    if kind == "memory":
+        return MemoryActor(
+            name=name,
+            config=config.memory,
+            agent=config.memory_agent,
+            streams=streams,
+            model_path=model_path,
+            claim=claim,
+            run_dir=run_dir,
+            dtype=config.model.dtype,
+            run_id=run.run_id,
+        )
     if kind == "learner":
         return _learner_rank(slot, config, model_path, claim, run, rendezvous)
     raise ValueError(f"unknown actor kind {kind!r}")
@@ -165,6 +178,8 @@ def actor_plan(config: LongtideConfig) -> list[Slot]:
     plan += [Slot("synthesis", "synthesis-0", config.synthesis.resources)]
     plan += [Slot("rollout", f"rollout-{i}", config.rollout.resources) for i in range(config.rollout.instances)]
     plan += [Slot("reward", f"reward-{i}", config.reward.resources) for i in range(config.reward.instances)]
+    if config.memory.enabled:
+        plan += [Slot("memory", "memory-0", config.memory.resources)]
     plan += [
         Slot("learner", LEARNER_NAME if r == 0 else f"{LEARNER_NAME}-rank-{r}", config.learner.resources, rank=r)
         for r in range(config.learner.ranks)
@@ -213,6 +228,10 @@ class Service:
             log.info("%s", self.broker.describe())
             streams = dataclasses.replace(streams, bootstrap_servers=self.broker.bootstrap_servers)
         self.config = dataclasses.replace(self.config, streams=streams)
+        memory = self.config.memory
+        if memory.enabled and memory.http_port == 0:  # fixed for the run: a restarted actor keeps it
+            port = free_port(memory.http_host)
+            self.config = dataclasses.replace(self.config, memory=dataclasses.replace(memory, http_port=port))
         ensure_topics(streams)
         self.run = self._open_run()
         if self.config.metrics.enabled:
@@ -434,6 +453,9 @@ class Service:
             "run_dir": str(self.run_dir),
             "run_id": self.run.run_id if self.run else "",
             "restarts": self.restarts,
+            "memory_http": (
+                f"{self.config.memory.http_host}:{self.config.memory.http_port}" if self.config.memory.enabled else ""
+            ),
         }
         _atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
 

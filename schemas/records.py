@@ -253,6 +253,42 @@ class PolicyVersion:
 
 
 @dataclass(frozen=True)
+class MemoryUpdate:
+    """A collection's memory for one standing question after the memory actor read a document."""
+
+    SCHEMA: ClassVar[pa.Schema]
+    ID_FIELD: ClassVar[str] = "memory_id"
+    NAME: ClassVar[str] = "MemoryUpdate"
+
+    memory_id: str
+    """'<collection>/<question id>/<revision>': unique per state."""
+    collection: str
+    question: str
+    """The standing question this memory is kept for (or the collection summary's prompt)."""
+    revision: int
+    """How many times this memory has been written (documents read and refreshes)."""
+    doc_id: str
+    """The document just read."""
+    source_partition: int
+    source_offset: int
+    """Where that document lies on `docs`."""
+    chunks: int
+    """Chunks the document was read in."""
+    docs_covered: int
+    """Documents of the collection this memory has read."""
+    memory_text: str
+    policy_version: int
+    """The policy that wrote it (-1: the base model, before the first announced version)."""
+    produced_at: int = field(default_factory=now_ms)
+
+    def validate(self) -> None:
+        _require(bool(self.collection.strip()), self.NAME, "collection", "must not be empty")
+        _require(bool(self.question.strip()), self.NAME, "question", "must not be empty")
+        _require(self.chunks >= 1, self.NAME, "chunks", f"must be >= 1, got {self.chunks}")
+        _require(self.docs_covered >= 1, self.NAME, "docs_covered", f"must be >= 1, got {self.docs_covered}")
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """A record that could not be decoded, validated or processed, with its original bytes."""
 
@@ -366,6 +402,22 @@ PolicyVersion.SCHEMA = pa.schema(
         ("produced_at", _TS),
     ]
 )
+MemoryUpdate.SCHEMA = pa.schema(
+    [
+        ("memory_id", pa.string()),
+        ("collection", pa.string()),
+        ("question", pa.string()),
+        ("revision", pa.int64()),
+        ("doc_id", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+        ("chunks", pa.int32()),
+        ("docs_covered", pa.int64()),
+        ("memory_text", pa.large_string()),
+        ("policy_version", pa.int64()),
+        ("produced_at", _TS),
+    ]
+)
 DeadLetter.SCHEMA = pa.schema(
     [
         ("dead_letter_id", pa.string()),
@@ -381,7 +433,8 @@ DeadLetter.SCHEMA = pa.schema(
     ]
 )
 
-Record = RawDocument | Document | Task | Rollout | ScoredRollout | PolicyVersion | DeadLetter
+Record = RawDocument | Document | Task | Rollout | ScoredRollout | PolicyVersion | MemoryUpdate | DeadLetter
 RECORD_TYPES: dict[str, type] = {
-    cls.NAME: cls for cls in (RawDocument, Document, Task, Rollout, ScoredRollout, PolicyVersion, DeadLetter)
+    cls.NAME: cls
+    for cls in (RawDocument, Document, Task, Rollout, ScoredRollout, PolicyVersion, MemoryUpdate, DeadLetter)
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas import DeadLetter, Document, PolicyVersion, Rollout, ScoredRollout, Task
+from schemas import DeadLetter, Document, MemoryUpdate, PolicyVersion, Rollout, ScoredRollout, Task
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,10 @@ TASKS = Topic("tasks", Task, 2)
 ROLLOUTS = Topic("rollouts", Rollout, 2)
 SCORED = Topic("scored", ScoredRollout, 2)
 POLICY = Topic("policy", PolicyVersion, 1, ordered=True)
+MEMORY = Topic("memory", MemoryUpdate, 2)
 DLQ = Topic("dlq", DeadLetter, 1, ordered=True)
 
-ALL_TOPICS: tuple[Topic, ...] = (DOCS_RAW, DOCS, TASKS, ROLLOUTS, SCORED, POLICY, DLQ)
+ALL_TOPICS: tuple[Topic, ...] = (DOCS_RAW, DOCS, TASKS, ROLLOUTS, SCORED, POLICY, MEMORY, DLQ)
 
 
 def topic_named(name: str) -> Topic:

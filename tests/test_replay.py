@@ -43,6 +43,18 @@ def test_next_batch_follows_the_schedule_and_passes_over_dropped_groups() -> Non
     assert next_batch(["x"], 2, ("c", "a"), 2) is None
 
 
+def test_next_batch_by_rollout_kind_never_mixes_kinds() -> None:
+    kinds = ["full", "memory", "full", "memory", "memory"]
+    ready = ["f1", "m1", "f2", "m2", "m3"]
+    # the oldest group is full-context: two of them make a batch of 2
+    assert next_batch(ready, 2, None, 0, kinds=kinds) == ([0, 2], 2)
+    # batches of 3: only the memory groups have 3 waiting
+    assert next_batch(ready, 3, None, 0, kinds=kinds) == ([1, 3, 4], 3)
+    # 5 waiting but at most 3 of a kind: wait (unseparated, the first 4 would be taken)
+    assert next_batch(ready, 4, None, 0, kinds=kinds) is None
+    assert next_batch(ready, 4, None, 0) == ([0, 1, 2, 3], 4)
+
+
 def test_parse_offsets() -> None:
     assert parse_offsets("0:120, 1:98") == {0: 120, 1: 98}
     assert parse_offsets("") == {}

@@ -118,6 +118,54 @@ def test_synthesis_actor_waits_for_enough_facts(streams, claim, tiny_model) -> N
         actor.close()
 
 
+def test_memory_kv_tasks_reach_their_length_with_other_collections_facts(streams, claim, tiny_model) -> None:  # noqa: ANN001
+    """A world holds 48 facts (192 tokens); a 256-token memory_kv context is padded with other
+    collections' facts, never with another value of the asked key, and carries its evidence."""
+    import hashlib
+
+    from actors.modeling import load_policy_tokenizer, token_counter
+    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from schemas import Document
+
+    actor = SynthesisActor(
+        name="synthesis-m",
+        config=SynthesisConfig(task_types=(TaskType.MEMORY_KV,), memory_context_tokens=(256,), tasks_per_document=2),
+        streams=streams,
+        claim=claim,
+        count_tokens=token_counter(load_policy_tokenizer(tiny_model)),
+    )
+    worlds = [make_world(seed, 8) for seed in (5, 6, 7)]
+    try:
+        tasks = []
+        for w, world in enumerate(worlds):
+            for e in world.entities:
+                text = world.document(e)
+                doc = Document(
+                    doc_id=hashlib.sha256(f"{w}{text}".encode()).hexdigest(),
+                    collection=f"w{w}",
+                    text=text,
+                    text_ref="",
+                    n_tokens=24,
+                    source="",
+                    attrs=(),
+                    ingested_at=0,
+                )
+                tasks += [(w, o.records[0]) for o in actor.handle([doc])]
+        assert tasks and all(w > 0 for w, _ in tasks), "the first world alone cannot fill 256 tokens"
+        for w, task in tasks:
+            assert task.task_type == "memory_kv" and 224 <= task.context_tokens <= 256
+            subject, relation = task.question.split()
+            assert task.answer == worlds[w].lookup(subject, relation)
+            assert task.evidence == (f"{subject} {relation} {task.answer} .",)
+            context = claim.get_text(task.context, task.context_ref)
+            assert task.evidence[0] in context
+            stated = [f for f in extract_facts(context) if (f.subject, f.relation) == (subject, relation)]
+            assert len(stated) == 1, "no other value of the asked key in the context"
+            assert {f.subject for f in extract_facts(context)} - set(worlds[w].entities), "other worlds' facts"
+    finally:
+        actor.close()
+
+
 def test_a_folder_of_notes_becomes_numerical_tasks(streams, claim, tiny_model, tmp_path) -> None:  # noqa: ANN001
     """`longtide ingest FOLDER`'s documents (markdown with tables, a CSV) through the ingest and
     synthesis actors: table tasks with numeric answers, contexts on target in policy tokens."""

@@ -90,6 +90,11 @@ CHECKPOINT_SECONDS = Histogram(
 CLIP_FRACTION = Gauge("longtide_learner_clip_fraction", "Fraction of tokens whose PPO ratio was clipped.", ["actor"])
 
 
+def rollout_kind(task_type: str) -> str:
+    """'memory' for the task types the memory agent reads chunk by chunk, else 'full'."""
+    return "memory" if task_type in MEMORY_TASK_TYPES else "full"
+
+
 def trajectories(group: list[ScoredRollout]) -> int:
     """Samples of a group: its trajectories' last turns (a full-context rollout is one turn)."""
     return sum(r.final for r in group)
@@ -526,6 +531,7 @@ class Learner:
                 schedule,
                 self.scheduled,
                 self._replay_dropped,
+                [rollout_kind(g[0].task_type) for _, _, g in ready] if self.config.batch_by_rollout_kind else None,
             )
             if found is None:
                 if self.replay is not None and self.replay.read_through(seen_through):

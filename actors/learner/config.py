@@ -53,6 +53,9 @@ class LearnerConfig:
     """Held-out tasks per evaluation."""
     heldout_seed: int = 0
     """Seed of the held-out worlds."""
+    batch_by_rollout_kind: bool = False
+    """Form every RL batch from groups of one rollout kind (memory-agent or full-context),
+    never mixed; QwenLong-L1.5 found mixing the two in one batch hurt stability."""
     heldout_memory_windows: tuple[int, ...] = (1, 4, 16)
     """Held-out memory-agent tasks (when a memory task type is configured) are made at these
     context lengths, in multiples of `memory_agent.chunk_tokens`, taken in turn."""

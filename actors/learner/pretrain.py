@@ -32,8 +32,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.learner.batching import answer_example
-from actors.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_policy
-from actors.tasks import COMPOSERS, TaskType, render_prompt
+from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
+from actors.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_policy, token_counter
+from actors.tasks import COMPOSERS, TaskType, compose_memory_kv, render_prompt
 from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact, make_world
 
 PRETRAIN_SEED_BASE = 2_000_000_000
@@ -223,6 +224,54 @@ class Pretrainer:
             if step < self.config.steps:
                 loss = self.step()
         return curve
+
+
+MEMORY_SEED_BASE = 3_000_000_000
+"""Worlds of the memory warm-up (disjoint from the demo feed, held-out and pre-training worlds)."""
+
+
+def memory_turn(
+    tokenizer: PreTrainedTokenizerBase, agent: MemoryAgentConfig, rng: random.Random, contexts: Sequence[int]
+) -> Example:
+    """One random turn of a perfect reader over a fresh memory_kv task (its gold memory, or
+    for the last turn its answer, trained)."""
+    count = token_counter(tokenizer)
+    world = make_world(MEMORY_SEED_BASE + rng.randrange(10**8), 8)
+    others = [f for _ in range(2) for f in make_world(MEMORY_SEED_BASE + rng.randrange(10**8), 8).facts]
+    task = compose_memory_kv(world.facts, rng, rng.choice(contexts), count, others)
+    chunks = split_chunks(task.context, agent.chunk_tokens, count)
+    evidence = [f.sentence() for f in task.evidence]
+    prompt, target = rng.choice(gold_turns(agent, task.question, chunks, evidence, task.answer))
+    prompt_ids, target_ids = answer_example(tokenizer, prompt, target)
+    example = Example()
+    example.add(prompt_ids, trained=False)
+    example.add(target_ids, trained=True)
+    return example
+
+
+def memory_warm_up(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    agent: MemoryAgentConfig,
+    steps: int,
+    seed: int = 0,
+    contexts: Sequence[int] = (64, 128, 256),
+) -> None:
+    """SFT on random turns of perfect readers (batch 64, AdamW 1e-3, as the learner's SFT): the
+    memory agent's warm-up outside the service (`bench/memory_agent.py`, `make memory-model`)."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        ids, labels, mask = collate(
+            [memory_turn(tokenizer, agent, rng, contexts) for _ in range(64)], tokenizer.pad_token_id
+        )
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval()
 
 
 def write_card(path: Path, config: PretrainConfig, curve: list[dict]) -> None:

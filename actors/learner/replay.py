@@ -40,14 +40,27 @@ class ReplayRange:
 
 
 def next_batch(
-    ready: Sequence[str], size: int, schedule: Sequence[str] | None, position: int, dropped: Set[str] = frozenset()
+    ready: Sequence[str],
+    size: int,
+    schedule: Sequence[str] | None,
+    position: int,
+    dropped: Set[str] = frozenset(),
+    kinds: Sequence[str] | None = None,
 ) -> tuple[list[int], int] | None:
     """The next batch: indices into `ready` (group ids waiting, in arrival order) and the new
     schedule position; None to wait for more groups.
 
-    Without a schedule: the first `size` waiting groups. With one: its next `size` ids from
-    `position` that are not `dropped` (as stale, by this replay), in schedule order, once all
-    of them have arrived; the last batch may be shorter."""
+    Without a schedule: the first `size` waiting groups; with `kinds` (each waiting group's
+    rollout kind), the first `size` of one kind, the kind of the oldest group first, so that no
+    batch mixes kinds. With a schedule: its next `size` ids from `position` that are not
+    `dropped` (as stale, by this replay), in schedule order, once all of them have arrived; the
+    last batch may be shorter."""
+    if schedule is None and kinds is not None:
+        for kind in dict.fromkeys(kinds):  # kinds in order of their oldest waiting group
+            same = [i for i, k in enumerate(kinds) if k == kind]
+            if len(same) >= size:
+                return same[:size], position + size
+        return None
     if schedule is None:
         return (list(range(size)), position + size) if len(ready) >= size else None
     wanted: list[str] = []

@@ -30,12 +30,13 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from actors.base import ProcessorActor
 from actors.collective import WeightsUnavailable
-from actors.generation import Engine, EngineKind, TransformersEngine
+from actors.engines import make_engine
+from actors.generation import EngineKind
 from actors.hosting import Resources
 from actors.memory_agent import Job, MemoryAgentConfig, Turn, read_chunked, split_chunks
-from actors.modeling import load_policy, load_policy_tokenizer, token_counter, torch_dtype
+from actors.modeling import token_counter
 from actors.tasks import MEMORY_TASK_TYPES, render_prompt
-from actors.vllm_engine import VLLMEngine, VLLMSettings
+from actors.vllm_engine import VLLMSettings
 from actors.weights import newest_of_run, weight_sync_seconds
 from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
@@ -106,17 +107,6 @@ def gate_allowance(*, produced_groups: int, consumed_groups: int, groups_per_ste
     return max(0, consumed_groups + (max_staleness + 1) * groups_per_step - produced_groups)
 
 
-def make_engine(config: RolloutConfig, model_path: str, dtype: str) -> Engine:
-    """The configured engine, loaded from `model_path` in `dtype` (the policy's inference dtype)."""
-    if config.engine.resolve() is EngineKind.VLLM:
-        tensor_parallel = max(1, int(config.resources.num_gpus))
-        tokenizer = load_policy_tokenizer(model_path)
-        return VLLMEngine(model_path, tokenizer, config.vllm, dtype=dtype, tensor_parallel_size=tensor_parallel)
-    device = "cuda" if config.resources.num_gpus > 0 else "cpu"
-    model, tokenizer = load_policy(model_path, dtype=torch_dtype(dtype), device=device)
-    return TransformersEngine(model, tokenizer)
-
-
 class RolloutActor(ProcessorActor):
     KIND = "rollout"
 
@@ -148,7 +138,7 @@ class RolloutActor(ProcessorActor):
         self.claim = claim
         self.max_staleness = max_staleness
         self.groups_per_step = groups_per_step
-        self.engine = make_engine(config, model_path, dtype)
+        self.engine = make_engine(config.engine, model_path, dtype, config.vllm, config.resources.num_gpus)
         self.tokenizer = self.engine.tokenizer
         self.count_tokens = token_counter(self.tokenizer)
         self.version: int | None = None

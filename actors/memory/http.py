@@ -1,0 +1,98 @@
+"""The memory query endpoint: FastAPI served by uvicorn in a thread of the memory actor.
+
+    POST /ask          {"collection": "...", "question": "..."}  -> the answer from memory
+    GET  /collections  the collections with a memory
+    GET  /healthz      200 while serving
+
+Errors are JSON `{"error": "..."}` with a 4xx status: 404 unknown collection, 409 empty
+memory, 413 body larger than `memory.max_request_bytes`, 422 malformed body or question.
+(No `from __future__ import annotations` here: FastAPI reads the request model's annotation.)
+"""
+
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from actors.memory.actor import MemoryActor
+
+
+def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
+    from actors.memory.actor import QUERIES, QueryError
+
+    limit = actor.config.max_question_chars
+
+    class Ask(BaseModel):
+        collection: str = Field(min_length=1, max_length=512)
+        question: str = Field(min_length=1, max_length=limit)
+
+    app = FastAPI(title="Longtide memory", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def refuse(status: int, message: str) -> JSONResponse:
+        QUERIES.labels(actor.name, "rejected").inc()
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next: Any) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_request_bytes):
+            return refuse(413, f"request body larger than {max_request_bytes} bytes (memory.max_request_bytes)")
+        if declared is None and request.method == "POST":
+            body = await request.body()  # chunked: read it, bounded after the fact
+            if len(body) > max_request_bytes:
+                return refuse(413, f"request body larger than {max_request_bytes} bytes (memory.max_request_bytes)")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return refuse(422, f"malformed request: {problems}")
+
+    @app.post("/ask")
+    def ask(body: Ask) -> JSONResponse:
+        if not body.question.strip() or not body.collection.strip():
+            return refuse(422, "malformed request: collection and question must not be blank")
+        try:
+            return JSONResponse(actor.ask(body.collection, body.question))
+        except QueryError as exc:
+            QUERIES.labels(actor.name, exc.outcome).inc()
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/collections")
+    def collections() -> dict[str, list[str]]:
+        return {"collections": actor.store.collections()}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "policy_version": actor.version}
+
+    return app
+
+
+class Server:
+    """uvicorn on a socket bound before the thread starts (so `address` is known at once)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        bound_host, bound_port = self.sock.getsockname()[:2]
+        self.address = f"{bound_host}:{bound_port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def serve(actor: "MemoryActor", host: str, port: int, max_request_bytes: int) -> "Server":
+    return Server(build_app(actor, max_request_bytes), host, port)
