@@ -131,6 +131,12 @@ class LongtideConfig:
                     f"learner.head_kernel=liger has no top-p nucleus, but rollout.top_p is {self.rollout.top_p}: "
                     "set rollout.top_p=1 or learner.head_kernel=chunked"
                 )
+        agent = self.memory_agent
+        if agent.chunk_tokens + agent.memory_tokens + 16 > self.model.tiny.max_positions and not self.model.path:
+            raise ValueError(
+                f"memory_agent.chunk_tokens ({agent.chunk_tokens}) + memory_tokens ({agent.memory_tokens}) + 16 "
+                f"must fit model.tiny.max_positions ({self.model.tiny.max_positions}): a reading turn shows both"
+            )
         if self.synthesis.context_tokens + 16 > self.model.tiny.max_positions and not self.model.path:
             raise ValueError(
                 f"synthesis.context_tokens ({self.synthesis.context_tokens}) + 16 must fit "

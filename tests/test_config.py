@@ -6,7 +6,7 @@ import pytest
 
 from actors.learner.grpo import AdvantageNorm
 from actors.tasks import TaskType
-from ops.config import load_config, parse_overrides
+from ops.config import ConfigError, load_config, parse_overrides
 
 
 def test_overrides_map_onto_dataclasses(tmp_path: Path) -> None:
@@ -80,3 +80,14 @@ def test_liger_head_kernel_is_checked_at_start_up() -> None:
         load_config(None, ["--learner.head_kernel=liger", "--learner.backend=deepspeed", "--learner.zero_stage=3"])
     with pytest.raises(ValueError, match="liger-kernel is not installed|has no top-p nucleus"):
         load_config(None, ["--learner.head_kernel=liger", "--rollout.top_p=0.9"])
+
+
+def test_memory_settings_fail_at_start_up_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"memory_agent.chunk_tokens \(600\) \+ memory_tokens \(16\) \+ 16 must fit"):
+        load_config(None, ["--model.path=", "--memory_agent.chunk_tokens=600"])
+    with pytest.raises(ConfigError, match="learner.heldout_memory_windows"):
+        load_config(None, ["--learner.heldout_memory_windows=[0]"])
+    with pytest.raises(ConfigError, match="memory.http_port"):
+        load_config(None, ["--memory.http_port=70000"])
+    with pytest.raises(ConfigError, match="memory_agent.update_template"):
+        load_config(None, ["--memory_agent.update_template='{memory} {question}'"])

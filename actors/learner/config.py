@@ -106,6 +106,11 @@ class LearnerConfig:
         for name in ("lr", "sft_lr"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"learner.{name} ({getattr(self, name)}) must lie in (0, 1)")
+        if not self.heldout_memory_windows or min(self.heldout_memory_windows) < 1:
+            raise ValueError(
+                f"learner.heldout_memory_windows ({self.heldout_memory_windows}) must name context lengths of >= 1 "
+                "window, e.g. [1, 4, 16]"
+            )
         if self.ranks < 1:
             raise ValueError(f"learner.ranks ({self.ranks}) must be >= 1")
         if self.backend is Backend.TORCH and self.ranks != 1:
