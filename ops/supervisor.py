@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-KINDS = ("ingest", "synthesis", "rollout", "reward", "learner")
+KINDS = ("ingest", "synthesis", "rollout", "reward", "learner", "memory")
 RESTARTS = {
     kind: Counter(
         f"longtide_{kind}_restarts", f"Restarts of {kind} actors after their process or loop died.", ["actor"]
