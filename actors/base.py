@@ -32,14 +32,22 @@ class ProcessorActor:
         dedup_key: Callable[[Any], str] = record_id,
         batched: bool = False,
         extra_topics: Sequence[str] = (),
+        assign_all: bool = False,
     ) -> None:
         """`extra_topics`: further topics in the same group and loop (`decoder` sees each
-        message's topic)."""
+        message's topic); `assign_all`: read every partition (one instance; no rebalancing),
+        so the actor can seek to offsets of its own."""
         self.name = name
         self.processor = StreamProcessor(
             actor=name,
             kind=self.KIND,
-            consumer=Consumer(streams, group_id=f"longtide-{self.KIND}", topics=[topic, *extra_topics], client_id=name),
+            consumer=Consumer(
+                streams,
+                group_id=f"longtide-{self.KIND}",
+                topics=[topic, *extra_topics],
+                client_id=name,
+                assign_all=assign_all,
+            ),
             producer=Producer(streams, client_id=name),
             decoder=decoder,
             handle=self.handle,

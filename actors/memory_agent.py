@@ -76,37 +76,37 @@ class ChunkingError(ValueError):
 def split_chunks(text: str, chunk_tokens: int, count_tokens: Callable[[str], int]) -> list[str]:
     """`text` in chunks of at most `chunk_tokens` tokens each, cut between sentences where it can
     be and between words inside a sentence longer than a chunk. Raises `ChunkingError` for an
-    empty text or a single word longer than a chunk."""
+    empty text or a single word longer than a chunk.
+
+    Linear in the text: each piece is counted once and pieces are packed by the sum of their
+    counts; each chunk is then counted whole once, and one whose joined count exceeds the
+    budget (a tokenizer that merges across the joins) hands its last pieces to the next."""
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
     if not sentences:
         raise ChunkingError("nothing to read: the text is empty")
-    chunks: list[str] = []
-    current: list[str] = []
+    pieces: list[tuple[str, int]] = []
     for sentence in sentences:
-        pieces = (
-            [sentence] if count_tokens(sentence) <= chunk_tokens else _split_words(sentence, chunk_tokens, count_tokens)
-        )
-        for piece in pieces:
-            if current and count_tokens(" ".join([*current, piece])) > chunk_tokens:
-                chunks.append(" ".join(current))
-                current = []
-            current.append(piece)
-    chunks.append(" ".join(current))
+        size = count_tokens(sentence)
+        if size <= chunk_tokens:
+            pieces.append((sentence, size))
+            continue
+        for word in sentence.split():
+            words = count_tokens(word)
+            if words > chunk_tokens:
+                raise ChunkingError(f"a word of {words} tokens is longer than a chunk ({chunk_tokens})")
+            pieces.append((word, words))
+    chunks: list[str] = []
+    start = 0
+    while start < len(pieces):
+        end, held = start, 0
+        while end < len(pieces) and (end == start or held + pieces[end][1] <= chunk_tokens):
+            held += pieces[end][1]
+            end += 1
+        while end - start > 1 and count_tokens(" ".join(p for p, _ in pieces[start:end])) > chunk_tokens:
+            end -= 1
+        chunks.append(" ".join(p for p, _ in pieces[start:end]))
+        start = end
     return chunks
-
-
-def _split_words(sentence: str, chunk_tokens: int, count_tokens: Callable[[str], int]) -> list[str]:
-    pieces: list[str] = []
-    current: list[str] = []
-    for word in sentence.split():
-        if count_tokens(word) > chunk_tokens:
-            raise ChunkingError(f"a word of {count_tokens(word)} tokens is longer than a chunk ({chunk_tokens})")
-        if current and count_tokens(" ".join([*current, word])) > chunk_tokens:
-            pieces.append(" ".join(current))
-            current = []
-        current.append(word)
-    pieces.append(" ".join(current))
-    return pieces
 
 
 def gold_memories(chunks: Sequence[str], evidence: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,15 @@ class ModelConfig:
     dtype: str = "float32"
     """The policy's inference dtype: rollout engines run it and weights travel in it
     ('float32', 'bfloat16', 'float16'); the learner keeps fp32 master weights."""
+
+    def max_positions(self) -> tuple[int | None, str]:
+        """The policy's position limit and where it comes from (None for a hub id, unknown here)."""
+        if not self.path:
+            return self.tiny.max_positions, "model.tiny.max_positions"
+        found = Path(self.path) / "config.json"
+        if not found.exists():
+            return None, ""
+        return json.loads(found.read_text()).get("max_position_embeddings"), f"{found}: max_position_embeddings"
 
     def __post_init__(self) -> None:
         try:
@@ -131,16 +141,17 @@ class LongtideConfig:
                     f"learner.head_kernel=liger has no top-p nucleus, but rollout.top_p is {self.rollout.top_p}: "
                     "set rollout.top_p=1 or learner.head_kernel=chunked"
                 )
+        positions, where = self.model.max_positions()
         agent = self.memory_agent
-        if agent.chunk_tokens + agent.memory_tokens + 16 > self.model.tiny.max_positions and not self.model.path:
+        turn = agent.chunk_tokens + 2 * agent.memory_tokens + 32  # memory in, chunk, template and question, memory out
+        if positions is not None and turn > positions:
             raise ValueError(
-                f"memory_agent.chunk_tokens ({agent.chunk_tokens}) + memory_tokens ({agent.memory_tokens}) + 16 "
-                f"must fit model.tiny.max_positions ({self.model.tiny.max_positions}): a reading turn shows both"
+                f"memory_agent.chunk_tokens ({agent.chunk_tokens}) + 2 × memory_tokens ({agent.memory_tokens}) + 32 "
+                f"must fit {where} ({positions}): a reading turn shows a memory and a chunk and writes a memory"
             )
-        if self.synthesis.context_tokens + 16 > self.model.tiny.max_positions and not self.model.path:
+        if positions is not None and self.synthesis.context_tokens + 16 > positions:
             raise ValueError(
-                f"synthesis.context_tokens ({self.synthesis.context_tokens}) + 16 must fit "
-                f"model.tiny.max_positions ({self.model.tiny.max_positions})"
+                f"synthesis.context_tokens ({self.synthesis.context_tokens}) + 16 must fit {where} ({positions})"
             )
 
 

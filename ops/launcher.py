@@ -118,7 +118,7 @@ def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, r
             streams=streams,
             model_path=model_path,
             claim=claim,
-            run_dir=run_dir,
+            run_dir=run.directory,  # a run's memories are its own (a new run re-reads the log)
             dtype=config.model.dtype,
             run_id=run.run_id,
         )

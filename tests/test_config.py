@@ -83,8 +83,15 @@ def test_liger_head_kernel_is_checked_at_start_up() -> None:
 
 
 def test_memory_settings_fail_at_start_up_naming_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"memory_agent.chunk_tokens \(600\) \+ memory_tokens \(16\) \+ 16 must fit"):
+    with pytest.raises(
+        ConfigError, match=r"memory_agent.chunk_tokens \(600\) \+ 2 × memory_tokens \(16\) \+ 32 must fit"
+    ):
         load_config(None, ["--model.path=", "--memory_agent.chunk_tokens=600"])
+    # the committed base's own limit (its config.json: 512 positions) applies too
+    with pytest.raises(ConfigError, match=r"tiny-base/config.json: max_position_embeddings \(512\)"):
+        load_config(None, ["--memory_agent.chunk_tokens=480"])
+    with pytest.raises(ConfigError, match="learner.batch_by_rollout_kind needs learner.max_staleness >= 1"):
+        load_config(None, ["--learner.batch_by_rollout_kind=true", "--learner.max_staleness=0"])
     with pytest.raises(ConfigError, match="learner.heldout_memory_windows"):
         load_config(None, ["--learner.heldout_memory_windows=[0]"])
     with pytest.raises(ConfigError, match="memory.http_port"):

@@ -62,7 +62,7 @@ SAMPLES = Counter(
     ["actor", "task_type"],
 )
 STALE = Counter("longtide_learner_stale_dropped", "Trajectories dropped as staler than max_staleness.", ["actor"])
-OTHER_RUN = Counter("longtide_learner_other_run_skipped", "Scored rollouts of another run, skipped.", ["actor"])
+OTHER_RUN = Counter("longtide_learner_other_run_skipped", "Trajectories of another run, skipped.", ["actor"])
 STALENESS = Histogram(
     "longtide_learner_staleness_versions",
     "Versions between behaviour and learner policy.",
@@ -264,9 +264,9 @@ class Learner:
         VERSION.labels(self.name).set(self.version)
         return record
 
-    def _dead_letter(self, message: Message, exc: Exception) -> None:
+    def _dead_letter(self, message: Message, exc: Exception, stage: str = "decode") -> None:
         stream_metrics("learner").dead_letters.labels(self.name, message.topic).inc()
-        record = dead_letter(message, actor=self.name, error=f"decode: {describe(exc)}")
+        record = dead_letter(message, actor=self.name, error=f"{stage}: {describe(exc)}")
         self.producer.send_records(DLQ.name, [record], key=message.key).get(timeout=30)
 
     def _train(self, rows: list[TrainRow], objective: Objective) -> dict[str, float]:
@@ -300,14 +300,13 @@ class Learner:
         while step < self.config.sft_steps and not stop.is_set():
             for message in consumer.poll(100 if len(examples) >= self.config.sft_batch else 500):
                 try:
-                    tasks = decode(message)
+                    pairs = [pair for task in decode(message) for pair in self._sft_pairs(task)]
                 except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
-                    self._dead_letter(message, exc)
+                    self._dead_letter(message, exc, "sft")
                     continue
-                for task in tasks:
-                    for prompt, answer in self._sft_pairs(task):
-                        prompt_ids, target = answer_example(self.tokenizer, prompt, answer)
-                        examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
+                for prompt, answer in pairs:
+                    prompt_ids, target = answer_example(self.tokenizer, prompt, answer)
+                    examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
             if len(examples) < self.config.sft_batch:
                 continue
             pick = torch.randint(len(examples), (self.config.sft_batch,), generator=generator).tolist()
@@ -321,6 +320,8 @@ class Learner:
         context = self.claim.get_text(task.context, task.context_ref)
         if task.task_type not in MEMORY_TASK_TYPES:
             return [(render_prompt(context, task.question), task.answer)]
+        if not task.evidence:  # gold memories come from the evidence: none would teach forgetting
+            raise ValueError(f"memory task {task.task_id}: no evidence spans to build gold memories from")
         chunks = split_chunks(context, self.memory_agent.chunk_tokens, self.count_tokens)
         return gold_turns(self.memory_agent, task.question, chunks, task.evidence, task.answer)
 
@@ -411,8 +412,8 @@ class Learner:
         try:
             group = decode(message)
             if group and group[0].run_id != self.source_run_id:  # another run's group on a reused broker
-                OTHER_RUN.labels(self.name).inc(len(group))  # (ids are content hashes: a run that
-                self.other_run_skipped += len(group)  # fed the same corpus has the same ones)
+                OTHER_RUN.labels(self.name).inc(trajectories(group))  # (ids are content hashes: a run
+                self.other_run_skipped += trajectories(group)  # that fed the same corpus has the same ones)
                 return None
             group = [r for r in group if not dedup.seen(r.rollout_id)]
             if group:

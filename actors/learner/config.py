@@ -106,6 +106,11 @@ class LearnerConfig:
         for name in ("lr", "sft_lr"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"learner.{name} ({getattr(self, name)}) must lie in (0, 1)")
+        if self.batch_by_rollout_kind and self.max_staleness < 1:
+            raise ValueError(
+                "learner.batch_by_rollout_kind needs learner.max_staleness >= 1: at η = 0 each version lets exactly "
+                "one batch of groups out, which may mix kinds and never fill a batch of one kind"
+            )
         if not self.heldout_memory_windows or min(self.heldout_memory_windows) < 1:
             raise ValueError(
                 f"learner.heldout_memory_windows ({self.heldout_memory_windows}) must name context lengths of >= 1 "

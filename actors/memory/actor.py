@@ -20,6 +20,7 @@ serves (`actors.memory.http`) and `longtide ask`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -42,7 +43,7 @@ from actors.vllm_engine import VLLMSettings
 from actors.weights import newest_of_run
 from schemas import Document, MemoryUpdate
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Message, StreamsConfig
+from streams.kafka import Consumer, Message, StreamsConfig, read_all
 from streams.processor import Output, arrow_decoder
 from streams.topics import DOCS, MEMORY, POLICY
 
@@ -98,7 +99,7 @@ class MemoryConfig:
     max_question_chars: int = 2_000
     """Longer questions are refused with 422."""
     store: str = "memory.sqlite"
-    """The store's file, relative to the run directory."""
+    """The store's file, in the run's own directory (`<run_dir>/runs/<run id>/`)."""
     resources: Resources = field(default_factory=Resources)
     """Ray resources of the memory actor."""
 
@@ -116,7 +117,12 @@ class MemoryConfig:
     def questions_of(self, collection: str) -> tuple[str, ...]:
         """The collection's standing questions, then the summary (each once)."""
         found = (*self.questions.get(collection, ()), *self.questions.get("*", ()), self.summary_question)
-        return tuple(dict.fromkeys(q.strip() for q in found))
+        return tuple(dict.fromkeys(" ".join(q.split()) for q in found))
+
+
+def question_key(question: str) -> str:
+    """A short stable id of a standing question (memory ids survive config reordering)."""
+    return hashlib.sha256(" ".join(question.split()).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,7 @@ class MemoryActor(ProcessorActor):
         run_id: str = "",
     ) -> None:
         self.config = config
+        self.streams = streams
         self.agent = agent
         self.claim = claim
         self.run_id = run_id
@@ -174,37 +181,50 @@ class MemoryActor(ProcessorActor):
         def arrived(message: Message) -> list[Arrived]:
             if message.offset < self._applied.get(message.partition, 0):
                 DOCS_SKIPPED.labels(self.name).inc()
-                return []  # in the store already: read before a restart
+                return []  # in the store already (a safety net: the consumer starts past them)
             return [Arrived(d, message.partition, message.offset) for d in decode(message)]
 
-        self._connect(name=name, streams=streams, topic=DOCS.name, decoder=arrived, dedup_key=lambda a: a.doc.doc_id)
+        self._connect(
+            name=name,
+            streams=streams,
+            topic=DOCS.name,
+            decoder=arrived,
+            dedup_key=lambda a: a.doc.doc_id,
+            assign_all=True,
+        )
+        # The store, not the group's commits, says where reading resumes: every partition from
+        # the offset after its last document read, or from the start for a fresh store (a new
+        # run reads every document the log holds with its own policy).
+        self.processor.consumer.seek(
+            {(DOCS.name, p): self._applied.get(p, 0) for _, p in self.processor.consumer.assigned()}
+        )
         DOCS_READ.labels(name)
         VERSION.labels(name).set(-1)
         self.server: Any = None
 
     # -- following the policy ------------------------------------------------------------------
-    def sync_policy(self) -> None:
-        """Load the newest announced weights of this run, if newer (between documents)."""
-        latest, _ = newest_of_run(self.policy_reader.poll(0), self.run_id)
+    def sync_policy(self, records: list[Message] | None = None) -> None:
+        """Load the newest announced weights of this run, if newer (between documents);
+        `records`: what to look through instead of the next poll (at start: the whole topic)."""
+        latest, _ = newest_of_run(self.policy_reader.poll(0) if records is None else records, self.run_id)
         if latest is None or latest.version <= self.version:
             return
         try:
             with self.engine_lock:
                 self.engine.load_published(latest.weights_ref)
+                self.version = latest.version  # (under the lock: `ask` reports the weights it used)
         except (WeightsUnavailable, ValueError) as exc:  # a newer one is announced later
             log.warning("%s: policy version %d not loaded: %s", self.name, latest.version, exc)
             return
-        self.version = latest.version
         VERSION.labels(self.name).set(self.version)
 
     # -- reading ---------------------------------------------------------------------------------
     def handle(self, records: list[Arrived]) -> list[Output]:
-        outputs: list[Output] = []
         for arrived in records:
-            outputs += self._read(arrived)
-        return outputs
+            self._read(arrived)  # publishes its own updates (before the store commits)
+        return []
 
-    def _read(self, arrived: Arrived) -> list[Output]:
+    def _read(self, arrived: Arrived) -> None:
         """Read one document into every memory of its collection (raises for a document that
         cannot be chunked: the processor dead-letters it)."""
         doc = arrived.doc
@@ -233,17 +253,9 @@ class MemoryActor(ProcessorActor):
                 )
             )
             MEMORY_TOKENS.labels(self.name).observe(self.count_tokens(text) if text else 0)
-        self.store.record(
-            memories, doc_id=doc.doc_id, partition=arrived.partition, offset=arrived.offset, policy_version=self.version
-        )
-        self._applied[arrived.partition] = arrived.offset + 1
-        DOCS_READ.labels(self.name).inc()
-        CHUNKS.labels(self.name).inc(len(chunks) * len(questions))
-        READ_SECONDS.labels(self.name).observe(time.perf_counter() - start)
-        LAG.labels(self.name).set(max(0.0, time.time() - doc.ingested_at / 1000))
         updates = [
             MemoryUpdate(
-                memory_id=f"{m.collection}/{q_index}/{m.revision}",
+                memory_id=f"{m.collection}/{question_key(m.question)}/{m.revision}",
                 collection=m.collection,
                 question=m.question,
                 revision=m.revision,
@@ -255,9 +267,20 @@ class MemoryActor(ProcessorActor):
                 memory_text=m.text,
                 policy_version=m.policy_version,
             )
-            for q_index, m in enumerate(memories)
+            for m in memories
         ]
-        return [Output(MEMORY.name, updates, key=doc.collection.encode())]
+        # Published and acknowledged before the store commits the read: a crash in between
+        # re-reads the document and publishes the same ids again (consumers drop duplicates),
+        # instead of losing the updates.
+        self.processor.producer.send_records(MEMORY.name, updates, key=doc.collection.encode()).get(timeout=30)
+        self.store.record(
+            memories, doc_id=doc.doc_id, partition=arrived.partition, offset=arrived.offset, policy_version=self.version
+        )
+        self._applied[arrived.partition] = arrived.offset + 1
+        DOCS_READ.labels(self.name).inc()
+        CHUNKS.labels(self.name).inc(len(chunks) * len(questions))
+        READ_SECONDS.labels(self.name).observe(time.perf_counter() - start)
+        LAG.labels(self.name).set(max(0.0, time.time() - doc.ingested_at / 1000))
 
     # -- answering ---------------------------------------------------------------------------
     def ask(self, collection: str, question: str) -> dict[str, Any]:
@@ -274,7 +297,7 @@ class MemoryActor(ProcessorActor):
                 404,
                 "unknown_collection",
             )
-        memory = memories.get(question) or memories.get(self.config.summary_question.strip())
+        memory = memories.get(question) or memories.get(" ".join(self.config.summary_question.split()))
         if memory is None or not memory.text:
             which = question if question in memories else f"the summary ({self.config.summary_question!r})"
             raise QueryError(
@@ -309,6 +332,9 @@ class MemoryActor(ProcessorActor):
         from actors.memory.http import serve  # FastAPI/uvicorn: loaded where the endpoint runs
 
         self.server = serve(self, self.config.http_host, self.config.http_port, self.config.max_request_bytes)
+        # the newest version announced so far before the first document: a restarted actor must
+        # not overwrite memories a trained policy wrote with the base model's reading
+        self.sync_policy(read_all(self.streams, POLICY.name, idle_ms=300))
         try:
             while not stop.is_set():
                 self.sync_policy()

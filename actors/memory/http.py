@@ -5,7 +5,8 @@
     GET  /healthz      200 while serving
 
 Errors are JSON `{"error": "..."}` with a 4xx status: 404 unknown collection, 409 empty
-memory, 413 body larger than `memory.max_request_bytes`, 422 malformed body or question.
+memory, 413 body larger than `memory.max_request_bytes`, 422 malformed body or question, 400 a
+malformed Content-Length; 500 (JSON too) for anything unexpected.
 (No `from __future__ import annotations` here: FastAPI reads the request model's annotation.)
 """
 
@@ -41,7 +42,9 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
     @app.middleware("http")
     async def bounded_body(request: Request, call_next: Any) -> Any:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_request_bytes):
+        if declared is not None and not declared.isdigit():
+            return refuse(400, f"malformed Content-Length {declared[:20]!r}")
+        if declared is not None and int(declared) > max_request_bytes:
             return refuse(413, f"request body larger than {max_request_bytes} bytes (memory.max_request_bytes)")
         if declared is None and request.method == "POST":
             body = await request.body()  # chunked: read it, bounded after the fact
@@ -53,6 +56,10 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
     async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         return refuse(422, f"malformed request: {problems}")
+
+    @app.exception_handler(Exception)
+    async def failed(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"[:500]}, status_code=500)
 
     @app.post("/ask")
     def ask(body: Ask) -> JSONResponse:

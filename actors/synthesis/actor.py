@@ -295,7 +295,7 @@ class SynthesisActor(ProcessorActor):
         for i in range(self.config.tasks_per_document):  # tasks_per_document
             task_type = types[(first + i) % len(types)]
             if task_type in COMPOSERS:
-                task = self._world_task(doc.collection, world, rng, task_type) if found else None
+                task = self._world_task(doc, world, rng, task_type) if found else None
             elif task_type in FACTLESS or found:
                 task = self._store_task(doc.collection, rng, task_type)
             else:
@@ -328,12 +328,15 @@ class SynthesisActor(ProcessorActor):
         return outputs, bool(facts_found or tables)
 
     def _world_task(
-        self, collection: str, world: dict[Fact, str], rng: random.Random, task_type: TaskType
+        self, doc: Document, world: dict[Fact, str], rng: random.Random, task_type: TaskType
     ) -> Task | None:
         """A question in the synthetic world's language, over the collection's world facts."""
+        collection = doc.collection
         if task_type in MEMORY_TASK_TYPES:
             target = rng.choice(self.config.memory_context_tokens)
-            distractors = self._other_world_facts(collection, rng, target)
+            # distractors from their own stream (one draw of the document's), among collections
+            # that arrived before the document: a document handled again draws the same
+            distractors = self._other_world_facts(doc, random.Random(rng.random()), target)
             composed = COMPOSERS[task_type](list(world), rng, target, self.count_tokens, distractors)
         else:
             target = self.config.context_tokens
@@ -354,10 +357,11 @@ class SynthesisActor(ProcessorActor):
             evidence=tuple(f.sentence() for f in composed.evidence),
         )
 
-    def _other_world_facts(self, collection: str, rng: random.Random, tokens: int) -> list[Fact]:
-        """Facts of other collections, whole collections in a seeded order, until they hold
-        `tokens` tokens (distractors for a context longer than one collection)."""
-        others = [c for c in self.corpus.world_collections() if c != collection]
+    def _other_world_facts(self, doc: Document, rng: random.Random, tokens: int) -> list[Fact]:
+        """Facts of other collections that arrived before `doc`, whole collections in a seeded
+        order, until they hold `tokens` tokens (distractors for a context longer than one
+        collection)."""
+        others = [c for c in self.corpus.world_collections(before_doc=doc.doc_id) if c != doc.collection]
         facts: list[Fact] = []
         held = 0
         for other in rng.sample(others, len(others)):

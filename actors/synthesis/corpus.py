@@ -85,6 +85,7 @@ class Corpus:
             CREATE INDEX IF NOT EXISTS facts_subject ON facts (collection, subject_key, relation);
             CREATE INDEX IF NOT EXISTS facts_any_subject ON facts (subject_key, relation);
             CREATE INDEX IF NOT EXISTS facts_relation ON facts (relation, object_key);
+            CREATE INDEX IF NOT EXISTS facts_doc ON facts (doc_id);
             CREATE TABLE IF NOT EXISTS log_offsets (
                 topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
                 PRIMARY KEY (topic, partition));
@@ -94,7 +95,7 @@ class Corpus:
         )
         self._ids: list[str] | None = None
         """Every document id, sorted (for fillers; dropped when a document arrives)."""
-        self._world_collections: list[str] | None = None
+        self._world_collections: list[tuple[str, int]] | None = None
         """Collections with synthetic-world facts, in arrival order (`world_collections`)."""
 
     def applied(self, topic: str) -> dict[int, int]:
@@ -135,8 +136,11 @@ class Corpus:
                 ],
             )
         known = self._world_collections
-        if known is not None and collection not in known and any(f.extractor == "world" for f in facts):
-            known.append(collection)
+        if known is not None and any(f.extractor == "world" for f in facts) and collection not in dict(known):
+            start = self.db.execute(
+                "SELECT MIN(rowid) FROM facts WHERE collection = ? AND extractor = 'world'", (collection,)
+            ).fetchone()[0]
+            known.append((collection, start))
 
     def facts(self, collection: str) -> list[Fact]:
         """The collection's graph: every fact, in the order documents arrived."""
@@ -159,15 +163,17 @@ class Corpus:
             out.setdefault(WorldFact(subject, relation, obj), doc_id)
         return out
 
-    def world_collections(self) -> list[str]:
-        """Collections holding synthetic-world facts, in the order they first arrived (read from
-        the store once, then kept current by `add_document`)."""
+    def world_collections(self, before_doc: str) -> list[str]:
+        """Collections whose synthetic-world facts began before document `before_doc`'s facts, in
+        arrival order: the same answer however often the document is handled again (the
+        collection list is read from the store once, then kept current by `add_document`)."""
         if self._world_collections is None:
             rows = self.db.execute(
-                "SELECT collection FROM facts WHERE extractor = 'world' GROUP BY collection ORDER BY MIN(rowid)"
+                "SELECT collection, MIN(rowid) FROM facts WHERE extractor = 'world' GROUP BY collection ORDER BY 2"
             )
-            self._world_collections = list(dict.fromkeys(c for (c,) in rows))
-        return list(self._world_collections)
+            self._world_collections = list(rows)
+        first = self.db.execute("SELECT MIN(rowid) FROM facts WHERE doc_id = ?", (before_doc,)).fetchone()[0]
+        return [c for c, start in self._world_collections if first is not None and start < first]
 
     def collections(self) -> int:
         return self.db.execute("SELECT COUNT(DISTINCT collection) FROM docs").fetchone()[0]
