@@ -68,3 +68,52 @@ def test_bad_scored_groups_are_dead_lettered_with_a_reason_and_training_goes_on(
     assert set(letters) == set(BAD)
     for name, (_, reason) in BAD.items():
         assert reason in letters[name].error and letters[name].source_topic == "scored", (name, letters[name].error)
+
+
+def test_sft_dead_letters_memory_tasks_it_cannot_build_gold_turns_for(
+    streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path
+) -> None:
+    """A memory task without evidence (no gold memory to teach) or with a context of blanks
+    (nothing to chunk) is dead-lettered with its reason; SFT trains on the rest."""
+    import dataclasses
+    import threading
+
+    from schemas import Task
+    from tests.conftest import send_tasks
+
+    send_tasks(streams, claim, 8)
+    good = Task(
+        task_id="m-good",
+        task_type="memory_kv",
+        collection="c",
+        doc_ids=("d",),
+        context="rada color teal . ruga city lima .",
+        context_ref="",
+        context_tokens=8,
+        question="rada color",
+        answer="teal",
+        answer_kind="text",
+        hops=1,
+        difficulty=1.0,
+        synth_version=1,
+        evidence=("rada color teal .",),
+    )
+    bad = {
+        "m-no-evidence": dataclasses.replace(good, task_id="m-no-evidence", evidence=()),
+        "m-blank": dataclasses.replace(good, task_id="m-blank", context=" \n ", evidence=()),
+    }
+    producer = Producer(streams, client_id="test-sft")
+    for task in (good, *bad.values()):
+        producer.send_records("tasks", [task], key=task.task_id.encode())
+    producer.flush()
+    producer.close()
+    learner = make_learner(streams, claim, tiny_model, tmp_path, name="learner-sft", sft_steps=3, sft_batch=4)
+    try:
+        learner.sft(threading.Event())
+        letters = read_records(streams, "dlq", DeadLetter, 2)
+    finally:
+        learner.close()
+    reasons = {pa.ipc.open_stream(x.original_value).read_all().column("task_id")[0].as_py(): x.error for x in letters}
+    assert set(reasons) == set(bad)
+    assert reasons["m-no-evidence"].startswith("sft: ") and "no evidence spans" in reasons["m-no-evidence"]
+    assert "nothing to read" in reasons["m-blank"]

@@ -53,6 +53,10 @@ def test_next_batch_by_rollout_kind_never_mixes_kinds() -> None:
     # 5 waiting but at most 3 of a kind: wait (unseparated, the first 4 would be taken)
     assert next_batch(ready, 4, None, 0, kinds=kinds) is None
     assert next_batch(ready, 4, None, 0) == ([0, 1, 2, 3], 4)
+    # stalled (stale groups dropped since the last version; the gate may send no more): the
+    # fullest kind alone, a smaller batch, never mixed; still nothing below `size` waiting
+    assert next_batch(ready, 4, None, 0, kinds=kinds, stalled=True) == ([1, 3, 4], 3)
+    assert next_batch(ready[:3], 4, None, 0, kinds=kinds[:3], stalled=True) is None
 
 
 def test_parse_offsets() -> None:

@@ -50,6 +50,26 @@ def test_an_unsolved_task_comes_back_once_after_the_delay() -> None:
     assert retro.due(1000) == [], "max_retries=1 counts from the original"
 
 
+def test_a_task_stored_by_an_older_build_is_dropped_not_fatal() -> None:
+    """The store outlives builds: a task an older schema wrote is dropped when due (counted),
+    and the others still come back."""
+    import pyarrow as pa
+
+    db = sqlite3.connect(":memory:")
+    retro = Retrospect(db, RetrospectConfig(retry_after_versions=1, max_retries=1))
+    retro.remember([_task("a"), _task("b")])
+    old = pa.schema([f for f in Task.SCHEMA if f.name != "evidence"])  # schema version 2's Task
+    row = {f.name: getattr(_task("a"), f.name) for f in old}
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, old) as writer:
+        writer.write_batch(pa.RecordBatch.from_pylist([row], schema=old))
+    db.execute("UPDATE published SET record = ? WHERE task_id = 'a'", (sink.getvalue().to_pybytes(),))
+    retro.outcome(_group("a", 0, [0.0, 0.0]))
+    retro.outcome(_group("b", 0, [0.0, 0.0]))
+    assert [t.question for t in retro.due(5)] == ["bako color"] and retro.unreadable == 1
+    assert retro.due(5) == [], "the unreadable one is not retried again"
+
+
 def test_records_beyond_keep_tasks_are_forgotten() -> None:
     retro = Retrospect(sqlite3.connect(":memory:"), RetrospectConfig(keep_tasks=2))
     retro.remember([_task("a"), _task("b")])

@@ -217,6 +217,8 @@ class Learner:
         self.phase = "starting"
         self.rl_step = 0
         self.groups_consumed = 0
+        self._announced_consumed = 0
+        """`groups_consumed` as the latest version announced it (the rollout gate's view)."""
         self.samples_trained = 0
         self.tokens_trained = 0
         self.stale_dropped = 0
@@ -252,6 +254,7 @@ class Learner:
     def publish(self, metrics: dict[str, float], state: dict[str, torch.Tensor]) -> PolicyVersion:
         """Announce the next version."""
         self.version += 1
+        self._announced_consumed = self.groups_consumed
         record = PolicyVersion(
             version=self.version,
             step=self.rl_step,
@@ -320,9 +323,9 @@ class Learner:
         context = self.claim.get_text(task.context, task.context_ref)
         if task.task_type not in MEMORY_TASK_TYPES:
             return [(render_prompt(context, task.question), task.answer)]
+        chunks = split_chunks(context, self.memory_agent.chunk_tokens, self.count_tokens)
         if not task.evidence:  # gold memories come from the evidence: none would teach forgetting
             raise ValueError(f"memory task {task.task_id}: no evidence spans to build gold memories from")
-        chunks = split_chunks(context, self.memory_agent.chunk_tokens, self.count_tokens)
         return gold_turns(self.memory_agent, task.question, chunks, task.evidence, task.answer)
 
     # -- RL -------------------------------------------------------------------------------------
@@ -481,6 +484,7 @@ class Learner:
         self.version = saved.version
         self.rl_step = saved.rl_step
         self.groups_consumed = saved.groups_consumed
+        self._announced_consumed = saved.groups_consumed
         self.checkpointed = (saved.rl_step, saved.groups_consumed)
         self.samples_trained = saved.samples_trained
         self.tokens_trained = saved.tokens_trained
@@ -533,6 +537,7 @@ class Learner:
                 self.scheduled,
                 self._replay_dropped,
                 [rollout_kind(g[0].task_type) for _, _, g in ready] if self.config.batch_by_rollout_kind else None,
+                stalled=self.groups_consumed > self._announced_consumed,
             )
             if found is None:
                 if self.replay is not None and self.replay.read_through(seen_through):

@@ -46,21 +46,28 @@ def next_batch(
     position: int,
     dropped: Set[str] = frozenset(),
     kinds: Sequence[str] | None = None,
+    stalled: bool = False,
 ) -> tuple[list[int], int] | None:
     """The next batch: indices into `ready` (group ids waiting, in arrival order) and the new
     schedule position; None to wait for more groups.
 
     Without a schedule: the first `size` waiting groups; with `kinds` (each waiting group's
     rollout kind), the first `size` of one kind, the kind of the oldest group first, so that no
-    batch mixes kinds. With a schedule: its next `size` ids from `position` that are not
+    batch mixes kinds. If no kind has `size` while at least `size` groups wait and the learner
+    is `stalled` (it dropped stale groups since its last version, which the rollout gate learns
+    of only from the next version, so more groups may never come), every waiting group of the
+    fullest kind: a smaller batch, never a mixed one. With a schedule: its next `size` ids from `position` that are not
     `dropped` (as stale, by this replay), in schedule order, once all of them have arrived; the
     last batch may be shorter."""
     if schedule is None and kinds is not None:
-        for kind in dict.fromkeys(kinds):  # kinds in order of their oldest waiting group
-            same = [i for i, k in enumerate(kinds) if k == kind]
+        by_kind = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in dict.fromkeys(kinds)}
+        for same in by_kind.values():  # kinds in order of their oldest waiting group
             if len(same) >= size:
                 return same[:size], position + size
-        return None
+        if not stalled or len(ready) < size:
+            return None
+        fullest = max(by_kind.values(), key=len)
+        return fullest, position + len(fullest)
     if schedule is None:
         return (list(range(size)), position + size) if len(ready) >= size else None
     wanted: list[str] = []

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import sqlite3
 from dataclasses import dataclass
 
-from schemas import ScoredRollout, Task, decode, encode, now_ms
+from schemas import SchemaError, ScoredRollout, Task, decode, encode, now_ms
+
+log = logging.getLogger(__name__)
 
 BINS = ("unsolved", "hard", "medium", "solved")
 CORRECT = 1.0 - 1e-9
@@ -89,6 +92,8 @@ class Retrospect:
 
     def __init__(self, db: sqlite3.Connection, config: RetrospectConfig) -> None:
         self.db, self.config = db, config
+        self.unreadable = 0
+        """Stored tasks an older build wrote in another schema, dropped instead of re-published."""
         self.db.executescript(
             """
             CREATE TABLE IF NOT EXISTS published (
@@ -136,10 +141,15 @@ class Retrospect:
         ).fetchall()
         out = []
         for origin, attempt, record in rows:
-            [task] = decode(record, Task)
-            again = dataclasses.replace(task, task_id=retry_id(origin, attempt), produced_at=now_ms())
             with self.db:
                 self.db.execute("DELETE FROM retries WHERE origin = ? AND attempt = ?", (origin, attempt))
+            try:
+                [task] = decode(record, Task)
+            except SchemaError as exc:  # stored by an older build (another schema): not retried
+                log.warning("retrospect: task %s stored in another schema, not re-published: %s", origin, exc)
+                self.unreadable += 1
+                continue
+            again = dataclasses.replace(task, task_id=retry_id(origin, attempt), produced_at=now_ms())
             self.remember([again], origin=origin, attempt=attempt)
             out.append(again)
         return out
