@@ -200,18 +200,18 @@ class Learner:
         self._trained_groups: list[str] = []
         self._stale_groups: list[str] = []
         """Rollout ids trained on or dropped since the newest checkpoint (its ledger line)."""
+        self.count_tokens = token_counter(self.tokenizer)
         self.heldout = heldout_tasks(
             n=config.heldout_tasks,
             seed=config.heldout_seed,
             context_tokens=heldout.context_tokens,
             task_types=heldout.task_types,
             entities_per_world=heldout.entities_per_world,
-            count_tokens=token_counter(self.tokenizer),
+            count_tokens=self.count_tokens,
             memory_windows=heldout.memory_windows,
             chunk_tokens=heldout.memory_agent.chunk_tokens,
         )
         self.memory_agent = heldout.memory_agent
-        self.count_tokens = token_counter(self.tokenizer)
         self.max_new_tokens = heldout.max_new_tokens
         self.version = -1
         self.phase = "starting"
