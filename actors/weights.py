@@ -170,9 +170,10 @@ class WeightPublisher:
 
 
 def newest_of_run(messages: Iterable[Message], run_id: str) -> tuple[PolicyVersion | None, Counter[str]]:
-    """The highest-version `policy` record of run `run_id` among `messages`, and how many
-    records were passed over, by reason: 'other_run', or 'undecodable' (e.g. an older build's
-    record on a reused broker; logged with its offset)."""
+    """The highest-version `policy` record of run `run_id` among `messages` (of its version, the
+    one with the most groups consumed: the learner re-announces a version as it drops groups),
+    and how many records were passed over, by reason: 'other_run', or 'undecodable' (e.g. an
+    older build's record on a reused broker; logged with its offset)."""
     newest: PolicyVersion | None = None
     skipped: Counter[str] = Counter()
     for message in messages:
@@ -185,7 +186,7 @@ def newest_of_run(messages: Iterable[Message], run_id: str) -> tuple[PolicyVersi
         for record in records:
             if record.run_id != run_id:
                 skipped["other_run"] += 1
-            elif newest is None or record.version > newest.version:
+            elif newest is None or (record.version, record.groups_consumed) > (newest.version, newest.groups_consumed):
                 newest = record
     return newest, skipped
 

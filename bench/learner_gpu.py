@@ -29,7 +29,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from actors.learner.config import LearnerConfig
 from actors.learner.logprobs import full_logprobs
 from actors.learner.microbatch import TokenBatch, TrainRow, pad_rows
-from actors.learner.trainer import Objective, Precision, TorchTrainer
+from actors.learner.trainer import Phase, Precision, TorchTrainer
 from actors.sampling import SamplingSpec
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -97,7 +97,7 @@ def run(side: str, tokens: int, steps: int) -> tuple[float, float]:
             data = rows(tokens)
 
             def step() -> None:
-                trainer.step(data, Objective.RL)
+                trainer.step(data, Phase.RL)
 
         step()
         torch.cuda.synchronize()

@@ -28,7 +28,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from actors.learner.config import LearnerConfig
 from actors.learner.logprobs import full_logprobs
 from actors.learner.microbatch import TrainRow, pad_rows
-from actors.learner.trainer import Objective, TorchTrainer
+from actors.learner.trainer import Phase, TorchTrainer
 from actors.sampling import SamplingSpec
 
 VOCAB = 151_936
@@ -60,9 +60,7 @@ def step_chunked(tokens: int, hidden: int, layers: int, chunk: int) -> None:
     settings = LearnerConfig(
         micro_batch_tokens=tokens, logprob_chunk_tokens=chunk, activation_checkpointing=True
     ).step_settings()
-    TorchTrainer(model(hidden, layers), lr=1e-4, settings=settings, spec=SPEC, pad_id=0).step(
-        [row(tokens)], Objective.RL
-    )
+    TorchTrainer(model(hidden, layers), lr=1e-4, settings=settings, spec=SPEC, pad_id=0).step([row(tokens)], Phase.RL)
 
 
 def step_full(tokens: int, hidden: int, layers: int) -> None:

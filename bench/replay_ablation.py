@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from actors.learner.advantages import AdvantageNorm
 from actors.learner.checkpoint import latest
-from actors.learner.grpo import AdvantageNorm
 from actors.modeling import load_policy
 from ops.config import LongtideConfig, load_config
 from ops.feed import send_json, world_documents

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import importlib.util
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,7 @@ def _load(path: str | Path | None, overrides: list[str] | None) -> LongtideConfi
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
     data = _merge(data, parse_overrides(overrides or []))
+    _check_choices(LongtideConfig, data, "")
     try:
         return dacite.from_dict(
             LongtideConfig,
@@ -210,6 +212,23 @@ def _load(path: str | Path | None, overrides: list[str] | None) -> LongtideConfi
         )
     except dacite.DaciteError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _check_choices(cls: type, data: Any, path: str) -> None:
+    """An enum field's value must be one of its choices: the error names the field and them
+    (dacite's own names only the enum)."""
+    if not (dataclasses.is_dataclass(cls) and isinstance(data, dict)):
+        return
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        kind, value, where = hints[f.name], data[f.name], f"{path}{f.name}"
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            choices = [str(c.value) for c in kind]
+            if str(value) not in choices:
+                raise ValueError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+        _check_choices(kind, value, f"{where}.")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

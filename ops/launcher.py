@@ -31,8 +31,9 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from actors.hosting import RayActorHost, Resources
 from actors.ingest import IngestActor
 from actors.learner import checkpoint
-from actors.learner.actor import HeldoutSpec, Learner, build_trainer, resolve_device
+from actors.learner.actor import Learner
 from actors.learner.ranks import RankFollower, RankGroup
+from actors.learner.setup import HeldoutSpec, build_trainer, resolve_device
 from actors.memory.actor import MemoryActor
 from actors.modeling import build_tiny_policy, load_policy_tokenizer, token_counter, torch_dtype
 from actors.reward.actor import RewardActor

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from actors.learner.actor import HeldoutSpec, Learner
+from actors.learner.actor import Learner
 from actors.learner.config import LearnerConfig
+from actors.learner.setup import HeldoutSpec
 from actors.modeling import TinyModelConfig, build_tiny_policy
 from actors.sampling import SamplingSpec
 from actors.synthesis.actor import make_task

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.learner.grpo import AdvantageNorm
+from actors.learner.advantages import AdvantageNorm
 from actors.tasks import TaskType
 from ops.config import ConfigError, load_config, parse_overrides
 
@@ -98,3 +98,24 @@ def test_memory_settings_fail_at_start_up_naming_the_field() -> None:
         load_config(None, ["--memory.http_port=70000"])
     with pytest.raises(ConfigError, match="memory_agent.update_template"):
         load_config(None, ["--memory_agent.update_template='{memory} {question}'"])
+
+
+def test_rl_objective_misconfigurations_fail_at_start_up() -> None:
+    with pytest.raises(ValueError, match=r"learner.objective: 'ppo' is not one of dapo, grpo"):
+        load_config(None, ["--learner.objective=ppo"])
+    with pytest.raises(ValueError, match=r"learner.aepo.mode: 'both' is not one of off, batch, token, sequence"):
+        load_config(None, ["--learner.aepo.mode=both"])
+    with pytest.raises(
+        ValueError, match=r"learner.minibatches \(3\) must divide learner.groups_per_step \(16\).*minibatches=2"
+    ):
+        load_config(None, ["--learner.minibatches=3"])
+    with pytest.raises(
+        ValueError, match=r"learner.aepo.h_low \(0.2\) must be >= 0 and below learner.aepo.h_high \(0.2\)"
+    ):
+        load_config(None, ["--learner.aepo.h_low=0.2", "--learner.aepo.h_high=0.2"])
+    with pytest.raises(ValueError, match=r"sampler.buffer_groups \(64\) must lie between .* set it to 32"):
+        load_config(None, ["--learner.sampler.task_balanced=true", "--learner.sampler.buffer_groups=64"])
+    with pytest.raises(ValueError, match=r"kl_coef > 0 .* ZeRO-3"):
+        load_config(None, ["--learner.kl_coef=0.01", "--learner.backend=deepspeed", "--learner.zero_stage=3"])
+    config = load_config(None, ["--learner.ppo_epochs=2", "--learner.minibatches=4", "--learner.aepo.mode=batch"])
+    assert config.learner.step_settings().objective.clip_high == 0.28

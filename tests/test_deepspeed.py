@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from actors.learner.ds_trainer import DeepSpeedTrainer
 from actors.learner.ranks import RankGroup
-from actors.learner.trainer import Objective, TorchTrainer
+from actors.learner.trainer import Phase, TorchTrainer
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 from streams.broker import free_port
@@ -26,31 +26,34 @@ from tests.test_trainer import rl_rows, settings
 
 LR = 1e-4
 SPEC = SamplingSpec(0.7, 1.0)
+TWO_MINIBATCHES = [[0, 2, 4, 6], [1, 3, 5, 7]]
+"""Two optimizer steps on one batch: the proximal log-probs come from a forward before either."""
 
 
-def _rank_main(rank: int, model_path: str, address: str, stage: int, out: str) -> None:
+def _rank_main(rank: int, model_path: str, address: str, stage: int, updates: list | None, out: str) -> None:
     torch.set_num_threads(1)
     group = RankGroup(rank=rank, world=2, address=address, backend="gloo", timeout_s=120)
     model, tokenizer = load_policy(model_path)
     trainer = DeepSpeedTrainer(model, lr=LR, zero_stage=stage, settings=settings(40), spec=SPEC, pad_id=0, group=group)
-    stats = trainer.step(rl_rows(len(tokenizer)), Objective.RL)
+    stats = trainer.step(rl_rows(len(tokenizer)), Phase.RL, updates)
     state = trainer.full_state()  # a collective under ZeRO-3: every rank calls it
     if rank == 0:
         torch.save({"stats": stats, "state": state}, out)
     group.close()
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_two_rank_zero_step_equals_a_torch_step(tiny_model: str, tmp_path: Path, stage: int) -> None:
+@pytest.mark.parametrize(("stage", "updates"), [(2, TWO_MINIBATCHES), (3, None)])
+def test_two_rank_zero_step_equals_a_torch_step(tiny_model: str, tmp_path: Path, stage: int, updates) -> None:
     out = tmp_path / "rank0.pt"
     address = f"127.0.0.1:{free_port('127.0.0.1')}"
-    mp.start_processes(_rank_main, args=(tiny_model, address, stage, str(out)), nprocs=2, start_method="spawn")
+    args = (tiny_model, address, stage, updates, str(out))
+    mp.start_processes(_rank_main, args=args, nprocs=2, start_method="spawn")
     got = torch.load(out)
 
     model, tokenizer = load_policy(tiny_model)
     reference = copy.deepcopy(model)
     trainer = TorchTrainer(reference, lr=LR, settings=settings(40), spec=SPEC, pad_id=0)
-    expected = trainer.step(rl_rows(len(tokenizer)), Objective.RL)
+    expected = trainer.step(rl_rows(len(tokenizer)), Phase.RL, updates)
 
     print(
         f"ZeRO-{stage} x 2 vs torch: loss {got['stats']['loss']:.8f} / {expected['loss']:.8f}, "
@@ -77,12 +80,12 @@ def _resume_main(rank: int, model_path: str, address: str, directory: str, out: 
         return DeepSpeedTrainer(model, lr=LR, zero_stage=2, settings=settings(40), spec=SPEC, pad_id=0, group=group)
 
     straight = trainer()
-    straight.step(rows, Objective.RL)
+    straight.step(rows, Phase.RL)
     straight.save_state(directory)  # every rank writes its optimizer partition
-    straight.step(rows, Objective.RL)
+    straight.step(rows, Phase.RL)
     resumed = trainer()  # the base weights and fresh moments, until the checkpoint is loaded
     resumed.load_state(directory, model_dir="")
-    resumed.step(rows, Objective.RL)
+    resumed.step(rows, Phase.RL)
     if rank == 0:
         torch.save({"straight": straight.full_state(), "resumed": resumed.full_state()}, out)
     group.close()

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from actors.learner.logprobs import full_logprobs, target_logprobs
-from actors.learner.trainer import Objective, Precision, StepSettings
+from actors.learner.objectives import PolicyObjective
+from actors.learner.trainer import Phase, Precision, StepSettings
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 from ops.config import BASE_MODEL
@@ -32,9 +33,9 @@ def test_chunked_logprobs_on_gpu_match_fp32() -> None:
 def test_bf16_step_splits_like_one_micro_batch() -> None:
     def gradient(budget: int) -> dict[str, torch.Tensor]:
         model, tokenizer = load_policy(BASE_MODEL, device="cuda")
-        settings = StepSettings(budget, 16, 1.0, 0.2, 0.28, 5.0, Precision.BF16, True)
+        settings = StepSettings(budget, 16, 1.0, PolicyObjective(), Precision.BF16, True)
         trainer = GradientRecorder(model, lr=1e-4, settings=settings, spec=SamplingSpec(0.7, 1.0), pad_id=0)
-        trainer.step(rl_rows(len(tokenizer)), Objective.RL)
+        trainer.step(rl_rows(len(tokenizer)), Phase.RL)
         return trainer.gradient
 
     whole, split = gradient(10_000), gradient(72)

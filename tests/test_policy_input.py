@@ -48,9 +48,9 @@ def test_bad_policy_records_are_skipped_with_a_reason(
     )
     producer = Producer(streams, client_id="test-policy")
 
-    def announce(version: int, ref: str, run: str = run_id) -> None:
+    def announce(version: int, ref: str, run: str = run_id, consumed: int = 0) -> None:
         record = PolicyVersion(
-            version=version, step=version, weights_ref=ref, groups_consumed=0, metrics=(), run_id=run
+            version=version, step=version, weights_ref=ref, groups_consumed=consumed, metrics=(), run_id=run
         )
         producer.send_records(POLICY.name, [record]).get(timeout=30)
 
@@ -71,12 +71,21 @@ def test_bad_policy_records_are_skipped_with_a_reason(
         publisher = WeightPublisher(
             Transport.FILE, directory=tmp_path / "weights", keep=2, dtype=None, actor="test", device="cpu"
         )
-        announce(1, publisher.publish(1, model.state_dict()))
+        ref = publisher.publish(1, model.state_dict())
+        announce(1, ref)
         for _ in range(50):
             actor.sync_policy(timeout_ms=200)
             if actor.version == 1:
                 break
         assert actor.version == 1, "the actor kept following its run's policy"
+
+        # the learner re-announces version 1 after dropping 5 groups: the gate's clock moves, no reload
+        announce(1, ref, consumed=5)
+        for _ in range(50):
+            actor.sync_policy(timeout_ms=200)
+            if actor.consumed_groups == 5:
+                break
+        assert (actor.version, actor.consumed_groups) == (1, 5)
 
         announce(2, "carrier-pigeon://loft/2")
         _sync_until(actor, "bad_weights_ref", counts["bad_weights_ref"])

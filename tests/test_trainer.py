@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from actors.learner.microbatch import MicroBatch, TrainRow, pad_rows, plan_micro_batches
-from actors.learner.trainer import Objective, Precision, StepSettings, TorchTrainer
+from actors.learner.objectives import PolicyObjective
+from actors.learner.trainer import Phase, Precision, StepSettings, TorchTrainer
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 
@@ -60,9 +61,7 @@ def settings(micro_batch_tokens: int) -> StepSettings:
         micro_batch_tokens=micro_batch_tokens,
         logprob_chunk_tokens=5,
         grad_clip=1.0,
-        clip_low=0.2,
-        clip_high=0.28,
-        behaviour_weight_cap=5.0,
+        objective=PolicyObjective(),
         precision=Precision.FP32,
         activation_checkpointing=False,
     )
@@ -76,7 +75,7 @@ class GradientRecorder(TorchTrainer):
         return super()._apply()
 
 
-def one_step(model, rows, objective: Objective, micro_batch_tokens: int, checkpointing: bool = False):
+def one_step(model, rows, objective: Phase, micro_batch_tokens: int, checkpointing: bool = False):
     """(the batch's gradient, step stats) of one step on a copy of `model`.
 
     Gradients, not parameters, are compared: AdamW's first update is lr · g / (|g| + ε), which
@@ -89,8 +88,8 @@ def one_step(model, rows, objective: Objective, micro_batch_tokens: int, checkpo
     return trainer.gradient, stats
 
 
-@pytest.mark.parametrize("objective", [Objective.RL, Objective.SFT])
-def test_one_micro_batch_equals_two(tiny_model: str, objective: Objective) -> None:
+@pytest.mark.parametrize("objective", [Phase.RL, Phase.SFT])
+def test_one_micro_batch_equals_two(tiny_model: str, objective: Phase) -> None:
     model, tokenizer = load_policy(tiny_model)
     rows = rl_rows(len(tokenizer))
     whole, s1 = one_step(model, rows, objective, micro_batch_tokens=10_000)  # 1 x 8
@@ -106,8 +105,8 @@ def test_one_micro_batch_equals_two(tiny_model: str, objective: Objective) -> No
 def test_activation_checkpointing_gives_the_same_update(tiny_model: str) -> None:
     model, tokenizer = load_policy(tiny_model)
     rows = rl_rows(len(tokenizer), seed=1)
-    plain, _ = one_step(model, rows, Objective.RL, 10_000)
-    checkpointed, _ = one_step(model, rows, Objective.RL, 10_000, checkpointing=True)
+    plain, _ = one_step(model, rows, Phase.RL, 10_000)
+    checkpointed, _ = one_step(model, rows, Phase.RL, 10_000, checkpointing=True)
     assert max(float((plain[k] - checkpointed[k]).abs().max()) for k in plain) < 1e-6
 
 
@@ -123,7 +122,60 @@ def test_on_policy_behaviour_weight_is_one(tiny_model: str) -> None:
             ids = torch.tensor([row.ids])
             logp, _ = full_logprobs(model(input_ids=ids).logits, ids, SamplingSpec(0.7, 1.0))
             exact.append(TrainRow(row.ids, row.n_prompt, row.advantage, tuple(logp[0, row.n_prompt :].tolist())))
-    _, stats = one_step(model, exact, Objective.RL, 64)
+    _, stats = one_step(model, exact, Phase.RL, 64)
     assert abs(stats["behaviour_weight_mean"] - 1.0) < 1e-5
     assert stats["clip_fraction"] == 0.0
     assert stats["entropy"] > 0
+
+
+def test_batch_entropy_is_the_mean_of_sequence_means(tiny_model: str) -> None:
+    # H(π, B) = mean over rows of each row's mean token entropy, from the step's own forward
+    model, tokenizer = load_policy(tiny_model)
+    rows = rl_rows(len(tokenizer), seed=2)
+    from actors.learner.logprobs import full_logprobs
+
+    with torch.no_grad():
+        means = []
+        for row in rows:
+            ids = torch.tensor([row.ids])
+            _, entropy = full_logprobs(model(input_ids=ids).logits, ids, SamplingSpec(0.7, 1.0))
+            means.append(float(entropy[0, row.n_prompt :].mean()))
+    _, stats = one_step(model, rows, Phase.RL, 4 * 18)
+    assert abs(stats["batch_entropy"] - sum(means) / len(means)) < 1e-5
+
+
+def updates_step(model, rows, updates, micro_batch_tokens: int, lr: float = 1e-2):
+    """Plain SGD, so that a 1e-9 difference in a first update's gradient stays that small (AdamW's
+    first step is lr · sign(g) and flips with it where g is near 0)."""
+    model = copy.deepcopy(model)
+    trainer = GradientRecorder(
+        model, lr=lr, settings=settings(micro_batch_tokens), spec=SamplingSpec(0.7, 1.0), pad_id=0
+    )
+    trainer.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    stats = trainer.step(rows, Phase.RL, updates)
+    return trainer.gradient, stats, model
+
+
+def test_one_explicit_update_equals_the_default(tiny_model: str) -> None:
+    model, tokenizer = load_policy(tiny_model)
+    rows = rl_rows(len(tokenizer))
+    default, _, _ = updates_step(model, rows, None, 10_000)
+    explicit, _, _ = updates_step(model, rows, [list(range(len(rows)))], 10_000)
+    assert max(float((default[k] - explicit[k]).abs().max()) for k in default) == 0.0
+
+
+def test_later_updates_clip_against_the_batch_start(tiny_model: str) -> None:
+    # two passes over the same rows: the first update's ratio is 1 (π_θ = π_prox), the second's
+    # is not (θ moved by a large step), so only the second clips; and the step is the same
+    # whether its micro-batches are one or several (π_prox is per row, not per micro-batch)
+    model, tokenizer = load_policy(tiny_model)
+    rows = rl_rows(len(tokenizer))
+    every = list(range(len(rows)))
+    _, one, _ = updates_step(model, rows, [every], 10_000, lr=20.0)
+    assert one["clip_fraction"] == 0.0 and one["updates"] == 1.0
+    whole, two, after_whole = updates_step(model, rows, [every, every], 10_000, lr=20.0)
+    assert two["updates"] == 2.0 and two["clip_fraction"] > 0.0
+    split, _, after_split = updates_step(model, rows, [every, every], 4 * 18, lr=20.0)
+    assert max(float((whole[k] - split[k]).abs().max()) for k in whole) < 1e-6
+    moved = dict(after_whole.named_parameters())
+    assert max(float((p - moved[n]).detach().abs().max()) for n, p in after_split.named_parameters()) < 1e-5

@@ -17,33 +17,66 @@ rank 0 reads Kafka, evaluates, publishes weights and commits offsets.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from prometheus_client import Counter, Gauge, Histogram
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from actors.generation import TransformersEngine
 from actors.learner import checkpoint, ledger
+from actors.learner.aepo import AepoMode, next_masking
 from actors.learner.batching import answer_example
 from actors.learner.checkpoint import LearnerState
 from actors.learner.config import LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
-from actors.learner.grpo import group_advantages, informative_groups
-from actors.learner.logprobs import HeadKernel
+from actors.learner.metrics import (
+    AEPO_MASKED,
+    AEPO_STATE,
+    AEPO_SWITCHES,
+    CHECKPOINT_SECONDS,
+    CLIP_FRACTION,
+    ENTROPY,
+    GRAD_NORM,
+    HELDOUT,
+    LOSS,
+    OTHER_RUN,
+    REWARD,
+    SAMPLER_FILLED,
+    SAMPLES,
+    STALE,
+    STALENESS,
+    STEP_SECONDS,
+    STEPS,
+    TOKENS,
+    UNINFORMATIVE,
+    VERSION,
+)
 from actors.learner.microbatch import TrainRow
 from actors.learner.ranks import Leader, RankGroup
 from actors.learner.replay import ReplayRange, next_batch
-from actors.learner.trainer import Backend, Objective, TorchTrainer, Trainer
-from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
+from actors.learner.rlbatch import (
+    Advantages,
+    Shaping,
+    Trajectory,
+    check_group,
+    pass_rate,
+    plan_updates,
+    rollout_kind,
+    trajectories,
+    trajectory_advantages,
+)
+from actors.learner.sampler import balanced_pick
+from actors.learner.setup import HeldoutSpec, build_trainer
+from actors.learner.trainer import Backend, Phase
+from actors.memory_agent import gold_turns, split_chunks
 from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
-from actors.tasks import MEMORY_TASK_TYPES, TaskType, render_prompt
+from actors.tasks import MEMORY_TASK_TYPES, render_prompt
 from actors.weights import WeightPublisher, newest_of_run
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
@@ -53,95 +86,6 @@ from streams.processor import DedupWindow, arrow_decoder, dead_letter, describe
 from streams.topics import DLQ, POLICY, SCORED, TASKS
 
 log = logging.getLogger(__name__)
-
-VERSION = Gauge("longtide_learner_policy_version", "Latest published policy version.", ["actor"])
-STEPS = Counter("longtide_learner_steps", "Optimizer steps (SFT and RL).", ["actor", "phase"])
-SAMPLES = Counter(
-    "longtide_learner_samples_trained",
-    "Trajectories trained on (a full-context rollout, or a memory-agent trajectory of many turns).",
-    ["actor", "task_type"],
-)
-STALE = Counter("longtide_learner_stale_dropped", "Trajectories dropped as staler than max_staleness.", ["actor"])
-OTHER_RUN = Counter("longtide_learner_other_run_skipped", "Trajectories of another run, skipped.", ["actor"])
-STALENESS = Histogram(
-    "longtide_learner_staleness_versions",
-    "Versions between behaviour and learner policy.",
-    ["actor"],
-    buckets=(0, 1, 2, 4, 8, 16),
-)
-LOSS = Gauge("longtide_learner_loss", "Last training loss.", ["actor", "phase"])
-REWARD = Gauge("longtide_learner_reward_mean", "Mean reward of the last batch.", ["actor", "task_type"])
-HELDOUT = Gauge("longtide_learner_heldout_accuracy", "Held-out greedy accuracy.", ["actor", "task_type"])
-STEP_SECONDS = Histogram(
-    "longtide_learner_step_seconds",
-    "Wall time of one optimizer step (forward, backward, update; all ranks).",
-    ["actor", "phase"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-)
-TOKENS = Counter("longtide_learner_tokens_trained", "Target tokens trained on.", ["actor", "phase"])
-GRAD_NORM = Gauge("longtide_learner_grad_norm", "Gradient norm before clipping, last step.", ["actor", "phase"])
-ENTROPY = Gauge("longtide_learner_entropy", "Mean token entropy of the sampling distribution, last RL step.", ["actor"])
-CHECKPOINT_SECONDS = Histogram(
-    "longtide_learner_checkpoint_seconds",
-    "Time to write one checkpoint (model, optimizer, state) and make it durable.",
-    ["actor"],
-    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
-CLIP_FRACTION = Gauge("longtide_learner_clip_fraction", "Fraction of tokens whose PPO ratio was clipped.", ["actor"])
-
-
-def rollout_kind(task_type: str) -> str:
-    """'memory' for the task types the memory agent reads chunk by chunk, else 'full'."""
-    return "memory" if task_type in MEMORY_TASK_TYPES else "full"
-
-
-def trajectories(group: list[ScoredRollout]) -> int:
-    """Samples of a group: its trajectories' last turns (a full-context rollout is one turn)."""
-    return sum(r.final for r in group)
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-def build_trainer(
-    config: LearnerConfig, model_path: str, spec: SamplingSpec, group: RankGroup | None
-) -> tuple[Trainer, PreTrainedTokenizerBase]:
-    """This rank's trainer (rank 0 and the followers build theirs the same way)."""
-    device = resolve_device(config.device)
-    if config.head_kernel is HeadKernel.LIGER and device != "cuda":
-        raise ValueError("learner.head_kernel=liger needs CUDA, but no GPU is visible: set learner.head_kernel=chunked")
-    model, tokenizer = load_policy(model_path, device=device)
-    lr = config.sft_lr if config.sft_steps else config.lr
-    common: dict[str, Any] = {
-        "lr": lr,
-        "settings": config.step_settings(),
-        "spec": spec,
-        "pad_id": tokenizer.pad_token_id,
-        "group": group,
-    }
-    if config.backend is Backend.DEEPSPEED:
-        from actors.learner.ds_trainer import DeepSpeedTrainer
-
-        return DeepSpeedTrainer(model, zero_stage=config.zero_stage, **common), tokenizer
-    return TorchTrainer(model, **common), tokenizer
-
-
-@dataclass(frozen=True)
-class HeldoutSpec:
-    """What held-out evaluation composes (wired from the synthesis and rollout configs)."""
-
-    task_types: tuple[TaskType, ...]
-    context_tokens: int
-    entities_per_world: int
-    max_new_tokens: int
-    memory_agent: MemoryAgentConfig = field(default_factory=MemoryAgentConfig)
-    """How memory-agent tasks are read (also the SFT warm-up's gold memory traces)."""
-    memory_windows: tuple[int, ...] = ()
-    """Held-out memory-agent contexts, in multiples of `memory_agent.chunk_tokens`
-    (`learner.heldout_memory_windows`); () evaluates no memory-agent task."""
 
 
 class Learner:
@@ -194,6 +138,8 @@ class Learner:
         self.checkpointed: ledger.Key | None = None
         """(rl_step, groups_consumed) of the newest checkpoint."""
         self.ledger = run_dir / ledger.LEDGER
+        self.metrics_log = run_dir / "metrics.jsonl"
+        """One JSON line per published version: its step's metrics."""
         self.dedup = DedupWindow(streams.dedup_window)
         self._trained_ids: list[str] = []
         self._stale_ids: list[str] = []
@@ -213,6 +159,19 @@ class Learner:
         )
         self.memory_agent = heldout.memory_agent
         self.max_new_tokens = heldout.max_new_tokens
+        self.shaping = Shaping(config.advantage_norm, config.overlong_buffer, config.overlong_penalty)
+        self.aepo_masking = False
+        self.aepo_switches = 0
+        self.task_types = [str(t) for t in heldout.task_types]
+        self.uninformative_dropped = 0
+        self.sampler_filled = 0
+        self._weights_ref = ""
+        """The current version's weights reference (re-announced with consumption progress)."""
+        SAMPLER_FILLED.labels(name)
+        AEPO_STATE.labels(name).set(0.0)
+        for to in ("on", "off"):
+            AEPO_SWITCHES.labels(name, to)
+        AEPO_MASKED.labels(name)
         self.version = -1
         self.phase = "starting"
         self.rl_step = 0
@@ -255,16 +214,21 @@ class Learner:
         """Announce the next version."""
         self.version += 1
         self._announced_consumed = self.groups_consumed
+        self._weights_ref = self.publisher.publish(self.version, state)
         record = PolicyVersion(
             version=self.version,
             step=self.rl_step,
-            weights_ref=self.publisher.publish(self.version, state),
+            weights_ref=self._weights_ref,
             groups_consumed=self.groups_consumed,
             metrics=tuple(sorted(metrics.items())),
             run_id=self.run_id,
         )
         self.producer.send_records(POLICY.name, [record]).get(timeout=30)
         VERSION.labels(self.name).set(self.version)
+        with self.metrics_log.open("a") as out:  # the run's curves (`longtide report`, the ablation)
+            out.write(
+                json.dumps({"version": self.version, "rl_step": self.rl_step, "time": time.time(), **metrics}) + "\n"
+            )
         return record
 
     def _dead_letter(self, message: Message, exc: Exception, stage: str = "decode") -> None:
@@ -272,16 +236,16 @@ class Learner:
         record = dead_letter(message, actor=self.name, error=f"{stage}: {describe(exc)}")
         self.producer.send_records(DLQ.name, [record], key=message.key).get(timeout=30)
 
-    def _train(self, rows: list[TrainRow], objective: Objective) -> dict[str, float]:
+    def _train(self, rows: list[TrainRow], phase: Phase, updates: list[list[int]] | None = None) -> dict[str, float]:
         start = time.perf_counter()
-        stats = self.trainer.step(rows, objective)
+        stats = self.trainer.step(rows, phase, updates)
         elapsed = time.perf_counter() - start
-        phase = objective.value
-        STEPS.labels(self.name, phase).inc()
-        STEP_SECONDS.labels(self.name, phase).observe(elapsed)
-        TOKENS.labels(self.name, phase).inc(stats["tokens"])
-        LOSS.labels(self.name, phase).set(stats["loss"])
-        GRAD_NORM.labels(self.name, phase).set(stats["grad_norm"])
+        label = phase.value
+        STEPS.labels(self.name, label).inc()
+        STEP_SECONDS.labels(self.name, label).observe(elapsed)
+        TOKENS.labels(self.name, label).inc(stats["tokens"])
+        LOSS.labels(self.name, label).set(stats["loss"])
+        GRAD_NORM.labels(self.name, label).set(stats["grad_norm"])
         self.tokens_trained += int(stats["tokens"])
         return {**stats, "step_seconds": elapsed, "tokens_per_second": stats["tokens"] / max(elapsed, 1e-9)}
 
@@ -313,7 +277,7 @@ class Learner:
             if len(examples) < self.config.sft_batch:
                 continue
             pick = torch.randint(len(examples), (self.config.sft_batch,), generator=generator).tolist()
-            self._train([examples[i] for i in pick], Objective.SFT)
+            self._train([examples[i] for i in pick], Phase.SFT)
             step += 1
         consumer.close()
 
@@ -330,42 +294,74 @@ class Learner:
 
     # -- RL -------------------------------------------------------------------------------------
     def rl_update(self, groups: list[list[ScoredRollout]]) -> dict[str, float]:
-        """One decoupled-PPO step on complete groups; returns batch metrics.
+        """One RL step on complete groups (`rlbatch.py`); returns batch metrics.
 
         Advantages are computed over trajectories (one reward each: a full-context rollout, or
         a memory-agent trajectory whose every turn carries its answer's reward), then given to
         every turn of the trajectory; each turn is its own training row (MemAgent's
         multi-conversation GRPO)."""
         finals = [(i, r) for i, g in enumerate(groups) for r in g if r.final]
-        task_names = sorted({r.task_type for _, r in finals})
-        rewards = torch.tensor([r.reward for _, r in finals], dtype=torch.float32)
-        group_index = torch.tensor([i for i, _ in finals])
-        task_index = torch.tensor([task_names.index(r.task_type) for _, r in finals])
-        adv = group_advantages(rewards, group_index, task_index, self.config.advantage_norm)
-        keep = informative_groups(rewards, group_index)
-        metrics = {"reward_mean": float(rewards.mean()), "informative_fraction": float(keep.float().mean())}
-        for name in task_names:
-            mean = float(rewards[task_index == task_names.index(name)].mean())
+        found = self._advantages(finals)
+        rewards = torch.tensor([r.reward for _, r in finals])
+        metrics = {
+            "reward_mean": float(rewards.mean()),
+            "shaped_reward_mean": sum(found.shaped) / len(found.shaped),
+            "informative_fraction": sum(found.informative) / len(found.informative),
+        }
+        for name in sorted({r.task_type for _, r in finals}):
+            mean = float(rewards[[r.task_type == name for _, r in finals]].mean())
             metrics[f"reward_{name}"] = mean
             REWARD.labels(self.name, name).set(mean)
-        trajectory = {
-            (i, r.sample_index): (a, k) for (i, r), a, k in zip(finals, adv.tolist(), keep.tolist(), strict=True)
-        }
-        rows = []
+        trajectory = {(i, r.sample_index): k for k, (i, r) in enumerate(finals)}
+        masked = 0
+        rows, row_groups = [], []
         for i, group in enumerate(groups):
             for r in group:
-                a, k = trajectory[(i, r.sample_index)]
-                if k:  # uninformative groups carry no signal and are left out of the token count
-                    prompt = self.claim.get_ids(r.prompt_ids, r.prompt_ref)
-                    rows.append(TrainRow(tuple(prompt) + tuple(r.response_ids), len(prompt), a, r.behaviour_logprobs))
+                k = trajectory[(i, r.sample_index)]
+                if not found.informative[k]:  # no signal: left out of the token count
+                    continue
+                if self.aepo_masking and found.advantage[k] < 0:  # AEPO: positives only
+                    masked += r.final
+                    continue
+                prompt = self.claim.get_ids(r.prompt_ids, r.prompt_ref)
+                rows.append(TrainRow((*prompt, *r.response_ids), len(prompt), found.advantage[k], r.behaviour_logprobs))
+                row_groups.append(i)
+        AEPO_MASKED.labels(self.name).inc(masked)
+        metrics |= {"aepo_masking": float(self.aepo_masking), "aepo_masked": float(masked)}
         if rows:
-            stats = self._train(rows, Objective.RL)
-            ENTROPY.labels(self.name).set(stats["entropy"])
+            order = torch.Generator().manual_seed(self.rl_step)  # minibatch shuffling, replayable
+            updates = plan_updates(row_groups, self.config.ppo_epochs, self.config.minibatches, order)
+            stats = self._train(rows, Phase.RL, updates)
+            ENTROPY.labels(self.name).set(stats["batch_entropy"])
             CLIP_FRACTION.labels(self.name).set(stats["clip_fraction"])
             metrics |= stats
+            if self.config.aepo.mode is AepoMode.BATCH:
+                self._aepo_measured(stats["batch_entropy"])
         for _, r in finals:
             SAMPLES.labels(self.name, r.task_type).inc()
         return metrics
+
+    def _advantages(self, finals: list[tuple[int, ScoredRollout]]) -> Advantages:
+        """Shaped rewards and advantages of trajectories, given as (group index, final turn)."""
+        caps = {True: self.memory_agent.answer_tokens, False: self.max_new_tokens}
+        return trajectory_advantages(
+            [
+                Trajectory(i, r.task_type, r.reward, len(r.response_ids), caps[r.task_type in MEMORY_TASK_TYPES])
+                for i, r in finals
+            ],
+            self.shaping,
+        )
+
+    def _aepo_measured(self, entropy: float) -> None:
+        """AEPO's batch mode: the next step masks negatives or not (hysteresis on `entropy`)."""
+        aepo = self.config.aepo
+        masking = next_masking(self.aepo_masking, entropy, aepo.h_low, aepo.h_high)
+        if masking != self.aepo_masking:
+            self.aepo_switches += 1
+            AEPO_SWITCHES.labels(self.name, "on" if masking else "off").inc()
+            log.info("%s: AEPO %s at batch entropy %.4f", self.name, "masks negatives" if masking else "off", entropy)
+        self.aepo_masking = masking
+        AEPO_STATE.labels(self.name).set(float(masking))
 
     def _fresh(self, group: list[ScoredRollout]) -> bool:
         """False (and counted as consumed and dropped) when the group is staler than η now."""
@@ -387,28 +383,6 @@ class Learner:
             self.staleness_hist[staleness] += trajectories(group)
             STALENESS.labels(self.name).observe(staleness)
 
-    def _check_group(self, group: list[ScoredRollout]) -> None:
-        """What a schema cannot check: a whole group, of a known task type, from a version
-        this learner has published (raises ValueError naming the problem)."""
-        head = group[0]
-        turns = {r.sample_index: r.turns for r in group}
-        if sorted(turns) != list(range(head.group_size)):
-            raise ValueError(
-                f"group {head.group_id}: samples {sorted(turns)[:8]} are not 0..{head.group_size - 1} (group_size)"
-            )
-        seen = sorted((r.sample_index, r.turn_index) for r in group)
-        if seen != [(i, t) for i in range(head.group_size) for t in range(turns[i])] or len(set(turns.values())) > 1:
-            raise ValueError(
-                f"group {head.group_id}: trajectories incomplete or of different lengths ({len(group)} rows)"
-            )
-        if head.task_type not in set(TaskType):
-            raise ValueError(f"group {head.group_id}: unknown task_type {head.task_type!r}")
-        newest = max(r.policy_version for r in group)
-        if head.run_id == self.run_id and newest > self.version:
-            raise ValueError(
-                f"group {head.group_id}: policy_version {newest} is newer than the learner's {self.version}"
-            )
-
     def _take_group(self, message: Message, decode: Any) -> list[ScoredRollout] | None:
         """A message's group, or None (dead-lettered, duplicate or incomplete)."""
         dedup = self.dedup
@@ -420,7 +394,7 @@ class Learner:
                 return None
             group = [r for r in group if not dedup.seen(r.rollout_id)]
             if group:
-                self._check_group(group)
+                check_group(group, self.run_id, self.version)
         except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
             self._dead_letter(message, exc)
             return None
@@ -446,6 +420,8 @@ class Learner:
             staleness_hist=dict(self.staleness_hist),
             offsets=LearnerState.offsets_key(offsets),
             run_id=self.run_id,
+            aepo_masking=self.aepo_masking,
+            aepo_switches=self.aepo_switches,
             seen_ids=[i for i in self.dedup.ids() if i not in waiting],
         )
         start = time.perf_counter()
@@ -490,6 +466,8 @@ class Learner:
         self.tokens_trained = saved.tokens_trained
         self.stale_dropped = saved.stale_dropped
         self.staleness_hist = collections.Counter(saved.staleness_hist)
+        self.aepo_masking, self.aepo_switches = saved.aepo_masking, saved.aepo_switches
+        AEPO_STATE.labels(self.name).set(float(self.aepo_masking))
         for rollout_id in saved.seen_ids:
             self.dedup.add(rollout_id)
         self.resumed_from = saved.rl_step
@@ -501,6 +479,8 @@ class Learner:
         self.rl_started = time.monotonic()
         if resumed is None:
             self.trainer.reset_optimizer(self.config.lr)  # fresh moments: RL gradients differ in scale
+            if self.config.kl_coef > 0:
+                self.trainer.set_reference()  # the policy RL starts from
         consumer = Consumer(
             self.streams,
             group_id=self.name,
@@ -524,24 +504,18 @@ class Learner:
                     continue
                 seen_through[part] = message.offset + 1
                 group = self._take_group(message, decode)
-                if group is not None:
+                if group is not None and self._informative(group):
                     ready.append((part, message.offset, group))
             ready = [item for item in ready if self._fresh(item[2])]
             schedule = self.replay.schedule if self.replay is not None else None
             if schedule is not None:
                 ready = self._scheduled_only(ready)
-            found = next_batch(
-                [g[0].group_id for _, _, g in ready],
-                self.config.groups_per_step,
-                schedule,
-                self.scheduled,
-                self._replay_dropped,
-                [rollout_kind(g[0].task_type) for _, _, g in ready] if self.config.batch_by_rollout_kind else None,
-                stalled=self.groups_consumed > self._announced_consumed,
-            )
+            found = self._next_batch([group for _, _, group in ready], schedule)
             if found is None:
                 if self.replay is not None and self.replay.read_through(seen_through):
                     break  # the recorded range is used up
+                if self.replay is None and self.groups_consumed > self._announced_consumed and self.version >= 0:
+                    self.announce_consumed()  # dropped groups free the gate for as many new ones
                 continue
             picked, self.scheduled = found
             taken = [ready[i] for i in picked]
@@ -551,6 +525,14 @@ class Learner:
             metrics = self.rl_update(batch)
             self.rl_step += 1
             self.samples_trained += sum(trajectories(g) for g in batch)
+            metrics |= {
+                "samples_trained": float(self.samples_trained),
+                "stale_dropped": float(self.stale_dropped),
+                "uninformative_dropped": float(self.uninformative_dropped),
+                "sampler_filled": float(self.sampler_filled),
+                "aepo_switches": float(self.aepo_switches),
+                "staleness_mean": sum(self.version - min(r.policy_version for r in g) for g in batch) / len(batch),
+            }
             self._trained_ids += [r.rollout_id for g in batch for r in g]
             self._trained_groups += [g[0].group_id for g in batch]
             state = self.trainer.full_state()
@@ -563,6 +545,65 @@ class Learner:
         if (self.rl_step, self.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
             self._checkpoint_and_commit(consumer, self.trainer.full_state(), seen_through, ready)
         consumer.close()
+
+    def _next_batch(
+        self, waiting: list[list[ScoredRollout]], schedule: tuple[str, ...] | None
+    ) -> tuple[list[int], int] | None:
+        """Indices into `waiting` (groups in arrival order) of the next batch, and the new replay
+        schedule position; None to wait. A replay follows its schedule; live, the sampler
+        (`learner.sampler`) or the oldest groups (of one rollout kind, with batch_by_rollout_kind)."""
+        stalled = self.groups_consumed > self._announced_consumed
+        if schedule is None and self.config.sampler.task_balanced:
+            pick = balanced_pick(
+                [g[0].task_type for g in waiting],
+                [pass_rate(g) < 0.5 for g in waiting],
+                self.task_types,
+                self.config.groups_per_step,
+                self.config.sampler,
+                stalled,
+            )
+            if pick is None:
+                return None
+            self.sampler_filled += pick.filled
+            SAMPLER_FILLED.labels(self.name).inc(pick.filled)
+            return pick.indices, self.scheduled + len(pick.indices)
+        return next_batch(
+            [g[0].group_id for g in waiting],
+            self.config.groups_per_step,
+            schedule,
+            self.scheduled,
+            self._replay_dropped,
+            [rollout_kind(g[0].task_type) for g in waiting] if self.config.batch_by_rollout_kind else None,
+            stalled=stalled,
+        )
+
+    def _informative(self, group: list[ScoredRollout]) -> bool:
+        """Dynamic sampling (`learner.dynamic_sampling`): a group whose trajectories all got the
+        same (shaped) reward carries no signal; it is dropped and counted as consumed before any
+        batch is formed, so the batch fills from the next groups."""
+        if not self.config.dynamic_sampling:
+            return True
+        finals = [r for r in group if r.final]
+        if any(self._advantages([(0, r) for r in finals]).informative):
+            return True
+        self.groups_consumed += 1
+        self.uninformative_dropped += len(finals)
+        UNINFORMATIVE.labels(self.name, group[0].task_type).inc(len(finals))
+        return False
+
+    def announce_consumed(self) -> None:
+        """Re-announce the current version with the groups consumed so far (dropped groups
+        count), so the rollout gate lets as many new groups out without waiting for a version."""
+        self._announced_consumed = self.groups_consumed
+        record = PolicyVersion(
+            version=self.version,
+            step=self.rl_step,
+            weights_ref=self._weights_ref,
+            groups_consumed=self.groups_consumed,
+            metrics=(),
+            run_id=self.run_id,
+        )
+        self.producer.send_records(POLICY.name, [record]).get(timeout=30)
 
     def _scheduled_only(self, ready: list[Any]) -> list[Any]:
         """Replay in recorded order: drop (count) groups the schedule does not list."""

@@ -49,6 +49,9 @@ class LearnerState:
     offsets: dict[str, int] = field(default_factory=dict)
     """'topic/partition' → next offset to read: every group before it was trained or dropped."""
     run_id: str = ""
+    aepo_masking: bool = False
+    """AEPO's batch mode: whether the next step masks negative-advantage samples."""
+    aepo_switches: int = 0
     seen_ids: list[str] = field(default_factory=list)
     """Rollout ids before `offsets` (the dedup window): a copy re-sent after them, e.g. by a
     reward actor that crashed before committing, is still recognised after a restart."""

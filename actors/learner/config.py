@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actors.hosting import Resources
-from actors.learner.grpo import AdvantageNorm
+from actors.learner.advantages import AdvantageNorm
+from actors.learner.aepo import AepoConfig
 from actors.learner.logprobs import HeadKernel
+from actors.learner.objectives import BehaviourWeight, Correction, PolicyLoss, PolicyObjective
+from actors.learner.sampler import SamplerConfig
 from actors.learner.trainer import Backend, Precision, StepSettings
 from actors.weights import Transport
 
@@ -32,23 +35,53 @@ class LearnerConfig:
     """Prompts (GRPO groups) per RL step."""
     max_staleness: int = 1
     """η: rollouts more than η versions behind are dropped; 0 is synchronous RL."""
+    objective: PolicyLoss = PolicyLoss.DAPO
+    """dapo (token-level mean over the update's tokens) or grpo (each sequence's token mean,
+    then the mean over sequences)."""
+    correction: Correction = Correction.DECOUPLED
+    """decoupled (AReaL: clip against π_prox, weight by π_prox / π_behav) or naive (PPO
+    against the behaviour policy; the staleness ablation's baseline)."""
+    ppo_epochs: int = 1
+    """Passes over each batch. With ppo_epochs × minibatches > 1 the proximal policy's
+    log-probs are computed first (one more forward), and clipping binds from the second update."""
+    minibatches: int = 1
+    """Optimizer steps per pass: the batch's groups split evenly (must divide groups_per_step)."""
     clip_low: float = 0.2
     """PPO clip ε_low."""
     clip_high: float = 0.28
     """PPO clip ε_high (DAPO clip-higher)."""
+    behaviour_weight: BehaviourWeight = BehaviourWeight.CAP
+    """decoupled: cap the weight π_prox / π_behav at behaviour_weight_cap, or mask (leave out)
+    the tokens above it."""
     behaviour_weight_cap: float = 5.0
-    """Cap on the decoupled-PPO weight π_prox / π_behav."""
+    """Cap (or masking threshold) of the decoupled-PPO weight π_prox / π_behav."""
+    kl_coef: float = 0.0
+    """β of a KL penalty (k3) to the policy RL started from; 0 (DAPO, QwenLong-L1.5) leaves it
+    out and keeps no reference copy."""
     advantage_norm: AdvantageNorm = AdvantageNorm.GROUP
-    """How group-centred rewards are scaled."""
+    """group (GRPO), group_mean (Dr.GRPO, MemAgent: no std), task_batch (QwenLong-L1.5)."""
+    overlong_buffer: int = 0
+    """DAPO's soft overlong penalty: the last this many tokens before a response's cap cost up
+    to overlong_penalty of reward, linearly; 0 turns it off."""
+    overlong_penalty: float = 1.0
+    """The penalty at the cap."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: groups whose rewards are all equal are dropped (counted, and
+    announced to the rollout gate as consumed) before batches form, so every batch is full of
+    informative groups. Off: such groups take batch slots and are left out of the loss."""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """Batch composition (section `learner.sampler`; `actors/learner/sampler.py`)."""
+    aepo: AepoConfig = field(default_factory=AepoConfig)
+    """Adaptive entropy control (section `learner.aepo`; `actors/learner/aepo.py`)."""
     grad_clip: float = 1.0
     """Max global gradient norm."""
     eval_every: int = 100
+    """Held-out evaluation period in RL steps (and at each phase boundary)."""
     checkpoint_every: int = 50
     """RL steps between checkpoints (also written after SFT and on a clean stop); offsets on
     `scored` are committed only once a checkpoint covering them is durable."""
     checkpoint_keep: int = 3
     """Checkpoints kept in <run_dir>/runs/<run_id>/checkpoints."""
-    """Held-out evaluation period in RL steps (and at each phase boundary)."""
     heldout_tasks: int = 512
     """Held-out tasks per evaluation."""
     heldout_seed: int = 0
@@ -116,6 +149,47 @@ class LearnerConfig:
                 f"learner.heldout_memory_windows ({self.heldout_memory_windows}) must name context lengths of >= 1 "
                 "window, e.g. [1, 4, 16]"
             )
+        if self.ppo_epochs < 1 or self.minibatches < 1:
+            raise ValueError(
+                f"learner.ppo_epochs ({self.ppo_epochs}) and learner.minibatches ({self.minibatches}) must be >= 1"
+            )
+        if self.groups_per_step % self.minibatches:
+            raise ValueError(
+                f"learner.minibatches ({self.minibatches}) must divide learner.groups_per_step "
+                f"({self.groups_per_step}): every minibatch takes the same number of groups; "
+                f"e.g. minibatches={max(d for d in range(1, self.minibatches + 1) if self.groups_per_step % d == 0)}"
+            )
+        if not (0 <= self.clip_low < 1 and self.clip_high >= 0):
+            raise ValueError(
+                f"learner.clip_low ({self.clip_low}) must lie in [0, 1) and learner.clip_high ({self.clip_high}) be >= 0"
+            )
+        if self.behaviour_weight_cap <= 0 or self.kl_coef < 0:
+            raise ValueError(
+                f"learner.behaviour_weight_cap ({self.behaviour_weight_cap}) must be > 0 and "
+                f"learner.kl_coef ({self.kl_coef}) >= 0"
+            )
+        if self.overlong_buffer < 0 or self.overlong_penalty < 0:
+            raise ValueError(
+                f"learner.overlong_buffer ({self.overlong_buffer}) and overlong_penalty ({self.overlong_penalty}) "
+                "must be >= 0"
+            )
+        if self.kl_coef > 0 and self.backend is Backend.DEEPSPEED and self.zero_stage == 3:
+            raise ValueError(
+                "learner.kl_coef > 0 keeps a full reference copy of the model on every rank, which ZeRO-3 "
+                "partitions away: use zero_stage <= 2 or kl_coef=0"
+            )
+        if self.sampler.task_balanced and self.batch_by_rollout_kind:
+            raise ValueError(
+                "learner.sampler.task_balanced and learner.batch_by_rollout_kind cannot be combined yet: "
+                "set one of them to false"
+            )
+        gate = (self.max_staleness + 1) * self.groups_per_step
+        if self.sampler.task_balanced and not self.groups_per_step <= self.sampler.buffer_groups <= gate:
+            raise ValueError(
+                f"learner.sampler.buffer_groups ({self.sampler.buffer_groups}) must lie between "
+                f"learner.groups_per_step ({self.groups_per_step}) and (max_staleness + 1) × groups_per_step "
+                f"({gate}), the most groups the staleness gate lets out: set it to {gate}"
+            )
         if self.ranks < 1:
             raise ValueError(f"learner.ranks ({self.ranks}) must be >= 1")
         if self.backend is Backend.TORCH and self.ranks != 1:
@@ -149,9 +223,16 @@ class LearnerConfig:
             micro_batch_tokens=self.micro_batch_tokens,
             logprob_chunk_tokens=self.logprob_chunk_tokens,
             grad_clip=self.grad_clip,
-            clip_low=self.clip_low,
-            clip_high=self.clip_high,
-            behaviour_weight_cap=self.behaviour_weight_cap,
+            objective=PolicyObjective(
+                loss=self.objective,
+                correction=self.correction,
+                clip_low=self.clip_low,
+                clip_high=self.clip_high,
+                behaviour_weight=self.behaviour_weight,
+                behaviour_weight_cap=self.behaviour_weight_cap,
+                kl_coef=self.kl_coef,
+            ),
+            aepo=self.aepo,
             precision=self.precision,
             activation_checkpointing=self.activation_checkpointing,
             head_kernel=self.head_kernel,

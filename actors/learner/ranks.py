@@ -59,7 +59,7 @@ class RankFollower:
     rank group; nothing outside that group can send them.
     """
 
-    OPERATIONS = frozenset({"step", "reset_optimizer", "full_state", "save_state", "load_state"})
+    OPERATIONS = frozenset({"step", "reset_optimizer", "set_reference", "full_state", "save_state", "load_state"})
 
     def __init__(self, *, name: str, trainer: Any, group: RankGroup) -> None:
         self.name = name
@@ -102,8 +102,11 @@ class Leader:
             self.group.broadcast((op, args))
         return getattr(self.trainer, op)(*args)
 
-    def step(self, rows: Any, objective: Any) -> dict[str, float]:
-        return self._everywhere("step", rows, objective)
+    def step(self, rows: Any, phase: Any, updates: Any = None) -> dict[str, float]:
+        return self._everywhere("step", rows, phase, updates)
+
+    def set_reference(self) -> None:
+        self._everywhere("set_reference")
 
     def reset_optimizer(self, lr: float) -> None:
         self._everywhere("reset_optimizer", lr)

@@ -1,9 +1,12 @@
 """One rank's model and optimizer: a training step on its share of a batch.
 
-`Trainer.step(rows, objective)` plans token-budgeted micro-batches over the whole batch
-(`microbatch.py`), runs this rank's share (forward through the decoder, chunked log-probs and
-entropy, the objective's token sum divided by the batch's token count, backward), then one
-optimizer step with gradient clipping. Backends differ only in how gradients are reduced and
+`Trainer.step(rows, phase, updates)` makes one optimizer step per update (a list of row
+indices; default: the whole batch in one update). For each it plans token-budgeted
+micro-batches (`microbatch.py`), runs this rank's share (forward through the decoder, chunked
+log-probs and entropy, the objective's scaled token sum, backward), then steps with gradient
+clipping. With more than one update (`learner.ppo_epochs` × `learner.minibatches`), the
+proximal policy's log-probs are computed first for every update, without gradient, so every
+update clips against the parameters the batch started from. Backends differ only in how gradients are reduced and
 applied: `TorchTrainer` (one process, plain AdamW) here, `DeepSpeedTrainer` (ZeRO across
 ranks) in `ds_trainer.py`. Long sequences: activation checkpointing, chunked log-probs (no
 [B, L, V] table), bf16 autocast on GPUs, length-bucketed micro-batches.
@@ -12,6 +15,7 @@ ranks) in `ds_trainer.py`. Long sequences: activation checkpointing, chunked log
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +26,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
-from actors.learner.grpo import decoupled_ppo_loss, ppo_stats, sft_loss
+from actors.learner.aepo import AepoConfig, entropy_clip_mask
 from actors.learner.logprobs import HeadKernel, target_logprobs
-from actors.learner.microbatch import TrainRow, pad_rows, plan_micro_batches
+from actors.learner.microbatch import MicroBatch, TokenBatch, TrainRow, pad_rows, plan_micro_batches
+from actors.learner.objectives import PolicyObjective, policy_loss, policy_stats, row_scale, sft_loss
 from actors.learner.ranks import RankGroup
 from actors.sampling import SamplingSpec
 
@@ -45,7 +50,7 @@ class Precision(enum.StrEnum):
     """fp32 master weights; bf16 autocast (torch) or DeepSpeed's bf16 mode."""
 
 
-class Objective(enum.StrEnum):
+class Phase(enum.StrEnum):
     SFT = "sft"
     RL = "rl"
 
@@ -57,12 +62,11 @@ class StepSettings:
     micro_batch_tokens: int
     logprob_chunk_tokens: int
     grad_clip: float
-    clip_low: float
-    clip_high: float
-    behaviour_weight_cap: float
+    objective: PolicyObjective
     precision: Precision
     activation_checkpointing: bool
     head_kernel: HeadKernel = HeadKernel.CHUNKED
+    aepo: AepoConfig = AepoConfig()
 
 
 class Trainer:
@@ -86,6 +90,8 @@ class Trainer:
         if settings.activation_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = model
+        self.reference: PreTrainedModel | None = None
+        """The KL reference (`set_reference`), when learner.kl_coef > 0."""
         check_head(model)
 
     @property
@@ -124,6 +130,8 @@ class Trainer:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         torch.save(rng, Path(directory) / f"rng-rank{self.rank}.pt")
+        if self.reference is not None and self.rank == 0:
+            torch.save(self.reference.state_dict(), Path(directory) / "reference.pt")
 
     def load_state(self, directory: str, model_dir: str) -> None:
         """Restore what `save_state` wrote, and the weights from `model_dir`."""
@@ -131,72 +139,167 @@ class Trainer:
         torch.set_rng_state(rng["cpu"])
         if rng["cuda"]:
             torch.cuda.set_rng_state_all(rng["cuda"])
+        reference = Path(directory) / "reference.pt"
+        if reference.exists():  # the KL reference of the run being resumed, not today's weights
+            self.set_reference()
+            self.reference.load_state_dict(torch.load(reference, weights_only=True, map_location=self.device))
 
     # -- the step ----------------------------------------------------------------------------
-    def step(self, rows: Sequence[TrainRow], objective: Objective) -> dict[str, float]:
-        """Train on this rank's share of `rows` (the whole batch, identical on every rank)."""
+    def set_reference(self) -> None:
+        """Freeze a copy of the current weights as the KL reference (RL's start)."""
+        self.reference = copy.deepcopy(self.module).eval().requires_grad_(False)
+
+    def step(
+        self, rows: Sequence[TrainRow], phase: Phase, updates: Sequence[Sequence[int]] | None = None
+    ) -> dict[str, float]:
+        """Train on this rank's share of `rows` (the whole batch, identical on every rank): one
+        optimizer step per update in `updates` (row indices; None: all rows, one step)."""
         self.module.train()
+        plan_updates = [list(u) for u in updates] if updates else [list(range(len(rows)))]
+        prox: dict[tuple[int, int], torch.Tensor] | None = None
+        sums: dict[str, float] = {"loss": 0.0, "entropy_sum": 0.0, "tokens": 0.0, "sequences": 0.0}
+        sums |= {"row_entropy_sum": 0.0, "rows_measured": 0.0}
+        if phase is Phase.RL and len(plan_updates) > 1:
+            prox = {}
+            for u, update in enumerate(plan_updates):
+                measured = self._run_update([rows[i] for i in update], phase, u, prox, forward_only=True)
+                if u < self._first_epoch(plan_updates, len(rows)):
+                    sums["row_entropy_sum"] += measured["row_entropy_sum"]
+                    sums["rows_measured"] += measured["rows_measured"]
+        norms = []
+        for u, update in enumerate(plan_updates):
+            part = self._run_update([rows[i] for i in update], phase, u, prox)
+            if prox is not None:  # the batch's entropy was measured before any update
+                part = {k: v for k, v in part.items() if k not in ("row_entropy_sum", "rows_measured")}
+            for key, value in part.items():
+                sums[key] = sums.get(key, 0.0) + value
+            norms.append(self._apply())
+        if self.group is not None:
+            sums = self.group.sum(sums)
+        return summarize(sums, norms, len(plan_updates))
+
+    @staticmethod
+    def _first_epoch(updates: list[list[int]], n_rows: int) -> int:
+        """How many leading updates cover the batch once (the first PPO epoch)."""
+        seen = 0
+        for u, update in enumerate(updates):
+            seen += len(update)
+            if seen >= n_rows:
+                return u + 1
+        return len(updates)
+
+    def _run_update(
+        self,
+        rows: list[TrainRow],
+        phase: Phase,
+        u: int,
+        prox: dict[tuple[int, int], torch.Tensor] | None,
+        forward_only: bool = False,
+    ) -> dict[str, float]:
+        """This rank's micro-batches of one update: backward on each (or, `forward_only`, the
+        proximal log-probs stored into `prox` under (update, row))."""
         tokens = float(sum(r.n_targets for r in rows))
         plan = plan_micro_batches([len(r.ids) for r in rows], self.settings.micro_batch_tokens, self.world)
-        sums: dict[str, float] = {"loss": 0.0, "entropy_sum": 0.0, "tokens": 0.0, "sequences": 0.0}
         chunk = self.settings.logprob_chunk_tokens
+        sums: dict[str, float] = {}
         for j, micro in enumerate(plan[self.rank]):
             # the most head chunks any rank runs for its j-th micro-batch: all run that many
             chunks = max(-(-sum(rows[i].n_targets for i in p[j].rows) // chunk) for p in plan)
-            part = self._micro_step([rows[i] for i in micro.rows], micro.weight, objective, tokens, chunks)
+            context = torch.no_grad() if forward_only else contextlib.nullcontext()
+            with context:
+                part = self._micro_step(
+                    [rows[i] for i in micro.rows], micro, phase, tokens, float(len(rows)), chunks, u, prox, forward_only
+                )
             for key, value in part.items():
                 sums[key] = sums.get(key, 0.0) + value
-        grad_norm = self._apply()
-        if self.group is not None:
-            sums = self.group.sum(sums)
-        return summarize(sums, grad_norm)
+        return sums
 
     def _micro_step(
-        self, rows: list[TrainRow], weight: float, objective: Objective, tokens: float, chunks: int
+        self,
+        rows: list[TrainRow],
+        micro: MicroBatch,
+        phase: Phase,
+        tokens: float,
+        n_rows: float,
+        chunks: int,
+        u: int = 0,
+        prox: dict[tuple[int, int], torch.Tensor] | None = None,
+        forward_only: bool = False,
     ) -> dict[str, float]:
-        batch = pad_rows(rows, self.pad_id, weight)
+        batch = pad_rows(rows, self.pad_id, micro.weight)
         device = self.device
-        spec = SFT_SPEC if objective is Objective.SFT else self.spec
+        spec = SFT_SPEC if phase is Phase.SFT else self.spec
+        mask = batch.target_mask.to(device)
+        logp, entropy = self._logprobs(self.module, batch, mask, spec, chunks)
+        row_tokens = mask.sum(-1)
+        measured = {
+            "row_entropy_sum": float(((entropy * mask).sum(-1) / row_tokens.clamp(min=1e-9))[row_tokens > 0].sum()),
+            "rows_measured": float((row_tokens > 0).sum()),
+        }
+        if forward_only:
+            for k, i in enumerate(micro.rows):
+                prox[(u, i)] = logp[k].detach()
+            return measured
+        # DeepSpeed averages gradients over ranks; each rank's share of the token sum is scaled back up
+        scale = float(self.world)
+        if phase is Phase.SFT:
+            loss = sft_loss(logp, mask, tokens)
+            stats = {"tokens": float(mask.sum())}
+        else:
+            objective = self.settings.objective
+            advantages = batch.advantages.to(device)
+            old = logp.detach() if prox is None else torch.stack([prox[(u, i)] for i in micro.rows]).to(device)
+            ref = None
+            if objective.kl_coef > 0:
+                with torch.no_grad():
+                    ref, _ = self._logprobs(self.reference, batch, mask, spec, chunks, with_entropy=False)
+            lengths = torch.tensor([r.n_targets for r in rows], device=device)
+            loss, stats = policy_loss(
+                logp,
+                old,
+                batch.behaviour_logprobs.to(device),
+                advantages,
+                entropy_clip_mask(entropy, mask, advantages, self.settings.aepo),
+                row_scale(lengths, objective.loss, tokens, n_rows).to(device),
+                objective,
+                ref,
+            )
+            stats["tokens"] = float(mask.sum())  # clipped and masked tokens still count
+        self._backward(loss * scale)
+        return {
+            **stats,
+            **measured,
+            "loss": float(loss.detach()),
+            "entropy_sum": float((entropy * mask).sum()),
+            "sequences": float(micro.weight * len(rows)),
+        }
+
+    def _logprobs(
+        self,
+        model: PreTrainedModel,
+        batch: TokenBatch,
+        mask: torch.Tensor,
+        spec: SamplingSpec,
+        chunks: int,
+        with_entropy: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.device
         self._before_forward()
         with self._autocast():
-            hidden = self.module.get_decoder()(
+            hidden = model.get_decoder()(
                 input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False
             ).last_hidden_state
-        mask = batch.target_mask.to(device)
-        logp, entropy = target_logprobs(
+        return target_logprobs(
             hidden,
-            self.module.get_output_embeddings(),
+            model.get_output_embeddings(),
             batch.input_ids.to(device),
             mask,
             spec,
             chunk_tokens=self.settings.logprob_chunk_tokens,
             min_chunks=chunks,
             kernel=self.settings.head_kernel,
+            with_entropy=with_entropy,
         )
-        # DeepSpeed averages gradients over ranks; each rank's share of the token sum is scaled back up
-        scale = float(self.world)
-        if objective is Objective.SFT:
-            loss = sft_loss(logp, mask, tokens)
-            stats = {"tokens": float(mask.sum())}
-        else:
-            loss, stats = decoupled_ppo_loss(
-                logp,
-                logp.detach(),
-                batch.behaviour_logprobs.to(device),
-                batch.advantages.to(device),
-                mask,
-                self.settings.clip_low,
-                self.settings.clip_high,
-                self.settings.behaviour_weight_cap,
-                tokens=tokens,
-            )
-        self._backward(loss * scale)
-        return {
-            **stats,
-            "loss": float(loss.detach()),
-            "entropy_sum": float((entropy * mask).sum()),
-            "sequences": float(weight * len(rows)),
-        }
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.settings.precision is Precision.BF16 and self.device.type == "cuda":
@@ -204,18 +307,20 @@ class Trainer:
         return contextlib.nullcontext()
 
 
-def summarize(sums: dict[str, float], grad_norm: float) -> dict[str, float]:
-    """Batch metrics from summed micro-batch stats."""
+def summarize(sums: dict[str, float], grad_norms: list[float], updates: int = 1) -> dict[str, float]:
+    """Batch metrics from summed micro-batch stats over every update of the step."""
     tokens = max(sums["tokens"], 1.0)
     out = {
-        "loss": sums["loss"],
+        "loss": sums["loss"] / updates,
         "entropy": sums["entropy_sum"] / tokens,
-        "tokens": sums["tokens"],
-        "sequences": sums["sequences"],
-        "grad_norm": grad_norm,
+        "batch_entropy": sums["row_entropy_sum"] / max(sums["rows_measured"], 1.0),
+        "tokens": sums["tokens"] / updates,
+        "sequences": sums["sequences"] / updates,
+        "grad_norm": sum(grad_norms) / len(grad_norms),
+        "updates": float(updates),
     }
     if "behaviour_weight_sum" in sums:
-        out |= ppo_stats(sums)
+        out |= policy_stats(sums)
     return out
 
 

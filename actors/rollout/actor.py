@@ -155,6 +155,8 @@ class RolloutActor(ProcessorActor):
         latest, skipped = newest_of_run(self.policy_reader.poll(timeout_ms), self.run_id)
         for reason, count in skipped.items():
             POLICY_SKIPPED.labels(self.name, reason).inc(count)
+        if latest is not None and latest.version == self.version:  # a re-announcement: groups dropped
+            self.consumed_groups = max(self.consumed_groups, latest.groups_consumed)
         if latest is None or (self.version is not None and latest.version <= self.version):
             return
         start = time.perf_counter()

@@ -1,0 +1,63 @@
+"""The learner's Prometheus metrics (`longtide_learner_*`; README, "Metrics")."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+VERSION = Gauge("longtide_learner_policy_version", "Latest published policy version.", ["actor"])
+STEPS = Counter("longtide_learner_steps", "Optimizer steps (SFT and RL).", ["actor", "phase"])
+SAMPLES = Counter(
+    "longtide_learner_samples_trained",
+    "Trajectories trained on (a full-context rollout, or a memory-agent trajectory of many turns).",
+    ["actor", "task_type"],
+)
+STALE = Counter("longtide_learner_stale_dropped", "Trajectories dropped as staler than max_staleness.", ["actor"])
+OTHER_RUN = Counter("longtide_learner_other_run_skipped", "Trajectories of another run, skipped.", ["actor"])
+STALENESS = Histogram(
+    "longtide_learner_staleness_versions",
+    "Versions between behaviour and learner policy.",
+    ["actor"],
+    buckets=(0, 1, 2, 4, 8, 16),
+)
+LOSS = Gauge("longtide_learner_loss", "Last training loss.", ["actor", "phase"])
+REWARD = Gauge("longtide_learner_reward_mean", "Mean reward of the last batch.", ["actor", "task_type"])
+HELDOUT = Gauge("longtide_learner_heldout_accuracy", "Held-out greedy accuracy.", ["actor", "task_type"])
+STEP_SECONDS = Histogram(
+    "longtide_learner_step_seconds",
+    "Wall time of one optimizer step (forward, backward, update; all ranks).",
+    ["actor", "phase"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+TOKENS = Counter("longtide_learner_tokens_trained", "Target tokens trained on.", ["actor", "phase"])
+GRAD_NORM = Gauge("longtide_learner_grad_norm", "Gradient norm before clipping, last step.", ["actor", "phase"])
+ENTROPY = Gauge(
+    "longtide_learner_entropy",
+    "Batch entropy of the last RL step: the mean over sequences of their mean token entropy (sampling distribution).",
+    ["actor"],
+)
+CHECKPOINT_SECONDS = Histogram(
+    "longtide_learner_checkpoint_seconds",
+    "Time to write one checkpoint (model, optimizer, state) and make it durable.",
+    ["actor"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+CLIP_FRACTION = Gauge("longtide_learner_clip_fraction", "Fraction of tokens whose PPO ratio was clipped.", ["actor"])
+AEPO_STATE = Gauge(
+    "longtide_learner_aepo_masking", "AEPO batch mode: 1 while negative-advantage samples are masked.", ["actor"]
+)
+AEPO_SWITCHES = Counter(
+    "longtide_learner_aepo_switches", "AEPO batch-mode switches, by the state switched to.", ["actor", "to"]
+)
+UNINFORMATIVE = Counter(
+    "longtide_learner_uninformative_dropped",
+    "Trajectories of groups dropped before batching because every reward was equal (dynamic sampling).",
+    ["actor", "task_type"],
+)
+SAMPLER_FILLED = Counter(
+    "longtide_learner_sampler_filled",
+    "Batch slots of a dry task type given to another (task-balanced sampler).",
+    ["actor"],
+)
+AEPO_MASKED = Counter(
+    "longtide_learner_aepo_masked", "Negative-advantage trajectories left out by AEPO's batch mode.", ["actor"]
+)
