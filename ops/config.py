@@ -202,6 +202,11 @@ def _load(path: str | Path | None, overrides: list[str] | None) -> LongtideConfi
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
+        model = data.get("model")
+        if isinstance(model, dict) and isinstance(model.get("path"), str) and model["path"]:
+            beside = Path(path).parent / model["path"]  # a relative path in a file is the file's
+            if not Path(model["path"]).is_absolute() and beside.exists():
+                data["model"] = {**model, "path": str(beside.resolve())}
     data = _merge(data, parse_overrides(overrides or []))
     _check_choices(LongtideConfig, data, "")
     try:

@@ -21,7 +21,7 @@ def _latest_policy(streams: StreamsConfig) -> dict[str, Any] | None:
     records = [
         r for m in read_all(streams, POLICY.name, idle_ms=500) for r in decode(m.value, PolicyVersion, m.headers)
     ]
-    latest = max(records, key=lambda r: r.version, default=None)
+    latest = max(records, key=lambda r: (r.version, r.groups_consumed), default=None)
     if latest is None:
         return None
     return {

@@ -114,7 +114,14 @@ def test_rl_objective_misconfigurations_fail_at_start_up() -> None:
     ):
         load_config(None, ["--learner.aepo.h_low=0.2", "--learner.aepo.h_high=0.2"])
     with pytest.raises(ValueError, match=r"sampler.buffer_groups \(64\) must lie between .* set it to 32"):
-        load_config(None, ["--learner.sampler.task_balanced=true", "--learner.sampler.buffer_groups=64"])
+        load_config(
+            None,
+            [
+                "--learner.sampler.task_balanced=true",
+                "--learner.sampler.when_dry=wait",
+                "--learner.sampler.buffer_groups=64",
+            ],
+        )
     with pytest.raises(ValueError, match=r"kl_coef > 0 .* ZeRO-3"):
         load_config(None, ["--learner.kl_coef=0.01", "--learner.backend=deepspeed", "--learner.zero_stage=3"])
     config = load_config(None, ["--learner.ppo_epochs=2", "--learner.minibatches=4", "--learner.aepo.mode=batch"])

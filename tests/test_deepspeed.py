@@ -26,8 +26,10 @@ from tests.test_trainer import rl_rows, settings
 
 LR = 1e-4
 SPEC = SamplingSpec(0.7, 1.0)
-TWO_MINIBATCHES = [[0, 2, 4, 6], [1, 3, 5, 7]]
-"""Two optimizer steps on one batch: the proximal log-probs come from a forward before either."""
+TWO_EPOCHS = [list(range(8)), list(range(8))]
+"""Two optimizer steps on one batch, π_prox from a forward before either. At a 40-token budget
+the 8 rows make an odd number of micro-batches, so rank 0 runs a filler (weight 0) that repeats
+rows it holds: the filler must not overwrite their proximal log-probs."""
 
 
 def _rank_main(rank: int, model_path: str, address: str, stage: int, updates: list | None, out: str) -> None:
@@ -42,7 +44,7 @@ def _rank_main(rank: int, model_path: str, address: str, stage: int, updates: li
     group.close()
 
 
-@pytest.mark.parametrize(("stage", "updates"), [(2, TWO_MINIBATCHES), (3, None)])
+@pytest.mark.parametrize(("stage", "updates"), [(2, TWO_EPOCHS), (3, None)])
 def test_two_rank_zero_step_equals_a_torch_step(tiny_model: str, tmp_path: Path, stage: int, updates) -> None:
     out = tmp_path / "rank0.pt"
     address = f"127.0.0.1:{free_port('127.0.0.1')}"

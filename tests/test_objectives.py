@@ -68,7 +68,7 @@ def test_equal_non_binary_rewards_give_exactly_zero(norm: AdvantageNorm) -> None
     # which / (0 + 1e-6) would be -0.04: "informative". Compared exactly, the group is uniform.
     rewards = torch.full((8,), 0.9)
     groups = torch.zeros(8, dtype=torch.long)
-    assert float(rewards.mean()) != 0.9  # the residue this guards against
+    assert float((rewards - rewards.mean()).abs().max()) > 0  # the float32 residue this guards against
     adv = group_advantages(rewards, groups, groups, norm)
     assert adv.tolist() == [0.0] * 8
     assert informative_groups(rewards, groups).tolist() == [False] * 8
@@ -160,6 +160,9 @@ def test_clip_higher_stops_the_gradient() -> None:
     assert policy_stats(stats)["clip_fraction"] == 1.0
     loss.backward()
     assert float(logp.grad.abs().sum()) == 0.0
+    # with A = -1 the min takes the unclipped -2 (the gradient flows): not counted as clipped
+    _, stats = policy_loss(logp, prox, prox, torch.tensor([-1.0]), mask, dapo(mask), PolicyObjective())
+    assert policy_stats(stats)["clip_fraction"] == 0.0
 
 
 def test_grpo_averages_sequences_dapo_averages_tokens() -> None:

@@ -156,14 +156,6 @@ def updates_step(model, rows, updates, micro_batch_tokens: int, lr: float = 1e-2
     return trainer.gradient, stats, model
 
 
-def test_one_explicit_update_equals_the_default(tiny_model: str) -> None:
-    model, tokenizer = load_policy(tiny_model)
-    rows = rl_rows(len(tokenizer))
-    default, _, _ = updates_step(model, rows, None, 10_000)
-    explicit, _, _ = updates_step(model, rows, [list(range(len(rows)))], 10_000)
-    assert max(float((default[k] - explicit[k]).abs().max()) for k in default) == 0.0
-
-
 def test_later_updates_clip_against_the_batch_start(tiny_model: str) -> None:
     # two passes over the same rows: the first update's ratio is 1 (π_θ = π_prox), the second's
     # is not (θ moved by a large step), so only the second clips; and the step is the same

@@ -145,6 +145,7 @@ class Learner:
         self._stale_ids: list[str] = []
         self._trained_groups: list[str] = []
         self._stale_groups: list[str] = []
+        self._uninformative_ids: list[str] = []
         """Rollout ids trained on or dropped since the newest checkpoint (its ledger line)."""
         self.count_tokens = token_counter(self.tokenizer)
         self.heldout = heldout_tasks(
@@ -167,6 +168,8 @@ class Learner:
         self.sampler_filled = 0
         self._weights_ref = ""
         """The current version's weights reference (re-announced with consumption progress)."""
+        self._last_arrival = time.monotonic()
+        """When the last group was taken (`learner.stall_seconds`)."""
         SAMPLER_FILLED.labels(name)
         AEPO_STATE.labels(name).set(0.0)
         for to in ("on", "off"):
@@ -320,15 +323,17 @@ class Learner:
                 k = trajectory[(i, r.sample_index)]
                 if not found.informative[k]:  # no signal: left out of the token count
                     continue
-                if self.aepo_masking and found.advantage[k] < 0:  # AEPO: positives only
-                    masked += r.final
-                    continue
+                # AEPO: while masking, negatives are measured (the batch entropy) but not trained on
+                trained = not (self.aepo_masking and found.advantage[k] < 0)
+                masked += r.final and not trained
                 prompt = self.claim.get_ids(r.prompt_ids, r.prompt_ref)
-                rows.append(TrainRow((*prompt, *r.response_ids), len(prompt), found.advantage[k], r.behaviour_logprobs))
+                rows.append(
+                    TrainRow((*prompt, *r.response_ids), len(prompt), found.advantage[k], r.behaviour_logprobs, trained)
+                )
                 row_groups.append(i)
         AEPO_MASKED.labels(self.name).inc(masked)
         metrics |= {"aepo_masking": float(self.aepo_masking), "aepo_masked": float(masked)}
-        if rows:
+        if any(r.trained for r in rows):
             order = torch.Generator().manual_seed(self.rl_step)  # minibatch shuffling, replayable
             updates = plan_updates(row_groups, self.config.ppo_epochs, self.config.minibatches, order)
             stats = self._train(rows, Phase.RL, updates)
@@ -422,6 +427,8 @@ class Learner:
             run_id=self.run_id,
             aepo_masking=self.aepo_masking,
             aepo_switches=self.aepo_switches,
+            uninformative_dropped=self.uninformative_dropped,
+            sampler_filled=self.sampler_filled,
             seen_ids=[i for i in self.dedup.ids() if i not in waiting],
         )
         start = time.perf_counter()
@@ -438,11 +445,13 @@ class Learner:
             stale=self._stale_ids,
             groups=self._trained_groups,
             stale_groups=self._stale_groups,
+            uninformative=self._uninformative_ids,
         )
         final = checkpoint.commit(tmp, saved, self.config.checkpoint_keep)
         CHECKPOINT_SECONDS.labels(self.name).observe(time.perf_counter() - start)
         self.checkpointed = at
         self._trained_ids, self._stale_ids, self._trained_groups, self._stale_groups = [], [], [], []
+        self._uninformative_ids = []
         return final
 
     def _newest_announced(self) -> int:
@@ -467,6 +476,7 @@ class Learner:
         self.stale_dropped = saved.stale_dropped
         self.staleness_hist = collections.Counter(saved.staleness_hist)
         self.aepo_masking, self.aepo_switches = saved.aepo_masking, saved.aepo_switches
+        self.uninformative_dropped, self.sampler_filled = saved.uninformative_dropped, saved.sampler_filled
         AEPO_STATE.labels(self.name).set(float(self.aepo_masking))
         for rollout_id in saved.seen_ids:
             self.dedup.add(rollout_id)
@@ -479,8 +489,9 @@ class Learner:
         self.rl_started = time.monotonic()
         if resumed is None:
             self.trainer.reset_optimizer(self.config.lr)  # fresh moments: RL gradients differ in scale
-            if self.config.kl_coef > 0:
-                self.trainer.set_reference()  # the policy RL starts from
+        if self.config.kl_coef > 0:  # the policy RL started from: now, or the step-0 checkpoint's (never pruned)
+            start = self.checkpoints / checkpoint.RL_START / "model"
+            self.trainer.set_reference("" if resumed is None else str(start))
         consumer = Consumer(
             self.streams,
             group_id=self.name,
@@ -506,7 +517,10 @@ class Learner:
                 group = self._take_group(message, decode)
                 if group is not None and self._informative(group):
                     ready.append((part, message.offset, group))
+                    self._last_arrival = time.monotonic()
             ready = [item for item in ready if self._fresh(item[2])]
+            if self.replay is None and self.groups_consumed > self._announced_consumed:
+                self.announce_consumed()  # dropped groups free the gate for as many new ones
             schedule = self.replay.schedule if self.replay is not None else None
             if schedule is not None:
                 ready = self._scheduled_only(ready)
@@ -514,8 +528,6 @@ class Learner:
             if found is None:
                 if self.replay is not None and self.replay.read_through(seen_through):
                     break  # the recorded range is used up
-                if self.replay is None and self.groups_consumed > self._announced_consumed and self.version >= 0:
-                    self.announce_consumed()  # dropped groups free the gate for as many new ones
                 continue
             picked, self.scheduled = found
             taken = [ready[i] for i in picked]
@@ -552,7 +564,7 @@ class Learner:
         """Indices into `waiting` (groups in arrival order) of the next batch, and the new replay
         schedule position; None to wait. A replay follows its schedule; live, the sampler
         (`learner.sampler`) or the oldest groups (of one rollout kind, with batch_by_rollout_kind)."""
-        stalled = self.groups_consumed > self._announced_consumed
+        stalled = time.monotonic() - self._last_arrival > self.config.stall_seconds
         if schedule is None and self.config.sampler.task_balanced:
             pick = balanced_pick(
                 [g[0].task_type for g in waiting],
@@ -588,6 +600,7 @@ class Learner:
             return True
         self.groups_consumed += 1
         self.uninformative_dropped += len(finals)
+        self._uninformative_ids += [r.rollout_id for r in group]
         UNINFORMATIVE.labels(self.name, group[0].task_type).inc(len(finals))
         return False
 

@@ -52,6 +52,10 @@ class LearnerState:
     aepo_masking: bool = False
     """AEPO's batch mode: whether the next step masks negative-advantage samples."""
     aepo_switches: int = 0
+    uninformative_dropped: int = 0
+    """Trajectories dropped by dynamic sampling."""
+    sampler_filled: int = 0
+    """Batch slots the task-balanced sampler gave to another type."""
     seen_ids: list[str] = field(default_factory=list)
     """Rollout ids before `offsets` (the dedup window): a copy re-sent after them, e.g. by a
     reward actor that crashed before committing, is still recognised after a restart."""

@@ -9,7 +9,7 @@ from actors.learner.advantages import AdvantageNorm
 from actors.learner.aepo import AepoConfig
 from actors.learner.logprobs import HeadKernel
 from actors.learner.objectives import BehaviourWeight, Correction, PolicyLoss, PolicyObjective
-from actors.learner.sampler import SamplerConfig
+from actors.learner.sampler import DryPolicy, SamplerConfig
 from actors.learner.trainer import Backend, Precision, StepSettings
 from actors.weights import Transport
 
@@ -69,6 +69,11 @@ class LearnerConfig:
     """DAPO's dynamic sampling: groups whose rewards are all equal are dropped (counted, and
     announced to the rollout gate as consumed) before batches form, so every batch is full of
     informative groups. Off: such groups take batch slots and are left out of the loss."""
+    stall_seconds: float = 30.0
+    """When no group has arrived for this long, a batch forms from what waits: the fullest
+    rollout kind alone (batch_by_rollout_kind), or a task-balanced batch filled from other
+    types (sampler.when_dry=wait). Groups the learner drops are announced to the rollout gate
+    at once, so this is for groups lost on the way (e.g. dead-lettered before `scored`)."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """Batch composition (section `learner.sampler`; `actors/learner/sampler.py`)."""
     aepo: AepoConfig = field(default_factory=AepoConfig)
@@ -184,7 +189,8 @@ class LearnerConfig:
                 "set one of them to false"
             )
         gate = (self.max_staleness + 1) * self.groups_per_step
-        if self.sampler.task_balanced and not self.groups_per_step <= self.sampler.buffer_groups <= gate:
+        waits = self.sampler.task_balanced and self.sampler.when_dry is DryPolicy.WAIT
+        if waits and not self.groups_per_step <= self.sampler.buffer_groups <= gate:
             raise ValueError(
                 f"learner.sampler.buffer_groups ({self.sampler.buffer_groups}) must lie between "
                 f"learner.groups_per_step ({self.groups_per_step}) and (max_staleness + 1) × groups_per_step "

@@ -5,7 +5,8 @@ checkpoint is committed:
 
     {"at": [rl_step, groups_consumed], "since": [rl_step, groups_consumed] | null,
      "trained": [rollout_id, ...], "stale": [rollout_id, ...],
-     "groups": [group_id, ...], "stale_groups": [group_id, ...]}     # in training order
+     "groups": [group_id, ...], "stale_groups": [group_id, ...],     # in training order
+     "uninformative": [rollout_id, ...]}     # dropped by dynamic sampling (equal rewards)
 
 `since` is the checkpoint this stretch started from. A crash between a line and its checkpoint,
 or after several lines whose checkpoints a restart rolls back past, leaves lines of a lost
@@ -37,6 +38,7 @@ def append(
     stale: list[str],
     groups: list[str] | None = None,
     stale_groups: list[str] | None = None,
+    uninformative: list[str] | None = None,
 ) -> None:
     """Add one stretch's line and make it durable (`groups`: the trained group ids in order)."""
     line = json.dumps(
@@ -47,6 +49,7 @@ def append(
             "stale": stale,
             "groups": groups or [],
             "stale_groups": stale_groups or [],
+            "uninformative": uninformative or [],
         }
     )
     with open(path, "a") as f:

@@ -32,6 +32,8 @@ class TrainRow:
     """RL: the sequence's advantage (every token shares it)."""
     behaviour: tuple[float, ...] = ()
     """RL: the behaviour log-prob of each target token (len(ids) − n_prompt of them)."""
+    trained: bool = True
+    """False: only measured (its entropy counts in the batch entropy), not trained on."""
 
     @property
     def n_targets(self) -> int:
@@ -79,6 +81,7 @@ class TokenBatch:
     target_mask: torch.Tensor  # [B, L] 1.0 where the token is trained
     behaviour_logprobs: torch.Tensor  # [B, L] behaviour log-prob at target positions, else 0
     advantages: torch.Tensor  # [B]
+    trained: torch.Tensor  # [B] 1.0 for rows trained on, 0.0 for rows only measured
 
 
 def pad_rows(rows: Sequence[TrainRow], pad_id: int, weight: float = 1.0) -> TokenBatch:
@@ -96,4 +99,5 @@ def pad_rows(rows: Sequence[TrainRow], pad_id: int, weight: float = 1.0) -> Toke
         if row.behaviour:
             blogp[i, row.n_prompt : n] = torch.tensor(row.behaviour, dtype=torch.float32)
     advantages = torch.tensor([r.advantage for r in rows], dtype=torch.float32)
-    return TokenBatch(ids, attn, tmask, blogp, advantages)
+    trained = torch.tensor([float(r.trained) for r in rows])
+    return TokenBatch(ids, attn, tmask, blogp, advantages, trained)

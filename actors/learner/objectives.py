@@ -84,7 +84,9 @@ def policy_loss(
     objective: PolicyObjective,
     ref_logp: torch.Tensor | None = None,  # [B, T] reference policy, when kl_coef > 0
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss (a sum over tokens, scaled) and per-call *sums* (`policy_stats` makes means)."""
+    """The loss (a sum over tokens, scaled) and per-call *sums* (`policy_stats` makes means;
+    `tokens` counts the tokens in the loss, `clipped_tokens` those whose clipped term was the
+    one taken)."""
     valid = mask * torch.isfinite(prox_logp) * torch.isfinite(behav_logp)  # [B, T]
     outside = float((mask - valid).sum())
 
@@ -110,15 +112,17 @@ def policy_loss(
     if objective.kl_coef > 0:
         if ref_logp is None:
             raise ValueError("policy_loss: kl_coef > 0 needs the reference policy's log-probs")
-        kl = kl_k3(logp, zeroed(ref_logp))
-        loss = loss + objective.kl_coef * (kl * per_token).sum()
-        kl_sum = float((kl.detach() * valid).sum())
+        # a token outside either policy's top-p nucleus (log-prob −inf) has no finite k3: left out
+        both = valid * torch.isfinite(ref_logp) * torch.isfinite(logp)
+        kl = kl_k3(torch.where(both > 0, logp, 0.0), torch.where(both > 0, ref_logp, 0.0))
+        loss = loss + objective.kl_coef * (kl * scale.unsqueeze(-1) * both).sum()
+        kl_sum = float((kl.detach() * both).sum())
     with torch.no_grad():
         stats = {
             "tokens": float(valid.sum()),
             "behaviour_weight_sum": float((weight * valid).sum()),
             "weight_masked_tokens": float(((weight == 0) * valid).sum()),
-            "clipped_tokens": float((((ratio - clipped).abs() > 0).float() * valid).sum()),
+            "clipped_tokens": float(((clipped * adv < ratio * adv).float() * valid).sum()),
             "outside_nucleus_tokens": outside,
             "kl_sum": kl_sum,
         }

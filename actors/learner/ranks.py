@@ -105,8 +105,8 @@ class Leader:
     def step(self, rows: Any, phase: Any, updates: Any = None) -> dict[str, float]:
         return self._everywhere("step", rows, phase, updates)
 
-    def set_reference(self) -> None:
-        self._everywhere("set_reference")
+    def set_reference(self, model_dir: str = "") -> None:
+        self._everywhere("set_reference", model_dir)
 
     def reset_optimizer(self, lr: float) -> None:
         self._everywhere("reset_optimizer", lr)

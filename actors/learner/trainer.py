@@ -29,7 +29,7 @@ from transformers import PreTrainedModel
 from actors.learner.aepo import AepoConfig, entropy_clip_mask
 from actors.learner.logprobs import HeadKernel, target_logprobs
 from actors.learner.microbatch import MicroBatch, TokenBatch, TrainRow, pad_rows, plan_micro_batches
-from actors.learner.objectives import PolicyObjective, policy_loss, policy_stats, row_scale, sft_loss
+from actors.learner.objectives import Correction, PolicyObjective, policy_loss, policy_stats, row_scale, sft_loss
 from actors.learner.ranks import RankGroup
 from actors.sampling import SamplingSpec
 
@@ -130,8 +130,6 @@ class Trainer:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         torch.save(rng, Path(directory) / f"rng-rank{self.rank}.pt")
-        if self.reference is not None and self.rank == 0:
-            torch.save(self.reference.state_dict(), Path(directory) / "reference.pt")
 
     def load_state(self, directory: str, model_dir: str) -> None:
         """Restore what `save_state` wrote, and the weights from `model_dir`."""
@@ -139,44 +137,50 @@ class Trainer:
         torch.set_rng_state(rng["cpu"])
         if rng["cuda"]:
             torch.cuda.set_rng_state_all(rng["cuda"])
-        reference = Path(directory) / "reference.pt"
-        if reference.exists():  # the KL reference of the run being resumed, not today's weights
-            self.set_reference()
-            self.reference.load_state_dict(torch.load(reference, weights_only=True, map_location=self.device))
 
     # -- the step ----------------------------------------------------------------------------
-    def set_reference(self) -> None:
-        """Freeze a copy of the current weights as the KL reference (RL's start)."""
+    def set_reference(self, model_dir: str = "") -> None:
+        """Freeze the KL reference: a copy of the current weights (RL's start), or of the
+        weights saved in `model_dir` (a resumed run's RL start)."""
         self.reference = copy.deepcopy(self.module).eval().requires_grad_(False)
+        if model_dir:
+            load_exported(self.reference, model_dir)
 
     def step(
         self, rows: Sequence[TrainRow], phase: Phase, updates: Sequence[Sequence[int]] | None = None
     ) -> dict[str, float]:
         """Train on this rank's share of `rows` (the whole batch, identical on every rank): one
-        optimizer step per update in `updates` (row indices; None: all rows, one step)."""
+        optimizer step per update in `updates` (row indices; None: all rows, one step).
+
+        Rows with `trained` False only have their entropy measured (AEPO's masked negatives).
+        With decoupled PPO and more than one update, π_prox's log-probs come from a forward
+        over every update's rows before the first step (per update, because each update deals
+        its rows to ranks its own way; E epochs cost E such forwards). The batch entropy is
+        measured in the first epoch's forwards, before any of its rows was updated on."""
         self.module.train()
         plan_updates = [list(u) for u in updates] if updates else [list(range(len(rows)))]
+        first_epoch = self._first_epoch(plan_updates, len(rows))
         prox: dict[tuple[int, int], torch.Tensor] | None = None
-        sums: dict[str, float] = {"loss": 0.0, "entropy_sum": 0.0, "tokens": 0.0, "sequences": 0.0}
+        sums: dict[str, float] = {"loss": 0.0, "entropy_sum": 0.0, "target_tokens": 0.0, "sequences": 0.0}
         sums |= {"row_entropy_sum": 0.0, "rows_measured": 0.0}
-        if phase is Phase.RL and len(plan_updates) > 1:
+        if phase is Phase.RL and len(plan_updates) > 1 and self.settings.objective.correction is Correction.DECOUPLED:
             prox = {}
             for u, update in enumerate(plan_updates):
                 measured = self._run_update([rows[i] for i in update], phase, u, prox, forward_only=True)
-                if u < self._first_epoch(plan_updates, len(rows)):
-                    sums["row_entropy_sum"] += measured["row_entropy_sum"]
-                    sums["rows_measured"] += measured["rows_measured"]
+                if u < first_epoch:
+                    for key in ("row_entropy_sum", "rows_measured"):
+                        sums[key] += measured[key]
         norms = []
         for u, update in enumerate(plan_updates):
             part = self._run_update([rows[i] for i in update], phase, u, prox)
-            if prox is not None:  # the batch's entropy was measured before any update
+            if prox is not None or u >= first_epoch:  # measured already, or after an update
                 part = {k: v for k, v in part.items() if k not in ("row_entropy_sum", "rows_measured")}
             for key, value in part.items():
                 sums[key] = sums.get(key, 0.0) + value
             norms.append(self._apply())
         if self.group is not None:
             sums = self.group.sum(sums)
-        return summarize(sums, norms, len(plan_updates))
+        return summarize(sums, norms, len(plan_updates), len(plan_updates) / first_epoch)
 
     @staticmethod
     def _first_epoch(updates: list[list[int]], n_rows: int) -> int:
@@ -198,7 +202,8 @@ class Trainer:
     ) -> dict[str, float]:
         """This rank's micro-batches of one update: backward on each (or, `forward_only`, the
         proximal log-probs stored into `prox` under (update, row))."""
-        tokens = float(sum(r.n_targets for r in rows))
+        tokens = float(sum(r.n_targets for r in rows if r.trained))
+        n_rows = float(sum(r.trained for r in rows))
         plan = plan_micro_batches([len(r.ids) for r in rows], self.settings.micro_batch_tokens, self.world)
         chunk = self.settings.logprob_chunk_tokens
         sums: dict[str, float] = {}
@@ -208,7 +213,7 @@ class Trainer:
             context = torch.no_grad() if forward_only else contextlib.nullcontext()
             with context:
                 part = self._micro_step(
-                    [rows[i] for i in micro.rows], micro, phase, tokens, float(len(rows)), chunks, u, prox, forward_only
+                    [rows[i] for i in micro.rows], micro, phase, tokens, n_rows, chunks, u, prox, forward_only
                 )
             for key, value in part.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -229,26 +234,30 @@ class Trainer:
         batch = pad_rows(rows, self.pad_id, micro.weight)
         device = self.device
         spec = SFT_SPEC if phase is Phase.SFT else self.spec
-        mask = batch.target_mask.to(device)
-        logp, entropy = self._logprobs(self.module, batch, mask, spec, chunks)
-        row_tokens = mask.sum(-1)
+        measure = batch.target_mask.to(device)  # every target token (a filler's are 0)
+        mask = measure * batch.trained.to(device).unsqueeze(-1)  # the trained ones
+        logp, entropy = self._logprobs(self.module, batch, measure, spec, chunks)
+        row_tokens = measure.sum(-1)
         measured = {
-            "row_entropy_sum": float(((entropy * mask).sum(-1) / row_tokens.clamp(min=1e-9))[row_tokens > 0].sum()),
+            "row_entropy_sum": float(((entropy * measure).sum(-1) / row_tokens.clamp(min=1e-9))[row_tokens > 0].sum()),
             "rows_measured": float((row_tokens > 0).sum()),
         }
         if forward_only:
-            for k, i in enumerate(micro.rows):
-                prox[(u, i)] = logp[k].detach()
+            if micro.weight:  # a filler repeats rows another micro-batch holds: keep theirs
+                for k, i in enumerate(micro.rows):
+                    prox[(u, i)] = logp[k].detach()
             return measured
         # DeepSpeed averages gradients over ranks; each rank's share of the token sum is scaled back up
         scale = float(self.world)
         if phase is Phase.SFT:
             loss = sft_loss(logp, mask, tokens)
-            stats = {"tokens": float(mask.sum())}
+            stats: dict[str, float] = {}
         else:
             objective = self.settings.objective
             advantages = batch.advantages.to(device)
-            old = logp.detach() if prox is None else torch.stack([prox[(u, i)] for i in micro.rows]).to(device)
+            old = logp.detach()
+            if prox is not None and micro.weight:
+                old = torch.stack([prox[(u, i)] for i in micro.rows]).to(device)
             ref = None
             if objective.kl_coef > 0:
                 with torch.no_grad():
@@ -264,14 +273,14 @@ class Trainer:
                 objective,
                 ref,
             )
-            stats["tokens"] = float(mask.sum())  # clipped and masked tokens still count
         self._backward(loss * scale)
         return {
             **stats,
             **measured,
             "loss": float(loss.detach()),
             "entropy_sum": float((entropy * mask).sum()),
-            "sequences": float(micro.weight * len(rows)),
+            "target_tokens": float(mask.sum()),
+            "sequences": float(micro.weight * sum(r.trained for r in rows)),
         }
 
     def _logprobs(
@@ -307,15 +316,18 @@ class Trainer:
         return contextlib.nullcontext()
 
 
-def summarize(sums: dict[str, float], grad_norms: list[float], updates: int = 1) -> dict[str, float]:
-    """Batch metrics from summed micro-batch stats over every update of the step."""
-    tokens = max(sums["tokens"], 1.0)
+def summarize(
+    sums: dict[str, float], grad_norms: list[float], updates: int = 1, epochs: float = 1.0
+) -> dict[str, float]:
+    """Batch metrics from summed micro-batch stats over every update of the step: the loss is
+    the mean over updates; tokens and sequences are the batch's (every epoch trains them)."""
+    tokens = max(sums["target_tokens"], 1.0)
     out = {
         "loss": sums["loss"] / updates,
         "entropy": sums["entropy_sum"] / tokens,
         "batch_entropy": sums["row_entropy_sum"] / max(sums["rows_measured"], 1.0),
-        "tokens": sums["tokens"] / updates,
-        "sequences": sums["sequences"] / updates,
+        "tokens": sums["target_tokens"] / epochs,
+        "sequences": sums["sequences"] / epochs,
         "grad_norm": sum(grad_norms) / len(grad_norms),
         "updates": float(updates),
     }
