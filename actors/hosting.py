@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
+from prometheus_client.metrics_core import Metric
 
 from streams.broker import free_port
 
@@ -41,14 +42,36 @@ class Resources:
             raise ValueError(f"resources.threads ({self.threads}) must be >= 1")
 
 
+class OwnMetrics:
+    """A registry view for one process's endpoint: its own `longtide_*` families (those whose
+    name starts with one of `prefixes`) and the process and Python runtime collectors (RSS,
+    CPU, GC). Every process imports every actor module, so the global registry holds every
+    actor's families; without this each endpoint would show the others' at 0."""
+
+    RUNTIME = ("process_", "python_")
+
+    def __init__(self, *prefixes: str) -> None:
+        self.prefixes = prefixes
+
+    def collect(self) -> list[Metric]:
+        return [m for m in REGISTRY.collect() if m.name.startswith(self.prefixes + self.RUNTIME)]
+
+
+def serve_metrics(host: str, *prefixes: str) -> str:
+    """Serve this process's own families (`OwnMetrics`) on a free port of `host`; host:port."""
+    port = free_port(host)
+    start_http_server(port, addr=host, registry=OwnMetrics(*prefixes))  # type: ignore[arg-type]
+    return f"{host}:{port}"
+
+
 class ActorHost:
     """Builds the actor from `factory` inside the worker process and drives it."""
 
-    def __init__(self, factory: Callable[[], Any], metrics_host: str = "127.0.0.1") -> None:
+    def __init__(self, factory: Callable[[], Any], metrics_host: str = "127.0.0.1", kind: str = "") -> None:
+        """`kind`: the actor's kind, whose `longtide_<kind>_*` families its endpoint serves;
+        `metrics_host` empty: no endpoint (`metrics.enabled=false`)."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        self.port = free_port(metrics_host)
-        start_http_server(self.port, addr=metrics_host)
-        self.metrics_address = f"{metrics_host}:{self.port}"
+        self.metrics_address = serve_metrics(metrics_host, f"longtide_{kind}_") if metrics_host else ""
         self.actor = factory()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -88,6 +88,8 @@ class IngestActor(ProcessorActor):
         self.config = config
         self.claim = claim
         self.count_tokens = count_tokens
+        for metric in (DOCUMENTS, TOKENS):  # every series exists from the start, at 0
+            metric.labels(name)
         self._connect(name=name, streams=streams, topic=DOCS_RAW.name, decoder=parse_raw, dedup_key=raw_key)
 
     def handle(self, raws: list[RawDocument]) -> list[Output]:

@@ -134,7 +134,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"rollout engine / learner backend  : {summary['rollout_engine']} / {summary['learner_backend']}",
         f"RL steps / policy version         : {summary['rl_steps']} / {summary['policy_version']}",
         f"samples trained, samples/s        : {summary['samples_trained']}, {summary['samples_per_second']}",
-        f"staleness histogram (versions: n) : {summary['staleness_histogram']}",
+        f"staleness (versions: trajectories): {summary['staleness_histogram']}",
         f"stale samples dropped             : {summary['stale_dropped']}",
         f"dead letters                      : {summary['dead_letters']}",
         f"actor restarts                    : {summary['restarts'] or 'none'}",

@@ -63,7 +63,7 @@ MALFORMED: list[tuple[str, bytes, list[tuple[str, bytes]]]] = [
     ("invalid JSON", b'{"collection": "x", "text": ', []),
     ("invalid UTF-8", b'{"collection": "x", "text": "\xff\xfe"}', []),
     ("empty text", b'{"collection": "x", "text": "   "}', []),
-    ("wrong schema version", b"not arrow", [("schema", b"RawDocument"), ("schema_version", b"99")]),
+    ("wrong schema version", b"not arrow", [("longtide.schema", b"RawDocument"), ("longtide.schema_version", b"99")]),
 ]
 """One record of each kind the ingest actor must dead-letter (used by the demo)."""
 

@@ -24,11 +24,10 @@ from typing import Any
 import ray
 import torch
 import yaml
-from prometheus_client import start_http_server
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.hosting import RayActorHost, Resources
+from actors.hosting import RayActorHost, Resources, serve_metrics
 from actors.ingest import IngestActor
 from actors.learner import checkpoint
 from actors.learner.actor import Learner
@@ -43,7 +42,7 @@ from actors.synthesis.actor import SynthesisActor
 from actors.weights import STORE_NAME
 from ops.config import LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
-from ops.supervisor import BROKER_RESTARTS, RESTARTS, CrashLoop, RestartBudget, death_of
+from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoop, RestartBudget, death_of
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import free_port
 from streams.embedded import EmbeddedLog
@@ -108,6 +107,7 @@ def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, r
             run_id=run.run_id,
             rollouts_base=run.rollouts_base,
             memory_agent=config.memory_agent,
+            task_types=config.synthesis.task_types,
         )
     if kind == "reward":
         return RewardActor(name=name, config=config.reward, streams=streams)
@@ -235,10 +235,8 @@ class Service:
             self.config = dataclasses.replace(self.config, memory=dataclasses.replace(memory, http_port=port))
         ensure_topics(streams)
         self.run = self._open_run()
-        if self.config.metrics.enabled:
-            port = free_port(self.config.metrics.host)
-            start_http_server(port, addr=self.config.metrics.host)
-            self.endpoints["launcher"] = f"{self.config.metrics.host}:{port}"
+        if self.config.metrics.enabled:  # the broker's and the supervisor's families
+            self.endpoints["launcher"] = serve_metrics(self.config.metrics.host, "longtide_broker_", *RESTART_FAMILIES)
         self._start_ray()
         self._model_path = model_path
         plan = actor_plan(self.config)
@@ -261,7 +259,8 @@ class Service:
             deadline = time.monotonic() + 30
             while not self._halt.is_set():
                 try:
-                    self.hosts[slot.name] = RayActorHost.options(**options).remote(build, self.config.metrics.host)
+                    metrics_host = self.config.metrics.host if self.config.metrics.enabled else ""
+                    self.hosts[slot.name] = RayActorHost.options(**options).remote(build, metrics_host, slot.kind)
                     break
                 except ValueError:  # "name already taken": the killed actor is not yet gone
                     if time.monotonic() > deadline:
@@ -271,7 +270,8 @@ class Service:
             return
         started = ray.get([self.hosts[s.name].start.remote() for s in slots], timeout=START_TIMEOUT_S)
         for slot, address in zip(slots, started, strict=True):
-            self.endpoints[slot.name] = address
+            if address:
+                self.endpoints[slot.name] = address
 
     # -- supervision ---------------------------------------------------------------------------
     def _supervise(self) -> None:
@@ -441,7 +441,9 @@ class Service:
 
     def _write_state(self) -> None:
         targets = [
-            {"targets": [addr], "labels": {"actor": name, "job": "longtide"}} for name, addr in self.endpoints.items()
+            # `process`, not `actor`: the series carry their own `actor` label (no `exported_actor`)
+            {"targets": [addr], "labels": {"process": name, "job": "longtide"}}
+            for name, addr in self.endpoints.items()
         ]
         prom_dir = self.run_dir / "prometheus"
         prom_dir.mkdir(exist_ok=True)

@@ -32,6 +32,8 @@ RESTARTS = {
     for kind in KINDS
 }
 
+RESTART_FAMILIES = tuple(f"longtide_{kind}_restarts" for kind in KINDS)
+"""Served by the launcher (the supervisor restarts actors; their own endpoints die with them)."""
 BROKER_RESTARTS = Counter("longtide_broker_restarts", "Restarts of the embedded broker (durable storage only).")
 
 

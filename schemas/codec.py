@@ -18,9 +18,12 @@ from schemas.records import RECORD_TYPES, SCHEMA_VERSION, SchemaError
 
 Headers = list[tuple[str, bytes]]
 
-H_SCHEMA = "schema"
-H_VERSION = "schema_version"
-H_RECORD_ID = "record_id"
+H_PREFIX = "longtide."
+"""Longtide's own headers are in this namespace; any other header is a producer's own and is
+ignored (a foreign JSON producer may send `schema`, `id` or `content-type` headers)."""
+H_SCHEMA = f"{H_PREFIX}schema"
+H_VERSION = f"{H_PREFIX}schema_version"
+H_RECORD_ID = f"{H_PREFIX}record_id"
 
 
 def _is_pairs(arrow_type: pa.DataType) -> bool:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of every schema in this module; sent in the `schema_version` Kafka header."""
 
 
@@ -119,6 +119,8 @@ class Task:
     evidence: tuple[str, ...] = ()
     """The spans of the context that prove the answer, verbatim (the memory agent's gold
     memory is built from them); () where a composer does not name them."""
+    ingested_at: int = 0
+    """When the document whose arrival made this task was ingested (ms; 0: unknown)."""
     produced_at: int = field(default_factory=now_ms)
 
     def validate(self) -> None:
@@ -172,6 +174,8 @@ class Rollout:
     """The run whose policy generated it: a learner trains only its own run's groups."""
     turn_index: int = 0
     """Which turn of the trajectory this row is (0-based); the last turn holds the answer."""
+    ingested_at: int = 0
+    """Its task's `ingested_at`: the learner measures ingestion to training from it."""
     produced_at: int = field(default_factory=now_ms)
 
     @property
@@ -355,6 +359,7 @@ Task.SCHEMA = pa.schema(
         ("difficulty", pa.float64()),
         ("synth_version", pa.int32()),
         ("evidence", pa.list_(pa.string())),
+        ("ingested_at", _TS),
         ("produced_at", _TS),
     ]
 )
@@ -377,6 +382,7 @@ _ROLLOUT_FIELDS = [
     ("finish_reason", pa.string()),
     ("run_id", pa.string()),
     ("turn_index", pa.int32()),
+    ("ingested_at", _TS),
     ("produced_at", _TS),
 ]
 Rollout.SCHEMA = pa.schema(_ROLLOUT_FIELDS)

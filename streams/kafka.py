@@ -239,6 +239,7 @@ class Consumer:
             fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
         )
+        self.topics = tuple(topics)
         self.floor = OffsetFloor()
         self.unseeded: list[TopicPartition] = []
         """Partitions assigned whose committed offset is not yet part of the floor."""

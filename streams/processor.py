@@ -120,6 +120,9 @@ class StreamProcessor:
         self.batched = batched
         self.dedup = DedupWindow(dedup_window)
         self.metrics = stream_metrics(kind)
+        for topic in consumer.topics:  # every series exists from the start, at 0
+            self.metrics.dead_letters.labels(actor, topic)
+            self.metrics.duplicates.labels(actor, topic)
         self.committed: dict[tuple[str, int], int] = {}
         self.acked: dict[tuple[str, int], int] = {}
         """Per output partition, one past the highest offset the broker acknowledged to us."""

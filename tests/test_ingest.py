@@ -20,11 +20,15 @@ def _ingest(streams: StreamsConfig, claim: ClaimCheck) -> IngestActor:
     return IngestActor(name="ingest-t", config=IngestConfig(), streams=streams, claim=claim, count_tokens=word_count)
 
 
-def test_json_from_confluent_kafka_is_ingested_once(streams: StreamsConfig, claim: ClaimCheck) -> None:
+def test_json_from_confluent_kafka_with_its_own_headers_is_ingested_once(
+    streams: StreamsConfig, claim: ClaimCheck
+) -> None:
     other = ConfluentProducer({"bootstrap.servers": streams.bootstrap_servers})
     doc = {"collection": "notes", "text": "bako color teal .", "source": "confluent", "attrs": {"lang": "en"}}
+    # the producer's own headers, one named `schema`: Longtide's are in the `longtide.` namespace
+    own = [("schema", b"notes-app/v2"), ("content-type", b"application/json"), ("record_id", b"42")]
     for _ in range(2):  # a retrying producer sends it twice
-        other.produce("docs.raw", json.dumps(doc).encode())
+        other.produce("docs.raw", json.dumps(doc).encode(), headers=own)
     other.produce("docs.raw", json.dumps({**doc, "text": "x " * 800}).encode())  # long: goes to the blob store
     assert other.flush(10) == 0
     del other  # stop librdkafka reconnecting after the broker is gone
@@ -43,8 +47,8 @@ CASES = {
     "empty_text": (b'{"collection": "c", "text": "  "}', [], "RawDocument.text: must not be empty"),
     "wrong_schema_version": (
         encode([RawDocument(collection="c", text="t")]),
-        [("schema", b"RawDocument"), ("schema_version", b"7")],
-        f"header schema_version: got '7', this build reads {SCHEMA_VERSION}",
+        [("longtide.schema", b"RawDocument"), ("longtide.schema_version", b"7")],
+        f"header longtide.schema_version: got '7', this build reads {SCHEMA_VERSION}",
     ),
 }
 

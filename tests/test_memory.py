@@ -97,7 +97,9 @@ def test_an_unreadable_document_is_dead_lettered_and_reading_goes_on(
     streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path
 ) -> None:
     producer = Producer(streams, client_id="test-bad")
-    producer.send("docs", b"not arrow", key=b"c0", headers=[("schema", b"Document"), ("schema_version", b"3")])
+    producer.send(
+        "docs", b"not arrow", key=b"c0", headers=[("longtide.schema", b"Document"), ("longtide.schema_version", b"4")]
+    )
     producer.flush()
     producer.close()
     _send(streams, [_doc("c0", " \n\t "), _doc("c0", "bako color teal .")])

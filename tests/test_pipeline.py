@@ -7,16 +7,19 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from actors.world import make_world
 from ops.cli import main as cli_main
 from ops.config import load_config
 from ops.feed import send_json, send_malformed, world_documents
+from ops.grafana.dashboards import DASHBOARDS, build, queries
 from ops.launcher import LEARNER_NAME, Service
 from ops.status import collect_status
 from schemas import ScoredRollout, decode
 from streams.kafka import read_all
 from tests.conftest import wait_for
+from tests.prometheus_helpers import RULES, RunningPrometheus
 
 pytestmark = pytest.mark.pipeline
 
@@ -33,7 +36,26 @@ def run_until_learner_done(service: Service, timeout_s: float) -> dict:
     return snaps
 
 
-def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
+def check_prometheus(prometheus: RunningPrometheus, service: Service) -> None:
+    """A real Prometheus scraped every endpoint; every dashboard query and recording rule
+    returns data; no series carries an `exported_*` label (target and series labels agree)."""
+    prometheus.wait_for_targets(len(service.endpoints))
+    assert {t["labels"]["process"] for t in prometheus.targets()} == set(service.endpoints)
+    rules = [r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r]
+    wanted = [(f"rule {r}", r) for r in rules]
+    wanted += [(f"{uid}: {expr}", expr) for uid in DASHBOARDS for expr in queries(build(uid))]
+    empty: list[str] = []
+    for _ in range(30):  # rates need two scrapes, rules an evaluation
+        empty = [what for what, expr in wanted if not prometheus.query(expr)]
+        if not empty:
+            break
+        time.sleep(1)
+    assert not empty, f"no data for {empty}"
+    labels = {name for s in prometheus.query('{job="longtide"}') for name in s["metric"]}
+    assert not [n for n in labels if n.startswith("exported_")], sorted(labels)
+
+
+def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     config = load_config(
         None,
         [
@@ -60,6 +82,8 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
     )
     with Service(config) as service:
         streams = service.config.streams
+        prometheus = RunningPrometheus(tmp_path / "run" / "prometheus" / "targets.json", tmp_path / "prometheus")
+        request.addfinalizer(prometheus.stop)
         send_json(streams, world_documents(worlds=8, entities_per_world=8, seed=0))
         send_malformed(streams)
         snaps = run_until_learner_done(service, 240)
@@ -85,8 +109,10 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
         for name, address in service.endpoints.items():
             body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
             kind = "learner" if name == LEARNER_NAME else name.split("-")[0]
+            families = {line.split()[2] for line in body.splitlines() if line.startswith("# HELP longtide_")}
             if kind != "launcher":
                 assert f"longtide_{kind}_" in body, f"{name} serves no longtide_{kind}_* series"
+                assert all(f.startswith(f"longtide_{kind}_") for f in families), f"{name} serves others' families"
         status = collect_status(streams, service.endpoints)
         assert status["policy"]["version"] == 4
         # the learner sent every version over gloo into the vLLM engine's worker process
@@ -96,6 +122,7 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path) -> None:
         assert status["consumer_groups"]["longtide-ingest"]
         targets = (tmp_path / "run" / "prometheus" / "targets.json").read_text()
         assert all(address in targets for address in service.endpoints.values())
+        check_prometheus(prometheus, service)
     assert not (tmp_path / "run" / "state.json").exists(), "state file removed on clean stop"
 
 

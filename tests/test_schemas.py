@@ -88,14 +88,14 @@ def test_round_trip_through_arrow_ipc(record: object) -> None:
 
 def test_headers_carry_type_version_and_id() -> None:
     assert dict(headers_for(ROLLOUT)) == {
-        "schema": b"Rollout",
-        "schema_version": str(SCHEMA_VERSION).encode(),
-        "record_id": b"t/0",
+        "longtide.schema": b"Rollout",
+        "longtide.schema_version": str(SCHEMA_VERSION).encode(),
+        "longtide.record_id": b"t/0",
     }
 
 
 def test_wrong_schema_version_is_named() -> None:
-    headers = [("schema", b"Rollout"), ("schema_version", str(SCHEMA_VERSION + 1).encode())]
+    headers = [("longtide.schema", b"Rollout"), ("longtide.schema_version", str(SCHEMA_VERSION + 1).encode())]
     with pytest.raises(
         SchemaError, match=f"schema_version: got '{SCHEMA_VERSION + 1}', this build reads {SCHEMA_VERSION}"
     ):

@@ -43,6 +43,8 @@ from actors.learner.metrics import (
     ENTROPY,
     GRAD_NORM,
     HELDOUT,
+    INGEST_TO_TRAIN,
+    KL,
     LOSS,
     OTHER_RUN,
     REWARD,
@@ -53,6 +55,7 @@ from actors.learner.metrics import (
     STEP_SECONDS,
     STEPS,
     TOKENS,
+    TOKENS_PER_SECOND,
     UNINFORMATIVE,
     VERSION,
 )
@@ -170,7 +173,14 @@ class Learner:
         """The current version's weights reference (re-announced with consumption progress)."""
         self._last_arrival = time.monotonic()
         """When the last group was taken (`learner.stall_seconds`)."""
-        SAMPLER_FILLED.labels(name)
+        for metric in (SAMPLER_FILLED, STALE, OTHER_RUN):  # every series exists from the start, at 0
+            metric.labels(name)
+        for phase in Phase:
+            STEPS.labels(name, phase.value)
+            TOKENS.labels(name, phase.value)
+        for task_type in self.task_types:
+            SAMPLES.labels(name, task_type)
+            UNINFORMATIVE.labels(name, task_type)
         AEPO_STATE.labels(name).set(0.0)
         for to in ("on", "off"):
             AEPO_SWITCHES.labels(name, to)
@@ -249,6 +259,7 @@ class Learner:
         TOKENS.labels(self.name, label).inc(stats["tokens"])
         LOSS.labels(self.name, label).set(stats["loss"])
         GRAD_NORM.labels(self.name, label).set(stats["grad_norm"])
+        TOKENS_PER_SECOND.labels(self.name, label).set(stats["tokens"] / max(elapsed, 1e-9))
         self.tokens_trained += int(stats["tokens"])
         return {**stats, "step_seconds": elapsed, "tokens_per_second": stats["tokens"] / max(elapsed, 1e-9)}
 
@@ -339,6 +350,7 @@ class Learner:
             stats = self._train(rows, Phase.RL, updates)
             ENTROPY.labels(self.name).set(stats["batch_entropy"])
             CLIP_FRACTION.labels(self.name).set(stats["clip_fraction"])
+            KL.labels(self.name).set(stats["kl"])
             metrics |= stats
             if self.config.aepo.mode is AepoMode.BATCH:
                 self._aepo_measured(stats["batch_entropy"])
@@ -383,7 +395,10 @@ class Learner:
 
     def _record_staleness(self, batch: list[list[ScoredRollout]]) -> None:
         self.groups_consumed += len(batch)
+        now = time.time()
         for group in batch:
+            if group[0].ingested_at:  # a task made when its document arrived (not a re-publication)
+                INGEST_TO_TRAIN.labels(self.name).observe(max(0.0, now - group[0].ingested_at / 1000))
             staleness = self.version - min(r.policy_version for r in group)
             self.staleness_hist[staleness] += trajectories(group)
             STALENESS.labels(self.name).observe(staleness)

@@ -15,7 +15,7 @@ STALE = Counter("longtide_learner_stale_dropped", "Trajectories dropped as stale
 OTHER_RUN = Counter("longtide_learner_other_run_skipped", "Trajectories of another run, skipped.", ["actor"])
 STALENESS = Histogram(
     "longtide_learner_staleness_versions",
-    "Versions between behaviour and learner policy.",
+    "Per trained group (not per sample): versions between the group's oldest behaviour policy and the learner's.",
     ["actor"],
     buckets=(0, 1, 2, 4, 8, 16),
 )
@@ -60,4 +60,14 @@ SAMPLER_FILLED = Counter(
 )
 AEPO_MASKED = Counter(
     "longtide_learner_aepo_masked", "Negative-advantage trajectories left out by AEPO's batch mode.", ["actor"]
+)
+TOKENS_PER_SECOND = Gauge(
+    "longtide_learner_tokens_per_second", "Target tokens per second of the last step.", ["actor", "phase"]
+)
+KL = Gauge("longtide_learner_kl", "Mean k3 KL to the reference policy, last RL step (0 when kl_coef = 0).", ["actor"])
+INGEST_TO_TRAIN = Histogram(
+    "longtide_learner_ingest_to_train_seconds",
+    "Seconds from a document's ingestion to the RL step that trained the first group of a task made on its arrival.",
+    ["actor"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600),
 )

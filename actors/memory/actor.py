@@ -166,6 +166,8 @@ class MemoryActor(ProcessorActor):
         self.run_id = run_id
         for outcome in QUERY_OUTCOMES:
             QUERIES.labels(name, outcome)  # every series exists from the start, at 0
+        for metric in (DOCS_READ, DOCS_SKIPPED, CHUNKS):
+            metric.labels(name)
         self.store = MemoryStore(run_dir / config.store)
         self.engine = make_engine(config.engine, model_path, dtype, config.vllm)
         self.count_tokens = token_counter(self.engine.tokenizer)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,17 +125,23 @@ class RolloutActor(ProcessorActor):
         run_id: str = "",
         rollouts_base: dict[int, int] | None = None,
         memory_agent: MemoryAgentConfig | None = None,
+        task_types: Sequence[str] = (),
     ) -> None:
         """`run_id`: the run this actor generates for (it follows only that run's `policy`
         records); `rollouts_base`: the `rollouts` end offsets when the run started, which the
         gate leaves out of "groups produced"; `memory_agent`: how memory-agent task types
-        (`actors.tasks.MEMORY_TASK_TYPES`) are read, chunk by chunk."""
+        (`actors.tasks.MEMORY_TASK_TYPES`) are read, chunk by chunk; `task_types`: the configured
+        ones, whose series start at 0."""
         self.config = config
         self.memory_agent = memory_agent or MemoryAgentConfig()
         self.run_id = run_id
         self.rollouts_base = dict(rollouts_base or {})
         for reason in POLICY_SKIP_REASONS:
             POLICY_SKIPPED.labels(name, reason)  # every series exists from the start, at 0
+        for task_type in task_types:
+            SAMPLES.labels(name, task_type)
+        TOKENS.labels(name)
+        GATE_WAIT.labels(name)
         self.claim = claim
         self.max_staleness = max_staleness
         self.groups_per_step = groups_per_step
@@ -251,6 +258,7 @@ class RolloutActor(ProcessorActor):
                         turn_index=t,
                         finish_reason=sample.finish_reason,
                         run_id=self.run_id,
+                        ingested_at=task.ingested_at,
                     )
                 )
         TOKENS.labels(self.name).inc(sum(len(r.response_ids) for r in rollouts))

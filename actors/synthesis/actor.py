@@ -14,12 +14,13 @@ A lost or stale store is re-read from `docs` at start-up (`_rebuild`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import logging
 import random
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from actors.synthesis.graph import multihop_task
 from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor, LLMExtractorConfig
 from actors.synthesis.needles import needle_task
 from actors.synthesis.paradigms import paradigm_task
-from actors.synthesis.retrospect import Retrospect, RetrospectConfig, pass_at_k
+from actors.synthesis.retrospect import BINS, Retrospect, RetrospectConfig, pass_at_k
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import extract_tables
 from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, TaskType
@@ -198,6 +199,17 @@ def make_task(
     )
 
 
+def zero_series(name: str, task_types: Sequence[str]) -> None:
+    """Every series of actor `name` exists from the start, at 0 (so `rate()` sees 0, not nothing)."""
+    for metric in (FACTS, SHORT, NO_FACTS, LLM_FAILED, TABLES, TABLE_PROBLEMS, LEAKED, COUNT_MISMATCHES, REBUILT):
+        metric.labels(name)
+    for task_type in task_types:
+        for metric in (TASKS_MADE, UNVERIFIED, NO_CONTEXT, REPUBLISHED):
+            metric.labels(name, task_type)
+        for bin_name in BINS:
+            GROUPS.labels(name, task_type, bin_name)
+
+
 class SynthesisActor(ProcessorActor):
     """Keeps a fact graph per collection and composes tasks as documents arrive."""
 
@@ -215,6 +227,7 @@ class SynthesisActor(ProcessorActor):
     ) -> None:
         """`store`: the SQLite file of documents and tables (rebuilt from `docs` if lost)."""
         self.config = config
+        zero_series(name, config.task_types)
         self.claim = claim
         self.count_tokens = JoinCounter(count_tokens)
         self.corpus = Corpus(store)
@@ -279,7 +292,8 @@ class SynthesisActor(ProcessorActor):
             window = self.pass_k[(outcome.task_type, k)]
             PASS_AT_K.labels(self.name, outcome.task_type, str(k)).set(sum(window) / len(window))
         self.policy_version = max(self.policy_version, outcome.version)
-        again = self.retrospect.due(self.policy_version)
+        # a re-published task is not its document's first: no ingestion time to measure from
+        again = [dataclasses.replace(t, ingested_at=0) for t in self.retrospect.due(self.policy_version)]
         for task in again:
             REPUBLISHED.labels(self.name, task.task_type).inc()
         return [Output(TASKS.name, [task], key=task.task_id.encode()) for task in again]
@@ -301,6 +315,7 @@ class SynthesisActor(ProcessorActor):
             else:
                 task = None
             if task is not None:
+                task = dataclasses.replace(task, ingested_at=doc.ingested_at)  # ingestion → training latency
                 TASKS_MADE.labels(self.name, task.task_type).inc()
                 self.tasks_by_type[task.task_type] += 1
                 outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
