@@ -175,6 +175,8 @@ class Learner:
         """When the last group was taken (`learner.stall_seconds`)."""
         for metric in (SAMPLER_FILLED, STALE, OTHER_RUN):  # every series exists from the start, at 0
             metric.labels(name)
+        for gauge in (ENTROPY, CLIP_FRACTION, KL):  # not measured before the first RL step: NaN, not 0
+            gauge.labels(name).set(float("nan"))
         for phase in Phase:
             STEPS.labels(name, phase.value)
             TOKENS.labels(name, phase.value)
