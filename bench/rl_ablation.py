@@ -73,9 +73,10 @@ def main() -> None:
     parser.add_argument("--rl-steps", type=int, default=500)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "ablation")
     args = parser.parse_args()
-    rows = []
+    done = {(name, seed): run(name, seed, args.rl_steps, args.out) for seed in range(args.seeds) for name in args.only}
+    rows = []  # every variant's seed 0 first, then seed 1, ...: a stopped ablation stays balanced
     for name in args.only:
-        summaries = [run(name, seed, args.rl_steps, args.out) for seed in range(args.seeds)]
+        summaries = [done[(name, seed)] for seed in range(args.seeds)]
         types = sorted(summaries[0]["heldout_after_rl"])
         accuracy = {t: spread([s["heldout_after_rl"][t] for s in summaries]) for t in types}
         speed = spread([s["samples_per_second"] for s in summaries])
