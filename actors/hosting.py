@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import traceback
 from collections.abc import Callable
@@ -58,9 +59,13 @@ class OwnMetrics:
 
 
 def serve_metrics(host: str, *prefixes: str) -> str:
-    """Serve this process's own families (`OwnMetrics`) on a free port of `host`; host:port."""
+    """Serve this process's own families (`OwnMetrics`) on a free port of `host`; the address
+    Prometheus should scrape: host:port, or for a wildcard bind (0.0.0.0, in containers) this
+    node's address (Ray's, else the hostname's)."""
     port = free_port(host)
     start_http_server(port, addr=host, registry=OwnMetrics(*prefixes))  # type: ignore[arg-type]
+    if host in ("0.0.0.0", "::"):
+        host = ray.util.get_node_ip_address() if ray.is_initialized() else socket.gethostbyname(socket.gethostname())
     return f"{host}:{port}"
 
 
