@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def run(name: str, seed: int, rl_steps: int, out: Path) -> dict:
     run_dir = out / name.replace(" ", "_").replace("=", "") / f"seed{seed}"
     summary = run_dir / "summary.json"
     if not summary.exists():  # finished runs are kept: the script can be resumed
+        shutil.rmtree(run_dir, ignore_errors=True)  # what a stopped run left
         command = [
             str(ROOT / ".venv" / "bin" / "longtide"),
             "demo",

@@ -219,6 +219,18 @@ def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
+    from ops.report import write_report
+
+    try:
+        png, page = write_report(Path(args.run))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {png} and {page}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="longtide", description="Asynchronous long-context RL over Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -270,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default="", help="the memory endpoint, http://HOST:PORT (default: from the run dir)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
     p.set_defaults(fn=cmd_ask)
+    p = sub.add_parser("report", help="plot a run's curves (held-out accuracy, reward, entropy, ...) to PNG and HTML")
+    p.add_argument("run", nargs="?", default=".longtide/run", help="a run directory (its newest run) or runs/<id>")
+    p.set_defaults(fn=cmd_report)
     p = sub.add_parser("build-model", help="build the tiny model and tokenizer into PATH, optionally pre-trained")
     p.add_argument("path")
     p.add_argument("--pretrain-steps", type=int, default=0, help="recall pre-training steps (0: untrained)")

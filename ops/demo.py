@@ -15,6 +15,7 @@ from typing import Any
 from ops.config import LongtideConfig
 from ops.feed import SAMPLE_CORPUS, documents_from_path, send_json, send_malformed, world_documents
 from ops.launcher import LEARNER_NAME, Service
+from ops.report import write_report
 from schemas import DeadLetter, decode
 from streams.kafka import read_all
 from streams.topics import DLQ
@@ -120,6 +121,9 @@ def run_demo(
         summary = summarize(snaps, dead_letters=len(letters), wall_s=time.monotonic() - start)
     (service.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     echo(render_summary(summary))
+    if service.run is not None and (service.run.directory / "metrics.jsonl").exists():
+        png, page = write_report(service.run.directory)
+        echo(f"[demo] curves: {png} and {page} (`longtide report`)")
     return summary
 
 
