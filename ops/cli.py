@@ -14,14 +14,16 @@ longtide replay --run RUN [--from P:O,...] [--to P:O,...] [--order recorded|read
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from ops.config import ConfigError, load_config
+from ops.config import ConfigError, LongtideConfig, load_config
 from ops.supervisor import CrashLoop
 
 
@@ -231,11 +233,39 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+class ConfigHelp(argparse.Action):
+    """`-h/--help` of the commands that take config flags: the command's own options, then every
+    config field as a `--section.field` flag with its docstring and default (rendered by tyro
+    from the config dataclasses)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        import tyro
+
+        parser.print_help()
+        print(
+            "\nconfig fields: --section.field=VALUE, the value read as YAML (--learner.lr=3e-4, "
+            "--synthesis.task_types=[kv_retrieval,two_hop]); they override --config FILE\n"
+        )
+        with contextlib.suppress(SystemExit):  # tyro exits after printing the help
+            tyro.cli(
+                LongtideConfig,
+                args=["--help"],
+                prog=parser.prog,
+                use_underscores=True,
+                config=(tyro.conf.EnumChoicesFromValues, tyro.conf.FlagConversionOff),
+            )
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="longtide", description="Asynchronous long-context RL over Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn in (("demo", cmd_demo), ("run", cmd_run)):
-        p = sub.add_parser(name, help=f"{name} (extra --section.field=value overrides the config)")
+        p = sub.add_parser(name, help=f"{name} (extra --section.field=value overrides the config)", add_help=False)
+        p.add_argument("-h", "--help", action=ConfigHelp, help="this help, and every config field")
         p.add_argument("--config", help="YAML file mapping onto the root config")
         if name == "demo":
             p.add_argument("--timeout", type=float, default=14 * 60, help="seconds before the demo stops")

@@ -8,6 +8,7 @@ once, on its component's dataclass.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import importlib.util
 import json
@@ -220,11 +221,17 @@ def _load(path: str | Path | None, overrides: list[str] | None) -> LongtideConfi
 
 
 def _check_choices(cls: type, data: Any, path: str) -> None:
-    """An enum field's value must be one of its choices: the error names the field and them
-    (dacite's own names only the enum)."""
+    """Every key must be a field, and an enum field's value one of its choices: the error names
+    the field (with the nearest real one) and the choices (dacite's names neither)."""
     if not (dataclasses.is_dataclass(cls) and isinstance(data, dict)):
         return
     hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {path}{near[0]}? " if near else ""
+            raise ValueError(f"{path}{key}: no such field ({hint}`longtide demo --help` lists every field)")
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
