@@ -110,11 +110,21 @@ def cmd_ingest(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
-    from ops.status import collect_status, render_status
+    from ops.status import collect_status, render_json, render_status
 
-    streams, state = _streams(args)
-    print(render_status(collect_status(streams, state.get("endpoints"), state.get("restarts"))))
-    return 0
+    previous: dict | None = None
+    while True:
+        streams, state = _streams(args)  # re-read: restarts move endpoints
+        status = collect_status(streams, state.get("endpoints"), state.get("restarts"))
+        if args.json:
+            print(render_json(status))
+        else:
+            screen = render_status(status, previous, args.watch or 0.0)
+            print(("\x1b[2J\x1b[H" if args.watch else "") + screen, flush=True)
+        if not args.watch:
+            return 0
+        previous = status
+        time.sleep(args.watch)
 
 
 def cmd_replay(args: argparse.Namespace, extra: list[str]) -> int:
@@ -281,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--bootstrap-servers", default="", help="Kafka bootstrap servers")
         p.add_argument("--run-dir", default=".longtide/run", help="run directory of a local service")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="everything as JSON (topics, groups, every series)")
+            p.add_argument(
+                "--watch", type=float, nargs="?", const=2.0, default=None, help="refresh every SECONDS (2) until Ctrl-C"
+            )
         if name == "ingest":
             p.add_argument("paths", nargs="+", help="text, markdown or .jsonl files")
             p.add_argument("--collection", default="default", help="collection of the documents")

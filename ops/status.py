@@ -1,20 +1,27 @@
-"""`longtide status`: topics, consumer groups, the latest policy version, dead letters, actors.
+"""`longtide status`: one screen of the service (the policy, dead letters, and per actor its
+health, policy version, lag, records in and out, staleness, restarts and dead letters, from its
+/metrics endpoint parsed with prometheus_client's parser); `--json` for everything, including
+topics and consumer groups; `--watch` to refresh it (records per second between screens).
 
-longtide status                          # the service whose state file is in .longtide/run
+longtide status [--watch [SECONDS]] [--json]   # the service whose state file is in .longtide/run
 longtide status --bootstrap-servers host:9092
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import urllib.request
 from typing import Any
 
 from kafka import KafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import PolicyVersion, decode
 from streams.kafka import OffsetReader, StreamsConfig, group_offsets, read_all
 from streams.topics import ALL_TOPICS, POLICY
+
+log = logging.getLogger(__name__)
 
 
 def _latest_policy(streams: StreamsConfig) -> dict[str, Any] | None:
@@ -34,16 +41,41 @@ def _latest_policy(streams: StreamsConfig) -> dict[str, Any] | None:
 
 
 def _scrape(address: str) -> dict[str, float]:
-    """A few headline series of one /metrics endpoint."""
+    """One endpoint's `longtide_*` samples, parsed with prometheus_client's exposition parser:
+    'name{label="value",...}' -> value."""
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=2).read().decode()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("longtide_") and (
-            "_total" in line or "policy_version" in line or "lag" in line or "heldout" in line
-        ):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("longtide_") and not sample.name.endswith("_created"):
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
+
+
+def _total(samples: dict[str, float], suffix: str) -> float:
+    """The sum of every sample whose name ends with `suffix`."""
+    return sum(v for k, v in samples.items() if k.split("{")[0].endswith(suffix) and v == v)
+
+
+def actor_row(name: str, samples: dict[str, float], restarts: int) -> dict[str, Any]:
+    """One actor's line of `longtide status`: health, policy version, lag, records in and out,
+    staleness of what it trained (learner), restarts and dead letters."""
+    if "unreachable" in samples:
+        return {"actor": name, "health": "unreachable", "restarts": restarts}
+    versions = [v for k, v in samples.items() if k.split("{")[0].endswith("_policy_version")]
+    staleness_n = _total(samples, "_staleness_versions_count")
+    return {
+        "actor": name,
+        "health": "up",
+        "version": int(max(versions)) if versions else None,
+        "lag": int(_total(samples, "_consumer_lag_records")),
+        "consumed": int(_total(samples, "_records_consumed_total")),
+        "produced": int(_total(samples, "_records_produced_total")),
+        "staleness": round(_total(samples, "_staleness_versions_sum") / staleness_n, 2) if staleness_n else None,
+        "restarts": restarts,
+        "dead_letters": int(_total(samples, "_dead_letters_total")),
+    }
 
 
 def collect_status(
@@ -67,12 +99,13 @@ def collect_status(
             f"{t}/{p}": {"committed": o, "lag": max(0, topics.get(t, {}).get(p, o) - o)}
             for (t, p), o in sorted(committed.items())
         }
-    actors = {}
+    actors: dict[str, dict[str, float]] = {}
     for name, address in (endpoints or {}).items():
         try:
             actors[name] = _scrape(address)
         except OSError as exc:
-            actors[name] = {"unreachable": str(exc)}
+            actors[name] = {"unreachable": 1.0}
+            log.info("status: %s at %s unreachable: %s", name, address, exc)
     return {
         "bootstrap_servers": streams.bootstrap_servers,
         "topics": {name: {"end_offsets": parts, "records": sum(parts.values())} for name, parts in topics.items()},
@@ -81,8 +114,42 @@ def collect_status(
         "dead_letters": len(read_all(streams, "dlq", idle_ms=500)),
         "actors": actors,
         "restarts": dict(restarts or {}),
+        "rows": [actor_row(n, a, (restarts or {}).get(n, 0)) for n, a in actors.items() if n != "launcher"],
     }
 
 
-def render_status(status: dict[str, Any]) -> str:
+def render_status(status: dict[str, Any], previous: dict[str, Any] | None = None, seconds: float = 0.0) -> str:
+    """One screen: the policy, dead letters, and a line per actor; with `previous` (the screen
+    `seconds` before), records per second instead of totals."""
+    policy = status["policy"] or {}
+    lines = [
+        f"broker {status['bootstrap_servers']}   policy version {policy.get('version', '-')}"
+        f" (step {policy.get('step', '-')}, groups consumed {policy.get('groups_consumed', '-')})"
+        f"   dead letters {status['dead_letters']}",
+        "",
+        f"{'actor':<18} {'health':<12} {'version':>7} {'lag':>7} {'in':>9} {'out':>9} {'stale':>6} "
+        f"{'restarts':>8} {'dlq':>5}",
+    ]
+    before = {r["actor"]: r for r in (previous or {}).get("rows", [])}
+    for row in status["rows"]:
+        flow = {}
+        for key in ("consumed", "produced"):
+            value = row.get(key)
+            if value is not None and row["actor"] in before and seconds > 0:
+                flow[key] = f"{(value - before[row['actor']].get(key, 0)) / seconds:.1f}/s"
+            else:
+                flow[key] = "-" if value is None else str(value)
+        lines.append(
+            f"{row['actor']:<18} {row['health']:<12} {_cell(row.get('version')):>7} {_cell(row.get('lag')):>7} "
+            f"{flow['consumed']:>9} {flow['produced']:>9} {_cell(row.get('staleness')):>6} "
+            f"{row['restarts']:>8} {_cell(row.get('dead_letters')):>5}"
+        )
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def render_json(status: dict[str, Any]) -> str:
     return json.dumps(status, indent=2, sort_keys=False)

@@ -85,7 +85,9 @@ def test_cli_ingests_files_and_reports_status(
     with Running(_ingest(streams, claim)):
         docs = read_records(streams, "docs", Document, 3)
     assert sorted((d.collection, d.n_tokens) for d in docs) == [("c", 1), ("c", 7), ("other", 1)]
-    assert main(["status", *args]) == 0
+    assert main(["status", *args]) == 0  # the one-screen view
+    assert "policy version -" in capsys.readouterr().out
+    assert main(["status", "--json", *args]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["topics"]["docs.raw"]["records"] >= 1 and status["dead_letters"] == 0
     assert "docs.raw/0" in status["consumer_groups"]["longtide-ingest"]

@@ -15,7 +15,7 @@ from ops.config import load_config
 from ops.feed import send_json, send_malformed, world_documents
 from ops.grafana.dashboards import DASHBOARDS, build, queries
 from ops.launcher import LEARNER_NAME, Service
-from ops.status import collect_status
+from ops.status import collect_status, render_status
 from schemas import ScoredRollout, decode
 from streams.kafka import read_all
 from tests.conftest import wait_for
@@ -113,8 +113,14 @@ def test_loop_runs_and_every_actor_serves_metrics(tmp_path: Path, request: pytes
             if kind != "launcher":
                 assert f"longtide_{kind}_" in body, f"{name} serves no longtide_{kind}_* series"
                 assert all(f.startswith(f"longtide_{kind}_") for f in families), f"{name} serves others' families"
-        status = collect_status(streams, service.endpoints)
+        status = collect_status(streams, service.endpoints, service.restarts)
         assert status["policy"]["version"] == 4
+        rows = {row["actor"]: row for row in status["rows"]}  # `longtide status`'s screen, per actor
+        assert set(rows) == set(service.endpoints) - {"launcher"} and all(r["health"] == "up" for r in rows.values())
+        assert rows[LEARNER_NAME]["version"] == 4 and rows[LEARNER_NAME]["staleness"] is not None
+        assert rows["ingest-0"]["dead_letters"] == 4 and rows["rollout-0"]["consumed"] > 0
+        screen = render_status(status)
+        assert all(name in screen for name in rows) and "policy version 4" in screen
         # the learner sent every version over gloo into the vLLM engine's worker process
         assert status["policy"]["weights_ref"].startswith("gloo://")
         assert learner["run_id"] == service.run.run_id and snaps["rollout-0"]["policy_version"] >= 3
