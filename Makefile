@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
-	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	$(if $(findstring cpu,$(EXTRAS)),$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton)
 	$(BIN)/python -c "import vllm, deepspeed" 2>/dev/null
 	touch $(STAMP)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import traceback
 from collections.abc import Callable
@@ -64,8 +63,8 @@ def serve_metrics(host: str, *prefixes: str) -> str:
     node's address (Ray's, else the hostname's)."""
     port = free_port(host)
     start_http_server(port, addr=host, registry=OwnMetrics(*prefixes))  # type: ignore[arg-type]
-    if host in ("0.0.0.0", "::"):
-        host = ray.util.get_node_ip_address() if ray.is_initialized() else socket.gethostbyname(socket.gethostname())
+    if host in ("0.0.0.0", "::"):  # the address other nodes reach this one at (no Ray needed)
+        host = ray.util.get_node_ip_address()
     return f"{host}:{port}"
 
 

@@ -113,17 +113,19 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     from ops.status import collect_status, render_json, render_status
 
     previous: dict | None = None
+    taken = time.monotonic()
     while True:
         streams, state = _streams(args)  # re-read: restarts move endpoints
         status = collect_status(streams, state.get("endpoints"), state.get("restarts"))
+        now = time.monotonic()
         if args.json:
             print(render_json(status))
         else:
-            screen = render_status(status, previous, args.watch or 0.0)
+            screen = render_status(status, previous, now - taken)
             print(("\x1b[2J\x1b[H" if args.watch else "") + screen, flush=True)
         if not args.watch:
             return 0
-        previous = status
+        previous, taken = status, now
         time.sleep(args.watch)
 
 
@@ -256,8 +258,9 @@ class ConfigHelp(argparse.Action):
 
         parser.print_help()
         print(
-            "\nconfig fields: --section.field=VALUE, the value read as YAML (--learner.lr=3e-4, "
-            "--synthesis.task_types=[kv_retrieval,two_hop]); they override --config FILE\n"
+            "\nconfig fields: --section.field=VALUE or --section.field VALUE, the value read as YAML: "
+            "--learner.lr 3e-4, --synthesis.task_types=[kv_retrieval,two_hop] (lists and mappings as YAML, "
+            "not as the space-separated forms shown below); they override --config FILE\n"
         )
         with contextlib.suppress(SystemExit):  # tyro exits after printing the help
             tyro.cli(
@@ -300,15 +303,21 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("paths", nargs="+", help="text, markdown or .jsonl files")
             p.add_argument("--collection", default="default", help="collection of the documents")
         p.set_defaults(fn=fn)
-    p = sub.add_parser("plan", help="dry run: the actors a config starts, their resources, and whether they fit")
+    p = sub.add_parser(
+        "plan", help="dry run: the actors a config starts, their resources, and whether they fit", add_help=False
+    )
+    p.add_argument("-h", "--help", action=ConfigHelp, help="this help, and every config field")
     p.add_argument("--config", help="YAML file mapping onto the root config")
     p.add_argument("--nodes", type=int, default=1, help="nodes in the cluster")
     p.add_argument("--node-cpus", type=float, default=None, help="CPUs per node (default: this machine's)")
     p.add_argument("--node-gpus", type=float, default=None, help="GPUs per node (default: this machine's)")
     p.set_defaults(fn=cmd_plan)
     p = sub.add_parser(
-        "replay", help="train a fresh learner on a recorded run's scored range, generating nothing (ops/replay.py)"
+        "replay",
+        help="train a fresh learner on a recorded run's scored range, generating nothing (ops/replay.py)",
+        add_help=False,
     )
+    p.add_argument("-h", "--help", action=ConfigHelp, help="this help, and every config field")
     p.add_argument("--run", required=True, help="run id in run_dir/runs, a run directory, or 'newest'")
     p.add_argument("--from", dest="start", default="", help="scored offsets to start at, 0:120,1:98 (default: 0)")
     p.add_argument("--to", dest="end", default="", help="scored offsets to stop before (default: the end now)")

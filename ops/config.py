@@ -172,9 +172,17 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """['--learner.lr=1e-3', 'feed.worlds=10'] -> {'learner': {'lr': 0.001}, 'feed': {...}}."""
+    """['--learner.lr=1e-3', 'feed.worlds=10', '--learner.rl_steps', '5'] ->
+    {'learner': {'lr': 0.001, 'rl_steps': 5}, 'feed': {...}}: a value after `=` or as the next
+    argument, read as YAML."""
     tree: dict[str, Any] = {}
-    for arg in args:
+    joined: list[str] = []
+    for arg in args:  # '--a.b VALUE' -> '--a.b=VALUE'
+        if joined and joined[-1].startswith("--") and "=" not in joined[-1] and not arg.startswith("--"):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    for arg in joined:
         key, sep, raw = arg.removeprefix("--").partition("=")
         if not sep:
             raise ValueError(f"override {arg!r} must look like --section.field=value")

@@ -53,9 +53,14 @@ def _scrape(address: str) -> dict[str, float]:
     return out
 
 
-def _total(samples: dict[str, float], suffix: str) -> float:
-    """The sum of every sample whose name ends with `suffix`."""
-    return sum(v for k, v in samples.items() if k.split("{")[0].endswith(suffix) and v == v)
+def _total(samples: dict[str, float], suffix: str) -> float | None:
+    """The sum of every sample whose name ends with `suffix`; None when the actor has none."""
+    found = [v for k, v in samples.items() if k.split("{")[0].endswith(suffix) and v == v]
+    return sum(found) if found else None
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def actor_row(name: str, samples: dict[str, float], restarts: int) -> dict[str, Any]:
@@ -65,16 +70,17 @@ def actor_row(name: str, samples: dict[str, float], restarts: int) -> dict[str, 
         return {"actor": name, "health": "unreachable", "restarts": restarts}
     versions = [v for k, v in samples.items() if k.split("{")[0].endswith("_policy_version")]
     staleness_n = _total(samples, "_staleness_versions_count")
+    staleness_sum = _total(samples, "_staleness_versions_sum") or 0.0
     return {
         "actor": name,
         "health": "up",
         "version": int(max(versions)) if versions else None,
-        "lag": int(_total(samples, "_consumer_lag_records")),
-        "consumed": int(_total(samples, "_records_consumed_total")),
-        "produced": int(_total(samples, "_records_produced_total")),
-        "staleness": round(_total(samples, "_staleness_versions_sum") / staleness_n, 2) if staleness_n else None,
+        "lag": _int(_total(samples, "_consumer_lag_records")),
+        "consumed": _int(_total(samples, "_records_consumed_total")),
+        "produced": _int(_total(samples, "_records_produced_total")),
+        "staleness": round(staleness_sum / staleness_n, 2) if staleness_n else None,
         "restarts": restarts,
-        "dead_letters": int(_total(samples, "_dead_letters_total")),
+        "dead_letters": _int(_total(samples, "_dead_letters_total")),
     }
 
 
@@ -134,9 +140,9 @@ def render_status(status: dict[str, Any], previous: dict[str, Any] | None = None
     for row in status["rows"]:
         flow = {}
         for key in ("consumed", "produced"):
-            value = row.get(key)
-            if value is not None and row["actor"] in before and seconds > 0:
-                flow[key] = f"{(value - before[row['actor']].get(key, 0)) / seconds:.1f}/s"
+            value, prior = row.get(key), before.get(row["actor"], {}).get(key)
+            if value is not None and prior is not None and seconds > 0:
+                flow[key] = f"{(value - prior) / seconds:.1f}/s"
             else:
                 flow[key] = "-" if value is None else str(value)
         lines.append(

@@ -1,8 +1,8 @@
 """Arrow IPC encoding of records, Kafka headers, and validation on decode.
 
 A Kafka message on an internal topic is one Arrow IPC stream holding one record batch of one
-record type. Its headers say which type (`schema`), which schema version (`schema_version`)
-and the record id (`record_id`), so a consumer can reject a message before parsing it.
+record type. Its headers say which type (`longtide.schema`), which schema version (`longtide.schema_version`)
+and the record id (`longtide.record_id`), so a consumer can reject a message before parsing it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 SCHEMA_VERSION = 4
-"""Version of every schema in this module; sent in the `schema_version` Kafka header."""
+"""Version of every schema in this module; sent in the `longtide.schema_version` Kafka header."""
 
 
 class AnswerKind(enum.StrEnum):

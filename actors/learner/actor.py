@@ -46,6 +46,7 @@ from actors.learner.metrics import (
     INGEST_TO_TRAIN,
     KL,
     LOSS,
+    MAX_STALENESS,
     OTHER_RUN,
     REWARD,
     SAMPLER_FILLED,
@@ -175,6 +176,9 @@ class Learner:
         """When the last group was taken (`learner.stall_seconds`)."""
         for metric in (SAMPLER_FILLED, STALE, OTHER_RUN):  # every series exists from the start, at 0
             metric.labels(name)
+        MAX_STALENESS.labels(name).set(config.max_staleness)
+        for topic in (TASKS.name, SCORED.name):
+            stream_metrics("learner").dead_letters.labels(name, topic)
         for gauge in (ENTROPY, CLIP_FRACTION, KL):  # not measured before the first RL step: NaN, not 0
             gauge.labels(name).set(float("nan"))
         for phase in Phase:
@@ -246,6 +250,14 @@ class Learner:
             )
         return record
 
+    def _export_stream(self, consumer: Consumer, messages: list[Message]) -> None:
+        """The learner's Kafka consumption as every actor reports it: records read, and lag."""
+        stream = stream_metrics("learner")
+        for message in messages:
+            stream.consumed.labels(self.name, message.topic, str(message.partition)).inc()
+        for (topic, partition), lag in consumer.lag().items():
+            stream.lag.labels(self.name, topic, str(partition)).set(lag)
+
     def _dead_letter(self, message: Message, exc: Exception, stage: str = "decode") -> None:
         stream_metrics("learner").dead_letters.labels(self.name, message.topic).inc()
         record = dead_letter(message, actor=self.name, error=f"{stage}: {describe(exc)}")
@@ -281,7 +293,9 @@ class Learner:
         generator = torch.Generator().manual_seed(0)
         step = 0
         while step < self.config.sft_steps and not stop.is_set():
-            for message in consumer.poll(100 if len(examples) >= self.config.sft_batch else 500):
+            messages = consumer.poll(100 if len(examples) >= self.config.sft_batch else 500)
+            self._export_stream(consumer, messages)
+            for message in messages:
                 try:
                     pairs = [pair for task in decode(message) for pair in self._sft_pairs(task)]
                 except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
@@ -526,7 +540,9 @@ class Learner:
             consumer.seek(self.replay.start)
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
-            for message in consumer.poll(200):
+            messages = consumer.poll(200)
+            self._export_stream(consumer, messages)
+            for message in messages:
                 part = (message.topic, message.partition)
                 if self.replay is not None and not self.replay.covers(part, message.offset):
                     continue

@@ -71,3 +71,8 @@ INGEST_TO_TRAIN = Histogram(
     ["actor"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600),
 )
+MAX_STALENESS = Gauge(
+    "longtide_learner_max_staleness",
+    "The configured staleness bound η (learner.max_staleness), in versions.",
+    ["actor"],
+)

@@ -47,7 +47,7 @@ from streams.topics import POLICY, ROLLOUTS, TASKS
 
 log = logging.getLogger(__name__)
 
-VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded.", ["actor"])
+VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded (-1: none yet).", ["actor"])
 SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", "task_type"])
 TOKENS = Counter("longtide_rollout_tokens", "Response tokens generated.", ["actor"])
 POLICY_SKIPPED = Counter(
@@ -142,6 +142,7 @@ class RolloutActor(ProcessorActor):
             SAMPLES.labels(name, task_type)
         TOKENS.labels(name)
         GATE_WAIT.labels(name)
+        VERSION.labels(name).set(-1)  # no policy loaded yet
         self.claim = claim
         self.max_staleness = max_staleness
         self.groups_per_step = groups_per_step
