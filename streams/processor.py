@@ -154,7 +154,11 @@ class StreamProcessor:
         self.consumer.commit(next_offsets)
         self.committed.update(next_offsets)
         self.counts["consumed"] += len(messages)
-        self.metrics.process_seconds.labels(self.actor).observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.process_seconds.labels(self.actor).observe(elapsed)
+        per_record = self.metrics.record_seconds.labels(self.actor)
+        for _ in messages:
+            per_record.observe(elapsed / len(messages))
         return len(messages)
 
     def _decode_fresh(self, message: Message, futures: list[Future], polled: set[str]) -> list[Any]:

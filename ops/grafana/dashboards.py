@@ -90,6 +90,17 @@ DASHBOARDS: dict[str, tuple[str, dict[str, list[Panel]]]] = {
             "Lag and losses": [
                 ("Consumer lag", "none", [("longtide:consumer_lag_records:sum", "{{actor}} {{topic}}")]),
                 (
+                    "Processing time per record, p90",
+                    "s",
+                    [
+                        (
+                            "histogram_quantile(0.9, sum by (le, actor) "
+                            '(rate({__name__=~"longtide_[a-z]+_record_seconds_bucket"}[5m])))',
+                            "{{actor}}",
+                        )
+                    ],
+                ),
+                (
                     "Processing time per poll, p90",
                     "s",
                     [
