@@ -45,7 +45,7 @@ def check_prometheus(prometheus: RunningPrometheus, service: Service) -> None:
     wanted = [(f"rule {r}", r) for r in rules]
     wanted += [(f"{uid}: {expr}", expr) for uid in DASHBOARDS for expr in queries(build(uid))]
     empty: list[str] = []
-    for _ in range(30):  # rates need two scrapes, rules an evaluation
+    for _ in range(60):  # rates need two scrapes, rules an evaluation (file_sd refreshes every 5 s)
         empty = [what for what, expr in wanted if not prometheus.query(expr)]
         if not empty:
             break
