@@ -6,8 +6,10 @@ Collectors live in the process-wide prometheus_client registry, one set per acto
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -21,6 +23,13 @@ class StreamMetrics:
     duplicates: Counter
     process_seconds: Histogram
     record_seconds: Histogram
+
+    def polled(self, actor: str, messages: Iterable[Any], lag: dict[tuple[str, int], int]) -> None:
+        """One poll's records read (per topic and partition) and the consumer's lag after it."""
+        for message in messages:
+            self.consumed.labels(actor, message.topic, str(message.partition)).inc()
+        for (topic, partition), behind in lag.items():
+            self.lag.labels(actor, topic, str(partition)).set(behind)
 
 
 @cache

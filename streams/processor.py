@@ -131,7 +131,7 @@ class StreamProcessor:
     def step(self, timeout_ms: int = 200, max_records: int | None = None) -> int:
         """Poll once (at most `max_records`) and process what came; return how many messages."""
         messages = self.consumer.poll(timeout_ms, max_records)
-        self._export_lag()
+        self.metrics.polled(self.actor, messages, self.consumer.lag())
         if not messages:
             return 0
         start = time.perf_counter()
@@ -140,7 +140,6 @@ class StreamProcessor:
         pending: list[tuple[Message, list[Any]]] = []
         polled: set[str] = set()  # ids earlier in this poll count as seen
         for message in messages:
-            self.metrics.consumed.labels(self.actor, message.topic, str(message.partition)).inc()
             next_offsets[(message.topic, message.partition)] = message.offset + 1
             fresh = self._decode_fresh(message, futures, polled)
             if fresh:
@@ -229,10 +228,6 @@ class StreamProcessor:
         self.metrics.dead_letters.labels(self.actor, message.topic).inc()
         record = dead_letter(message, actor=self.actor, error=error)
         return self.producer.send_records(DLQ.name, [record], key=message.key)
-
-    def _export_lag(self) -> None:
-        for (topic, partition), lag in self.consumer.lag().items():
-            self.metrics.lag.labels(self.actor, topic, str(partition)).set(lag)
 
     def snapshot(self) -> dict[str, Any]:
         """What this processor has consumed, produced and dropped (for `longtide status`)."""

@@ -250,14 +250,6 @@ class Learner:
             )
         return record
 
-    def _export_stream(self, consumer: Consumer, messages: list[Message]) -> None:
-        """The learner's Kafka consumption as every actor reports it: records read, and lag."""
-        stream = stream_metrics("learner")
-        for message in messages:
-            stream.consumed.labels(self.name, message.topic, str(message.partition)).inc()
-        for (topic, partition), lag in consumer.lag().items():
-            stream.lag.labels(self.name, topic, str(partition)).set(lag)
-
     def _dead_letter(self, message: Message, exc: Exception, stage: str = "decode") -> None:
         stream_metrics("learner").dead_letters.labels(self.name, message.topic).inc()
         record = dead_letter(message, actor=self.name, error=f"{stage}: {describe(exc)}")
@@ -294,7 +286,7 @@ class Learner:
         step = 0
         while step < self.config.sft_steps and not stop.is_set():
             messages = consumer.poll(100 if len(examples) >= self.config.sft_batch else 500)
-            self._export_stream(consumer, messages)
+            stream_metrics("learner").polled(self.name, messages, consumer.lag())
             for message in messages:
                 try:
                     pairs = [pair for task in decode(message) for pair in self._sft_pairs(task)]
@@ -541,7 +533,7 @@ class Learner:
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
             messages = consumer.poll(200)
-            self._export_stream(consumer, messages)
+            stream_metrics("learner").polled(self.name, messages, consumer.lag())
             for message in messages:
                 part = (message.topic, message.partition)
                 if self.replay is not None and not self.replay.covers(part, message.offset):
