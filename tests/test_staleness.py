@@ -16,9 +16,9 @@ from actors.reward.actor import RewardActor, RewardConfig
 from actors.rollout.actor import RolloutActor, RolloutConfig, gate_allowance
 from actors.sampling import SamplingSpec
 from actors.weights import Transport, WeightPublisher
-from schemas import PolicyVersion, Rollout
+from schemas import PolicyVersion, Rollout, decode
 from streams.blobs import ClaimCheck
-from streams.kafka import Producer, StreamsConfig
+from streams.kafka import Producer, StreamsConfig, read_all
 from tests.conftest import Running, make_learner, send_tasks, wait_for
 from tests.kafka_helpers import read_records
 
@@ -69,6 +69,50 @@ def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny
     # the rollout actor made exactly one step's groups per version, and at most one step ahead
     assert all(per_version[v] == per_step * group for v in range(steps)), per_version
     assert set(per_version) <= set(range(steps + 1))
+
+
+def test_eta_zero_stays_synchronous_with_dynamic_sampling(
+    streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path
+) -> None:
+    """Dynamic sampling drops equal-reward groups and re-announces the same version so the gate
+    releases more: the extra groups are made on that version, so every trained sample is still
+    on-policy at η = 0. 90 SFT steps make rewards mixed: the untrained model scores 0, and this seed's
+    run drops 6 of 18 groups."""
+    steps, per_step, group = 3, 2, 2
+    send_tasks(streams, claim, 200)
+    learner = make_learner(
+        streams,
+        claim,
+        tiny_model,
+        tmp_path,
+        rl_steps=steps,
+        groups_per_step=per_step,
+        max_staleness=0,
+        dynamic_sampling=True,
+        sft_steps=90,
+    )
+    rollout = RolloutActor(
+        name="rollout-ds",
+        config=RolloutConfig(group_size=group, max_new_tokens=2, engine=EngineKind.TRANSFORMERS),
+        streams=streams,
+        model_path=tiny_model,
+        claim=claim,
+        max_staleness=0,
+        groups_per_step=per_step,
+    )
+    reward = RewardActor(name="reward-ds", config=RewardConfig(), streams=streams)
+    with Running(learner, rollout, reward) as running:
+        wait_for(lambda: learner.done or bool(running.errors), 180, "the learner to finish")
+        running.check()
+    assert learner.rl_step == steps and learner.version == steps
+    assert learner.uninformative_dropped > 0, "no group of equal rewards: the test did not exercise dropping"
+    assert learner.stale_dropped == 0
+    assert dict(learner.staleness_hist) == {0: steps * per_step * group}, "every trained sample was on-policy"
+    made = [r for m in read_all(streams, "rollouts", idle_ms=500) for r in decode(m.value, Rollout, m.headers)]
+    per_version = Counter(r.policy_version for r in made)
+    assert set(per_version) <= set(range(steps + 1)), per_version  # never ahead of the learner
+    # each version's groups were all consumed on that version: trained, or dropped and replaced
+    assert sum(per_version[v] for v in range(steps)) == steps * per_step * group + learner.uninformative_dropped
 
 
 class AnnouncingEngine:
