@@ -108,7 +108,7 @@ def replay(
         "order": order,
         "rl_steps": learner.rl_step,
         "samples_trained": learner.samples_trained,
-        "stale_dropped": learner.stale_dropped,
+        "stale_dropped": learner.intake.stale_dropped,
         "schedule": {
             "trained_or_passed": learner.scheduled,
             "length": len(schedule),

@@ -133,7 +133,7 @@ def test_a_resumed_learner_ends_where_an_uninterrupted_one_does(
     resumed = _train(second)
     # both learners announce under the same run id here, so the newest announced version is
     # learner-a's 5: the restored weights go out as version 6, then 7 and 8
-    assert second.rl_step == 5 and second.version == 8 and second.groups_consumed == 10
+    assert second.rl_step == 5 and second.version == 8 and second.intake.groups_consumed == 10
     worst = max(float((straight[k] - resumed[k]).abs().max()) for k in straight)
     print(f"resumed at step 3 vs uninterrupted, after step 5: max |Δ weight| = {worst:.3g}")
     assert worst < 1e-6

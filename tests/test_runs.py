@@ -78,9 +78,9 @@ def test_a_fresh_run_ignores_an_older_runs_records_and_a_resumed_run_continues(
     learner_b, rollout_b = _run(streams, claim, tiny_model, run_b, steps=2)
     # run B starts at version 0 although `policy` holds run A's versions up to 2
     assert learner_b.version == 2 and learner_b.rl_step == 2
-    assert min(learner_b.staleness_hist) >= 0 and max(learner_b.staleness_hist) <= 1
-    assert learner_b.other_run_skipped > 0, "run A's untrained groups on `scored` were skipped, and counted"
-    print(f"run B skipped {learner_b.other_run_skipped} of run A's scored rollouts")
+    assert min(learner_b.intake.staleness_hist) >= 0 and max(learner_b.intake.staleness_hist) <= 1
+    assert learner_b.intake.other_run_skipped > 0, "run A's untrained groups on `scored` were skipped, and counted"
+    print(f"run B skipped {learner_b.intake.other_run_skipped} of run A's scored rollouts")
 
     send_tasks(streams, claim, 14, seed=3)
     resumed = newest_run(tmp_path)

@@ -79,7 +79,7 @@ def test_dynamic_sampling_balanced_batches_and_aepo_in_the_loop(
         wait_for(lambda: learner.done or bool(running.errors), 120, "two RL steps")
         running.check()
     # the two equal-reward groups were dropped before batching, and counted as consumed
-    assert learner.uninformative_dropped == 4 and learner.groups_consumed == 6
+    assert learner.intake.uninformative_dropped == 4 and learner.intake.groups_consumed == 6
     steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][1:]
     assert [s["rl_step"] for s in steps] == [1, 2]
     for s in steps:  # every batch: one kv group and one two_hop group, none filled in

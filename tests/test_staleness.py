@@ -62,8 +62,8 @@ def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny
         wait_for(lambda: learner.done or bool(running.errors), 120, "the learner to finish")
         running.check()
     assert learner.rl_step == steps and learner.version == steps
-    assert learner.stale_dropped == 0
-    assert dict(learner.staleness_hist) == {0: steps * per_step * group}, "every sample was on-policy"
+    assert learner.intake.stale_dropped == 0
+    assert dict(learner.intake.staleness_hist) == {0: steps * per_step * group}, "every sample was on-policy"
     made = read_records(streams, "rollouts", Rollout, steps * per_step)  # one message per group
     per_version = Counter(r.policy_version for r in made)
     # the rollout actor made exactly one step's groups per version, and at most one step ahead
@@ -105,14 +105,14 @@ def test_eta_zero_stays_synchronous_with_dynamic_sampling(
         wait_for(lambda: learner.done or bool(running.errors), 180, "the learner to finish")
         running.check()
     assert learner.rl_step == steps and learner.version == steps
-    assert learner.uninformative_dropped > 0, "no group of equal rewards: the test did not exercise dropping"
-    assert learner.stale_dropped == 0
-    assert dict(learner.staleness_hist) == {0: steps * per_step * group}, "every trained sample was on-policy"
+    assert learner.intake.uninformative_dropped > 0, "no group of equal rewards: the test did not exercise dropping"
+    assert learner.intake.stale_dropped == 0
+    assert dict(learner.intake.staleness_hist) == {0: steps * per_step * group}, "every trained sample was on-policy"
     made = [r for m in read_all(streams, "rollouts", idle_ms=500) for r in decode(m.value, Rollout, m.headers)]
     per_version = Counter(r.policy_version for r in made)
     assert set(per_version) <= set(range(steps + 1)), per_version  # never ahead of the learner
     # each version's groups were all consumed on that version: trained, or dropped and replaced
-    assert sum(per_version[v] for v in range(steps)) == steps * per_step * group + learner.uninformative_dropped
+    assert sum(per_version[v] for v in range(steps)) == steps * per_step * group + learner.intake.uninformative_dropped
 
 
 class AnnouncingEngine:

@@ -16,7 +16,6 @@ rank 0 reads Kafka, evaluates, publishes weights and commits offsets.
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import threading
@@ -30,10 +29,10 @@ from transformers import PreTrainedModel
 from actors.generation import TransformersEngine
 from actors.learner import checkpoint, ledger
 from actors.learner.aepo import AepoMode, next_masking
-from actors.learner.batching import answer_example
 from actors.learner.checkpoint import LearnerState
 from actors.learner.config import LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
+from actors.learner.intake import Intake
 from actors.learner.metrics import (
     AEPO_MASKED,
     AEPO_STATE,
@@ -43,22 +42,17 @@ from actors.learner.metrics import (
     ENTROPY,
     GRAD_NORM,
     HELDOUT,
-    INGEST_TO_TRAIN,
     KL,
     LOSS,
-    MAX_STALENESS,
-    OTHER_RUN,
     REWARD,
     SAMPLER_FILLED,
     SAMPLES,
-    STALE,
-    STALENESS,
     STEP_SECONDS,
     STEPS,
     TOKENS,
     TOKENS_PER_SECOND,
-    UNINFORMATIVE,
     VERSION,
+    start_series,
 )
 from actors.learner.microbatch import TrainRow
 from actors.learner.ranks import Leader, RankGroup
@@ -67,26 +61,26 @@ from actors.learner.rlbatch import (
     Advantages,
     Shaping,
     Trajectory,
-    check_group,
     pass_rate,
     plan_updates,
     rollout_kind,
+    train_rows,
     trajectories,
     trajectory_advantages,
 )
 from actors.learner.sampler import balanced_pick
 from actors.learner.setup import HeldoutSpec, build_trainer
+from actors.learner.sft import sft_pairs, warm_up
 from actors.learner.trainer import Backend, Phase
-from actors.memory_agent import gold_turns, split_chunks
 from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
-from actors.tasks import MEMORY_TASK_TYPES, render_prompt
+from actors.tasks import MEMORY_TASK_TYPES
 from actors.weights import WeightPublisher, newest_of_run
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, Message, Producer, StreamsConfig, read_all
 from streams.metrics import stream_metrics
-from streams.processor import DedupWindow, arrow_decoder, dead_letter, describe
+from streams.processor import arrow_decoder, dead_letter, describe
 from streams.topics import DLQ, POLICY, SCORED, TASKS
 
 log = logging.getLogger(__name__)
@@ -121,7 +115,6 @@ class Learner:
         """Position in the replay's schedule: groups trained or passed over."""
         self.unscheduled = 0
         """Replay: groups read that the schedule does not list (the recorded learner dropped them)."""
-        self._replay_dropped: set[str] = set()
         self.config = config
         self.streams = streams
         self.claim = claim
@@ -144,13 +137,6 @@ class Learner:
         self.ledger = run_dir / ledger.LEDGER
         self.metrics_log = run_dir / "metrics.jsonl"
         """One JSON line per published version: its step's metrics."""
-        self.dedup = DedupWindow(streams.dedup_window)
-        self._trained_ids: list[str] = []
-        self._stale_ids: list[str] = []
-        self._trained_groups: list[str] = []
-        self._stale_groups: list[str] = []
-        self._uninformative_ids: list[str] = []
-        """Rollout ids trained on or dropped since the newest checkpoint (its ledger line)."""
         self.count_tokens = token_counter(self.tokenizer)
         self.heldout = heldout_tasks(
             n=config.heldout_tasks,
@@ -168,40 +154,33 @@ class Learner:
         self.aepo_masking = False
         self.aepo_switches = 0
         self.task_types = [str(t) for t in heldout.task_types]
-        self.uninformative_dropped = 0
+        self.intake = Intake(
+            name,
+            max_staleness=config.max_staleness,
+            dynamic_sampling=config.dynamic_sampling,
+            run_id=run_id,
+            source_run_id=self.source_run_id,
+            dedup_window=streams.dedup_window,
+            informative=lambda group: any(self._advantages([(0, r) for r in group if r.final]).informative),
+            dead_letter=self._dead_letter,
+        )
         self.sampler_filled = 0
         self._weights_ref = ""
         """The current version's weights reference (re-announced with consumption progress)."""
         self._last_arrival = time.monotonic()
         """When the last group was taken (`learner.stall_seconds`)."""
-        for metric in (SAMPLER_FILLED, STALE, OTHER_RUN):  # every series exists from the start, at 0
-            metric.labels(name)
-        MAX_STALENESS.labels(name).set(config.max_staleness)
+        start_series(
+            name, max_staleness=config.max_staleness, task_types=self.task_types, phases=[p.value for p in Phase]
+        )
         for topic in (TASKS.name, SCORED.name):
             stream_metrics("learner").dead_letters.labels(name, topic)
-        for gauge in (ENTROPY, CLIP_FRACTION, KL):  # not measured before the first RL step: NaN, not 0
-            gauge.labels(name).set(float("nan"))
-        for phase in Phase:
-            STEPS.labels(name, phase.value)
-            TOKENS.labels(name, phase.value)
-        for task_type in self.task_types:
-            SAMPLES.labels(name, task_type)
-            UNINFORMATIVE.labels(name, task_type)
-        AEPO_STATE.labels(name).set(0.0)
-        for to in ("on", "off"):
-            AEPO_SWITCHES.labels(name, to)
-        AEPO_MASKED.labels(name)
         self.version = -1
         self.phase = "starting"
         self.rl_step = 0
-        self.groups_consumed = 0
         self._announced_consumed = 0
         """`groups_consumed` as the latest version announced it (the rollout gate's view)."""
         self.samples_trained = 0
         self.tokens_trained = 0
-        self.stale_dropped = 0
-        self.other_run_skipped = 0
-        self.staleness_hist: collections.Counter[int] = collections.Counter()
         self.history: list[dict[str, Any]] = []
         self.last_metrics: dict[str, float] = {}
         self.rl_started: float | None = None
@@ -232,13 +211,13 @@ class Learner:
     def publish(self, metrics: dict[str, float], state: dict[str, torch.Tensor]) -> PolicyVersion:
         """Announce the next version."""
         self.version += 1
-        self._announced_consumed = self.groups_consumed
+        self._announced_consumed = self.intake.groups_consumed
         self._weights_ref = self.publisher.publish(self.version, state)
         record = PolicyVersion(
             version=self.version,
             step=self.rl_step,
             weights_ref=self._weights_ref,
-            groups_consumed=self.groups_consumed,
+            groups_consumed=self.intake.groups_consumed,
             metrics=tuple(sorted(metrics.items())),
             run_id=self.run_id,
         )
@@ -281,38 +260,28 @@ class Learner:
             max_poll_records=500,
         )
         decode = arrow_decoder(Task)
-        examples: list[TrainRow] = []
-        generator = torch.Generator().manual_seed(0)
-        step = 0
-        while step < self.config.sft_steps and not stop.is_set():
-            messages = consumer.poll(100 if len(examples) >= self.config.sft_batch else 500)
-            stream_metrics("learner").polled(self.name, messages, consumer.lag())
-            for message in messages:
-                try:
-                    pairs = [pair for task in decode(message) for pair in self._sft_pairs(task)]
-                except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
-                    self._dead_letter(message, exc, "sft")
-                    continue
-                for prompt, answer in pairs:
-                    prompt_ids, target = answer_example(self.tokenizer, prompt, answer)
-                    examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
-            if len(examples) < self.config.sft_batch:
-                continue
-            pick = torch.randint(len(examples), (self.config.sft_batch,), generator=generator).tolist()
-            self._train([examples[i] for i in pick], Phase.SFT)
-            step += 1
-        consumer.close()
 
-    def _sft_pairs(self, task: Task) -> list[tuple[str, str]]:
-        """(prompt, target) pairs of a task: its question and answer, or for a memory-agent
-        task a perfect reader's every turn (gold memories from the task's evidence)."""
-        context = self.claim.get_text(task.context, task.context_ref)
-        if task.task_type not in MEMORY_TASK_TYPES:
-            return [(render_prompt(context, task.question), task.answer)]
-        chunks = split_chunks(context, self.memory_agent.chunk_tokens, self.count_tokens)
-        if not task.evidence:  # gold memories come from the evidence: none would teach forgetting
-            raise ValueError(f"memory task {task.task_id}: no evidence spans to build gold memories from")
-        return gold_turns(self.memory_agent, task.question, chunks, task.evidence, task.answer)
+        def pairs(message: Message) -> list[tuple[str, str]]:
+            return [
+                pair
+                for task in decode(message)
+                for pair in sft_pairs(
+                    task, self.claim.get_text(task.context, task.context_ref), self.memory_agent, self.count_tokens
+                )
+            ]
+
+        warm_up(
+            consumer,
+            steps=self.config.sft_steps,
+            batch=self.config.sft_batch,
+            tokenizer=self.tokenizer,
+            pairs=pairs,
+            train=lambda rows: self._train(rows, Phase.SFT),
+            dead_letter=lambda message, exc: self._dead_letter(message, exc, "sft"),
+            polled=lambda messages: stream_metrics("learner").polled(self.name, messages, consumer.lag()),
+            stop=stop,
+        )
+        consumer.close()
 
     # -- RL -------------------------------------------------------------------------------------
     def rl_update(self, groups: list[list[ScoredRollout]]) -> dict[str, float]:
@@ -334,22 +303,8 @@ class Learner:
             mean = float(rewards[[r.task_type == name for _, r in finals]].mean())
             metrics[f"reward_{name}"] = mean
             REWARD.labels(self.name, name).set(mean)
-        trajectory = {(i, r.sample_index): k for k, (i, r) in enumerate(finals)}
-        masked = 0
-        rows, row_groups = [], []
-        for i, group in enumerate(groups):
-            for r in group:
-                k = trajectory[(i, r.sample_index)]
-                if not found.informative[k]:  # no signal: left out of the token count
-                    continue
-                # AEPO: while masking, negatives are measured (the batch entropy) but not trained on
-                trained = not (self.aepo_masking and found.advantage[k] < 0)
-                masked += r.final and not trained
-                prompt = self.claim.get_ids(r.prompt_ids, r.prompt_ref)
-                rows.append(
-                    TrainRow((*prompt, *r.response_ids), len(prompt), found.advantage[k], r.behaviour_logprobs, trained)
-                )
-                row_groups.append(i)
+        prompt_of = lambda r: self.claim.get_ids(r.prompt_ids, r.prompt_ref)  # noqa: E731
+        rows, row_groups, masked = train_rows(groups, found, self.aepo_masking, prompt_of)
         AEPO_MASKED.labels(self.name).inc(masked)
         metrics |= {"aepo_masking": float(self.aepo_masking), "aepo_masked": float(masked)}
         if any(r.trained for r in rows):
@@ -388,48 +343,6 @@ class Learner:
         self.aepo_masking = masking
         AEPO_STATE.labels(self.name).set(float(masking))
 
-    def _fresh(self, group: list[ScoredRollout]) -> bool:
-        """False (and counted as consumed and dropped) when the group is staler than η now."""
-        if self.version - min(r.policy_version for r in group) <= self.config.max_staleness:
-            return True
-        self.groups_consumed += 1
-        self.stale_dropped += trajectories(group)
-        self._stale_ids += [r.rollout_id for r in group]
-        self._stale_groups.append(group[0].group_id)
-        if self.replay is not None:
-            self._replay_dropped.add(group[0].group_id)
-        STALE.labels(self.name).inc(trajectories(group))
-        return False
-
-    def _record_staleness(self, batch: list[list[ScoredRollout]]) -> None:
-        self.groups_consumed += len(batch)
-        now = time.time()
-        for group in batch:
-            if group[0].ingested_at:  # a task made when its document arrived (not a re-publication)
-                INGEST_TO_TRAIN.labels(self.name).observe(max(0.0, now - group[0].ingested_at / 1000))
-            staleness = self.version - min(r.policy_version for r in group)
-            self.staleness_hist[staleness] += trajectories(group)
-            STALENESS.labels(self.name).observe(staleness)
-
-    def _take_group(self, message: Message, decode: Any) -> list[ScoredRollout] | None:
-        """A message's group, or None (dead-lettered, duplicate or incomplete)."""
-        dedup = self.dedup
-        try:
-            group = decode(message)
-            if group and group[0].run_id != self.source_run_id:  # another run's group on a reused broker
-                OTHER_RUN.labels(self.name).inc(trajectories(group))  # (ids are content hashes: a run
-                self.other_run_skipped += trajectories(group)  # that fed the same corpus has the same ones)
-                return None
-            group = [r for r in group if not dedup.seen(r.rollout_id)]
-            if group:
-                check_group(group, self.run_id, self.version)
-        except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
-            self._dead_letter(message, exc)
-            return None
-        for r in group:
-            dedup.add(r.rollout_id)
-        return group or None
-
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(
         self, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int], waiting: frozenset[str] = frozenset()
@@ -441,40 +354,29 @@ class Learner:
         saved = LearnerState(
             version=self.version,
             rl_step=self.rl_step,
-            groups_consumed=self.groups_consumed,
+            groups_consumed=self.intake.groups_consumed,
             samples_trained=self.samples_trained,
             tokens_trained=self.tokens_trained,
-            stale_dropped=self.stale_dropped,
-            staleness_hist=dict(self.staleness_hist),
+            stale_dropped=self.intake.stale_dropped,
+            staleness_hist=dict(self.intake.staleness_hist),
             offsets=LearnerState.offsets_key(offsets),
             run_id=self.run_id,
             aepo_masking=self.aepo_masking,
             aepo_switches=self.aepo_switches,
-            uninformative_dropped=self.uninformative_dropped,
+            uninformative_dropped=self.intake.uninformative_dropped,
             sampler_filled=self.sampler_filled,
-            seen_ids=[i for i in self.dedup.ids() if i not in waiting],
+            seen_ids=self.intake.seen_ids(waiting),
         )
         start = time.perf_counter()
         tmp = checkpoint.begin(self.checkpoints, saved)
         self.trainer.module.save_pretrained(tmp / "model", state_dict=state)
         self.tokenizer.save_pretrained(tmp / "model")
         self.trainer.save_state(str(tmp / "trainer"))
-        at = (self.rl_step, self.groups_consumed)
-        ledger.append(
-            self.ledger,
-            at=at,
-            since=self.checkpointed,
-            trained=self._trained_ids,
-            stale=self._stale_ids,
-            groups=self._trained_groups,
-            stale_groups=self._stale_groups,
-            uninformative=self._uninformative_ids,
-        )
+        at = (self.rl_step, self.intake.groups_consumed)
+        self.intake.write_ledger(self.ledger, at, self.checkpointed)
         final = checkpoint.commit(tmp, saved, self.config.checkpoint_keep)
         CHECKPOINT_SECONDS.labels(self.name).observe(time.perf_counter() - start)
         self.checkpointed = at
-        self._trained_ids, self._stale_ids, self._trained_groups, self._stale_groups = [], [], [], []
-        self._uninformative_ids = []
         return final
 
     def _newest_announced(self) -> int:
@@ -491,18 +393,14 @@ class Learner:
         self.trainer.load_state(str(directory / "trainer"), str(directory / "model"))
         self.version = saved.version
         self.rl_step = saved.rl_step
-        self.groups_consumed = saved.groups_consumed
+        self.intake.restore(saved)
         self._announced_consumed = saved.groups_consumed
         self.checkpointed = (saved.rl_step, saved.groups_consumed)
         self.samples_trained = saved.samples_trained
         self.tokens_trained = saved.tokens_trained
-        self.stale_dropped = saved.stale_dropped
-        self.staleness_hist = collections.Counter(saved.staleness_hist)
         self.aepo_masking, self.aepo_switches = saved.aepo_masking, saved.aepo_switches
-        self.uninformative_dropped, self.sampler_filled = saved.uninformative_dropped, saved.sampler_filled
+        self.sampler_filled = saved.sampler_filled
         AEPO_STATE.labels(self.name).set(float(self.aepo_masking))
-        for rollout_id in saved.seen_ids:
-            self.dedup.add(rollout_id)
         self.resumed_from = saved.rl_step
         log.info("%s resumed from %s (version %d, step %d)", self.name, directory, saved.version, saved.rl_step)
         return saved
@@ -539,12 +437,12 @@ class Learner:
                 if self.replay is not None and not self.replay.covers(part, message.offset):
                     continue
                 seen_through[part] = message.offset + 1
-                group = self._take_group(message, decode)
-                if group is not None and self._informative(group):
+                group = self.intake.take(message, decode, self.version)
+                if group is not None:
                     ready.append((part, message.offset, group))
                     self._last_arrival = time.monotonic()
-            ready = [item for item in ready if self._fresh(item[2])]
-            if self.replay is None and self.groups_consumed > self._announced_consumed:
+            ready = [item for item in ready if self.intake.fresh(item[2], self.version, self.replay is not None)]
+            if self.replay is None and self.intake.groups_consumed > self._announced_consumed:
                 self.announce_consumed()  # dropped groups free the gate for as many new ones
             schedule = self.replay.schedule if self.replay is not None else None
             if schedule is not None:
@@ -558,20 +456,18 @@ class Learner:
             taken = [ready[i] for i in picked]
             ready = [item for i, item in enumerate(ready) if i not in set(picked)]
             batch = [group for _, _, group in taken]
-            self._record_staleness(batch)
+            self.intake.trained(batch, self.version)
             metrics = self.rl_update(batch)
             self.rl_step += 1
             self.samples_trained += sum(trajectories(g) for g in batch)
             metrics |= {
                 "samples_trained": float(self.samples_trained),
-                "stale_dropped": float(self.stale_dropped),
-                "uninformative_dropped": float(self.uninformative_dropped),
+                "stale_dropped": float(self.intake.stale_dropped),
+                "uninformative_dropped": float(self.intake.uninformative_dropped),
                 "sampler_filled": float(self.sampler_filled),
                 "aepo_switches": float(self.aepo_switches),
                 "staleness_mean": sum(self.version - min(r.policy_version for r in g) for g in batch) / len(batch),
             }
-            self._trained_ids += [r.rollout_id for g in batch for r in g]
-            self._trained_groups += [g[0].group_id for g in batch]
             state = self.trainer.full_state()
             if self.rl_step % self.config.eval_every == 0:
                 metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
@@ -579,7 +475,7 @@ class Learner:
             self.last_metrics = metrics
             if self.rl_step % self.config.checkpoint_every == 0:
                 self._checkpoint_and_commit(consumer, state, seen_through, ready)
-        if (self.rl_step, self.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
+        if (self.rl_step, self.intake.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
             self._checkpoint_and_commit(consumer, self.trainer.full_state(), seen_through, ready)
         consumer.close()
 
@@ -609,35 +505,20 @@ class Learner:
             self.config.groups_per_step,
             schedule,
             self.scheduled,
-            self._replay_dropped,
+            self.intake.replay_dropped,
             [rollout_kind(g[0].task_type) for g in waiting] if self.config.batch_by_rollout_kind else None,
             stalled=stalled,
         )
 
-    def _informative(self, group: list[ScoredRollout]) -> bool:
-        """Dynamic sampling (`learner.dynamic_sampling`): a group whose trajectories all got the
-        same (shaped) reward carries no signal; it is dropped and counted as consumed before any
-        batch is formed, so the batch fills from the next groups."""
-        if not self.config.dynamic_sampling:
-            return True
-        finals = [r for r in group if r.final]
-        if any(self._advantages([(0, r) for r in finals]).informative):
-            return True
-        self.groups_consumed += 1
-        self.uninformative_dropped += len(finals)
-        self._uninformative_ids += [r.rollout_id for r in group]
-        UNINFORMATIVE.labels(self.name, group[0].task_type).inc(len(finals))
-        return False
-
     def announce_consumed(self) -> None:
         """Re-announce the current version with the groups consumed so far (dropped groups
         count), so the rollout gate lets as many new groups out without waiting for a version."""
-        self._announced_consumed = self.groups_consumed
+        self._announced_consumed = self.intake.groups_consumed
         record = PolicyVersion(
             version=self.version,
             step=self.rl_step,
             weights_ref=self._weights_ref,
-            groups_consumed=self.groups_consumed,
+            groups_consumed=self.intake.groups_consumed,
             metrics=(),
             run_id=self.run_id,
         )
@@ -705,14 +586,14 @@ class Learner:
             "phase": self.phase,
             "policy_version": self.version,
             "rl_step": self.rl_step,
-            "groups_consumed": self.groups_consumed,
+            "groups_consumed": self.intake.groups_consumed,
             "samples_trained": self.samples_trained,
             "tokens_trained": self.tokens_trained,
-            "stale_dropped": self.stale_dropped,
-            "other_run_skipped": self.other_run_skipped,
+            "stale_dropped": self.intake.stale_dropped,
+            "other_run_skipped": self.intake.other_run_skipped,
             "run_id": self.run_id,
             "resumed_from": self.resumed_from,
-            "staleness_histogram": dict(sorted(self.staleness_hist.items())),
+            "staleness_histogram": dict(sorted(self.intake.staleness_hist.items())),
             "samples_per_second": self.samples_trained / (time.monotonic() - self.rl_started)
             if self.rl_started
             else 0.0,

@@ -76,3 +76,22 @@ MAX_STALENESS = Gauge(
     "The configured staleness bound η (learner.max_staleness), in versions.",
     ["actor"],
 )
+
+
+def start_series(actor: str, *, max_staleness: int, task_types: list[str], phases: list[str]) -> None:
+    """Every series the learner exports exists from the start: counters at 0, the staleness
+    bound set, and what is not measured before the first RL step at NaN, not 0."""
+    for metric in (SAMPLER_FILLED, STALE, OTHER_RUN, AEPO_MASKED):
+        metric.labels(actor)
+    MAX_STALENESS.labels(actor).set(max_staleness)
+    for gauge in (ENTROPY, CLIP_FRACTION, KL):
+        gauge.labels(actor).set(float("nan"))
+    for phase in phases:
+        STEPS.labels(actor, phase)
+        TOKENS.labels(actor, phase)
+    for task_type in task_types:
+        SAMPLES.labels(actor, task_type)
+        UNINFORMATIVE.labels(actor, task_type)
+    AEPO_STATE.labels(actor).set(0.0)
+    for to in ("on", "off"):
+        AEPO_SWITCHES.labels(actor, to)

@@ -10,12 +10,13 @@ mode leaves negative-advantage trajectories out; `plan_updates` splits the rows 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from actors.learner.advantages import AdvantageNorm, group_advantages, informative_groups, overlong_penalty
+from actors.learner.microbatch import TrainRow
 from actors.tasks import MEMORY_TASK_TYPES, TaskType
 from schemas import ScoredRollout
 
@@ -62,6 +63,33 @@ def trajectory_advantages(trajectories: Sequence[Trajectory], shaping: Shaping) 
     adv = group_advantages(rewards, group_index, task_index, shaping.advantage_norm)
     keep = informative_groups(rewards, group_index)
     return Advantages(adv.tolist(), keep.tolist(), shaped)
+
+
+def train_rows(
+    groups: list[list[ScoredRollout]],
+    found: Advantages,
+    aepo_masking: bool,
+    prompt_of: Callable[[ScoredRollout], Sequence[int]],
+) -> tuple[list[TrainRow], list[int], int]:
+    """Every turn of an informative trajectory as a row with its trajectory's advantage (`found`
+    is per final turn, in batch order); the group index of each row; the trajectories AEPO
+    masked. While masking, negatives are measured (the batch entropy) but not trained on."""
+    finals = [(i, r.sample_index) for i, g in enumerate(groups) for r in g if r.final]
+    trajectory = {key: k for k, key in enumerate(finals)}
+    rows, row_groups, masked = [], [], 0
+    for i, group in enumerate(groups):
+        for r in group:
+            k = trajectory[(i, r.sample_index)]
+            if not found.informative[k]:  # no signal: left out of the token count
+                continue
+            trained = not (aepo_masking and found.advantage[k] < 0)
+            masked += r.final and not trained
+            prompt = prompt_of(r)
+            rows.append(
+                TrainRow((*prompt, *r.response_ids), len(prompt), found.advantage[k], r.behaviour_logprobs, trained)
+            )
+            row_groups.append(i)
+    return rows, row_groups, masked
 
 
 def plan_updates(

@@ -1,0 +1,70 @@
+"""The SFT warm-up: cross-entropy on (prompt, gold answer) pairs read from `tasks`.
+
+Examples accumulate as tasks arrive; each step trains on `batch` of them drawn with a fixed
+seed, so a warm-up is replayable. A memory-agent task gives one example per turn: a perfect
+reader's turns, with gold memories built from the task's evidence spans.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from actors.learner.batching import answer_example
+from actors.learner.microbatch import TrainRow
+from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
+from actors.tasks import MEMORY_TASK_TYPES, render_prompt
+from schemas import Task
+from streams.kafka import Consumer, Message
+
+
+def sft_pairs(
+    task: Task, context: str, agent: MemoryAgentConfig, count_tokens: Callable[[str], int]
+) -> list[tuple[str, str]]:
+    """(prompt, target) pairs of a task: its question and answer, or for a memory-agent task a
+    perfect reader's every turn (gold memories from the task's evidence)."""
+    if task.task_type not in MEMORY_TASK_TYPES:
+        return [(render_prompt(context, task.question), task.answer)]
+    chunks = split_chunks(context, agent.chunk_tokens, count_tokens)
+    if not task.evidence:  # gold memories come from the evidence: none would teach forgetting
+        raise ValueError(f"memory task {task.task_id}: no evidence spans to build gold memories from")
+    return gold_turns(agent, task.question, chunks, task.evidence, task.answer)
+
+
+def warm_up(
+    consumer: Consumer,
+    *,
+    steps: int,
+    batch: int,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Callable[[Message], list[tuple[str, str]]],
+    train: Callable[[list[TrainRow]], object],
+    dead_letter: Callable[[Message, Exception], None],
+    polled: Callable[[list[Message]], None],
+    stop: threading.Event,
+) -> None:
+    """`steps` SFT steps of `batch` examples; `pairs` turns a message into (prompt, target)
+    pairs and may raise, which dead-letters the message."""
+    examples: list[TrainRow] = []
+    generator = torch.Generator().manual_seed(0)
+    step = 0
+    while step < steps and not stop.is_set():
+        messages = consumer.poll(100 if len(examples) >= batch else 500)
+        polled(messages)
+        for message in messages:
+            try:
+                found = pairs(message)
+            except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
+                dead_letter(message, exc)
+                continue
+            for prompt, answer in found:
+                prompt_ids, target = answer_example(tokenizer, prompt, answer)
+                examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
+        if len(examples) < batch:
+            continue
+        pick = torch.randint(len(examples), (batch,), generator=generator).tolist()
+        train([examples[i] for i in pick])
+        step += 1
