@@ -455,29 +455,34 @@ class Learner:
             picked, self.scheduled = found
             taken = [ready[i] for i in picked]
             ready = [item for i, item in enumerate(ready) if i not in set(picked)]
-            batch = [group for _, _, group in taken]
-            self.intake.trained(batch, self.version)
-            metrics = self.rl_update(batch)
-            self.rl_step += 1
-            self.samples_trained += sum(trajectories(g) for g in batch)
-            metrics |= {
-                "samples_trained": float(self.samples_trained),
-                "stale_dropped": float(self.intake.stale_dropped),
-                "uninformative_dropped": float(self.intake.uninformative_dropped),
-                "sampler_filled": float(self.sampler_filled),
-                "aepo_switches": float(self.aepo_switches),
-                "staleness_mean": sum(self.version - min(r.policy_version for r in g) for g in batch) / len(batch),
-            }
-            state = self.trainer.full_state()
-            if self.rl_step % self.config.eval_every == 0:
-                metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
-            self.publish(metrics, state)
-            self.last_metrics = metrics
+            state = self._train_batch([group for _, _, group in taken])
             if self.rl_step % self.config.checkpoint_every == 0:
                 self._checkpoint_and_commit(consumer, state, seen_through, ready)
         if (self.rl_step, self.intake.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
             self._checkpoint_and_commit(consumer, self.trainer.full_state(), seen_through, ready)
         consumer.close()
+
+    def _train_batch(self, batch: list[list[ScoredRollout]]) -> dict[str, torch.Tensor]:
+        """One RL step on `batch`, then the next version published (held-out accuracy every
+        `eval_every` steps); returns the new weights."""
+        self.intake.trained(batch, self.version)
+        metrics = self.rl_update(batch)
+        self.rl_step += 1
+        self.samples_trained += sum(trajectories(g) for g in batch)
+        metrics |= {
+            "samples_trained": float(self.samples_trained),
+            "stale_dropped": float(self.intake.stale_dropped),
+            "uninformative_dropped": float(self.intake.uninformative_dropped),
+            "sampler_filled": float(self.sampler_filled),
+            "aepo_switches": float(self.aepo_switches),
+            "staleness_mean": sum(self.version - min(r.policy_version for r in g) for g in batch) / len(batch),
+        }
+        state = self.trainer.full_state()
+        if self.rl_step % self.config.eval_every == 0:
+            metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
+        self.publish(metrics, state)
+        self.last_metrics = metrics
+        return state
 
     def _next_batch(
         self, waiting: list[list[ScoredRollout]], schedule: tuple[str, ...] | None
