@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from actors.generation import EngineKind, TransformersEngine
+from actors.learner.actor import Learner
 from actors.learner.logprobs import full_logprobs
 from actors.modeling import load_policy
 from actors.reward.actor import RewardActor, RewardConfig
@@ -35,40 +37,44 @@ def test_gate_rule() -> None:
     assert gate_allowance(produced_groups=25, consumed_groups=8, groups_per_step=4, max_staleness=2) == 0
 
 
-def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path) -> None:
-    steps, per_step, group = 3, 2, 2
-    send_tasks(streams, claim, 20)
-    learner = make_learner(
-        streams,
-        claim,
-        tiny_model,
-        tmp_path,
-        rl_steps=steps,
-        groups_per_step=per_step,
-        max_staleness=0,
-        heldout_tasks=8,
+STEPS, PER_STEP, GROUP = 3, 2, 2
+
+
+def run_synchronous(
+    streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path, timeout_s: float, **learner: Any
+) -> Learner:
+    """Learner, rollout and reward at η = 0 for STEPS steps of PER_STEP groups of GROUP, on tasks
+    already sent; `learner` overrides LearnerConfig fields. Returns the finished learner."""
+    trainer = make_learner(
+        streams, claim, tiny_model, tmp_path, rl_steps=STEPS, groups_per_step=PER_STEP, max_staleness=0, **learner
     )
     rollout = RolloutActor(
         name="rollout-t",
-        config=RolloutConfig(group_size=group, max_new_tokens=2, engine=EngineKind.TRANSFORMERS),
+        config=RolloutConfig(group_size=GROUP, max_new_tokens=2, engine=EngineKind.TRANSFORMERS),
         streams=streams,
         model_path=tiny_model,
         claim=claim,
         max_staleness=0,
-        groups_per_step=per_step,
+        groups_per_step=PER_STEP,
     )
     reward = RewardActor(name="reward-t", config=RewardConfig(), streams=streams)
-    with Running(learner, rollout, reward) as running:
-        wait_for(lambda: learner.done or bool(running.errors), 120, "the learner to finish")
+    with Running(trainer, rollout, reward) as running:
+        wait_for(lambda: trainer.done or bool(running.errors), timeout_s, "the learner to finish")
         running.check()
-    assert learner.rl_step == steps and learner.version == steps
-    assert learner.intake.stale_dropped == 0
-    assert dict(learner.intake.staleness_hist) == {0: steps * per_step * group}, "every sample was on-policy"
-    made = read_records(streams, "rollouts", Rollout, steps * per_step)  # one message per group
+    assert trainer.rl_step == STEPS and trainer.version == STEPS
+    assert trainer.intake.stale_dropped == 0
+    assert dict(trainer.intake.staleness_hist) == {0: STEPS * PER_STEP * GROUP}, "every trained sample was on-policy"
+    return trainer
+
+
+def test_eta_zero_is_synchronous(streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path) -> None:
+    send_tasks(streams, claim, 20)
+    run_synchronous(streams, claim, tiny_model, tmp_path, 120, heldout_tasks=8)
+    made = read_records(streams, "rollouts", Rollout, STEPS * PER_STEP)  # one message per group
     per_version = Counter(r.policy_version for r in made)
     # the rollout actor made exactly one step's groups per version, and at most one step ahead
-    assert all(per_version[v] == per_step * group for v in range(steps)), per_version
-    assert set(per_version) <= set(range(steps + 1))
+    assert all(per_version[v] == PER_STEP * GROUP for v in range(STEPS)), per_version
+    assert set(per_version) <= set(range(STEPS + 1))
 
 
 def test_eta_zero_stays_synchronous_with_dynamic_sampling(
@@ -78,41 +84,15 @@ def test_eta_zero_stays_synchronous_with_dynamic_sampling(
     releases more: the extra groups are made on that version, so every trained sample is still
     on-policy at η = 0. 90 SFT steps make rewards mixed (the untrained model scores 0): in three
     runs the learner consumed 18 groups, dropped 12 and trained on 6."""
-    steps, per_step, group = 3, 2, 2
     send_tasks(streams, claim, 200)
-    learner = make_learner(
-        streams,
-        claim,
-        tiny_model,
-        tmp_path,
-        rl_steps=steps,
-        groups_per_step=per_step,
-        max_staleness=0,
-        dynamic_sampling=True,
-        sft_steps=90,
-    )
-    rollout = RolloutActor(
-        name="rollout-ds",
-        config=RolloutConfig(group_size=group, max_new_tokens=2, engine=EngineKind.TRANSFORMERS),
-        streams=streams,
-        model_path=tiny_model,
-        claim=claim,
-        max_staleness=0,
-        groups_per_step=per_step,
-    )
-    reward = RewardActor(name="reward-ds", config=RewardConfig(), streams=streams)
-    with Running(learner, rollout, reward) as running:
-        wait_for(lambda: learner.done or bool(running.errors), 180, "the learner to finish")
-        running.check()
-    assert learner.rl_step == steps and learner.version == steps
-    assert learner.intake.uninformative_dropped > 0, "no group of equal rewards: the test did not exercise dropping"
-    assert learner.intake.stale_dropped == 0
-    assert dict(learner.intake.staleness_hist) == {0: steps * per_step * group}, "every trained sample was on-policy"
+    learner = run_synchronous(streams, claim, tiny_model, tmp_path, 180, dynamic_sampling=True, sft_steps=90)
+    dropped = learner.intake.uninformative_dropped
+    assert dropped > 0, "no group of equal rewards: the test did not exercise dropping"
     made = [r for m in read_all(streams, "rollouts", idle_ms=500) for r in decode(m.value, Rollout, m.headers)]
     per_version = Counter(r.policy_version for r in made)
-    assert set(per_version) <= set(range(steps + 1)), per_version  # never ahead of the learner
+    assert set(per_version) <= set(range(STEPS + 1)), per_version  # never ahead of the learner
     # each version's groups were all consumed on that version: trained, or dropped and replaced
-    assert sum(per_version[v] for v in range(steps)) == steps * per_step * group + learner.intake.uninformative_dropped
+    assert sum(per_version[v] for v in range(STEPS)) == STEPS * PER_STEP * GROUP + dropped
 
 
 class AnnouncingEngine:
