@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WorkPending
+from typing import Any, ClassVar, TypeVar
 
 from schemas import record_id
 from streams.kafka import Consumer, Producer, StreamsConfig
 from streams.processor import Decoder, Output, StreamProcessor
+
+T = TypeVar("T")
 
 
 class ProcessorActor:
@@ -59,6 +63,29 @@ class ProcessorActor:
     def handle(self, records: list[Any]) -> Sequence[Output]:
         raise NotImplementedError
 
+    def keep_alive(self, work: Callable[[], T], patience_s: float = 1.0) -> T:
+        """`work()`, run in a worker thread while this one keeps the consumer's group membership
+        alive: work inside `handle` that could outlast `streams.max_poll_interval_ms` (a 10 MB
+        document's extraction, a slow LLM endpoint) would otherwise get the actor dropped from
+        its group and its commit refused. After `patience_s` the consumer polls with every
+        partition paused (nothing is taken), then resumes."""
+        if getattr(self, "_worker", None) is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-work")
+        future = self._worker.submit(work)
+        try:
+            return future.result(timeout=patience_s)
+        except WorkPending:
+            pass
+        try:
+            while True:
+                self.processor.consumer.hold(timeout_ms=100)
+                try:
+                    return future.result(timeout=0.2)
+                except WorkPending:
+                    continue
+        finally:
+            self.processor.consumer.resume()
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.processor.step()
@@ -67,5 +94,7 @@ class ProcessorActor:
         return {"actor": self.name, **self.processor.snapshot()}
 
     def close(self) -> None:
+        if getattr(self, "_worker", None) is not None:
+            self._worker.shutdown(wait=True)
         self.processor.consumer.close()
         self.processor.producer.close()

@@ -1,4 +1,5 @@
-"""The stabilized-RL ablation (issue 10): the default demo's task mix under each objective
+"""The stabilized-RL ablation (issue 10): the `world` demo's task mix (kv_retrieval and two_hop
+from the committed base, 500 RL steps; `longtide demo --scenario world`) under each objective
 variant, over several seeds, held-out accuracy per task type as mean ± std, and samples/s.
 
 Each run is a whole `longtide demo` (the real broker, Ray, vLLM rollouts, the torch learner)
@@ -52,6 +53,7 @@ def run(name: str, seed: int, rl_steps: int, out: Path) -> dict:
         command = [
             str(ROOT / ".venv" / "bin" / "longtide"),
             "demo",
+            "--scenario=world",
             f"--run_dir={run_dir}",
             f"--feed.seed={100 * seed}",
             f"--synthesis.seed={seed}",

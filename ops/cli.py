@@ -1,6 +1,6 @@
 """The `longtide` command line.
 
-longtide demo [--scenario memory|corpus | --config FILE] [--section.field=value ...]
+longtide demo [--scenario default|world|memory|corpus | --config FILE] [--section.field=value ...]
 longtide run  [--config FILE] [--resume] [--section.field=value ...]   # the service, until Ctrl-C
 longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
@@ -38,17 +38,30 @@ def _config(args: argparse.Namespace, extra: list[str]):  # noqa: ANN202
     return load_config(args.config, extra)
 
 
-SCENARIOS = {"memory": "demo-memory.yaml", "corpus": "demo-corpus.yaml"}
-"""`longtide demo --scenario NAME`: the shipped demo configs in ops/configs."""
+SCENARIOS: dict[str, str | None] = {
+    "default": "demo.yaml",
+    "world": None,
+    "memory": "demo-memory.yaml",
+    "corpus": "demo-corpus.yaml",
+}
+"""`longtide demo --scenario NAME`: the shipped demo configs in ops/configs (`world`: none, the
+service's own defaults). Without --scenario or --config the demo runs `default`."""
+
+
+def demo_config(scenario: str, config: str | None) -> str | None:
+    """The config file `longtide demo` loads: --config, else the scenario's, else `default`'s."""
+    if scenario and config:
+        raise ConfigError("--scenario and --config both name a config: pass one")
+    if config:
+        return config
+    shipped = SCENARIOS[scenario or "default"]
+    return str(Path(__file__).parent / "configs" / shipped) if shipped else None
 
 
 def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from ops.demo import run_demo
 
-    if args.scenario:
-        if args.config:
-            raise ConfigError("--scenario and --config both name a config: pass one")
-        args.config = str(Path(__file__).parent / "configs" / SCENARIOS[args.scenario])
+    args.config = demo_config(args.scenario, args.config)
     config = _config(args, extra)
     summary = run_demo(config, timeout_s=args.timeout)
     return 0 if summary["rl_steps"] > 0 else 1
@@ -283,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "demo":
             p.add_argument("--timeout", type=float, default=14 * 60, help="seconds before the demo stops")
             p.add_argument(
-                "--scenario", choices=sorted(SCENARIOS), default="", help="a shipped demo config (ops/configs)"
+                "--scenario",
+                choices=sorted(SCENARIOS),
+                default="",
+                help="a shipped demo config (ops/configs; default: the default demo)",
             )
         if name == "run":
             p.add_argument(

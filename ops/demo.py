@@ -1,6 +1,6 @@
 """`longtide demo`: the whole loop on one machine, with progress lines and a final summary.
 
-longtide demo                       # embedded broker, local Ray, the committed tiny base model
+longtide demo                       # embedded broker, local Ray, ops/configs/demo.yaml (the default scenario)
 longtide demo --learner.rl_steps=50 --feed.worlds=100
 """
 

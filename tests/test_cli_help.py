@@ -8,6 +8,7 @@ import typing
 
 import pytest
 
+from ops.cli import demo_config
 from ops.cli import main as cli_main
 from ops.config import ConfigError, LongtideConfig, load_config
 
@@ -36,3 +37,16 @@ def test_a_flag_that_names_no_field_is_refused_naming_the_nearest() -> None:
     with pytest.raises(ConfigError, match=r"learner\.lrr: no such field \(did you mean learner\.lr\?"):
         load_config(None, ["--learner.lrr=1"])
     assert cli_main(["demo", "--learner.lrr=1"]) == 2
+
+
+def test_the_demo_runs_the_default_scenario_unless_told_otherwise() -> None:
+    """`longtide demo` loads ops/configs/demo.yaml (memory_kv beside the world's types, from the
+    memory-agent checkpoint); `--scenario world` loads nothing (the service's defaults)."""
+    default = load_config(demo_config("", None))
+    assert default.synthesis.task_types == ("kv_retrieval", "two_hop", "memory_kv")
+    assert default.model.path.endswith("ops/models/tiny-memory")
+    assert demo_config("world", None) is None
+    assert load_config(demo_config("world", None)) == load_config(None)
+    assert demo_config("", "mine.yaml") == "mine.yaml"
+    with pytest.raises(ConfigError, match="--scenario and --config both name a config"):
+        demo_config("memory", "mine.yaml")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 from actors.synthesis.corpus import Corpus, entity_key
 from actors.synthesis.extract import extract, key_value_facts, prose_facts, table_facts
 from actors.synthesis.graph import compose_path, multihop_task, path_question
@@ -94,21 +96,55 @@ def test_multihop_tasks_are_solved_through_the_store_and_on_target() -> None:
         assert task.composed.answer.lower() not in task.composed.question.lower()
 
 
-def test_a_step_contradicted_in_another_collection_is_not_asked() -> None:
-    """Distractors come from every collection: a path whose step has another object elsewhere
-    in the store would be ambiguous in a context holding that document."""
+def test_a_document_contradicting_a_step_is_kept_out_of_the_context() -> None:
+    """Distractors come from every collection: a document where a step has another object
+    ("founded in 1981" in collection B) would make the question ambiguous, so it is never drawn
+    into the context, and the solver, over the context's documents, still finds one answer.
+    The evidence is each step's sentence as the document states it."""
     from actors.synthesis.extract import Fact
 
     corpus = Corpus(":memory:")
+    a1, a2 = "Birchwood was designed by Aldane & Voss.", "Aldane & Voss was founded in 1979."
     a = [
-        Fact("Birchwood", "was designed by", "Aldane & Voss", "a1", 0, 1),
-        Fact("Aldane & Voss", "was founded in", "1979", "a2", 0, 1, "date"),
+        Fact("Birchwood", "was designed by", "Aldane & Voss", "a1", 0, len(a1)),
+        Fact("Aldane & Voss", "was founded in", "1979", "a2", 0, len(a2), "date"),
     ]
-    corpus.add_document("a1", "A", "Birchwood was designed by Aldane & Voss.", 8, [], a[:1])
-    corpus.add_document("a2", "A", "Aldane & Voss was founded in 1979.", 7, [], a[1:])
+    corpus.add_document("a1", "A", a1, 8, [], a[:1])
+    corpus.add_document("a2", "A", a2, 7, [], a[1:])
     add_fillers(corpus, 40)
-    made = multihop_task(corpus, "A", random.Random(0), 2, 60, word_count, 0.5)
-    assert isinstance(made, MadeTask) and made.composed.answer == "1979"
-    other = Fact("Aldane & Voss", "was founded in", "1981", "b1", 0, 1, "date")
-    corpus.add_document("b1", "B", "Aldane & Voss was founded in 1981.", 7, [], [other])
-    assert multihop_task(corpus, "A", random.Random(0), 2, 60, word_count, 0.5) is Skipped.UNVERIFIED
+    b1 = "Aldane & Voss was founded in 1981."
+    corpus.add_document(
+        "b1", "B", b1, 7, [], [Fact("Aldane & Voss", "was founded in", "1981", "b1", 0, len(b1), "date")]
+    )
+    assert corpus.holding([("Aldane & Voss", "was founded in")]) == {"a2", "b1"}
+    for seed in range(20):
+        made = multihop_task(corpus, "A", random.Random(seed), 2, 60, word_count, 0.5)
+        assert isinstance(made, MadeTask) and made.composed.answer == "1979"
+        assert b1 not in made.composed.context and made.evidence == (a1, a2)
+    # without the exclusion the same store would give the step two answers in one context
+    assert corpus.objects("Aldane & Voss", "was founded in", doc_ids=["a1", "a2", "b1"]) == ["1979", "1981"]
+
+
+def test_a_task_reads_a_bounded_stretch_of_a_large_graph() -> None:
+    """`Corpus.facts(collection, window, rng)`: at most `window` facts, consecutive in arrival
+    order, from a drawn point; the whole graph when it is smaller. A window under 100 is refused."""
+    from actors.synthesis.actor import SynthesisConfig
+    from actors.synthesis.extract import Fact
+
+    corpus = Corpus(":memory:")
+    for d in range(50):  # 50 documents of 20 facts: 1,000 facts
+        facts = [Fact(f"E{d}-{i}", "knows", f"E{d}-{i + 1}", f"d{d}", 0, 1) for i in range(20)]
+        corpus.add_document(f"d{d}", "big", f"doc {d}", 2, [], facts)
+    corpus.add_document("o", "other", "other", 1, [], [Fact("X", "knows", "Y", "o", 0, 1)])
+    everything = corpus.facts("big")
+    assert len(everything) == 1000 and corpus.facts("big", 5000, random.Random(0)) == everything
+    starts = set()
+    for seed in range(5):
+        stretch = corpus.facts("big", 100, random.Random(seed))
+        assert len(stretch) == 100
+        start = everything.index(stretch[0])
+        assert stretch == everything[start : start + 100]
+        starts.add(start)
+    assert len(starts) > 1, "the stretch is drawn, not always the first"
+    with pytest.raises(ValueError, match=r"synthesis.graph_window \(10\) must be >= 100"):
+        SynthesisConfig(graph_window=10)

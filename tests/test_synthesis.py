@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from collections import Counter
 
 import pytest
 
@@ -166,14 +168,16 @@ def test_memory_kv_tasks_reach_their_length_with_other_collections_facts(streams
         actor.close()
 
 
-def test_a_folder_of_notes_becomes_numerical_tasks(streams, claim, tiny_model, tmp_path) -> None:  # noqa: ANN001
+def test_a_folder_of_notes_becomes_tasks_under_the_gpu_config(streams, claim, tiny_model, tmp_path) -> None:  # noqa: ANN001
     """`longtide ingest FOLDER`'s documents (markdown with tables, a CSV) through the ingest and
-    synthesis actors: table tasks with numeric answers, contexts on target in policy tokens."""
+    synthesis actors with the task types of ops/configs/qwenlong-l15.yaml: tasks of several
+    types, table answers numeric, every context on target in policy tokens, evidence in it."""
     from pathlib import Path
 
     from actors.ingest import IngestActor, IngestConfig
     from actors.modeling import load_policy_tokenizer, token_counter
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from ops.config import load_config
     from ops.feed import documents_from_path, world_documents
     from schemas import RawDocument
     from schemas.codec import from_mapping
@@ -183,9 +187,10 @@ def test_a_folder_of_notes_becomes_numerical_tasks(streams, claim, tiny_model, t
     assert len(notes) == 4 and {dict(n.get("attrs", {})).get("format") for n in notes} == {None, "csv"}
     padding = list(world_documents(worlds=10, entities_per_world=8, seed=0))
     ingest = IngestActor(name="ingest-t", config=IngestConfig(), streams=streams, claim=claim, count_tokens=count)
+    gpu = load_config(Path(__file__).resolve().parent.parent / "ops" / "configs" / "qwenlong-l15.yaml")
     synthesis = SynthesisActor(
-        name="synthesis-tables",
-        config=SynthesisConfig(task_types=(TaskType.TABLE_NUMERIC,), context_tokens=300, tasks_per_document=4),
+        name="synthesis-notes",
+        config=dataclasses.replace(gpu.synthesis, context_tokens=300, tasks_per_document=4),
         streams=streams,
         claim=claim,
         count_tokens=count,
@@ -193,13 +198,17 @@ def test_a_folder_of_notes_becomes_numerical_tasks(streams, claim, tiny_model, t
     )
     try:
         docs = [o.records[0] for o in ingest.handle([from_mapping(RawDocument, d) for d in padding + notes])]
-        tasks = [o.records[0] for o in synthesis.handle(docs)]
-        assert len(tasks) >= 8 and {t.task_type for t in tasks} == {"table_numeric"}
+        tasks = [o.records[0] for o in synthesis.handle(docs) if o.topic == "tasks"]
+        kinds = Counter(t.task_type for t in tasks)
+        assert len(tasks) >= 8 and {"table_numeric", "multi_hop"} <= set(kinds), kinds
+        assert {t.task_type for t in tasks if t.collection == "notes"} >= {"table_numeric", "multi_hop"}
         for task in tasks:
-            assert task.answer_kind == "numeric" and float(task.answer) == float(task.answer)
+            if task.task_type == "table_numeric":
+                assert task.answer_kind == "numeric" and float(task.answer) == float(task.answer)
             context = claim.get_text(task.context, task.context_ref)
             assert abs(count(context) - 300) <= 6 and task.context_tokens == count(context)
-            assert set(task.doc_ids) <= {d.doc_id for d in docs if d.collection == "notes"}
+            assert set(task.doc_ids) <= {d.doc_id for d in docs if d.collection == task.collection}, task.task_type
+            assert task.evidence and all(span in context for span in task.evidence)
     finally:
         synthesis.close()
         ingest.close()
@@ -329,6 +338,44 @@ def test_malformed_documents_yield_no_task_and_the_actor_goes_on(streams, claim)
         assert [o for doc in good for o in actor.handle([doc])], "the loop goes on"
     finally:
         actor.close()
+
+
+def test_a_10_mb_document_does_not_cost_the_actor_its_group(streams, claim, tmp_path) -> None:  # noqa: ANN001
+    """A 10 MB document (by reference through the blob store) takes the running actor longer to
+    extract than `streams.max_poll_interval_ms` (6 s here): the extraction runs while the
+    consumer keeps its group membership, so the document's offset is committed and the world
+    documents after it still yield tasks."""
+    import time
+    from pathlib import Path
+
+    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from schemas import Document
+    from streams.kafka import Producer
+    from tests.conftest import Running, wait_for
+
+    page = (Path(__file__).resolve().parent.parent / "ops" / "corpus" / "harbor-district-2025.md").read_text()
+    huge = (page * (10_000_000 // len(page) + 1))[:10_000_000]
+    inline, ref = claim.put_text(huge)
+    assert ref and not inline
+    world = make_world(7, 8)
+    docs = [Document("b" * 64, "big", "", ref, word_count(huge), "", (), 0)]
+    docs += [Document(f"{i:064d}", "w", world.document(e), "", 24, "", (), 0) for i, e in enumerate(world.entities)]
+    config = SynthesisConfig(task_types=(TaskType.KV_RETRIEVAL, TaskType.MULTI_HOP), context_tokens=32)
+    actor = SynthesisActor(name="synthesis-big", config=config, streams=streams, claim=claim, count_tokens=word_count)
+    producer = Producer(streams, client_id="test-docs")
+    for doc in docs:  # one partition (one key): the big document first
+        producer.send_records("docs", [doc], key=b"one")
+    producer.flush()
+    producer.close()
+    with Running(actor) as running:
+        start = time.monotonic()
+        wait_for(lambda: actor.processor.counts["consumed"] >= len(docs) or bool(running.errors), 240, "all documents")
+        running.check()
+        took = time.monotonic() - start
+        assert actor.tasks_by_type["kv_retrieval"] > 0, "the world documents after it yielded tasks"
+        assert sum(actor.processor.committed.values()) >= len(docs), actor.processor.committed
+    print(f"10 MB document and {len(docs) - 1} more handled in {took:.1f} s")
+    assert took > 6, "the document did not outlast the poll interval: the test did not exercise keep_alive"
 
 
 @pytest.mark.parametrize("seed", range(5))

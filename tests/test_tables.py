@@ -23,10 +23,12 @@ CORPUS = SAMPLE_CORPUS
 
 def _corpus(facts: bool = False) -> Corpus:
     """The shipped corpus as collection 'water', and synthetic worlds' documents (other
-    collections, no tables) to pad contexts with; with `facts`, the corpus's knowledge graph."""
+    collections, no tables) to pad contexts with; with `facts`, every document's facts (the
+    knowledge graph), as the synthesis actor stores them."""
     corpus = Corpus(":memory:")
     for i, doc in enumerate(world_documents(worlds=20, entities_per_world=8, seed=0)):
-        corpus.add_document(f"world{i}", doc["collection"], doc["text"], word_count(doc["text"]), [])
+        found = extract(f"world{i}", doc["text"], []) if facts else []  # as the actor stores them
+        corpus.add_document(f"world{i}", doc["collection"], doc["text"], word_count(doc["text"]), [], found)
     for i, doc in enumerate(documents_from_path(CORPUS, "water")):
         doc_id = f"doc{i}-{Path(doc['source']).stem}"
         tables, problems = extract_tables(doc_id, doc["text"], doc.get("attrs", {}).get("format", ""))

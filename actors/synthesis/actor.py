@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import logging
 import random
@@ -108,7 +109,7 @@ class SynthesisConfig:
 
     task_types: tuple[TaskType, ...] = (TaskType.KV_RETRIEVAL, TaskType.TWO_HOP)
     """Task types to make, taken in turn from a point drawn per document (balanced). The
-    default is the demo's: world tasks the tiny model can read; the store's (table_numeric,
+    default is the `world` demo's: world tasks the tiny model can read; the store's (table_numeric,
     multi_hop, needle, ...) need real text. Adding multi_kv to the demo did not show RL
     learning it (README, "Measured")."""
     tasks_per_document: int = 8
@@ -124,13 +125,17 @@ class SynthesisConfig:
     collection holds enough facts, its documents yield no tasks (counted)."""
     seed: int = 0
     """Mixed into every document's random stream."""
-    synth_version: int = 2
+    synth_version: int = 3
     """Stamped on every task; bump when the composers change."""
     memory_context_tokens: tuple[int, ...] = (64, 128, 256)
     """Context lengths of memory-agent tasks (memory_kv), drawn per task: several times the
     memory agent's `chunk_tokens`, padded with other collections' facts."""
     multihop_hops: tuple[int, ...] = (2, 3, 4)
     """Path lengths of multi_hop tasks (2–6), drawn from each document's seeded stream."""
+    graph_window: int = 50_000
+    """Most facts of a collection's graph a multi_hop or paradigm task is composed over (a
+    stretch of the collection's arrival order drawn per task): the memory a task takes stays
+    bounded however large the collection's graph on disk grows."""
     llm: LLMExtractorConfig = field(default_factory=LLMExtractorConfig)
     """An LLM extractor beside the rule-based ones (off by default)."""
     evidence_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -149,6 +154,11 @@ class SynthesisConfig:
             raise ValueError("synthesis.task_types must name at least one task type")
         if self.poll_records < 1:
             raise ValueError(f"synthesis.poll_records ({self.poll_records}) must be >= 1")
+        if self.graph_window < 100:
+            raise ValueError(
+                f"synthesis.graph_window ({self.graph_window}) must be >= 100 facts: paths and comparisons"
+                " need a stretch of the graph to choose from"
+            )
         if not self.memory_context_tokens or min(self.memory_context_tokens) < 8:
             raise ValueError(
                 f"synthesis.memory_context_tokens ({self.memory_context_tokens}) must name lengths >= 8 tokens"
@@ -299,7 +309,7 @@ class SynthesisActor(ProcessorActor):
         return [Output(TASKS.name, [task], key=task.task_id.encode()) for task in again]
 
     def _synthesize(self, doc: Document) -> list[Output]:
-        outputs, found = self._store(doc)
+        outputs, found = self._store(doc, keep_alive=True)
         if not found:
             NO_FACTS.labels(self.name).inc()
         types = self.config.task_types
@@ -321,26 +331,36 @@ class SynthesisActor(ProcessorActor):
                 outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
 
-    def _store(self, doc: Document) -> tuple[list[Output], bool]:
+    def _store(self, doc: Document, keep_alive: bool = False) -> tuple[list[Output], bool]:
         """Add the document, its tables and its facts to the store (once): dead letters for a
-        failed LLM extraction, and whether it held any facts or tables."""
+        failed LLM extraction, and whether it held any facts or tables. With `keep_alive` the
+        extraction runs while the consumer keeps its group membership (`keep_alive`)."""
         text = self.claim.get_text(doc.text, doc.text_ref)
-        tables, problems = extract_tables(doc.doc_id, text, dict(doc.attrs).get("format", ""))
-        for problem in problems:
-            log.info("%s: document %s: %s", self.name, doc.doc_id[:12], problem)
-        TABLE_PROBLEMS.labels(self.name).inc(len(problems))
-        TABLES.labels(self.name).inc(len(tables))
-        facts_found = extract(doc.doc_id, text, tables)
+        with_llm = self.llm is not None and not self.corpus.has_document(doc.doc_id)
+        work = functools.partial(self._extract, doc.doc_id, text, dict(doc.attrs).get("format", ""), with_llm)
+        tables, facts_found, llm_error = self.keep_alive(work) if keep_alive else work()
         outputs: list[Output] = []
-        if self.llm is not None and not self.corpus.has_document(doc.doc_id):
-            try:
-                facts_found += self.llm.extract(doc.doc_id, text)
-            except ExtractionFailed as exc:  # the document's other facts are still used
-                LLM_FAILED.labels(self.name).inc()
-                outputs.append(Output(DLQ.name, [self._dead_letter(doc, str(exc))], key=doc.doc_id.encode()))
+        if llm_error is not None:  # the document's other facts are still used
+            LLM_FAILED.labels(self.name).inc()
+            outputs.append(Output(DLQ.name, [self._dead_letter(doc, llm_error)], key=doc.doc_id.encode()))
         self.corpus.add_document(doc.doc_id, doc.collection, text, doc.n_tokens, tables, facts_found)
         FACTS.labels(self.name).inc(len(facts_found))
         return outputs, bool(facts_found or tables)
+
+    def _extract(self, doc_id: str, text: str, fmt: str, with_llm: bool) -> tuple[list, list, str | None]:
+        """(tables, facts, the LLM extractor's failure or None) of one document's text."""
+        tables, problems = extract_tables(doc_id, text, fmt)
+        for problem in problems:
+            log.info("%s: document %s: %s", self.name, doc_id[:12], problem)
+        TABLE_PROBLEMS.labels(self.name).inc(len(problems))
+        TABLES.labels(self.name).inc(len(tables))
+        facts_found = extract(doc_id, text, tables)
+        if with_llm:
+            try:
+                facts_found += self.llm.extract(doc_id, text)
+            except ExtractionFailed as exc:
+                return tables, facts_found, str(exc)
+        return tables, facts_found, None
 
     def _world_task(
         self, doc: Document, world: dict[Fact, str], rng: random.Random, task_type: TaskType
@@ -396,7 +416,8 @@ class SynthesisActor(ProcessorActor):
         match task_type:
             case TaskType.MULTI_HOP:
                 obfuscate = rng.random() < self.config.obfuscation
-                return multihop_task(corpus, collection, rng, hops, context_tokens, count, depth, obfuscate)
+                window = self.config.graph_window
+                return multihop_task(corpus, collection, rng, hops, context_tokens, count, depth, obfuscate, window)
             case TaskType.TABLE_NUMERIC | TaskType.KEYCHAIN:
                 chained = task_type is TaskType.KEYCHAIN
                 return table_task(corpus, collection, rng, context_tokens, count, depth, keychain=chained)
@@ -406,7 +427,8 @@ class SynthesisActor(ProcessorActor):
             case TaskType.DIALOGUE:
                 return dialogue_task(corpus, rng, context_tokens, count, depth, updates=rng.randint(0, 2))
             case _:
-                return paradigm_task(corpus, collection, task_type, rng, context_tokens, count, depth)
+                window = self.config.graph_window
+                return paradigm_task(corpus, collection, task_type, rng, context_tokens, count, depth, window)
 
     def _store_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
         mismatches = self.count_tokens.mismatches
@@ -429,6 +451,7 @@ class SynthesisActor(ProcessorActor):
             context_tokens=made.tokens,
             answer_kind=made.answer_kind,
             difficulty=made.difficulty,
+            evidence=made.evidence,
         )
 
     def _dead_letter(self, doc: Document, error: str) -> DeadLetter:

@@ -19,7 +19,7 @@ import json
 import random
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from actors.synthesis.extract import Fact
@@ -78,6 +78,9 @@ class Corpus:
             CREATE INDEX IF NOT EXISTS docs_collection ON docs (collection);
             CREATE TABLE IF NOT EXISTS doc_tables (doc_id TEXT NOT NULL, signature TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS doc_tables_signature ON doc_tables (signature);
+            CREATE TABLE IF NOT EXISTS table_spans (
+                doc_id TEXT NOT NULL, signature TEXT NOT NULL, start INTEGER NOT NULL, end_ INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS table_spans_doc ON table_spans (doc_id);
             CREATE TABLE IF NOT EXISTS facts (
                 collection TEXT NOT NULL, subject TEXT NOT NULL, subject_key TEXT NOT NULL, relation TEXT NOT NULL,
                 object TEXT NOT NULL, object_key TEXT NOT NULL, kind TEXT NOT NULL, doc_id TEXT NOT NULL,
@@ -86,6 +89,7 @@ class Corpus:
             CREATE INDEX IF NOT EXISTS facts_any_subject ON facts (subject_key, relation);
             CREATE INDEX IF NOT EXISTS facts_relation ON facts (relation, object_key);
             CREATE INDEX IF NOT EXISTS facts_doc ON facts (doc_id);
+            CREATE INDEX IF NOT EXISTS facts_collection ON facts (collection);
             CREATE TABLE IF NOT EXISTS log_offsets (
                 topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
                 PRIMARY KEY (topic, partition));
@@ -142,12 +146,18 @@ class Corpus:
             ).fetchone()[0]
             known.append((collection, start))
 
-    def facts(self, collection: str) -> list[Fact]:
-        """The collection's graph: every fact, in the order documents arrived."""
+    def facts(self, collection: str, window: int | None = None, rng: random.Random | None = None) -> list[Fact]:
+        """The collection's graph: every fact, in the order documents arrived; with `window`, a
+        stretch of at most that many of them starting at a point drawn from `rng` (what a task
+        is composed over stays bounded however large the collection grows)."""
+        offset = 0
+        if window is not None:
+            (total,) = self.db.execute("SELECT COUNT(*) FROM facts WHERE collection = ?", (collection,)).fetchone()
+            offset = (rng or random.Random(0)).randrange(total - window + 1) if total > window else 0
         rows = self.db.execute(
             "SELECT subject, relation, object, doc_id, start, end_, kind, extractor FROM facts WHERE collection = ?"
-            " ORDER BY rowid",
-            (collection,),
+            " ORDER BY rowid LIMIT ? OFFSET ?",
+            (collection, -1 if window is None else window, offset),
         )
         return [Fact(*row) for row in rows]
 
@@ -178,13 +188,51 @@ class Corpus:
     def collections(self) -> int:
         return self.db.execute("SELECT COUNT(DISTINCT collection) FROM docs").fetchone()[0]
 
-    def objects(self, subject: str, relation: str, collection: str | None = None) -> list[str]:
+    def objects(
+        self, subject: str, relation: str, collection: str | None = None, doc_ids: Sequence[str] | None = None
+    ) -> list[str]:
         """Distinct objects of (subject, relation) in `collection`, or in every collection (any
-        document can be a distractor); entity names merged by key."""
-        where = "subject_key = ? AND relation = ?" + (" AND collection = ?" if collection is not None else "")
-        params = (entity_key(subject), relation) + ((collection,) if collection is not None else ())
-        rows = self.db.execute(f"SELECT object_key, MIN(object) FROM facts WHERE {where} GROUP BY object_key", params)
-        return [obj for _, obj in rows]
+        document can be a distractor), or in the documents `doc_ids` (those of one context);
+        entity names merged by key."""
+        where, params = "subject_key = ? AND relation = ?", [entity_key(subject), relation]
+        if collection is not None:
+            where, params = where + " AND collection = ?", [*params, collection]
+        rows = self.db.execute(f"SELECT object_key, object, doc_id FROM facts WHERE {where} ORDER BY rowid", params)
+        within = None if doc_ids is None else set(doc_ids)  # (a long context: more ids than SQL parameters)
+        found: dict[str, str] = {}
+        for key, obj, doc_id in rows:
+            if within is None or doc_id in within:
+                found[key] = min(found.get(key, obj), obj)
+        return [found[k] for k in sorted(found)]
+
+    def holding(self, pairs: Iterable[tuple[str, str]]) -> set[str]:
+        """The documents stating anything about one of these (subject, relation) pairs: a
+        distractor among them could contradict a step of a question that asks about it."""
+        found: set[str] = set()
+        for subject, relation in pairs:
+            rows = self.db.execute(
+                "SELECT DISTINCT doc_id FROM facts WHERE subject_key = ? AND relation = ?",
+                (entity_key(subject), relation),
+            )
+            found |= {d for (d,) in rows}
+        return found
+
+    def fact_spans(self, facts: Iterable[Fact]) -> tuple[str, ...]:
+        """Each fact's evidence as its document states it (sentence, line or table), once each."""
+        facts = list(facts)
+        texts = dict(zip((f.doc_id for f in facts), self.texts([f.doc_id for f in facts]), strict=True))
+        return tuple(dict.fromkeys(texts[f.doc_id][f.start : f.end] for f in facts if f.end > f.start))
+
+    def table_spans(self, doc_ids: Sequence[str], columns: tuple[str, ...]) -> tuple[str, ...]:
+        """The text of every table with `columns` in these documents, in their order."""
+        spans = []
+        for doc_id, text in zip(doc_ids, self.texts(list(doc_ids)), strict=True):
+            rows = self.db.execute(
+                "SELECT start, end_ FROM table_spans WHERE doc_id = ? AND signature = ? ORDER BY start",
+                (doc_id, signature(columns)),
+            )
+            spans += [text[start:end] for start, end in rows if end > start]
+        return tuple(dict.fromkeys(spans))
 
     def subjects(self, relation: str, obj: str) -> list[str]:
         """Distinct subjects with this (relation, object) in every collection (names merged by key)."""
@@ -199,6 +247,9 @@ class Corpus:
         self.db.executemany(
             "INSERT INTO doc_tables VALUES (?, ?)",
             [(table.doc_id, signature(table.columns)), (table.doc_id, title_signature(table.title))],
+        )
+        self.db.execute(
+            "INSERT INTO table_spans VALUES (?, ?, ?, ?)", (table.doc_id, signature(table.columns), *table.span)
         )
         n = len(table.columns)
         cells = ", ".join(f"c{i} TEXT, n{i} REAL" for i in range(n))
@@ -256,16 +307,23 @@ class Corpus:
             yield from (found[d] for d in chunk)
 
     def fillers(
-        self, rng: random.Random, exclude: set[str], columns: tuple[str, ...] | None = None, title: str = ""
+        self,
+        rng: random.Random,
+        exclude: set[str],
+        columns: tuple[str, ...] | None = None,
+        title: str = "",
+        clash: set[str] = frozenset(),
     ) -> Iterator[str]:
         """Every other document (any collection) in a seeded random order, drawn lazily; none
         holding a table with `columns` or titled `title`, whose rows a reader could not tell
-        from the evidence's."""
-        clash: set[str] = set()
+        from the evidence's, and none in `clash`."""
+        clash = set(clash)
         if columns is not None:
             keys = [signature(columns)] + ([title_signature(title)] if title.strip() else [])
             marks = ", ".join("?" for _ in keys)
-            clash = {d for (d,) in self.db.execute(f"SELECT doc_id FROM doc_tables WHERE signature IN ({marks})", keys)}
+            clash |= {
+                d for (d,) in self.db.execute(f"SELECT doc_id FROM doc_tables WHERE signature IN ({marks})", keys)
+            }
         skip = exclude | clash
         if self._ids is None:
             self._ids = [d for (d,) in self.db.execute("SELECT doc_id FROM docs ORDER BY doc_id")]

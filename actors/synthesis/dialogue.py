@@ -112,4 +112,5 @@ def dialogue_task(
         return Skipped.UNVERIFIED
     question = f"What is the user's {asked} now, after any updates in the conversation"
     composed = ComposedTask(TaskType.DIALOGUE, context, question, answer, (), hops=updates + 1)
-    return MadeTask(composed, (), None, "", float(updates + 1), AnswerKind.TEXT, tokens)
+    spans = tuple(statement(t, v, update=i > 0) for i, (t, v) in enumerate(history))  # the asked topic's turns
+    return MadeTask(composed, (), None, "", float(updates + 1), AnswerKind.TEXT, tokens, spans)

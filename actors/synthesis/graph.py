@@ -7,11 +7,12 @@ one, with no entity visited twice. The question names only the start and the rel
 
     "Birchwood station was designed by the firm X1. X1 was founded in X2. What is X2"
 
-`multihop_task` turns a path into a task: the independent solver follows the relations
-through the SQL store (not the walk's own index), over every collection since distractors
-come from any of them, and must reach the same answer; the answer
-must not appear in the question; the evidence documents (≥ 2 of them) go into the context
-among distractors, like table tasks.
+`multihop_task` turns a path into a task: the evidence documents (≥ 2 of them) go into the
+context among distractors from any collection, none of which states anything about a step's
+(subject, relation) (another world's "geka friend" would give a step two answers); then the
+independent solver follows the relations through the SQL store (not the walk's own index),
+over the facts of exactly the documents drawn into the context, and must reach the same
+answer; the answer must not appear in the question.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from actors.synthesis.context import assemble_parts
 from actors.synthesis.corpus import Corpus, entity_key
@@ -97,43 +98,51 @@ def multihop_task(
     count_tokens: Callable[[str], int],
     depth: float,
     obfuscate: bool = False,
+    window: int | None = None,
 ) -> MadeTask | Skipped:
     """With `obfuscate`, the start entity is named by another of its facts when one names it
-    uniquely ('Let E be the one that was founded in 1979. E …'); one hop more to solve."""
-    facts = corpus.facts(collection)
+    uniquely ('Let E be the one that was founded in 1979. E …'); one hop more to solve. The
+    path is walked over `window` facts of the collection at most (`Corpus.facts`): a step
+    unique there but not in the whole collection is still unique in the context, since no
+    document stating that (subject, relation) is drawn as a distractor."""
+    facts = corpus.facts(collection, window, rng)
     path = compose_path(facts, rng, hops)
     if path is None:
         return Skipped.NO_MATERIAL
     alias = describe(corpus, facts, path[0].subject, rng, path[0].relation) if obfuscate else None
-    here = path[0].subject
-    if alias is not None:  # the solver reads the description back through SQL first
-        named = corpus.subjects(alias.relation, alias.object)
-        if len(named) != 1:
-            return Skipped.UNVERIFIED
-        here = named[0]
-    for fact in path:  # the solver: through SQL, one object per step in the whole store
-        found = corpus.objects(here, fact.relation)  # (distractors come from every collection)
-        if len(found) != 1:
-            return Skipped.UNVERIFIED
-        here = found[0]
     answer = path[-1].object
     question = path_question(path)
     if alias is not None:
         question = f"Let E be the one that {alias.relation} {alias.object}. " + path_question(path, "E")
-    if entity_key(here) != entity_key(answer):
-        return Skipped.UNVERIFIED
     if entity_key(answer) in entity_key(question):
         return Skipped.LEAK
+
+    def solve(in_context: list[str]) -> str | None:
+        """Through SQL over the context's documents: one object per step."""
+        here = path[0].subject
+        if alias is not None:  # the description read back first (unique in the whole store)
+            named = corpus.subjects(alias.relation, alias.object)
+            if len(named) != 1:
+                return None
+            here = named[0]
+        for fact in path:
+            found = corpus.objects(here, fact.relation, doc_ids=in_context)
+            if len(found) != 1:
+                return None
+            here = found[0]
+        return here
+
     steps = hops + (alias is not None)
     composed = ComposedTask(TaskType.MULTI_HOP, "", question, answer, (), hops=steps)
-    doc_ids = [f.doc_id for f in path] + ([alias.doc_id] if alias else [])
-    return in_context(corpus, composed, doc_ids, rng, context_tokens, count_tokens, depth)
+    used = [*path, alias] if alias is not None else path
+    clash = corpus.holding((f.subject, f.relation) for f in path)
+    return in_context(corpus, composed, used, rng, context_tokens, count_tokens, depth, solve=solve, clash=clash)
 
 
 def in_context(
     corpus: Corpus,
     composed: ComposedTask,
-    doc_ids: Sequence[str],
+    used: Sequence[Fact],
     rng: random.Random,
     context_tokens: int,
     count_tokens: Callable[[str], int],
@@ -141,17 +150,27 @@ def in_context(
     *,
     answer_kind: AnswerKind = AnswerKind.TEXT,
     difficulty: float | None = None,
+    solve: Callable[[list[str]], str | None] | None = None,
+    clash: set[str] = frozenset(),
 ) -> MadeTask | Skipped:
-    """A graph task with its context: the evidence documents, whole, among distractor documents
-    from every collection (no document can contradict a step: the solver checked that each
-    (subject, relation) has one object in the whole store)."""
-    evidence = tuple(dict.fromkeys(doc_ids))
-    fillers = corpus.fillers(rng, set(evidence))
+    """A graph task with its context: the documents of the facts `used`, whole, among distractor
+    documents from every collection but those in `clash`; `solve` (given every document drawn
+    for the context) must then reach the answer. The facts' sentences are the evidence."""
+    evidence = tuple(dict.fromkeys(f.doc_id for f in used))
+    drawn: list[str] = []
+
+    def fillers() -> Iterator[str]:
+        for doc_id in corpus.fillers(rng, set(evidence), clash=clash - set(evidence)):
+            drawn.append(doc_id)  # (a superset of those used: texts are fetched in batches)
+            yield doc_id
+
     made = assemble_parts(
-        corpus.sized_texts(list(evidence)), corpus.sized_texts(fillers), context_tokens, count_tokens, depth
+        corpus.sized_texts(list(evidence)), corpus.sized_texts(fillers()), context_tokens, count_tokens, depth
     )
     if made is None:
         return Skipped.NO_CONTEXT
+    if solve is not None and entity_key(solve([*evidence, *drawn]) or "") != entity_key(composed.answer):
+        return Skipped.UNVERIFIED
     hard = float(composed.hops) if difficulty is None else difficulty
     with_context = dataclasses.replace(composed, context=made.text())
-    return MadeTask(with_context, evidence, None, "", hard, answer_kind, made.tokens)
+    return MadeTask(with_context, evidence, None, "", hard, answer_kind, made.tokens, corpus.fact_spans(used))

@@ -26,6 +26,8 @@ class KeyChain:
     """The real chain's first key: the only key the prompt gives."""
     lines: tuple[str, ...]
     """Every chain's lines, real and decoy, in a shuffled order."""
+    real: tuple[str, ...] = ()
+    """The real chain's lines, head first (the task's evidence)."""
 
 
 def default_chains(context_tokens: int) -> int:
@@ -45,14 +47,13 @@ def make_chains(question: str, decoys: Sequence[str], rng: random.Random, chains
     if chains > 1 and not decoys:
         raise ValueError("decoy chains need decoy questions")
     lines: list[str] = []
-    head = ""
     for c in range(chains):
         keys = [_key(rng) for _ in range(length)]
         end = question if c == 0 else decoys[(c - 1) % len(decoys)]
         lines += [f"{a}: {b}" for a, b in zip(keys, keys[1:], strict=False)] + [f"{keys[-1]}: {end}"]
-        head = head or keys[0]
+    real = tuple(lines[:length])
     rng.shuffle(lines)
-    return KeyChain(head, tuple(lines))
+    return KeyChain(real[0].split(": ", 1)[0], tuple(lines), real)
 
 
 def follow(lines: Sequence[str], head: str) -> str:

@@ -95,4 +95,4 @@ def needle_task(
     task_type = TaskType.NEEDLE if asked == 1 else TaskType.MULTI_NEEDLE
     composed = ComposedTask(task_type, context, question_for(keys[:asked]), answer, (), hops=asked)
     kind = AnswerKind.TEXT if asked == 1 else AnswerKind.LIST
-    return MadeTask(composed, (), None, "", float(asked), kind, tokens)
+    return MadeTask(composed, (), None, "", float(asked), kind, tokens, tuple(needles[:asked]))

@@ -194,8 +194,11 @@ def paradigm_task(
     context_tokens: int,
     count_tokens: Callable[[str], int],
     depth: float,
+    window: int | None = None,
 ) -> MadeTask | Skipped:
-    paradigm = PARADIGMS[task_type](corpus.facts(collection), rng)
+    """Over `window` facts of the collection at most (`Corpus.facts`); the solver reads every
+    (subject, relation) back from the whole store."""
+    paradigm = PARADIGMS[task_type](corpus.facts(collection, window, rng), rng)
     if paradigm is None:
         return Skipped.NO_MATERIAL
     objects = [corpus.objects(f.subject, f.relation) for f in paradigm.facts]  # every collection
@@ -205,7 +208,6 @@ def paradigm_task(
         return Skipped.LEAK
     hops = len(paradigm.facts)
     composed = ComposedTask(task_type, "", paradigm.question, paradigm.answer, (), hops=hops)
-    doc_ids = [f.doc_id for f in paradigm.facts]
     return in_context(
-        corpus, composed, doc_ids, rng, context_tokens, count_tokens, depth, answer_kind=paradigm.answer_kind
+        corpus, composed, paradigm.facts, rng, context_tokens, count_tokens, depth, answer_kind=paradigm.answer_kind
     )

@@ -56,7 +56,8 @@ class MadeTask:
     answer_kind: AnswerKind = AnswerKind.NUMERIC
     tokens: int = 0
     """The context's token count (as assembled, without counting it again)."""
-    """How the reward verifies the answer: 'text' (sub_em or exact), 'numeric' or 'option'."""
+    evidence: tuple[str, ...] = ()
+    """The spans of the context that prove the answer, verbatim (`Task.evidence`)."""
 
 
 def table_task(
@@ -111,7 +112,8 @@ def table_task(
         return Skipped.NO_CONTEXT
     if chain is None:
         composed = ComposedTask(TaskType.TABLE_NUMERIC, made.text(), question, answer, (), hops=len(evidence))
-        return MadeTask(composed, evidence, spec, sql, difficulty(spec, table), tokens=made.tokens)
+        spans = corpus.table_spans(evidence, table.columns)
+        return MadeTask(composed, evidence, spec, sql, difficulty(spec, table), tokens=made.tokens, evidence=spans)
     lines = list(zip(chain.lines, line_tokens, strict=True))
     finished = on_target(count, scatter(made.sized(), lines, rng), context_tokens)
     if finished is None or follow(chain.lines, chain.head) != question:
@@ -119,7 +121,9 @@ def table_task(
     context, tokens = finished
     hops = len(evidence) + CHAIN_LENGTH
     composed = ComposedTask(TaskType.KEYCHAIN, context, keychain_question(chain.head), answer, (), hops=hops)
-    return MadeTask(composed, evidence, spec, sql, difficulty(spec, table) + CHAIN_LENGTH, tokens=tokens)
+    spans = corpus.table_spans(evidence, table.columns) + chain.real
+    hard = difficulty(spec, table) + CHAIN_LENGTH
+    return MadeTask(composed, evidence, spec, sql, hard, tokens=tokens, evidence=spans)
 
 
 def _chain(spec: Spec, table: CorpusTable, question: str, answer: str, rng: random.Random, chains: int) -> KeyChain:
