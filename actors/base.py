@@ -25,6 +25,9 @@ class ProcessorActor:
 
     name: str
     processor: StreamProcessor
+    kept_alive: int = 0
+    """Pieces of work that outlasted `keep_alive`'s patience (the consumer held meanwhile)."""
+    _worker: ThreadPoolExecutor | None = None
 
     def _connect(
         self,
@@ -69,13 +72,13 @@ class ProcessorActor:
         document's extraction, a slow LLM endpoint) would otherwise get the actor dropped from
         its group and its commit refused. After `patience_s` the consumer polls with every
         partition paused (nothing is taken), then resumes."""
-        if getattr(self, "_worker", None) is None:
+        if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-work")
         future = self._worker.submit(work)
         try:
             return future.result(timeout=patience_s)
         except WorkPending:
-            pass
+            self.kept_alive += 1
         try:
             while True:
                 self.processor.consumer.hold(timeout_ms=100)
@@ -91,10 +94,10 @@ class ProcessorActor:
             self.processor.step()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"actor": self.name, **self.processor.snapshot()}
+        return {"actor": self.name, **self.processor.snapshot(), "kept_alive": self.kept_alive}
 
     def close(self) -> None:
-        if getattr(self, "_worker", None) is not None:
+        if self._worker is not None:
             self._worker.shutdown(wait=True)
         self.processor.consumer.close()
         self.processor.producer.close()

@@ -299,7 +299,15 @@ class Consumer:
         return out
 
     def commit(self, next_offsets: dict[Partition, int]) -> None:
-        """Commit, per partition, the offset of the next record to read."""
+        """Commit, per partition, the offset of the next record to read. A partition this
+        consumer no longer holds (revoked by a rebalance while its records were handled, during
+        `hold`) is left out: its new owner has read on from the group's committed offset, which
+        this commit must not move (those records may be handled twice: at least once)."""
+        owned = self._consumer.assignment()
+        lost = [part for part in next_offsets if TopicPartition(*part) not in owned]
+        if lost:
+            log.warning("not committing %s: revoked while their records were handled", lost)
+            next_offsets = {part: o for part, o in next_offsets.items() if part not in lost}
         if next_offsets:
             self._consumer.commit(
                 {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in next_offsets.items()}

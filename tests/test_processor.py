@@ -128,3 +128,36 @@ def test_a_fatal_error_is_not_dead_lettered_and_commits_nothing(streams: Streams
     assert processor.counts["dead_letters"] == 0
     assert group_offsets(streams, "longtide-batched") == {}, "nothing committed: the task is read again"
     processor.consumer.close()
+
+
+def test_a_partition_this_consumer_no_longer_holds_is_not_committed(streams: StreamsConfig) -> None:
+    """Two consumers share `tasks` (2 partitions) in one group; one commits offsets for both,
+    as after a rebalance during `hold` moved a partition away mid-batch: only its own partition
+    is committed, so the other owner's committed offset is not moved."""
+    import threading
+
+    first = Consumer(streams, group_id="longtide-owned", topics=["tasks"], client_id="a")
+    second = Consumer(streams, group_id="longtide-owned", topics=["tasks"], client_id="b")
+    split = threading.Event()
+
+    def poll(consumer: Consumer) -> None:  # each in its own thread: a join waits for the other
+        for _ in range(300):
+            if split.is_set():
+                return
+            consumer.poll(200)
+            if len(first.assigned()) == 1 and len(second.assigned()) == 1:
+                split.set()
+
+    threads = [threading.Thread(target=poll, args=(c,)) for c in (first, second)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert split.is_set(), (first.assigned(), second.assigned())
+        [own] = first.assigned()
+        first.commit({("tasks", 0): 3, ("tasks", 1): 3})
+        assert group_offsets(streams, "longtide-owned") == {own: 3}
+    finally:
+        first.close()
+        second.close()

@@ -375,7 +375,7 @@ def test_a_10_mb_document_does_not_cost_the_actor_its_group(streams, claim, tmp_
         assert actor.tasks_by_type["kv_retrieval"] > 0, "the world documents after it yielded tasks"
         assert sum(actor.processor.committed.values()) >= len(docs), actor.processor.committed
     print(f"10 MB document and {len(docs) - 1} more handled in {took:.1f} s")
-    assert took > 6, "the document did not outlast the poll interval: the test did not exercise keep_alive"
+    assert actor.kept_alive >= 1, "no extraction outlasted keep_alive's patience: the test exercised nothing"
 
 
 @pytest.mark.parametrize("seed", range(5))

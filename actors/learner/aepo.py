@@ -39,7 +39,7 @@ class AepoConfig:
     """batch: negatives come back once the batch entropy falls below this."""
     h_high: float = 0.65
     """batch: negatives are masked once the batch entropy rises above this. The defaults are
-    measured on the default demo (tiny model, temperature 1): batch entropy 0.70 on average
+    measured on the `world` demo (tiny model, temperature 1): batch entropy 0.70 on average
     over the first 50 RL steps, 0.43 over steps 300–400, single batches from 0.17 to 1.07. The
     paper does not publish its thresholds."""
     tau_token: float = 1.0

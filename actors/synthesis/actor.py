@@ -32,6 +32,7 @@ from actors.hosting import Resources
 from actors.synthesis.context import JoinCounter
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.dialogue import dialogue_task
+from actors.synthesis.extract import Fact as ExtractedFact
 from actors.synthesis.extract import extract
 from actors.synthesis.graph import multihop_task
 from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor, LLMExtractorConfig
@@ -39,7 +40,7 @@ from actors.synthesis.needles import needle_task
 from actors.synthesis.paradigms import paradigm_task
 from actors.synthesis.retrospect import BINS, Retrospect, RetrospectConfig, pass_at_k
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
-from actors.synthesis.tables import extract_tables
+from actors.synthesis.tables import Table, extract_tables
 from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, TaskType
 from actors.world import Fact
 from schemas import AnswerKind, DeadLetter, Document, ScoredRollout, Task, encode, headers_for
@@ -347,7 +348,9 @@ class SynthesisActor(ProcessorActor):
         FACTS.labels(self.name).inc(len(facts_found))
         return outputs, bool(facts_found or tables)
 
-    def _extract(self, doc_id: str, text: str, fmt: str, with_llm: bool) -> tuple[list, list, str | None]:
+    def _extract(
+        self, doc_id: str, text: str, fmt: str, with_llm: bool
+    ) -> tuple[list[Table], list[ExtractedFact], str | None]:
         """(tables, facts, the LLM extractor's failure or None) of one document's text."""
         tables, problems = extract_tables(doc_id, text, fmt)
         for problem in problems:

@@ -20,6 +20,7 @@ import random
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from actors.synthesis.extract import Fact
@@ -312,7 +313,7 @@ class Corpus:
         exclude: set[str],
         columns: tuple[str, ...] | None = None,
         title: str = "",
-        clash: set[str] = frozenset(),
+        clash: AbstractSet[str] = frozenset(),
     ) -> Iterator[str]:
         """Every other document (any collection) in a seeded random order, drawn lazily; none
         holding a table with `columns` or titled `title`, whose rows a reader could not tell

@@ -11,8 +11,8 @@ one, with no entity visited twice. The question names only the start and the rel
 context among distractors from any collection, none of which states anything about a step's
 (subject, relation) (another world's "geka friend" would give a step two answers); then the
 independent solver follows the relations through the SQL store (not the walk's own index),
-over the facts of exactly the documents drawn into the context, and must reach the same
-answer; the answer must not appear in the question.
+over the facts of the documents drawn for the context (a superset of those it holds), and
+must reach the same answer; the answer must not appear in the question.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import dataclasses
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 
 from actors.synthesis.context import assemble_parts
 from actors.synthesis.corpus import Corpus, entity_key
@@ -151,7 +152,7 @@ def in_context(
     answer_kind: AnswerKind = AnswerKind.TEXT,
     difficulty: float | None = None,
     solve: Callable[[list[str]], str | None] | None = None,
-    clash: set[str] = frozenset(),
+    clash: AbstractSet[str] = frozenset(),
 ) -> MadeTask | Skipped:
     """A graph task with its context: the documents of the facts `used`, whole, among distractor
     documents from every collection but those in `clash`; `solve` (given every document drawn
