@@ -254,3 +254,17 @@ def test_blank_parts_are_counted_whole() -> None:
     joins = JoinCounter(count, audit_first=0, audit_every=10**9)
     for parts in (["The fox", "", "the dog"], ["The fox", "\n", "the dog"]):
         assert joins.joined(parts, [count(p) for p in parts]) == count(SEPARATOR.join(parts))
+
+
+def test_evidence_is_kept_whole_and_in_order_while_it_fits() -> None:
+    from actors.synthesis.table_tasks import fit_evidence
+
+    # 4 + 5 = 9 characters fit a limit of 10; the next span (3) would make 12: left out, and
+    # so is everything after it, even the 1-character span that would fit alone
+    assert fit_evidence(["abcd", "efghi", "jkl", "m"], 10) == (("abcd", "efghi"), True)
+    assert fit_evidence(["abcd", "efghi"], 9) == (("abcd", "efghi"), False)
+    assert fit_evidence([], 5) == ((), False)
+    from actors.synthesis.actor import SynthesisConfig
+
+    with pytest.raises(ValueError, match=r"synthesis.max_evidence_chars \(10\) must be >= 1000"):
+        SynthesisConfig(max_evidence_chars=10)

@@ -39,7 +39,7 @@ from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor, LLMExtr
 from actors.synthesis.needles import needle_task
 from actors.synthesis.paradigms import paradigm_task
 from actors.synthesis.retrospect import BINS, Retrospect, RetrospectConfig, pass_at_k
-from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
+from actors.synthesis.table_tasks import MadeTask, Skipped, fit_evidence, table_task
 from actors.synthesis.tables import Table, extract_tables
 from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, TaskType
 from actors.world import Fact
@@ -64,6 +64,11 @@ TABLE_PROBLEMS = Counter(
 )
 UNVERIFIED = Counter(
     "longtide_synthesis_unverified", "Tasks not published: the independent solver disagreed.", ["actor", "task_type"]
+)
+EVIDENCE_CUT = Counter(
+    "longtide_synthesis_evidence_cut",
+    "Tasks whose evidence spans did not all fit synthesis.max_evidence_chars (the rest left out).",
+    ["actor"],
 )
 LEAKED = Counter(
     "longtide_synthesis_answer_leaks", "Tasks not published: the answer is readable from the question.", ["actor"]
@@ -133,6 +138,11 @@ class SynthesisConfig:
     memory agent's `chunk_tokens`, padded with other collections' facts."""
     multihop_hops: tuple[int, ...] = (2, 3, 4)
     """Path lengths of multi_hop tasks (2–6), drawn from each document's seeded stream."""
+    max_evidence_chars: int = 32_000
+    """Most characters of evidence spans a task carries (inline in its record, even when its
+    context goes to the blob store): spans are kept whole and in order while they fit, and a
+    task whose evidence was cut is counted. A whole table can be long; this keeps a task record
+    far below Kafka's 1 MB message limit."""
     graph_window: int = 50_000
     """Most facts of a collection's graph a multi_hop or paradigm task is composed over (a
     stretch of the collection's arrival order drawn per task): the memory a task takes stays
@@ -155,6 +165,11 @@ class SynthesisConfig:
             raise ValueError("synthesis.task_types must name at least one task type")
         if self.poll_records < 1:
             raise ValueError(f"synthesis.poll_records ({self.poll_records}) must be >= 1")
+        if self.max_evidence_chars < 1_000:
+            raise ValueError(
+                f"synthesis.max_evidence_chars ({self.max_evidence_chars}) must be >= 1000: a fact's sentence"
+                " or a needle must fit"
+            )
         if self.graph_window < 100:
             raise ValueError(
                 f"synthesis.graph_window ({self.graph_window}) must be >= 100 facts: paths and comparisons"
@@ -212,7 +227,8 @@ def make_task(
 
 def zero_series(name: str, task_types: Sequence[str]) -> None:
     """Every series of actor `name` exists from the start, at 0 (so `rate()` sees 0, not nothing)."""
-    for metric in (FACTS, SHORT, NO_FACTS, LLM_FAILED, TABLES, TABLE_PROBLEMS, LEAKED, COUNT_MISMATCHES, REBUILT):
+    per_actor = (FACTS, SHORT, NO_FACTS, LLM_FAILED, TABLES, TABLE_PROBLEMS, LEAKED, COUNT_MISMATCHES, REBUILT)
+    for metric in (*per_actor, EVIDENCE_CUT):
         metric.labels(name)
     for task_type in task_types:
         for metric in (TASKS_MADE, UNVERIFIED, NO_CONTEXT, REPUBLISHED):
@@ -445,6 +461,9 @@ class SynthesisActor(ProcessorActor):
             elif made is Skipped.NO_CONTEXT:
                 NO_CONTEXT.labels(self.name, task_type.value).inc()
             return None
+        evidence, cut = fit_evidence(made.evidence, self.config.max_evidence_chars)
+        if cut:
+            EVIDENCE_CUT.labels(self.name).inc()
         return make_task(
             made.composed,
             collection=collection,
@@ -454,7 +473,7 @@ class SynthesisActor(ProcessorActor):
             context_tokens=made.tokens,
             answer_kind=made.answer_kind,
             difficulty=made.difficulty,
-            evidence=made.evidence,
+            evidence=evidence,
         )
 
     def _dead_letter(self, doc: Document, error: str) -> DeadLetter:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from actors.synthesis.context import SEPARATOR, JoinCounter, assemble_parts, counter, on_target
@@ -58,6 +58,19 @@ class MadeTask:
     """The context's token count (as assembled, without counting it again)."""
     evidence: tuple[str, ...] = ()
     """The spans of the context that prove the answer, verbatim (`Task.evidence`)."""
+
+
+def fit_evidence(spans: Sequence[str], limit: int) -> tuple[tuple[str, ...], bool]:
+    """The spans, whole and in order, while their characters add up to at most `limit`; and
+    whether any was left out."""
+    kept: list[str] = []
+    used = 0
+    for span in spans:
+        if used + len(span) > limit:
+            return tuple(kept), True
+        kept.append(span)
+        used += len(span)
+    return tuple(kept), False
 
 
 def table_task(
