@@ -19,7 +19,7 @@ import json
 import random
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
@@ -218,16 +218,11 @@ class Corpus:
             found |= {d for (d,) in rows}
         return found
 
-    def fact_spans(self, facts: Iterable[Fact]) -> tuple[str, ...]:
-        """Each fact's evidence as its document states it (sentence, line or table), once each."""
-        facts = list(facts)
-        texts = dict(zip((f.doc_id for f in facts), self.texts([f.doc_id for f in facts]), strict=True))
-        return tuple(dict.fromkeys(texts[f.doc_id][f.start : f.end] for f in facts if f.end > f.start))
-
-    def table_spans(self, doc_ids: Sequence[str], columns: tuple[str, ...]) -> tuple[str, ...]:
-        """The text of every table with `columns` in these documents, in their order."""
+    def table_spans(self, texts: Mapping[str, str], columns: tuple[str, ...]) -> tuple[str, ...]:
+        """The text of every table with `columns` in these documents (doc id → its text, as the
+        caller already read it), in their order."""
         spans = []
-        for doc_id, text in zip(doc_ids, self.texts(list(doc_ids)), strict=True):
+        for doc_id, text in texts.items():
             rows = self.db.execute(
                 "SELECT start, end_ FROM table_spans WHERE doc_id = ? AND signature = ? ORDER BY start",
                 (doc_id, signature(columns)),
@@ -318,14 +313,11 @@ class Corpus:
         """Every other document (any collection) in a seeded random order, drawn lazily; none
         holding a table with `columns` or titled `title`, whose rows a reader could not tell
         from the evidence's, and none in `clash`."""
-        clash = set(clash)
+        skip = exclude | clash
         if columns is not None:
             keys = [signature(columns)] + ([title_signature(title)] if title.strip() else [])
             marks = ", ".join("?" for _ in keys)
-            clash |= {
-                d for (d,) in self.db.execute(f"SELECT doc_id FROM doc_tables WHERE signature IN ({marks})", keys)
-            }
-        skip = exclude | clash
+            skip |= {d for (d,) in self.db.execute(f"SELECT doc_id FROM doc_tables WHERE signature IN ({marks})", keys)}
         if self._ids is None:
             self._ids = [d for (d,) in self.db.execute("SELECT doc_id FROM docs ORDER BY doc_id")]
         ids = self._ids

@@ -156,22 +156,24 @@ def in_context(
 ) -> MadeTask | Skipped:
     """A graph task with its context: the documents of the facts `used`, whole, among distractor
     documents from every collection but those in `clash`; `solve` (given every document drawn
-    for the context) must then reach the answer. The facts' sentences are the evidence."""
+    for the context) must then reach the answer. Each fact's span (sentence, line or table), as
+    its document states it, is the evidence."""
     evidence = tuple(dict.fromkeys(f.doc_id for f in used))
+    evidence_sized = list(corpus.sized_texts(evidence))
     drawn: list[str] = []
 
     def fillers() -> Iterator[str]:
-        for doc_id in corpus.fillers(rng, set(evidence), clash=clash - set(evidence)):
+        for doc_id in corpus.fillers(rng, set(evidence), clash=clash):
             drawn.append(doc_id)  # (a superset of those used: texts are fetched in batches)
             yield doc_id
 
-    made = assemble_parts(
-        corpus.sized_texts(list(evidence)), corpus.sized_texts(fillers()), context_tokens, count_tokens, depth
-    )
+    made = assemble_parts(evidence_sized, corpus.sized_texts(fillers()), context_tokens, count_tokens, depth)
     if made is None:
         return Skipped.NO_CONTEXT
     if solve is not None and entity_key(solve([*evidence, *drawn]) or "") != entity_key(composed.answer):
         return Skipped.UNVERIFIED
     hard = float(composed.hops) if difficulty is None else difficulty
     with_context = dataclasses.replace(composed, context=made.text())
-    return MadeTask(with_context, evidence, None, "", hard, answer_kind, made.tokens, corpus.fact_spans(used))
+    texts = {doc_id: text for doc_id, (text, _) in zip(evidence, evidence_sized, strict=True)}
+    spans = tuple(dict.fromkeys(texts[f.doc_id][f.start : f.end] for f in used if f.end > f.start))
+    return MadeTask(with_context, evidence, None, "", hard, answer_kind, made.tokens, spans)

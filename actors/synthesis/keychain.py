@@ -22,12 +22,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class KeyChain:
-    head: str
-    """The real chain's first key: the only key the prompt gives."""
     lines: tuple[str, ...]
     """Every chain's lines, real and decoy, in a shuffled order."""
-    real: tuple[str, ...] = ()
+    real: tuple[str, ...]
     """The real chain's lines, head first (the task's evidence)."""
+
+    @property
+    def head(self) -> str:
+        """The real chain's first key: the only key the prompt gives."""
+        return self.real[0].split(": ", 1)[0]
 
 
 def default_chains(context_tokens: int) -> int:
@@ -53,7 +56,7 @@ def make_chains(question: str, decoys: Sequence[str], rng: random.Random, chains
         lines += [f"{a}: {b}" for a, b in zip(keys, keys[1:], strict=False)] + [f"{keys[-1]}: {end}"]
     real = tuple(lines[:length])
     rng.shuffle(lines)
-    return KeyChain(real[0].split(": ", 1)[0], tuple(lines), real)
+    return KeyChain(tuple(lines), real)
 
 
 def follow(lines: Sequence[str], head: str) -> str:

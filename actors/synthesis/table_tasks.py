@@ -54,6 +54,7 @@ class MadeTask:
     sql: str
     difficulty: float
     answer_kind: AnswerKind = AnswerKind.NUMERIC
+    """How the reward verifies the answer: 'text' (sub_em or exact), 'numeric' or 'option'."""
     tokens: int = 0
     """The context's token count (as assembled, without counting it again)."""
     evidence: tuple[str, ...] = ()
@@ -114,8 +115,10 @@ def table_task(
         chains = max(2, chains // 2)
     if chain_tokens > context_tokens // 2:
         return Skipped.NO_CONTEXT
+    evidence_sized = list(corpus.sized_texts(evidence))
+    texts = {doc_id: text for doc_id, (text, _) in zip(evidence, evidence_sized, strict=True)}
     made = assemble_parts(
-        corpus.sized_texts(list(evidence)),
+        evidence_sized,
         corpus.sized_texts(fillers),
         context_tokens - chain_tokens,
         count,
@@ -125,7 +128,7 @@ def table_task(
         return Skipped.NO_CONTEXT
     if chain is None:
         composed = ComposedTask(TaskType.TABLE_NUMERIC, made.text(), question, answer, (), hops=len(evidence))
-        spans = corpus.table_spans(evidence, table.columns)
+        spans = corpus.table_spans(texts, table.columns)
         return MadeTask(composed, evidence, spec, sql, difficulty(spec, table), tokens=made.tokens, evidence=spans)
     lines = list(zip(chain.lines, line_tokens, strict=True))
     finished = on_target(count, scatter(made.sized(), lines, rng), context_tokens)
@@ -134,7 +137,7 @@ def table_task(
     context, tokens = finished
     hops = len(evidence) + CHAIN_LENGTH
     composed = ComposedTask(TaskType.KEYCHAIN, context, keychain_question(chain.head), answer, (), hops=hops)
-    spans = corpus.table_spans(evidence, table.columns) + chain.real
+    spans = corpus.table_spans(texts, table.columns) + chain.real
     hard = difficulty(spec, table) + CHAIN_LENGTH
     return MadeTask(composed, evidence, spec, sql, hard, tokens=tokens, evidence=spans)
 
