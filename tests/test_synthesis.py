@@ -315,7 +315,8 @@ def test_unsolved_tasks_come_back_on_tasks_after_the_policy_moved_on(streams, cl
 def test_malformed_documents_yield_no_task_and_the_actor_goes_on(streams, claim) -> None:  # noqa: ANN001
     """Prose without facts, binary junk, a ragged table and a 2 MB document through the actor's
     own handling: no exception, no task, each counted; the next world document still yields tasks."""
-    from actors.synthesis.actor import NO_FACTS, TABLE_PROBLEMS, SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.metrics import NO_FACTS, TABLE_PROBLEMS
     from schemas import Document
 
     world = make_world(5, 8)
