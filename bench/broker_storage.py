@@ -26,7 +26,8 @@ from pathlib import Path
 from schemas import ScoredRollout, encode, headers_for
 from streams.broker import StorageUnavailable
 from streams.embedded import EmbeddedLog
-from streams.kafka import Consumer, Producer, StreamsConfig, ensure_topics
+from streams.kafka import Consumer, Producer, StreamsConfig
+from streams.logs import ensure_topics
 from streams.postgres import PostgresUnavailable
 from streams.topics import SCORED
 

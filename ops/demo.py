@@ -17,7 +17,7 @@ from ops.feed import SAMPLE_CORPUS, documents_from_path, send_json, send_malform
 from ops.launcher import LEARNER_NAME, Service
 from ops.report import write_report
 from schemas import DeadLetter, decode
-from streams.kafka import read_all
+from streams.logs import read_all
 from streams.topics import DLQ
 
 

@@ -46,7 +46,8 @@ from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoo
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import free_port
 from streams.embedded import EmbeddedLog
-from streams.kafka import StreamsConfig, check_log_intact, ensure_topics, exact_end_offsets
+from streams.kafka import StreamsConfig
+from streams.logs import check_log_intact, ensure_topics, exact_end_offsets
 from streams.topics import ROLLOUTS
 
 log = logging.getLogger(__name__)

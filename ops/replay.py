@@ -34,7 +34,8 @@ from actors.weights import Transport
 from ops.config import LongtideConfig
 from ops.launcher import build_learner
 from ops.runs import Run, find_run, new_run_id
-from streams.kafka import StreamsConfig, exact_end_offsets
+from streams.kafka import StreamsConfig
+from streams.logs import exact_end_offsets
 from streams.topics import SCORED
 
 REPLAYS = "replays"

@@ -18,7 +18,8 @@ from kafka import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import PolicyVersion, decode
-from streams.kafka import OffsetReader, StreamsConfig, group_offsets, read_all
+from streams.kafka import StreamsConfig
+from streams.logs import OffsetReader, group_offsets, read_all
 from streams.topics import ALL_TOPICS, POLICY
 
 log = logging.getLogger(__name__)

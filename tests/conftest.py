@@ -23,7 +23,8 @@ from actors.world import make_world
 from schemas import ScoredRollout
 from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker
-from streams.kafka import Producer, StreamsConfig, ensure_topics
+from streams.kafka import Producer, StreamsConfig
+from streams.logs import ensure_topics
 
 
 @pytest.fixture

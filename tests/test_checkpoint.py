@@ -14,7 +14,8 @@ from actors.learner.actor import Learner
 from actors.learner.checkpoint import LearnerState
 from actors.modeling import load_policy
 from streams.blobs import ClaimCheck
-from streams.kafka import Producer, StreamsConfig, group_offsets
+from streams.kafka import Producer, StreamsConfig
+from streams.logs import group_offsets
 from tests.conftest import Running, make_learner, scored_rollout, wait_for
 
 

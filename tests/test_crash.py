@@ -20,7 +20,7 @@ from ops.feed import send_json, world_documents
 from ops.launcher import LEARNER_NAME, Service
 from ops.supervisor import CrashLoop
 from schemas import ScoredRollout, decode
-from streams.kafka import read_all
+from streams.logs import read_all
 from streams.topics import SCORED
 from tests.conftest import wait_for
 

@@ -17,7 +17,7 @@ from ops.grafana.dashboards import DASHBOARDS, build, queries
 from ops.launcher import LEARNER_NAME, Service
 from ops.status import collect_status, render_status
 from schemas import ScoredRollout, decode
-from streams.kafka import read_all
+from streams.logs import read_all
 from tests.conftest import wait_for
 from tests.prometheus_helpers import RULES, RunningPrometheus
 

@@ -7,7 +7,8 @@ from concurrent.futures import Future
 import pytest
 
 from schemas import Document, Task, encode, headers_for
-from streams.kafka import Consumer, Producer, StreamsConfig, group_offsets
+from streams.kafka import Consumer, Producer, StreamsConfig
+from streams.logs import group_offsets
 from streams.processor import Output, StreamProcessor, arrow_decoder
 from tests.kafka_helpers import read_records
 from tests.test_schemas import SAMPLES

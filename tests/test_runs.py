@@ -11,7 +11,8 @@ from actors.reward.actor import RewardActor, RewardConfig
 from actors.rollout.actor import RolloutActor, RolloutConfig
 from ops.runs import Run, new_run, new_run_id, newest_run
 from streams.blobs import ClaimCheck
-from streams.kafka import StreamsConfig, exact_end_offsets
+from streams.kafka import StreamsConfig
+from streams.logs import exact_end_offsets
 from tests.conftest import Running, make_learner, send_tasks, wait_for
 
 GROUP, PER_STEP = 2, 2

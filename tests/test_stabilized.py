@@ -19,7 +19,8 @@ from actors.tasks import TaskType
 from actors.weights import Transport
 from schemas import PolicyVersion, decode
 from streams.blobs import ClaimCheck
-from streams.kafka import Producer, StreamsConfig, read_all
+from streams.kafka import Producer, StreamsConfig
+from streams.logs import read_all
 from streams.topics import POLICY
 from tests.conftest import Running, scored_rollout, wait_for
 

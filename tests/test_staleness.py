@@ -20,7 +20,8 @@ from actors.sampling import SamplingSpec
 from actors.weights import Transport, WeightPublisher
 from schemas import PolicyVersion, Rollout, decode
 from streams.blobs import ClaimCheck
-from streams.kafka import Producer, StreamsConfig, read_all
+from streams.kafka import Producer, StreamsConfig
+from streams.logs import read_all
 from tests.conftest import Running, make_learner, send_tasks, wait_for
 from tests.kafka_helpers import read_records
 

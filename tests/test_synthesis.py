@@ -221,7 +221,8 @@ def test_a_lost_store_is_rebuilt_from_docs_without_new_tasks(streams, claim, tmp
     from actors.synthesis.actor import SynthesisActor, SynthesisConfig
     from ops.feed import SAMPLE_CORPUS, documents_from_path, world_documents
     from schemas import Document
-    from streams.kafka import Producer, read_all
+    from streams.kafka import Producer
+    from streams.logs import read_all
     from streams.topics import DOCS, TASKS
 
     raw = list(world_documents(worlds=2, entities_per_world=4, seed=0)) + list(

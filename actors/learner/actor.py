@@ -78,7 +78,8 @@ from actors.tasks import MEMORY_TASK_TYPES
 from actors.weights import WeightPublisher, newest_of_run
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Message, Producer, StreamsConfig, read_all
+from streams.kafka import Consumer, Message, Producer, StreamsConfig
+from streams.logs import read_all
 from streams.metrics import stream_metrics
 from streams.processor import arrow_decoder, dead_letter, describe
 from streams.topics import DLQ, POLICY, SCORED, TASKS

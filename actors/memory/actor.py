@@ -43,7 +43,8 @@ from actors.vllm_engine import VLLMSettings
 from actors.weights import newest_of_run
 from schemas import Document, MemoryUpdate
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Message, StreamsConfig, read_all
+from streams.kafka import Consumer, Message, StreamsConfig
+from streams.logs import read_all
 from streams.processor import Output, arrow_decoder
 from streams.topics import DOCS, MEMORY, POLICY
 

@@ -41,7 +41,8 @@ from actors.vllm_engine import VLLMSettings
 from actors.weights import newest_of_run, weight_sync_seconds
 from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, OffsetReader, StreamsConfig
+from streams.kafka import Consumer, StreamsConfig
+from streams.logs import OffsetReader
 from streams.processor import Output, arrow_decoder
 from streams.topics import POLICY, ROLLOUTS, TASKS
 

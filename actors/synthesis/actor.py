@@ -62,7 +62,8 @@ from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, TaskType
 from actors.world import Fact
 from schemas import AnswerKind, DeadLetter, Document, ScoredRollout, Task, encode, headers_for
 from streams.blobs import ClaimCheck
-from streams.kafka import StreamsConfig, read_ranges
+from streams.kafka import StreamsConfig
+from streams.logs import read_ranges
 from streams.processor import Output, arrow_decoder
 from streams.topics import DLQ, DOCS, SCORED, TASKS
 
