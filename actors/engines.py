@@ -3,9 +3,10 @@ memory actor (reading and answering), which must not import each other."""
 
 from __future__ import annotations
 
-from actors.generation import Engine, EngineKind, TransformersEngine
+from actors.generation import Engine, TransformersEngine
 from actors.modeling import load_policy, load_policy_tokenizer, torch_dtype
-from actors.vllm_engine import VLLMEngine, VLLMSettings
+from actors.settings import EngineKind, VLLMSettings
+from actors.vllm_engine import VLLMEngine
 
 
 def make_engine(kind: EngineKind, model_path: str, dtype: str, vllm: VLLMSettings, num_gpus: float = 0) -> Engine:

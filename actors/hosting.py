@@ -12,7 +12,6 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -22,24 +21,6 @@ from prometheus_client.metrics_core import Metric
 from streams.broker import free_port
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Ray resources of one actor instance (one rank, for the learner)."""
-
-    num_cpus: float = 0.0
-    """CPUs Ray reserves (0: the actor is placed without reserving any)."""
-    num_gpus: float = 0.0
-    """GPUs Ray reserves; the rollout actor's vLLM engine uses them for tensor parallelism."""
-    threads: int = 1
-    """torch / OpenMP threads inside the actor (OMP_NUM_THREADS)."""
-
-    def __post_init__(self) -> None:
-        if self.num_cpus < 0 or self.num_gpus < 0:
-            raise ValueError(f"resources ({self.num_cpus} CPUs, {self.num_gpus} GPUs) must be >= 0")
-        if self.threads < 1:
-            raise ValueError(f"resources.threads ({self.threads}) must be >= 1")
 
 
 class OwnMetrics:

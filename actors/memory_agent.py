@@ -26,8 +26,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from actors.generation import Engine, Sample
+if TYPE_CHECKING:  # the config is read without torch (the CLI, the launcher)
+    from actors.generation import Engine, Sample
 
 _SENTENCE_END = re.compile(r"(?<=[.!?\n])\s+")
 

@@ -9,7 +9,6 @@ are saved with `save_pretrained`, so every engine loads them through the same
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,36 +23,11 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from actors.settings import TinyModelConfig, check_dtype
+from actors.tokens import TokenCounter
 from actors.world import LEXICON
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
-
-
-@dataclass(frozen=True)
-class TinyModelConfig:
-    """Shape of the locally built policy (Qwen2 architecture, trained from scratch)."""
-
-    hidden_size: int = 128
-    """Width of the residual stream."""
-    num_layers: int = 3
-    """Transformer blocks."""
-    num_heads: int = 4
-    """Attention heads (query); key/value heads are half as many (grouped-query attention)."""
-    intermediate_size: int = 512
-    """Width of each MLP."""
-    max_positions: int = 512
-    """Longest sequence (prompt + response) the model accepts."""
-    seed: int = 0
-    """Initialisation seed."""
-
-    def __post_init__(self) -> None:
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_heads "
-                f"({self.num_heads}); pick e.g. num_heads=4 for hidden_size=128"
-            )
-        if self.num_heads % 2:
-            raise ValueError(f"num_heads ({self.num_heads}) must be even (GQA uses half)")
 
 
 def build_tokenizer(words: tuple[str, ...] = LEXICON) -> PreTrainedTokenizerFast:
@@ -123,32 +97,14 @@ def load_policy_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-class TokenCounter:
-    """Tokens of texts under the policy's tokenizer (no special tokens): every budget in tokens."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.tokenizer = tokenizer
-
-    def __call__(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def many(self, texts: list[str]) -> list[int]:
-        """The counts of `texts` in one batched call (a call's overhead outweighs a short text)."""
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
-
-
 def token_counter(tokenizer: PreTrainedTokenizerBase) -> TokenCounter:
+    """The counter of a loaded transformers tokenizer (an engine's, the learner's)."""
     return TokenCounter(tokenizer)
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 def torch_dtype(name: str) -> torch.dtype:
-    """'float32' | 'bfloat16' | 'float16' -> the torch dtype, with an error naming the choices."""
-    if name not in DTYPES:
-        raise ValueError(f"dtype {name!r} must be one of {', '.join(DTYPES)}")
-    return DTYPES[name]
+    """'float32' | 'bfloat16' | 'float16' (`DTYPE_NAMES`) -> the torch dtype, with an error naming the choices."""
+    return getattr(torch, check_dtype(name))
 
 
 def load_policy(

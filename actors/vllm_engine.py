@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,34 +32,8 @@ from transformers import PreTrainedTokenizerBase
 
 from actors.collective import Address, WeightsUnavailable, receive_weights
 from actors.generation import EngineFailure, Sample, decode_response, finish
+from actors.settings import VLLMSettings
 from actors.weights import fetch_weights
-
-
-@dataclass(frozen=True)
-class VLLMSettings:
-    """vLLM engine settings (rollout.vllm)."""
-
-    enforce_eager: bool = True
-    """Skip torch.compile / CUDA graphs: start-up 17 s instead of 30–50 s on CPU."""
-    gpu_memory_utilization: float = 0.85
-    """Fraction of GPU memory vLLM may take (GPU only)."""
-    cpu_kv_cache_gib: int = 1
-    """KV-cache size on CPU in GiB (VLLM_CPU_KVCACHE_SPACE)."""
-    cpu_threads_bind: str = "nobind"
-    """VLLM_CPU_OMP_THREADS_BIND: 'nobind', 'auto', or CPU ids like '0-3'. 'auto' pins the
-    compute thread to core 0, so several rollout actors on one host need distinct binds."""
-    max_model_len: int = 0
-    """Longest prompt + response; 0 takes the model's max_position_embeddings."""
-    enable_prefix_caching: bool = True
-    """Reuse KV blocks of shared prompt prefixes (a group's G samples share their prompt)."""
-    seed: int = 0
-    """Sampling seed of the engine."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"rollout.vllm.gpu_memory_utilization ({self.gpu_memory_utilization}) must lie in (0, 1]")
-        if self.cpu_kv_cache_gib < 1:
-            raise ValueError(f"rollout.vllm.cpu_kv_cache_gib ({self.cpu_kv_cache_gib}) must be >= 1")
 
 
 class WeightLoader:

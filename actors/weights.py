@@ -20,7 +20,6 @@ Both sides time a sync in `longtide_<kind>_weight_sync_seconds`.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections import Counter
@@ -34,18 +33,11 @@ from prometheus_client import Histogram
 from safetensors.torch import load_file, save_file
 
 from actors.collective import Address, CollectiveBackend, WeightSender, WeightsUnavailable, receive_weights
+from actors.settings import STORE_NAME, Transport
 from schemas import PolicyVersion, SchemaError, decode
 from streams.kafka import Message
 
 log = logging.getLogger(__name__)
-
-STORE_NAME = "longtide-weights"
-
-
-class Transport(enum.StrEnum):
-    RAY = "ray"
-    FILE = "file"
-    COLLECTIVE = "collective"
 
 
 @cache

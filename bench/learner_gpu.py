@@ -26,10 +26,10 @@ import time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from actors.learner.config import LearnerConfig
+from actors.learner.config import LearnerConfig, Precision
 from actors.learner.logprobs import full_logprobs
 from actors.learner.microbatch import TokenBatch, TrainRow, pad_rows
-from actors.learner.trainer import Phase, Precision, TorchTrainer
+from actors.learner.trainer import Phase, TorchTrainer
 from actors.sampling import SamplingSpec
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}

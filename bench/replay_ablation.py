@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from actors.learner.advantages import AdvantageNorm
 from actors.learner.checkpoint import latest
+from actors.learner.config import AdvantageNorm
 from actors.modeling import load_policy
 from ops.config import LongtideConfig, load_config
 from ops.feed import send_json, world_documents
-from ops.launcher import LEARNER_NAME, Service
+from ops.launcher import Service
 from ops.replay import replay
+from ops.slots import LEARNER_NAME
 from streams.broker import EmbeddedBroker
 from streams.kafka import StreamsConfig
 

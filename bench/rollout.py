@@ -28,8 +28,9 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from actors.generation import Engine, TransformersEngine
 from actors.modeling import load_policy, load_policy_tokenizer, save_policy
+from actors.settings import VLLMSettings
 from actors.tasks import render_prompt
-from actors.vllm_engine import VLLMEngine, VLLMSettings
+from actors.vllm_engine import VLLMEngine
 from actors.world import make_world
 from ops.config import BASE_MODEL
 

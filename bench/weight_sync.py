@@ -22,7 +22,8 @@ from pathlib import Path
 import ray
 import torch
 
-from actors.weights import Transport, WeightPublisher, fetch_weights
+from actors.settings import Transport
+from actors.weights import WeightPublisher, fetch_weights
 
 
 @ray.remote(num_cpus=0)

@@ -95,15 +95,17 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _streams(args: argparse.Namespace):  # noqa: ANN202
-    from ops.launcher import STATE_FILE, streams_of
+    from ops.state import STATE_FILE, read_state, streams_of
     from streams.kafka import StreamsConfig
 
     if args.bootstrap_servers:
         return StreamsConfig(bootstrap_servers=args.bootstrap_servers), {}
-    state = Path(args.run_dir) / STATE_FILE
-    if not state.exists():
-        raise SystemExit(f"no running service found ({state} missing); pass --bootstrap-servers")
-    return streams_of(state), json.loads(state.read_text())
+    state = read_state(args.run_dir)
+    if state is None:
+        raise SystemExit(
+            f"no running service found ({Path(args.run_dir) / STATE_FILE} missing); pass --bootstrap-servers"
+        )
+    return streams_of(state), state
 
 
 def cmd_ingest(args: argparse.Namespace, extra: list[str]) -> int:
@@ -185,15 +187,14 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
     import urllib.error
     import urllib.request
 
-    from ops.launcher import STATE_FILE
+    from ops.state import STATE_FILE, read_state
 
     url = args.url
     if not url:
-        state_file = Path(args.run_dir) / STATE_FILE
-        address = json.loads(state_file.read_text()).get("memory_http", "") if state_file.exists() else ""
+        address = (read_state(args.run_dir) or {}).get("memory_http", "")
         if not address:
             print(
-                f"error: no memory endpoint recorded in {state_file}: start the service with "
+                f"error: no memory endpoint recorded in {Path(args.run_dir) / STATE_FILE}: start the service with "
                 "--memory.enabled=true, or pass --url",
                 file=sys.stderr,
             )
@@ -236,7 +237,7 @@ def _build_memory_model(args: argparse.Namespace) -> int:
 
 def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
     from actors.learner.pretrain import PretrainConfig, build_base
-    from actors.modeling import TinyModelConfig
+    from actors.settings import TinyModelConfig
 
     if args.memory_steps:
         return _build_memory_model(args)

@@ -20,16 +20,14 @@ from typing import Any
 import dacite
 import yaml
 
-from actors.ingest import IngestConfig
-from actors.learner.config import LearnerConfig
-from actors.learner.logprobs import HeadKernel
-from actors.learner.trainer import Backend
-from actors.memory.actor import MemoryConfig
+from actors.ingest.config import IngestConfig
+from actors.learner.config import Backend, HeadKernel, LearnerConfig
+from actors.memory.config import MemoryConfig
 from actors.memory_agent import MemoryAgentConfig
-from actors.modeling import TinyModelConfig, torch_dtype
-from actors.reward.actor import RewardConfig
-from actors.rollout.actor import RolloutConfig
-from actors.synthesis.actor import SynthesisConfig
+from actors.reward.config import RewardConfig
+from actors.rollout.config import RolloutConfig
+from actors.settings import TinyModelConfig, check_dtype
+from actors.synthesis.config import SynthesisConfig
 from ops.supervisor import SupervisionConfig
 from streams.kafka import StreamsConfig
 
@@ -61,7 +59,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         try:
-            torch_dtype(self.dtype)
+            check_dtype(self.dtype)
         except ValueError as exc:
             raise ValueError(f"model.{exc}") from None
 

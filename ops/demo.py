@@ -14,8 +14,9 @@ from typing import Any
 
 from ops.config import LongtideConfig
 from ops.feed import SAMPLE_CORPUS, documents_from_path, send_json, send_malformed, world_documents
-from ops.launcher import LEARNER_NAME, Service
+from ops.launcher import Service
 from ops.report import write_report
+from ops.slots import LEARNER_NAME
 from schemas import DeadLetter, decode
 from streams.logs import read_all
 from streams.topics import DLQ

@@ -17,43 +17,29 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 import yaml
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.hosting import RayActorHost, Resources, serve_metrics
-from actors.ingest import IngestActor
+from actors.hosting import RayActorHost, serve_metrics
 from actors.learner import checkpoint
-from actors.learner.actor import Learner
-from actors.learner.ranks import RankFollower, RankGroup
-from actors.learner.setup import HeldoutSpec, build_trainer, resolve_device
-from actors.memory.actor import MemoryActor
-from actors.modeling import build_tiny_policy, load_policy_tokenizer, token_counter, torch_dtype
-from actors.reward.actor import RewardActor
-from actors.rollout.actor import RolloutActor
-from actors.sampling import SamplingSpec
-from actors.synthesis.actor import SynthesisActor
-from actors.weights import STORE_NAME
+from actors.settings import STORE_NAME
 from ops.config import LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
+from ops.slots import LEARNER_NAME, Slot, actor_plan, build_actor, prepare_model
+from ops.state import STATE_FILE, atomic_write
 from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoop, RestartBudget, death_of
-from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import free_port
 from streams.embedded import EmbeddedLog
-from streams.kafka import StreamsConfig
 from streams.logs import check_log_intact, ensure_topics, exact_end_offsets
 from streams.topics import ROLLOUTS
 
 log = logging.getLogger(__name__)
 
-LEARNER_NAME = "longtide-learner"
-STATE_FILE = "state.json"
 START_TIMEOUT_S = 600
 """How long an actor may take to start (model load, engine start-up, rank rendezvous)."""
 ACTOR_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -64,139 +50,6 @@ def _rendezvous() -> str:
     """host:port for the learner ranks' process group, on the node of rank 0's bundle."""
     host = ray.util.get_node_ip_address()
     return f"{host}:{free_port(host)}"
-
-
-def _claim(config: LongtideConfig, run_dir: Path) -> ClaimCheck:
-    uri = config.streams.blob_uri or str(run_dir / "blobs")
-    return ClaimCheck(BlobStore(uri), config.streams.inline_limit_bytes)
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One actor to start: what it is, its name, what Ray reserves for it, its learner rank."""
-
-    kind: str
-    name: str
-    resources: Resources
-    rank: int = 0
-
-
-def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, rendezvous: str = "") -> Any:
-    """Construct one plain actor (runs inside its Ray worker, or in-process in tests)."""
-    run_dir = Path(config.run_dir).resolve()
-    streams, claim = config.streams, _claim(config, run_dir)
-    kind, name = slot.kind, slot.name
-    if kind == "ingest":
-        count = token_counter(load_policy_tokenizer(model_path))
-        return IngestActor(name=name, config=config.ingest, streams=streams, claim=claim, count_tokens=count)
-    if kind == "synthesis":
-        count = token_counter(load_policy_tokenizer(model_path))
-        store = str(run_dir / "synthesis" / f"{name}.sqlite")
-        return SynthesisActor(
-            name=name, config=config.synthesis, streams=streams, claim=claim, count_tokens=count, store=store
-        )
-    if kind == "rollout":
-        return RolloutActor(
-            name=name,
-            config=config.rollout,
-            streams=streams,
-            model_path=model_path,
-            claim=claim,
-            max_staleness=config.learner.max_staleness,
-            groups_per_step=config.learner.groups_per_step,
-            dtype=config.model.dtype,
-            run_id=run.run_id,
-            rollouts_base=run.rollouts_base,
-            memory_agent=config.memory_agent,
-            task_types=config.synthesis.task_types,
-        )
-    if kind == "reward":
-        return RewardActor(name=name, config=config.reward, streams=streams)
-    if kind == "memory":
-        return MemoryActor(
-            name=name,
-            config=config.memory,
-            agent=config.memory_agent,
-            streams=streams,
-            model_path=model_path,
-            claim=claim,
-            run_dir=run.directory,  # a run's memories are its own (a new run re-reads the log)
-            dtype=config.model.dtype,
-            run_id=run.run_id,
-        )
-    if kind == "learner":
-        return _learner_rank(slot, config, model_path, claim, run, rendezvous)
-    raise ValueError(f"unknown actor kind {kind!r}")
-
-
-def _learner_rank(
-    slot: Slot, config: LongtideConfig, model_path: str, claim: ClaimCheck, run: Run, rendezvous: str, **extra: Any
-) -> Any:
-    """Rank 0: the `Learner`; ranks 1..N−1: followers running what rank 0 broadcasts.
-    `extra`: further `Learner` arguments (a replay's range and source run)."""
-    torch.set_num_threads(config.learner.resources.threads)
-    learner = config.learner
-    sampling = SamplingSpec(config.rollout.temperature, config.rollout.top_p)
-    group = None
-    if learner.ranks > 1:
-        backend = "nccl" if resolve_device(learner.device) == "cuda" else "gloo"
-        group = RankGroup(rank=slot.rank, world=learner.ranks, address=rendezvous, backend=backend)
-    if slot.rank > 0:
-        trainer, _ = build_trainer(learner, model_path, sampling, group)
-        return RankFollower(name=slot.name, trainer=trainer, group=group)
-    heldout = HeldoutSpec(
-        task_types=config.synthesis.task_types,
-        context_tokens=config.synthesis.context_tokens,
-        entities_per_world=config.feed.entities_per_world,
-        max_new_tokens=config.rollout.max_new_tokens,
-        memory_agent=config.memory_agent,
-        memory_windows=config.learner.heldout_memory_windows,
-    )
-    return Learner(
-        name=slot.name,
-        config=learner,
-        streams=config.streams,
-        model_path=model_path,
-        claim=claim,
-        run_dir=run.directory,
-        sampling=sampling,
-        heldout=heldout,
-        weights_dtype=torch_dtype(config.model.dtype),
-        group=group,
-        run_id=run.run_id,
-        **extra,
-    )
-
-
-def build_learner(config: LongtideConfig, model_path: str, run: Run, name: str, **extra: Any) -> Learner:
-    """A single-rank learner in this process (replays); `name` is also its consumer group."""
-    slot = Slot("learner", name, config.learner.resources)
-    return _learner_rank(slot, config, model_path, _claim(config, Path(config.run_dir).resolve()), run, "", **extra)
-
-
-def actor_plan(config: LongtideConfig) -> list[Slot]:
-    """Every actor to start, with its Ray resources."""
-    plan = [Slot("ingest", f"ingest-{i}", config.ingest.resources) for i in range(config.ingest.instances)]
-    plan += [Slot("synthesis", "synthesis-0", config.synthesis.resources)]
-    plan += [Slot("rollout", f"rollout-{i}", config.rollout.resources) for i in range(config.rollout.instances)]
-    plan += [Slot("reward", f"reward-{i}", config.reward.resources) for i in range(config.reward.instances)]
-    if config.memory.enabled:
-        plan += [Slot("memory", "memory-0", config.memory.resources)]
-    plan += [
-        Slot("learner", LEARNER_NAME if r == 0 else f"{LEARNER_NAME}-rank-{r}", config.learner.resources, rank=r)
-        for r in range(config.learner.ranks)
-    ]
-    return plan
-
-
-def prepare_model(config: LongtideConfig, run_dir: Path) -> str:
-    """The policy path: the configured one, or a tiny model built in the run directory."""
-    if config.model.path:
-        return config.model.path
-    path = run_dir / "model"
-    if not (path / "config.json").exists():
-        build_tiny_policy(path, config.model.tiny)
-    return str(path.resolve())
 
 
 class Service:
@@ -448,7 +301,7 @@ class Service:
         ]
         prom_dir = self.run_dir / "prometheus"
         prom_dir.mkdir(exist_ok=True)
-        _atomic_write(prom_dir / "targets.json", json.dumps(targets, indent=2))
+        atomic_write(prom_dir / "targets.json", json.dumps(targets, indent=2))
         state = {
             "bootstrap_servers": self.config.streams.bootstrap_servers,
             "endpoints": self.endpoints,
@@ -461,7 +314,7 @@ class Service:
                 f"{self.config.memory.http_host}:{self.config.memory.http_port}" if self.config.memory.enabled else ""
             ),
         }
-        _atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
+        atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
 
     def snapshots(self, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
         """Every actor's state, with its restart count; an actor that is dead or being
@@ -520,15 +373,3 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def streams_of(state_file: Path) -> StreamsConfig:
-    """StreamsConfig for a running service, from its state file."""
-    state = json.loads(state_file.read_text())
-    return StreamsConfig(bootstrap_servers=state["bootstrap_servers"])

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actors.learner.trainer import Backend
+from actors.learner.config import Backend
 from ops.config import LongtideConfig
-from ops.launcher import Slot, actor_plan
+from ops.slots import Slot, actor_plan
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from typing import Any
 from actors.learner import ledger
 from actors.learner.checkpoint import RL_START
 from actors.learner.replay import ReplayRange
-from actors.weights import Transport
+from actors.settings import Transport
 from ops.config import LongtideConfig
-from ops.launcher import build_learner
 from ops.runs import Run, find_run, new_run_id
+from ops.slots import build_learner
 from streams.kafka import StreamsConfig
 from streams.logs import exact_end_offsets
 from streams.topics import SCORED

@@ -14,11 +14,11 @@ import pytest
 from actors.learner.actor import Learner
 from actors.learner.config import LearnerConfig
 from actors.learner.setup import HeldoutSpec
-from actors.modeling import TinyModelConfig, build_tiny_policy
+from actors.modeling import build_tiny_policy
 from actors.sampling import SamplingSpec
+from actors.settings import TinyModelConfig, Transport
 from actors.synthesis.actor import make_task
 from actors.tasks import TaskType, compose_kv_retrieval, word_count
-from actors.weights import Transport
 from actors.world import make_world
 from schemas import ScoredRollout
 from streams.blobs import BlobStore, ClaimCheck

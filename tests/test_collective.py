@@ -27,7 +27,8 @@ from actors.collective import (
 )
 from actors.generation import TransformersEngine
 from actors.modeling import load_policy
-from actors.weights import Transport, WeightPublisher, fetch_weights
+from actors.settings import Transport
+from actors.weights import WeightPublisher, fetch_weights
 from streams.broker import free_port
 from tests.conftest import wait_for
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.learner.advantages import AdvantageNorm
+from actors.learner.config import AdvantageNorm
 from actors.tasks import TaskType
 from ops.config import ConfigError, load_config, parse_overrides
 

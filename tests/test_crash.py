@@ -17,7 +17,8 @@ from actors.learner import ledger
 from actors.learner.checkpoint import latest
 from ops.config import load_config
 from ops.feed import send_json, world_documents
-from ops.launcher import LEARNER_NAME, Service
+from ops.launcher import Service
+from ops.slots import LEARNER_NAME
 from ops.supervisor import CrashLoop
 from schemas import ScoredRollout, decode
 from streams.logs import read_all

@@ -128,7 +128,7 @@ def test_a_document_contradicting_a_step_is_kept_out_of_the_context() -> None:
 def test_a_task_reads_a_bounded_stretch_of_a_large_graph() -> None:
     """`Corpus.facts(collection, window, rng)`: at most `window` facts, consecutive in arrival
     order, from a drawn point; the whole graph when it is smaller. A window under 100 is refused."""
-    from actors.synthesis.actor import SynthesisConfig
+    from actors.synthesis.config import SynthesisConfig
     from actors.synthesis.extract import Fact
 
     corpus = Corpus(":memory:")

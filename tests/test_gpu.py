@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from actors.learner.config import PolicyObjective, Precision, StepSettings
 from actors.learner.logprobs import full_logprobs, target_logprobs
-from actors.learner.objectives import PolicyObjective
-from actors.learner.trainer import Phase, Precision, StepSettings
+from actors.learner.trainer import Phase
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 from ops.config import BASE_MODEL
@@ -44,7 +44,8 @@ def test_bf16_step_splits_like_one_micro_batch() -> None:
 
 
 def test_vllm_engine_on_gpu_matches_a_transformers_forward() -> None:
-    from actors.vllm_engine import VLLMEngine, VLLMSettings
+    from actors.settings import VLLMSettings
+    from actors.vllm_engine import VLLMEngine
     from tests.test_vllm_engine import _max_diff, _prompts
 
     model, tokenizer = load_policy(BASE_MODEL, device="cuda")
@@ -60,7 +61,7 @@ def test_vllm_engine_on_gpu_matches_a_transformers_forward() -> None:
 def test_liger_head_kernel_matches_the_chunked_head() -> None:
     """Log-probs and their gradients through liger's fused linear cross-entropy equal the
     chunked path's (top_p = 1, temperature applied by scaling the hidden states)."""
-    from actors.learner.logprobs import HeadKernel
+    from actors.learner.config import HeadKernel
 
     torch.manual_seed(0)
     head = torch.nn.Linear(64, 151_936, bias=False).cuda()

@@ -7,7 +7,8 @@ import json
 import pytest
 from confluent_kafka import Producer as ConfluentProducer
 
-from actors.ingest import IngestActor, IngestConfig, content_id
+from actors.ingest.actor import IngestActor, content_id
+from actors.ingest.config import IngestConfig
 from actors.tasks import word_count
 from schemas import SCHEMA_VERSION, DeadLetter, Document, RawDocument, encode, headers_for
 from streams.blobs import ClaimCheck

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.modeling import TinyModelConfig, build_tiny_model, save_policy
+from actors.modeling import build_tiny_model, save_policy
+from actors.settings import TinyModelConfig
 from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor, LLMExtractorConfig, parse
 from ops.feed import SAMPLE_CORPUS
 from streams.broker import free_port
@@ -117,7 +118,8 @@ def test_invalid_json_and_timeouts_fail_after_the_retries(server: str) -> None:
 
 def test_a_failed_llm_extraction_is_dead_lettered_and_the_rules_still_count(streams, claim, tiny_model) -> None:  # noqa: ANN001
     from actors.modeling import load_policy_tokenizer, token_counter
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from actors.synthesis.config import SynthesisConfig
     from actors.tasks import TaskType
     from actors.world import make_world
     from schemas import DeadLetter, Document, Task, decode

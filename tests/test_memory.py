@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.memory.actor import MemoryActor, MemoryConfig, QueryError
+from actors.memory.actor import MemoryActor, QueryError
+from actors.memory.config import MemoryConfig
 from actors.memory.store import Memory, MemoryStore
 from actors.memory_agent import MemoryAgentConfig
 from actors.world import make_world

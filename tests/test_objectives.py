@@ -9,18 +9,18 @@ import random
 import pytest
 import torch
 
-from actors.learner.advantages import AdvantageNorm, group_advantages, informative_groups, overlong_penalty
-from actors.learner.aepo import AepoConfig, AepoMode, entropy_clip_mask, next_masking
-from actors.learner.objectives import (
+from actors.learner.advantages import group_advantages, informative_groups, overlong_penalty
+from actors.learner.aepo import entropy_clip_mask, next_masking
+from actors.learner.config import (
+    AdvantageNorm,
+    AepoConfig,
+    AepoMode,
     BehaviourWeight,
     Correction,
     PolicyLoss,
     PolicyObjective,
-    kl_k3,
-    policy_loss,
-    policy_stats,
-    row_scale,
 )
+from actors.learner.objectives import kl_k3, policy_loss, policy_stats, row_scale
 from actors.learner.rlbatch import Shaping, Trajectory, plan_updates, trajectory_advantages
 
 

@@ -14,7 +14,8 @@ from ops.cli import main as cli_main
 from ops.config import load_config
 from ops.feed import send_json, send_malformed, world_documents
 from ops.grafana.dashboards import DASHBOARDS, build, queries
-from ops.launcher import LEARNER_NAME, Service
+from ops.launcher import Service
+from ops.slots import LEARNER_NAME
 from ops.status import collect_status, render_status
 from schemas import ScoredRollout, decode
 from streams.logs import read_all

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from actors.generation import EngineKind
 from actors.modeling import load_policy
-from actors.rollout.actor import RolloutActor, RolloutConfig
-from actors.weights import Transport, WeightPublisher
+from actors.rollout.actor import RolloutActor
+from actors.rollout.config import RolloutConfig
+from actors.settings import EngineKind, Transport
+from actors.weights import WeightPublisher
 from schemas import PolicyVersion
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig

@@ -17,7 +17,8 @@ from actors.learner.pretrain import (
     recall_example,
     task_example,
 )
-from actors.modeling import TinyModelConfig, build_tokenizer, load_policy
+from actors.modeling import build_tokenizer, load_policy
+from actors.settings import TinyModelConfig
 from actors.tasks import TaskType
 from actors.world import Fact, make_world
 from ops.config import BASE_MODEL

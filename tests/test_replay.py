@@ -15,8 +15,9 @@ from actors.learner.replay import next_batch
 from actors.modeling import load_policy
 from ops.config import load_config
 from ops.feed import send_json, world_documents
-from ops.launcher import LEARNER_NAME, Service
+from ops.launcher import Service
 from ops.replay import parse_offsets, replay
+from ops.slots import LEARNER_NAME
 from streams.broker import EmbeddedBroker
 from streams.kafka import StreamsConfig
 from tests.conftest import wait_for

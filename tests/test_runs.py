@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from actors.generation import EngineKind
 from actors.learner.actor import Learner
-from actors.reward.actor import RewardActor, RewardConfig
-from actors.rollout.actor import RolloutActor, RolloutConfig
+from actors.reward.actor import RewardActor
+from actors.reward.config import RewardConfig
+from actors.rollout.actor import RolloutActor
+from actors.rollout.config import RolloutConfig
+from actors.settings import EngineKind
 from ops.runs import Run, new_run, new_run_id, newest_run
 from streams.blobs import ClaimCheck
 from streams.kafka import StreamsConfig

@@ -9,14 +9,13 @@ import uuid
 from pathlib import Path
 
 from actors.learner.actor import Learner
-from actors.learner.aepo import AepoConfig, AepoMode
-from actors.learner.config import LearnerConfig
+from actors.learner.config import AepoConfig, AepoMode, LearnerConfig
 from actors.learner.sampler import DryPolicy, SamplerConfig
 from actors.learner.setup import HeldoutSpec
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
+from actors.settings import Transport
 from actors.tasks import TaskType
-from actors.weights import Transport
 from schemas import PolicyVersion, decode
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig

@@ -10,14 +10,17 @@ from typing import Any
 
 import torch
 
-from actors.generation import EngineKind, TransformersEngine
+from actors.generation import TransformersEngine
 from actors.learner.actor import Learner
 from actors.learner.logprobs import full_logprobs
 from actors.modeling import load_policy
-from actors.reward.actor import RewardActor, RewardConfig
-from actors.rollout.actor import RolloutActor, RolloutConfig, gate_allowance
+from actors.reward.actor import RewardActor
+from actors.reward.config import RewardConfig
+from actors.rollout.actor import RolloutActor, gate_allowance
+from actors.rollout.config import RolloutConfig
 from actors.sampling import SamplingSpec
-from actors.weights import Transport, WeightPublisher
+from actors.settings import EngineKind, Transport
+from actors.weights import WeightPublisher
 from schemas import PolicyVersion, Rollout, decode
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig

@@ -79,7 +79,8 @@ def test_synthesis_actor_waits_for_enough_facts(streams, claim, tiny_model) -> N
 
     Budgets are counted by the policy's tokenizer (the tiny one: a token per word)."""
     from actors.modeling import load_policy_tokenizer, token_counter
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from actors.synthesis.config import SynthesisConfig
     from schemas import Document
 
     world = make_world(1, 8)
@@ -126,7 +127,8 @@ def test_memory_kv_tasks_reach_their_length_with_other_collections_facts(streams
     import hashlib
 
     from actors.modeling import load_policy_tokenizer, token_counter
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from actors.synthesis.config import SynthesisConfig
     from schemas import Document
 
     actor = SynthesisActor(
@@ -174,7 +176,8 @@ def test_a_folder_of_notes_becomes_tasks_under_the_gpu_config(streams, claim, ti
     types, table answers numeric, every context on target in policy tokens, evidence in it."""
     from pathlib import Path
 
-    from actors.ingest import IngestActor, IngestConfig
+    from actors.ingest.actor import IngestActor
+    from actors.ingest.config import IngestConfig
     from actors.modeling import load_policy_tokenizer, token_counter
     from actors.synthesis.actor import SynthesisActor
     from ops.config import load_config
@@ -218,7 +221,8 @@ def test_a_lost_store_is_rebuilt_from_docs_without_new_tasks(streams, claim, tmp
     """The synthesis actor handles 12 documents (their tasks published, offsets committed); its
     store file is then lost. The next actor re-reads the 12 from `docs` into a new store, makes no
     task for them, and composes over them as the 13th arrives."""
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from actors.synthesis.config import SynthesisConfig
     from ops.feed import SAMPLE_CORPUS, documents_from_path, world_documents
     from schemas import Document
     from streams.kafka import Producer
@@ -282,7 +286,8 @@ def test_a_lost_store_is_rebuilt_from_docs_without_new_tasks(streams, claim, tmp
 def test_unsolved_tasks_come_back_on_tasks_after_the_policy_moved_on(streams, claim) -> None:  # noqa: ANN001
     """The actor reads `scored` too: a group with no correct sample bins its task as unsolved,
     and the task is re-published (new id, same question) once the policy is 50 versions on."""
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from actors.synthesis.config import SynthesisConfig
     from actors.synthesis.retrospect import retry_id
     from schemas import Document
     from tests.conftest import scored_rollout
@@ -316,7 +321,8 @@ def test_unsolved_tasks_come_back_on_tasks_after_the_policy_moved_on(streams, cl
 def test_malformed_documents_yield_no_task_and_the_actor_goes_on(streams, claim) -> None:  # noqa: ANN001
     """Prose without facts, binary junk, a ragged table and a 2 MB document through the actor's
     own handling: no exception, no task, each counted; the next world document still yields tasks."""
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from actors.synthesis.config import SynthesisConfig
     from actors.synthesis.metrics import NO_FACTS, TABLE_PROBLEMS
     from schemas import Document
 
@@ -350,7 +356,8 @@ def test_a_10_mb_document_does_not_cost_the_actor_its_group(streams, claim, tmp_
     import time
     from pathlib import Path
 
-    from actors.synthesis.actor import SynthesisActor, SynthesisConfig
+    from actors.synthesis.actor import SynthesisActor
+    from actors.synthesis.config import SynthesisConfig
     from schemas import Document
     from streams.kafka import Producer
     from tests.conftest import Running, wait_for

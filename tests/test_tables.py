@@ -264,7 +264,7 @@ def test_evidence_is_kept_whole_and_in_order_while_it_fits() -> None:
     assert fit_evidence(["abcd", "efghi", "jkl", "m"], 10) == (("abcd", "efghi"), True)
     assert fit_evidence(["abcd", "efghi"], 9) == (("abcd", "efghi"), False)
     assert fit_evidence([], 5) == ((), False)
-    from actors.synthesis.actor import SynthesisConfig
+    from actors.synthesis.config import SynthesisConfig
 
     with pytest.raises(ValueError, match=r"synthesis.max_evidence_chars \(10\) must be >= 1000"):
         SynthesisConfig(max_evidence_chars=10)

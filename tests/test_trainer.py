@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
+from actors.learner.config import PolicyObjective, Precision, StepSettings
 from actors.learner.microbatch import MicroBatch, TrainRow, pad_rows, plan_micro_batches
-from actors.learner.objectives import PolicyObjective
-from actors.learner.trainer import Phase, Precision, StepSettings, TorchTrainer
+from actors.learner.trainer import Phase, TorchTrainer
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 

@@ -20,8 +20,9 @@ from actors.generation import Sample
 from actors.learner.logprobs import full_logprobs
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
+from actors.settings import VLLMSettings
 from actors.tasks import render_prompt
-from actors.vllm_engine import VLLMEngine, VLLMSettings
+from actors.vllm_engine import VLLMEngine
 from ops.config import BASE_MODEL
 from tests.conftest import wait_for
 

@@ -28,9 +28,9 @@ from transformers import PreTrainedModel
 
 from actors.generation import TransformersEngine
 from actors.learner import checkpoint, ledger
-from actors.learner.aepo import AepoMode, next_masking
+from actors.learner.aepo import next_masking
 from actors.learner.checkpoint import LearnerState
-from actors.learner.config import LearnerConfig
+from actors.learner.config import AepoMode, Backend, LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
 from actors.learner.intake import Intake
 from actors.learner.metrics import (
@@ -71,7 +71,7 @@ from actors.learner.rlbatch import (
 from actors.learner.sampler import balanced_pick
 from actors.learner.setup import HeldoutSpec, build_trainer
 from actors.learner.sft import sft_pairs, warm_up
-from actors.learner.trainer import Backend, Phase
+from actors.learner.trainer import Phase
 from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
 from actors.tasks import MEMORY_TASK_TYPES

@@ -8,18 +8,9 @@ rewards of 0.9 leave a residue of ~1e-8 that a 1e-6 std then blows up into a sig
 
 from __future__ import annotations
 
-import enum
-
 import torch
 
-
-class AdvantageNorm(enum.StrEnum):
-    GROUP = "group"
-    """GRPO: (r − group mean) / (group std + ε)."""
-    GROUP_MEAN = "group_mean"
-    """Dr.GRPO and MemAgent: r − group mean, unscaled."""
-    TASK_BATCH = "task_batch"
-    """QwenLong-L1.5: (r − group mean) / (std of every reward of the same task type in the batch + ε)."""
+from actors.learner.config import AdvantageNorm
 
 
 def _segment_mean(values: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:

@@ -15,48 +15,9 @@ tokens do); samples left out by `BATCH` are not in the batch at all.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
 import torch
 
-
-class AepoMode(enum.StrEnum):
-    OFF = "off"
-    BATCH = "batch"
-    TOKEN = "token"
-    SEQUENCE = "sequence"
-
-
-@dataclass(frozen=True)
-class AepoConfig:
-    """Adaptive entropy control (section `learner.aepo`). Entropies are in nats, of the
-    sampling distribution (temperature and top-p applied)."""
-
-    mode: AepoMode = AepoMode.OFF
-    """off, batch (the paper's hysteresis on batch entropy), token or sequence (entropy clips)."""
-    h_low: float = 0.35
-    """batch: negatives come back once the batch entropy falls below this."""
-    h_high: float = 0.65
-    """batch: negatives are masked once the batch entropy rises above this. The defaults are
-    measured on the `world` demo (tiny model, temperature 1): batch entropy 0.70 on average
-    over the first 50 RL steps, 0.43 over steps 300–400, single batches from 0.17 to 1.07. The
-    paper does not publish its thresholds."""
-    tau_token: float = 1.0
-    """token: negative-advantage tokens above this entropy are left out."""
-    tau_sequence: float = 0.65
-    """sequence: negative-advantage sequences above this mean entropy are left out."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.h_low < self.h_high:
-            raise ValueError(
-                f"learner.aepo.h_low ({self.h_low}) must be >= 0 and below learner.aepo.h_high ({self.h_high}): "
-                "the band between them is the hysteresis; e.g. h_low=0.35 h_high=0.65"
-            )
-        if self.tau_token <= 0 or self.tau_sequence <= 0:
-            raise ValueError(
-                f"learner.aepo.tau_token ({self.tau_token}) and tau_sequence ({self.tau_sequence}) must be > 0"
-            )
+from actors.learner.config import AepoConfig, AepoMode
 
 
 def next_masking(masking: bool, entropy: float, h_low: float, h_high: float) -> bool:

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from actors.learner.trainer import Precision, Trainer
+from actors.learner.config import Precision
+from actors.learner.trainer import Trainer
 
 
 def _innermost(optimizer: Any) -> torch.optim.Optimizer:

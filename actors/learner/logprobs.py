@@ -21,11 +21,10 @@ called), and entropy still goes through the chunked path without gradient.
 
 from __future__ import annotations
 
-import enum
-
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from actors.learner.config import HeadKernel
 from actors.sampling import SamplingSpec, nucleus_mask, sampling_logprobs
 
 
@@ -52,13 +51,6 @@ def _chunk_entropy(head: torch.nn.Module, hidden: torch.Tensor, spec: SamplingSp
     if spec.top_p < 1.0:
         z.masked_fill_(p == 0, 0.0)  # 0 · (−inf) would be NaN; these terms are 0
     return lse.squeeze(-1) - torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).view(-1)
-
-
-class HeadKernel(enum.StrEnum):
-    CHUNKED = "chunked"
-    """The output head `chunk_tokens` rows at a time under activation checkpointing (any device)."""
-    LIGER = "liger"
-    """liger-kernel's fused linear cross-entropy (CUDA, top_p = 1, ZeRO stage < 3)."""
 
 
 def _liger_logprobs(

@@ -20,44 +20,9 @@ The surrogate (RECIPE.md §5):
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
 import torch
 
-
-class PolicyLoss(enum.StrEnum):
-    DAPO = "dapo"
-    """Token-level mean over the update's tokens (DAPO; QwenLong-L1.5)."""
-    GRPO = "grpo"
-    """Sequence-level: each row's token mean, then the mean over rows (the original GRPO)."""
-
-
-class Correction(enum.StrEnum):
-    DECOUPLED = "decoupled"
-    """AReaL's decoupled PPO: clip against π_prox, weight by π_prox / π_behav."""
-    NAIVE = "naive"
-    """Plain PPO against the behaviour policy (the staleness ablation's baseline)."""
-
-
-class BehaviourWeight(enum.StrEnum):
-    CAP = "cap"
-    """w = min(π_prox / π_behav, cap)."""
-    MASK = "mask"
-    """w = π_prox / π_behav, and 0 where it exceeds the cap (the token is left out)."""
-
-
-@dataclass(frozen=True)
-class PolicyObjective:
-    """What the policy loss needs from the learner's config."""
-
-    loss: PolicyLoss = PolicyLoss.DAPO
-    correction: Correction = Correction.DECOUPLED
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    behaviour_weight: BehaviourWeight = BehaviourWeight.CAP
-    behaviour_weight_cap: float = 5.0
-    kl_coef: float = 0.0
+from actors.learner.config import BehaviourWeight, Correction, PolicyLoss, PolicyObjective
 
 
 def row_scale(lengths: torch.Tensor, loss: PolicyLoss, tokens: float, rows: float) -> torch.Tensor:

@@ -33,7 +33,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.learner.batching import answer_example
 from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
-from actors.modeling import TinyModelConfig, build_tiny_model, build_tokenizer, save_policy, token_counter
+from actors.modeling import build_tiny_model, build_tokenizer, save_policy, token_counter
+from actors.settings import TinyModelConfig
 from actors.tasks import COMPOSERS, TaskType, compose_memory_kv, render_prompt
 from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact, make_world
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from actors.learner.advantages import AdvantageNorm, group_advantages, informative_groups, overlong_penalty
+from actors.learner.advantages import group_advantages, informative_groups, overlong_penalty
+from actors.learner.config import AdvantageNorm
 from actors.learner.microbatch import TrainRow
 from actors.tasks import MEMORY_TASK_TYPES, TaskType
 from schemas import ScoredRollout

@@ -8,10 +8,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from actors.learner.config import LearnerConfig
-from actors.learner.logprobs import HeadKernel
+from actors.learner.config import Backend, HeadKernel, LearnerConfig
 from actors.learner.ranks import RankGroup
-from actors.learner.trainer import Backend, TorchTrainer, Trainer
+from actors.learner.trainer import TorchTrainer, Trainer
 from actors.memory_agent import MemoryAgentConfig
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec

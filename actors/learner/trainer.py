@@ -18,7 +18,6 @@ import contextlib
 import copy
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
-from actors.learner.aepo import AepoConfig, entropy_clip_mask
-from actors.learner.logprobs import HeadKernel, target_logprobs
+from actors.learner.aepo import entropy_clip_mask
+from actors.learner.config import Correction, Precision, StepSettings
+from actors.learner.logprobs import target_logprobs
 from actors.learner.microbatch import MicroBatch, TokenBatch, TrainRow, pad_rows, plan_micro_batches
-from actors.learner.objectives import Correction, PolicyObjective, policy_loss, policy_stats, row_scale, sft_loss
+from actors.learner.objectives import policy_loss, policy_stats, row_scale, sft_loss
 from actors.learner.ranks import RankGroup
 from actors.sampling import SamplingSpec
 
@@ -37,36 +37,9 @@ SFT_SPEC = SamplingSpec(1.0, 1.0)
 """SFT trains the model's own distribution, not the rollouts' sampling distribution."""
 
 
-class Backend(enum.StrEnum):
-    TORCH = "torch"
-    """One process, plain PyTorch AdamW."""
-    DEEPSPEED = "deepspeed"
-    """DeepSpeed ZeRO across `learner.ranks` Ray actors (gloo on CPU, NCCL on GPUs)."""
-
-
-class Precision(enum.StrEnum):
-    FP32 = "fp32"
-    BF16 = "bf16"
-    """fp32 master weights; bf16 autocast (torch) or DeepSpeed's bf16 mode."""
-
-
 class Phase(enum.StrEnum):
     SFT = "sft"
     RL = "rl"
-
-
-@dataclass(frozen=True)
-class StepSettings:
-    """What a training step needs from the learner's config."""
-
-    micro_batch_tokens: int
-    logprob_chunk_tokens: int
-    grad_clip: float
-    objective: PolicyObjective
-    precision: Precision
-    activation_checkpointing: bool
-    head_kernel: HeadKernel = HeadKernel.CHUNKED
-    aepo: AepoConfig = AepoConfig()
 
 
 class Trainer:

@@ -11,12 +11,11 @@ later addition.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 from prometheus_client import Histogram
 
 from actors.base import ProcessorActor
-from actors.hosting import Resources
+from actors.reward.config import RewardConfig
 from actors.verifiers import (
     Rule,
     exact_match,
@@ -37,25 +36,6 @@ REWARD = Histogram(
     ["actor", "task_type"],
     buckets=(0.0, 0.25, 0.5, 0.75, 1.0),
 )
-
-
-@dataclass(frozen=True)
-class RewardConfig:
-    """Reward scoring settings."""
-
-    instances: int = 1
-    """Reward actors (they share `rollouts` through a consumer group)."""
-    resources: Resources = field(default_factory=Resources)
-    """Ray resources per instance."""
-    rule: Rule = Rule.EXACT
-    """How text answers are scored; the paper uses sub_em, which a tiny model can game by
-    repeating words, so the demo default is exact."""
-    numeric_tolerance: float = 1e-4
-    """Relative tolerance of numeric answers (gold answers carry at most 2 decimals, and say so)."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.numeric_tolerance < 1:
-            raise ValueError(f"reward.numeric_tolerance ({self.numeric_tolerance}) must lie in [0, 1), e.g. 1e-4")
 
 
 def score(rollout: Rollout, rule: Rule, numeric_tolerance: float = 1e-4) -> ScoredRollout:

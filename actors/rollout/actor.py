@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,12 +31,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from actors.base import ProcessorActor
 from actors.collective import WeightsUnavailable
 from actors.engines import make_engine
-from actors.generation import EngineKind
-from actors.hosting import Resources
 from actors.memory_agent import Job, MemoryAgentConfig, Turn, read_chunked, split_chunks
 from actors.modeling import token_counter
+from actors.rollout.config import RolloutConfig
 from actors.tasks import MEMORY_TASK_TYPES, render_prompt
-from actors.vllm_engine import VLLMSettings
 from actors.weights import newest_of_run, weight_sync_seconds
 from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
@@ -64,44 +61,6 @@ GENERATE = Histogram(
     ["actor"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-
-
-@dataclass(frozen=True)
-class RolloutConfig:
-    """Rollout generation settings."""
-
-    instances: int = 1
-    """Rollout actors (they share `tasks` through a consumer group)."""
-    group_size: int = 8
-    """G: samples per task (GRPO group)."""
-    temperature: float = 1.0
-    """Sampling temperature (the paper uses 0.7 on large models)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass."""
-    max_new_tokens: int = 4
-    """Longest response."""
-    engine: EngineKind = EngineKind.AUTO
-    """vllm, transformers, or auto (vLLM when the vllm module is installed)."""
-    prompts_per_call: int = 16
-    """Most tasks (GRPO groups) one engine call generates for."""
-    vllm: VLLMSettings = field(default_factory=VLLMSettings)
-    """vLLM engine settings."""
-    resources: Resources = field(default_factory=Resources)
-    """Ray resources per rollout actor; num_gpus ≥ 1 is vLLM's tensor-parallel size."""
-
-    def __post_init__(self) -> None:
-        if self.prompts_per_call < 1:
-            raise ValueError(f"rollout.prompts_per_call ({self.prompts_per_call}) must be >= 1")
-        if self.resources.num_gpus > 1 and self.resources.num_gpus != int(self.resources.num_gpus):
-            raise ValueError(
-                f"rollout.resources.num_gpus ({self.resources.num_gpus}) above 1 must be whole (vLLM tensor parallelism)"
-            )
-        if self.group_size < 2:
-            raise ValueError(f"rollout.group_size ({self.group_size}) must be >= 2 for group advantages")
-        if self.temperature <= 0:
-            raise ValueError(f"rollout.temperature ({self.temperature}) must be > 0 for sampling")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"rollout.top_p ({self.top_p}) must lie in (0, 1]")
 
 
 def gate_allowance(*, produced_groups: int, consumed_groups: int, groups_per_step: int, max_staleness: int) -> int:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
 from actors.base import ProcessorActor
-from actors.hosting import Resources
+from actors.ingest.config import IngestConfig
 from schemas import Document, RawDocument, SchemaError, decode, from_mapping, now_ms
 from schemas.codec import H_SCHEMA, header
 from streams.blobs import ClaimCheck
@@ -28,22 +27,6 @@ from streams.topics import DOCS, DOCS_RAW
 
 DOCUMENTS = Counter("longtide_ingest_documents", "Documents ingested (after dedup).", ["actor"])
 TOKENS = Counter("longtide_ingest_tokens", "Tokens in ingested documents.", ["actor"])
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """Ingestion settings."""
-
-    instances: int = 1
-    """Ingest actors (they share `docs.raw` through a consumer group)."""
-    resources: Resources = field(default_factory=Resources)
-    """Ray resources per instance."""
-    max_text_bytes: int = 64 * 1024 * 1024
-    """Texts larger than this are dead-lettered instead of stored."""
-
-    def __post_init__(self) -> None:
-        if self.instances < 1:
-            raise ValueError(f"ingest.instances ({self.instances}) must be >= 1")
 
 
 def content_id(collection: str, text: str) -> str:

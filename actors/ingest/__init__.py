@@ -1,0 +1,1 @@
+"""Ingest: `docs.raw` -> `docs` (`actors.ingest.actor`), configured by `actors.ingest.config`."""
