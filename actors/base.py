@@ -61,6 +61,9 @@ class ProcessorActor:
             dedup_window=streams.dedup_window,
             dedup_key=dedup_key,
             batched=batched,
+            journal_dir=streams.journal_dir or None,
+            poison_deaths=streams.poison_deaths,
+            max_message_bytes=streams.max_message_bytes,
         )
 
     def handle(self, records: list[Any]) -> Sequence[Output]:
@@ -101,3 +104,4 @@ class ProcessorActor:
             self._worker.shutdown(wait=True)
         self.processor.consumer.close()
         self.processor.producer.close()
+        self.processor.close()

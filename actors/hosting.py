@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,31 @@ def serve_metrics(host: str, *prefixes: str) -> str:
     return f"{host}:{port}"
 
 
+class LoopStop(threading.Event):
+    """The stop event an actor's loop polls (`while not stop.is_set()`), which also remembers when
+    it was last polled: every loop checks it once per round, so the time since the last check is
+    how long the loop has been stuck in one round (a hung engine call, a lock never released).
+    The supervisor restarts an actor whose loop has not come round for `supervision.stall_s`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked = time.monotonic()
+
+    def is_set(self) -> bool:
+        self.checked = time.monotonic()
+        return super().is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.checked = time.monotonic()
+        stopped = super().wait(timeout)
+        self.checked = time.monotonic()
+        return stopped
+
+    def age(self) -> float:
+        """Seconds since the loop last checked in."""
+        return time.monotonic() - self.checked
+
+
 class ActorHost:
     """Builds the actor from `factory` inside the worker process and drives it."""
 
@@ -58,7 +84,7 @@ class ActorHost:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         self.metrics_address = serve_metrics(metrics_host, f"longtide_{kind}_") if metrics_host else ""
         self.actor = factory()
-        self._stop = threading.Event()
+        self._stop = LoopStop()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
@@ -82,6 +108,7 @@ class ActorHost:
             "error": self.error,
             "metrics": self.metrics_address,
             "pid": os.getpid(),
+            "loop_age_s": round(self._stop.age(), 1) if alive else None,
         }
 
     def stop(self, timeout_s: float = 30.0) -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,8 +32,6 @@ from safetensors.torch import load_file, save_file
 
 from actors.collective import Address, CollectiveBackend, WeightSender, WeightsUnavailable, receive_weights
 from actors.settings import STORE_NAME, Transport
-from schemas import PolicyVersion, SchemaError, decode
-from streams.kafka import Message
 
 log = logging.getLogger(__name__)
 
@@ -159,28 +155,6 @@ class WeightPublisher:
     def close(self) -> None:
         if self._sender is not None:
             self._sender.close()
-
-
-def newest_of_run(messages: Iterable[Message], run_id: str) -> tuple[PolicyVersion | None, Counter[str]]:
-    """The highest-version `policy` record of run `run_id` among `messages` (of its version, the
-    one with the most groups consumed: the learner re-announces a version as it drops groups),
-    and how many records were passed over, by reason: 'other_run', or 'undecodable' (e.g. an
-    older build's record on a reused broker; logged with its offset)."""
-    newest: PolicyVersion | None = None
-    skipped: Counter[str] = Counter()
-    for message in messages:
-        try:
-            records = decode(message.value, PolicyVersion, message.headers)
-        except SchemaError as exc:
-            skipped["undecodable"] += 1
-            log.warning("policy record at offset %d skipped: %s", message.offset, exc)
-            continue
-        for record in records:
-            if record.run_id != run_id:
-                skipped["other_run"] += 1
-            elif newest is None or (record.version, record.groups_consumed) > (newest.version, newest.groups_consumed):
-                newest = record
-    return newest, skipped
 
 
 def node_address() -> str:

@@ -82,16 +82,12 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
             for _ in range(30):
                 time.sleep(1)
                 service.check()  # a crash loop ends the service with the actor's last error
-            snaps = service.snapshots()
-            print(
-                json.dumps(
-                    {
-                        n: {k: s.get(k) for k in ("policy_version", "consumed", "produced", "alive", "restarts")}
-                        for n, s in snaps.items()
-                    }
-                ),
-                flush=True,
-            )
+            try:  # a progress line; nothing an actor does may end the service from here
+                snaps = service.snapshots()
+                keys = ("policy_version", "consumed", "produced", "alive", "restarts", "restarting")
+                print(json.dumps({n: {k: s[k] for k in keys if k in s} for n, s in snaps.items()}), flush=True)
+            except Exception:  # noqa: BLE001
+                logging.getLogger("longtide").exception("status line failed; the service goes on")
 
 
 def _streams(args: argparse.Namespace):  # noqa: ANN202
@@ -131,7 +127,7 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
     taken = time.monotonic()
     while True:
         streams, state = _streams(args)  # re-read: restarts move endpoints
-        status = collect_status(streams, state.get("endpoints"), state.get("restarts"))
+        status = collect_status(streams, state.get("endpoints"), state.get("restarts"), state.get("run_id") or None)
         now = time.monotonic()
         if args.json:
             print(render_json(status))

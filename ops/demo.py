@@ -17,7 +17,7 @@ from ops.feed import SAMPLE_CORPUS, documents_from_path, send_json, send_malform
 from ops.launcher import Service
 from ops.report import write_report
 from ops.slots import LEARNER_NAME
-from schemas import DeadLetter, decode
+from schemas import DeadLetter, SchemaError, decode
 from streams.logs import read_all
 from streams.topics import DLQ
 
@@ -94,13 +94,18 @@ def run_demo(
             sent += send_json(streams, documents_from_path(folder, "corpus"))
         bad = send_malformed(streams) if feed.malformed else 0
         echo(f"[demo] sent {sent} documents ({feed.worlds} worlds) and {bad} malformed records to docs.raw")
+        answered: dict[str, dict[str, Any]] = {}  # each actor's last answer (a restarting one keeps it)
         while True:
             time.sleep(progress_every_s)
             service.check()  # a crash loop ends the demo; single deaths are restarted
             snaps = service.snapshots()
+            answered.update({n: s for n, s in snaps.items() if "restarting" not in s})
             learner = snaps[LEARNER_NAME]
             if "restarting" in learner:
                 echo(f"[demo {time.monotonic() - start:5.0f}s] learner restarting: {learner['restarting'][:200]}")
+                if time.monotonic() - start > timeout_s:
+                    echo("[demo] time budget reached; stopping before the learner finished")
+                    break
                 continue
             tasks = sum(s.get("produced", 0) for n, s in snaps.items() if n.startswith("synthesis"))
             last = learner["last_metrics"]
@@ -116,10 +121,21 @@ def run_demo(
             if time.monotonic() - start > timeout_s:
                 echo("[demo] time budget reached; stopping before the learner finished")
                 break
-        letters = [decode(m.value, DeadLetter, m.headers)[0] for m in read_all(streams, DLQ.name)]
-        for letter in letters:
-            echo(f"[demo] dead letter from {letter.source_topic}@{letter.source_offset}: {letter.error[:100]}")
-        summary = summarize(snaps, dead_letters=len(letters), wall_s=time.monotonic() - start)
+        messages = read_all(streams, DLQ.name)
+        for message in messages:
+            try:
+                [letter] = decode(message.value, DeadLetter, message.headers)
+            except (SchemaError, ValueError) as exc:  # anyone may write to dlq
+                echo(f"[demo] dlq@{message.offset}: not a dead letter this build reads ({exc})")
+                continue
+            echo(
+                f"[demo] dead letter from {letter.source_topic}@{letter.source_offset} "
+                f"({letter.consumer_group}): {letter.error[:100]}"
+            )
+        if LEARNER_NAME not in answered:
+            raise RuntimeError("the learner never answered; see the log")
+        final = {n: {**answered.get(n, {}), **s} if "restarting" in s else s for n, s in snaps.items()}
+        summary = summarize(final, dead_letters=len(messages), wall_s=time.monotonic() - start)
     (service.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     echo(render_summary(summary))
     if service.run is not None and (service.run.directory / "metrics.jsonl").exists():

@@ -32,7 +32,7 @@ from ops.config import LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
 from ops.slots import LEARNER_NAME, Slot, actor_plan, build_actor, prepare_model
 from ops.state import STATE_FILE, atomic_write
-from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoop, RestartBudget, death_of
+from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoop, Death, RestartBudget, death_of
 from streams.broker import free_port
 from streams.embedded import EmbeddedLog
 from streams.logs import check_log_intact, ensure_topics, exact_end_offsets
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 600
 """How long an actor may take to start (model load, engine start-up, rank rendezvous)."""
+HEALTH_TIMEOUT_S = 10.0
+"""How long one health check waits for the actors' answers (they are asked at once)."""
 ACTOR_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 
 
@@ -72,6 +74,10 @@ class Service:
         self._learner_group: Any = None
         self._halt = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self.starting: set[str] = set()
+        """Actors whose process is being built (a vLLM engine takes a while): not asked, not dead."""
+        self._unanswered: dict[str, float] = {}
+        """Since when each actor has not answered a health check."""
 
     def start(self) -> Service:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -89,6 +95,9 @@ class Service:
             self.config = dataclasses.replace(self.config, memory=dataclasses.replace(memory, http_port=port))
         ensure_topics(streams)
         self.run = self._open_run()
+        if not streams.journal_dir:  # the run's own: a fresh run may face a fresh log with offsets from 0
+            streams = dataclasses.replace(streams, journal_dir=str(self.run.directory / "journal"))
+            self.config = dataclasses.replace(self.config, streams=streams)
         if self.config.metrics.enabled:  # the broker's and the supervisor's families
             self.endpoints["launcher"] = serve_metrics(self.config.metrics.host, "longtide_broker_", *RESTART_FAMILIES)
         self._start_ray()
@@ -96,7 +105,8 @@ class Service:
         plan = actor_plan(self.config)
         self.slots = {slot.name: slot for slot in plan}
         for slot in plan:
-            RESTARTS[slot.kind].labels(slot.name)  # every series exists (at 0) from the start
+            for death in Death:  # every series exists (at 0) from the start
+                RESTARTS[slot.kind].labels(slot.name, death.value)
             self.restarts[slot.name] = 0
         rendezvous = self._place_learner([s for s in plan if s.kind == "learner"])
         self._spawn(plan, rendezvous)
@@ -106,7 +116,15 @@ class Service:
         return self
 
     def _spawn(self, slots: list[Slot], rendezvous: str) -> None:
-        """Create and start the actors of `slots` (names freed by a kill can take a moment)."""
+        """Create and start the actors of `slots` (names freed by a kill can take a moment);
+        meanwhile they are `starting`, neither asked for snapshots nor taken for dead."""
+        self.starting.update(s.name for s in slots)
+        try:
+            self._create_and_start(slots, rendezvous)
+        finally:
+            self.starting.difference_update(s.name for s in slots)
+
+    def _create_and_start(self, slots: list[Slot], rendezvous: str) -> None:
         for slot in slots:
             build = functools.partial(build_actor, slot, self.config, self._model_path, self.run, rendezvous)
             options = self._options(slot)
@@ -143,22 +161,23 @@ class Service:
 
     def _check_once(self, budget: RestartBudget) -> None:
         self._check_broker(budget)
-        for name, reason in self._deaths().items():
+        for name, (death, reason) in self._deaths().items():
             if self._halt.is_set():
                 return
             slot = self.slots[name]
-            log.error("actor %s died:\n%s", name, reason)
+            log.error("actor %s %s:\n%s", name, death.value, reason)
             if "LogLost" in reason:  # a restart would read the new, empty log as if nothing happened
                 raise CrashLoop(f"actor {name} found the broker's log gone; stopping the service:\n{reason}")
             if not self.config.supervision.enabled:
-                raise CrashLoop(f"actor {name} died and supervision is off:\n{reason}")
+                raise CrashLoop(f"actor {name} {death.value} and supervision is off:\n{reason}")
             if not budget.allow(name, time.monotonic()):
                 raise CrashLoop(
-                    f"actor {name} died {budget.max_restarts} times within {budget.window_s:.0f} s; "
-                    f"stopping the service. Last error:\n{reason}"
+                    f"actor {name} had to be restarted {budget.max_restarts} times within {budget.window_s:.0f} s; "
+                    f"stopping the service. Last: {death.value}:\n{reason}"
                 )
-            RESTARTS[slot.kind].labels(name).inc()
+            RESTARTS[slot.kind].labels(name, death.value).inc()
             self.restarts[name] += 1
+            self._unanswered.pop(name, None)
             self._restart(slot)  # a failure here leaves the slot without a host: dead at the next check
             self._write_state()
 
@@ -185,27 +204,46 @@ class Service:
         self.restarts["broker"] = self.restarts.get("broker", 0) + 1
         self._write_state()
 
-    def _deaths(self) -> dict[str, str]:
-        """Actors that are dead now, with the reason (one learner rank dead: the learner)."""
-        hosts = dict(self.hosts)
-        refs = {name: host.snapshot.remote() for name, host in hosts.items()}
-        dead: dict[str, str] = {
-            LEARNER_NAME if slot.kind == "learner" else name: "not running: its last restart failed (see the log)"
-            for name, slot in self.slots.items()
-            if name not in hosts
-        }
+    def _ask(self, timeout_s: float) -> dict[str, tuple[dict[str, Any] | None, BaseException | None]]:
+        """Every started actor's snapshot, asked at once and waited for at most `timeout_s`:
+        per actor (snapshot, None), (None, what asking raised), or no entry when it did not answer."""
+        refs = {name: host.snapshot.remote() for name, host in dict(self.hosts).items() if name not in self.starting}
+        if not refs:
+            return {}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        answers: dict[str, tuple[dict[str, Any] | None, BaseException | None]] = {}
         for name, ref in refs.items():
-            snapshot, error = None, None
-            try:
-                snapshot = ray.get(ref, timeout=60)
-            except ray.exceptions.RayActorError as exc:
-                error = exc
-            except ray.exceptions.GetTimeoutError:
-                log.warning("actor %s did not answer a health check within 60 s", name)
+            if ref in ready:
+                try:
+                    answers[name] = (ray.get(ref), None)
+                except Exception as exc:  # noqa: BLE001 - dead, or its snapshot failed: this actor's problem
+                    answers[name] = (None, exc)
+        return answers
+
+    def _deaths(self) -> dict[str, tuple[Death, str]]:
+        """Actors to restart now, with why (one learner rank dead: the learner): dead or stalled,
+        not answering health checks for `supervision.stall_s`, or left without a process by a
+        failed restart."""
+        stall_s = self.config.supervision.stall_s
+        answers = self._ask(HEALTH_TIMEOUT_S)
+        now = time.monotonic()
+        dead: dict[str, tuple[Death, str]] = {}
+        for name, slot in self.slots.items():
+            key = LEARNER_NAME if slot.kind == "learner" else name
+            if name in self.starting:
                 continue
-            reason = death_of(snapshot, error)
-            if reason is not None:
-                dead[LEARNER_NAME if self.slots[name].kind == "learner" else name] = reason
+            if name not in self.hosts:
+                dead[key] = (Death.START_FAILED, "not running: its last restart failed (see the log)")
+            elif name not in answers:
+                since = self._unanswered.setdefault(name, now)
+                log.warning("actor %s has not answered health checks for %.0f s", name, now - since)
+                if stall_s and now - since > stall_s:
+                    dead[key] = (Death.UNRESPONSIVE, f"did not answer health checks for {now - since:.0f} s")
+            else:
+                self._unanswered.pop(name, None)
+                found = death_of(*answers[name], stall_s)
+                if found is not None:
+                    dead[key] = found
         return dead
 
     def _restart(self, slot: Slot) -> None:
@@ -316,20 +354,25 @@ class Service:
         }
         atomic_write(self.run_dir / STATE_FILE, json.dumps(state, indent=2))
 
-    def snapshots(self, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
-        """Every actor's state, with its restart count; an actor that is dead or being
-        restarted answers `{"alive": False, "restarting": reason}`."""
-        hosts = dict(self.hosts)
-        refs = {name: hosts[name].snapshot.remote() for name in self.slots if name in hosts}
+    def snapshots(self, timeout_s: float = HEALTH_TIMEOUT_S) -> dict[str, dict[str, Any]]:
+        """Every actor's state, with its restart count. An actor that is starting, being restarted,
+        dead or not answering within `timeout_s` answers `{"alive": False, "restarting": why}`:
+        nothing one actor does can make this raise."""
+        answers = self._ask(timeout_s)
         out: dict[str, dict[str, Any]] = {}
         for name in self.slots:
-            try:
-                if name not in refs:
-                    raise LookupError("being restarted")
-                out[name] = ray.get(refs[name], timeout=timeout_s)
-            except (ray.exceptions.RayActorError, LookupError) as exc:
-                out[name] = {"alive": False, "error": None, "restarting": f"{type(exc).__name__}: {exc}"}
-            out[name]["restarts"] = self.restarts.get(name, 0)
+            snapshot, error = answers.get(name, (None, None))
+            if snapshot is None:
+                if name in self.starting:
+                    why = "starting"
+                elif name not in self.hosts:
+                    why = "being restarted"
+                elif error is not None:
+                    why = f"{type(error).__name__}: {error}"
+                else:
+                    why = f"did not answer within {timeout_s:.0f} s"
+                snapshot = {"alive": False, "error": None, "restarting": why}
+            out[name] = {**snapshot, "restarts": self.restarts.get(name, 0)}
         return out
 
     def stop(self) -> None:

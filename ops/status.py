@@ -17,22 +17,23 @@ from typing import Any
 from kafka import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas import PolicyVersion, decode
 from streams.kafka import StreamsConfig
-from streams.logs import OffsetReader, group_offsets, read_all
+from streams.logs import OffsetReader, group_offsets, newest_of_run, read_all
 from streams.topics import ALL_TOPICS, POLICY
 
 log = logging.getLogger(__name__)
 
 
-def _latest_policy(streams: StreamsConfig) -> dict[str, Any] | None:
-    records = [
-        r for m in read_all(streams, POLICY.name, idle_ms=500) for r in decode(m.value, PolicyVersion, m.headers)
-    ]
-    latest = max(records, key=lambda r: (r.version, r.groups_consumed), default=None)
+def _latest_policy(streams: StreamsConfig, run_id: str | None) -> dict[str, Any]:
+    """The newest `policy` record (of `run_id`, when the service's state names it), and how many
+    records status could not read or left out: any record may sit on the topic (a foreign
+    producer's garbage, an older build's), and none stops status."""
+    latest, skipped = newest_of_run(read_all(streams, POLICY.name, idle_ms=500), run_id)
+    found = {"skipped": dict(skipped)}
     if latest is None:
-        return None
+        return found
     return {
+        **found,
         "version": latest.version,
         "step": latest.step,
         "groups_consumed": latest.groups_consumed,
@@ -86,9 +87,13 @@ def actor_row(name: str, samples: dict[str, float], restarts: int) -> dict[str, 
 
 
 def collect_status(
-    streams: StreamsConfig, endpoints: dict[str, str] | None = None, restarts: dict[str, int] | None = None
+    streams: StreamsConfig,
+    endpoints: dict[str, str] | None = None,
+    restarts: dict[str, int] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """`restarts`: each actor's restart count, from the launcher's state file."""
+    """`restarts`: each actor's restart count, and `run_id` the service's run, from the launcher's
+    state file (without them: every actor is unknown, and the newest policy of any run shows)."""
     offsets = OffsetReader(streams, client_id="longtide-status")
     try:
         topics = {t.name: offsets.end_offsets(t.name) for t in ALL_TOPICS}
@@ -117,7 +122,7 @@ def collect_status(
         "bootstrap_servers": streams.bootstrap_servers,
         "topics": {name: {"end_offsets": parts, "records": sum(parts.values())} for name, parts in topics.items()},
         "consumer_groups": group_state,
-        "policy": _latest_policy(streams),
+        "policy": _latest_policy(streams, run_id),
         "dead_letters": len(read_all(streams, "dlq", idle_ms=500)),
         "actors": actors,
         "restarts": dict(restarts or {}),
@@ -133,6 +138,15 @@ def render_status(status: dict[str, Any], previous: dict[str, Any] | None = None
         f"broker {status['bootstrap_servers']}   policy version {policy.get('version', '-')}"
         f" (step {policy.get('step', '-')}, groups consumed {policy.get('groups_consumed', '-')})"
         f"   dead letters {status['dead_letters']}",
+    ]
+    skipped = policy.get("skipped") or {}
+    if skipped:
+        lines.append(
+            "policy records passed over: "
+            + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(skipped.items()))
+            + " (not this build's records, or another run's; see `longtide status --json`)"
+        )
+    lines += [
         "",
         f"{'actor':<18} {'health':<12} {'version':>7} {'lag':>7} {'in':>9} {'out':>9} {'stale':>6} "
         f"{'restarts':>8} {'dlq':>5}",

@@ -20,14 +20,32 @@ empty log for a fresh start.
 from __future__ import annotations
 
 import collections
+import enum
 from dataclasses import dataclass
 
 from prometheus_client import Counter
 
 KINDS = ("ingest", "synthesis", "rollout", "reward", "learner", "memory")
+
+
+class Death(enum.StrEnum):
+    """Why an actor was restarted (the `reason` label of its restarts)."""
+
+    DIED = "died"
+    """Its process died (killed, out of memory, a segfault) or its loop raised."""
+    STALLED = "stalled"
+    """It answered, but its loop had not come round for `supervision.stall_s`."""
+    UNRESPONSIVE = "unresponsive"
+    """It did not answer health checks for `supervision.stall_s`."""
+    START_FAILED = "start_failed"
+    """Its last restart failed: it has no process to ask."""
+
+
 RESTARTS = {
     kind: Counter(
-        f"longtide_{kind}_restarts", f"Restarts of {kind} actors after their process or loop died.", ["actor"]
+        f"longtide_{kind}_restarts",
+        f"Restarts of {kind} actors, by why: died, stalled, unresponsive, start_failed.",
+        ["actor", "reason"],
     )
     for kind in KINDS
 }
@@ -50,6 +68,10 @@ class SupervisionConfig:
     `max_restarts`-th death is not restarted, so up to `max_restarts` − 1 restarts happen."""
     window_s: float = 600.0
     """The crash-loop window in seconds."""
+    stall_s: float = 600.0
+    """An actor whose loop has not come round (or that has not answered a health check) for this
+    many seconds is restarted as stalled; it must exceed the longest single step of any actor (a
+    learner step, an engine call, a document's extraction). 0 never restarts a stalled actor."""
 
     def __post_init__(self) -> None:
         if self.poll_s <= 0:
@@ -61,6 +83,8 @@ class SupervisionConfig:
             )
         if self.window_s <= 0:
             raise ValueError(f"supervision.window_s ({self.window_s}) must be > 0")
+        if self.stall_s < 0:
+            raise ValueError(f"supervision.stall_s ({self.stall_s}) must be >= 0; 0 never restarts a stalled actor")
 
 
 class CrashLoop(RuntimeError):
@@ -84,15 +108,24 @@ class RestartBudget:
         return len(times) < self.max_restarts
 
 
-def death_of(snapshot: dict | None, error: BaseException | None) -> str | None:
-    """Why an actor is dead (its traceback or Ray's reason), or None when it is healthy.
+def death_of(snapshot: dict | None, error: BaseException | None, stall_s: float = 0.0) -> tuple[Death, str] | None:
+    """Why an actor must be restarted (the kind of death and its traceback or reason), or None
+    when it is healthy.
 
     `snapshot` is what the actor answered; `error` is what asking it raised instead. An actor
-    whose loop ended normally (`done`) is not dead.
+    whose loop ended normally (`done`) is not dead; one whose loop has been stuck in one round
+    for more than `stall_s` seconds (0: never) is stalled.
     """
     if error is not None:
-        return f"{type(error).__name__}: {error}"
+        return Death.DIED, f"{type(error).__name__}: {error}"
     assert snapshot is not None
-    if snapshot.get("alive", True) or snapshot.get("done"):
+    if snapshot.get("done"):
         return None
-    return snapshot.get("error") or "the actor's loop stopped without an error"
+    if not snapshot.get("alive", True):
+        return Death.DIED, snapshot.get("error") or "the actor's loop stopped without an error"
+    age = snapshot.get("loop_age_s")
+    if stall_s and age is not None and age > stall_s:
+        return Death.STALLED, (
+            f"no progress: its loop has been in one round for {age:.0f} s (supervision.stall_s={stall_s:.0f})"
+        )
+    return None

@@ -80,10 +80,10 @@ def headers_for(record: Any) -> Headers:
     ]
 
 
-def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+def header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
     for key, value in headers or ():
         if key == name:
-            return value.decode("utf-8", errors="replace")
+            return (value or b"").decode("utf-8", errors="replace")
     return None
 
 
@@ -116,43 +116,105 @@ def decode(payload: bytes, expected: type, headers: Sequence[tuple[str, bytes]] 
     """Arrow IPC bytes -> validated records of type `expected`; SchemaError says what is wrong.
 
     With `headers` given (a Kafka message), they are checked before the payload is parsed.
+    Raises only SchemaError, whatever the bytes: a tombstone, garbage, or an Arrow stream of
+    another shape.
     """
     if headers is not None:
         check_headers(headers, expected)
+    if not payload:
+        raise SchemaError("payload: the message has no value (a tombstone, or empty)")
     try:
         table = pa.ipc.open_stream(payload).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SchemaError(f"payload: not an Arrow IPC stream ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - Arrow raises several types for bytes that are not IPC
+        raise SchemaError(f"payload: not an Arrow IPC stream of {expected.NAME} records ({exc})") from None
     if table.schema != expected.SCHEMA:
         raise SchemaError(f"{expected.NAME} {_schema_difference(table.schema, expected.SCHEMA)}")
+    if table.num_rows == 0:
+        raise SchemaError(f"payload: an Arrow stream with no {expected.NAME} records")
     records = [_from_row(expected, row) for row in table.to_pylist()]
     for record in records:
         record.validate()
     return records
 
 
+def json_kind(value: Any) -> str:
+    """A JSON value's kind as a person says it: an object, an array, a string, a number, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def check_unicode(where: str, text: str) -> None:
+    """SchemaError when `text` holds what UTF-8 cannot carry (a lone surrogate, from a JSON
+    escape such as "\\ud800"): every text Longtide stores and sends is UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start].encode("unicode_escape").decode()
+        raise SchemaError(f"{where}: not valid Unicode: a lone surrogate {bad} at character {exc.start}") from None
+
+
+def _pairs(where: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """A JSON object of scalars -> key/value string pairs (numbers and booleans as JSON writes them)."""
+    if not isinstance(value, dict):
+        raise SchemaError(f"{where}: expected an object of strings, got {json_kind(value)}")
+    pairs = []
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = repr(item)
+        elif not isinstance(item, str):
+            raise SchemaError(f"{where}.{key}: expected a string, number or boolean, got {json_kind(item)}")
+        check_unicode(f"{where}.{key}", key)
+        check_unicode(f"{where}.{key}", item)
+        pairs.append((str(key), item))
+    return tuple(pairs)
+
+
 def from_mapping(cls: type, data: dict[str, Any]) -> Any:
     """Build and validate a record from a plain mapping (e.g. parsed JSON).
 
-    Unknown keys and wrong types raise SchemaError naming the field.
+    Unknown keys, missing required fields, wrong types and text UTF-8 cannot carry raise
+    SchemaError naming the field, what it expects and what came.
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise SchemaError(f"{cls.NAME}.{unknown[0]}: not a field of {cls.NAME}")
+        raise SchemaError(f"{cls.NAME}.{unknown[0]}: not a field of {cls.NAME} (its fields: {', '.join(fields)})")
+    required = [
+        n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [n for n in required if n not in data]
+    if missing:
+        raise SchemaError(f"{cls.NAME}.{missing[0]}: missing (required: {', '.join(required)})")
     kwargs = {}
     for name, value in data.items():
-        hint = hints[name]
-        if hint is str and not isinstance(value, str):
-            raise SchemaError(f"{cls.NAME}.{name}: expected a string, got {type(value).__name__}")
-        if typing.get_origin(hint) is tuple and isinstance(value, dict):
-            value = tuple((str(k), str(v)) for k, v in value.items())
+        hint, where = hints[name], f"{cls.NAME}.{name}"
+        if hint is str:
+            if not isinstance(value, str):
+                raise SchemaError(f"{where}: expected a string, got {json_kind(value)}")
+            check_unicode(where, value)
+        elif hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SchemaError(f"{where}: expected an integer, got {json_kind(value)}")
+        elif typing.get_origin(hint) is tuple and hint == tuple[tuple[str, str], ...]:
+            value = _pairs(where, value)
+        else:
+            raise SchemaError(f"{where}: cannot be given as JSON")
         kwargs[name] = value
-    try:
-        record = cls(**kwargs)
-    except TypeError as exc:
-        raise SchemaError(f"{cls.NAME}: {exc}") from exc
+    record = cls(**kwargs)
     record.validate()
     return record
 

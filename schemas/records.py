@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of every schema in this module; sent in the `longtide.schema_version` Kafka header."""
 
 
@@ -294,7 +294,10 @@ class MemoryUpdate:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A record that could not be decoded, validated or processed, with its original bytes."""
+    """A record that could not be decoded, validated or processed, with its original bytes.
+
+    Its id is `consumer_group/topic/partition/offset`: a record two consumers reject (the learner
+    and synthesis both read `scored`) is dead-lettered once by each, and the copies differ."""
 
     SCHEMA: ClassVar[pa.Schema]
     ID_FIELD: ClassVar[str] = "dead_letter_id"
@@ -305,7 +308,11 @@ class DeadLetter:
     source_partition: int
     source_offset: int
     actor: str
+    """The actor instance that rejected it (e.g. `ingest-0`)."""
+    consumer_group: str
+    """The consumer group it was rejected in (e.g. `longtide-ingest`): who would have read it."""
     error: str
+    """What was wrong, in the record's terms: the field, what was expected and what came."""
     original_key: bytes
     original_value: bytes
     original_headers: tuple[tuple[str, bytes], ...]
@@ -431,6 +438,7 @@ DeadLetter.SCHEMA = pa.schema(
         ("source_partition", pa.int32()),
         ("source_offset", pa.int64()),
         ("actor", pa.string()),
+        ("consumer_group", pa.string()),
         ("error", pa.string()),
         ("original_key", pa.binary()),
         ("original_value", pa.large_binary()),

@@ -66,6 +66,17 @@ class StreamsConfig:
     """Text or token payloads above this size go to the blob store (claim check)."""
     dedup_window: int = 200_000
     """How many recent record ids each consumer remembers to drop duplicates."""
+    max_message_bytes: int = 1_000_000
+    """Largest message an actor produces (Kafka's `message.max.bytes` is about 1 MB by default):
+    a record whose output would be larger is dead-lettered instead of refused by the broker."""
+    journal_dir: str = ""
+    """Where consumers journal the records they are handling (`streams/journal.py`), shared by
+    every process of a consumer group; empty: the run's own directory (`<run_dir>/runs/<id>/journal`)
+    under the launcher, none elsewhere (no deaths are counted)."""
+    poison_deaths: int = 2
+    """A record that was being handled when its actor's process died this many times is
+    dead-lettered instead of handled again (1: after the first death). A record in flight at
+    one death (an operator's kill -9, an out-of-memory kill elsewhere) is retried, alone."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
@@ -75,6 +86,10 @@ class StreamsConfig:
             )
         if self.compression not in ("", "gzip", "lz4", "zstd", "snappy"):
             raise ValueError(f"compression ({self.compression!r}) must be one of '', gzip, lz4, zstd, snappy")
+        if self.max_message_bytes < 64 * 1024:
+            raise ValueError(f"streams.max_message_bytes ({self.max_message_bytes}) must be >= 65536")
+        if self.poison_deaths < 1:
+            raise ValueError(f"streams.poison_deaths ({self.poison_deaths}) must be >= 1")
         if self.inline_limit_bytes < 1024:
             raise ValueError(f"inline_limit_bytes ({self.inline_limit_bytes}) must be >= 1024")
         problem = storage_setting_problem(self.embedded_storage)
@@ -238,6 +253,7 @@ class Consumer:
             max_partition_fetch_bytes=16 * 1024 * 1024,
         )
         self.topics = tuple(topics)
+        self.group_id = group_id
         self.floor = OffsetFloor()
         self.unseeded: list[TopicPartition] = []
         """Partitions assigned whose committed offset is not yet part of the floor."""

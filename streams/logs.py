@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from schemas import PolicyVersion, SchemaError, decode
 from streams.kafka import LOSS_FIX, Consumer, LogLost, Message, Partition, StreamsConfig
 from streams.topics import ALL_TOPICS, Topic, partition_counts
 
@@ -183,3 +185,26 @@ def check_log_intact(config: StreamsConfig, expected: Mapping[Partition, int], *
         message = f"{what} offsets are past the end of the log: {'; '.join(lost)}; {LOSS_FIX}"
         log.error("LOG LOST: %s", message)
         raise LogLost(message)
+
+
+def newest_of_run(messages: Iterable[Message], run_id: str | None) -> tuple[PolicyVersion | None, Counter[str]]:
+    """The highest-version `policy` record of run `run_id` (None: of any run) among `messages` (of
+    its version, the one with the most groups consumed: the learner re-announces a version as it
+    drops groups), and how many records were passed over, by reason: 'other_run', or
+    'undecodable' (garbage, or an older build's record on a reused broker; logged with its
+    offset). Every reader of `policy` goes through here, so no record on it can stop one."""
+    newest: PolicyVersion | None = None
+    skipped: Counter[str] = Counter()
+    for message in messages:
+        try:
+            records = decode(message.value, PolicyVersion, message.headers)
+        except SchemaError as exc:
+            skipped["undecodable"] += 1
+            log.warning("policy record at offset %d skipped: %s", message.offset, exc)
+            continue
+        for record in records:
+            if run_id is not None and record.run_id != run_id:
+                skipped["other_run"] += 1
+            elif newest is None or (record.version, record.groups_consumed) > (newest.version, newest.groups_consumed):
+                newest = record
+    return newest, skipped

@@ -2,13 +2,23 @@
 
 At-least-once on the wire, exactly-once in effect: offsets are committed only after every
 record produced from the polled batch is acknowledged, and records whose id was already
-seen are dropped. A record that fails to decode, validate or process becomes a `DeadLetter`
-with its original bytes and the reason, and the loop keeps going.
+seen are dropped.
 
-A `FatalError` (or a Kafka error) is not the record's fault: it propagates and nothing is
-committed. With `batched=True` the records of every message of a poll go to one `handle` call (the
-rollout actor generates for many prompts at once); if that call raises, each message is
-handled alone, so only the message that breaks processing is dead-lettered.
+No record can stop the loop. Whatever a message holds, it is handled or it becomes a
+`DeadLetter` with its original bytes and a reason in the record's terms (the field, what it
+expects, what came), and the loop commits past it: a message that fails to decode, whose id
+cannot be taken, whose handling raises, or whose output cannot be encoded or is larger than
+`streams.max_message_bytes`. A record whose handling kills the actor's process (an engine that
+crashes on it, an out-of-memory kill) is caught by the `Journal`: the restarted actor handles
+each record that was in flight at a death alone, and dead-letters one that was in flight at
+`streams.poison_deaths` deaths instead of handling it again.
+
+A `FatalError` is not the record's fault (a dead engine, a lost device), nor is a Kafka error:
+they propagate, nothing from the poll is committed, and the actor's loop ends so its host
+reports the failure (records are read again on restart). With `batched=True` the records of
+every message of a poll go to one `handle` call (the rollout actor generates for many prompts
+at once); if that call raises, each message is handled alone, so only the message that breaks
+processing is dead-lettered.
 """
 
 from __future__ import annotations
@@ -19,11 +29,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kafka.errors import KafkaError
 
-from schemas import DeadLetter, decode, record_id
+from schemas import DeadLetter, SchemaError, decode, encode, headers_for, record_id
+from streams.journal import Journal
 from streams.kafka import Consumer, Message, Producer
 from streams.metrics import stream_metrics
 from streams.topics import DLQ
@@ -38,6 +50,8 @@ class FatalError(Exception):
 
 
 Decoder = Callable[[Message], list[Any]]
+PASS_THROUGH = (KafkaError, FatalError)
+"""Errors that are not the record's fault: they end the loop instead of dead-lettering."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,17 @@ class Output:
     topic: str
     records: Sequence[Any]
     key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An `Output` as the bytes and headers it is sent with."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    count: int
 
 
 class DedupWindow:
@@ -77,13 +102,15 @@ def arrow_decoder(record_type: type) -> Decoder:
     return lambda message: decode(message.value, record_type, message.headers)
 
 
-def dead_letter(message: Message, *, actor: str, error: str) -> DeadLetter:
+def dead_letter(message: Message, *, actor: str, group: str, error: str) -> DeadLetter:
+    """The dead letter of `message`, rejected by `actor` in consumer group `group`."""
     return DeadLetter(
-        dead_letter_id=f"{message.topic}/{message.partition}/{message.offset}",
+        dead_letter_id=f"{group}/{message.topic}/{message.partition}/{message.offset}",
         source_topic=message.topic,
         source_partition=message.partition,
         source_offset=message.offset,
         actor=actor,
+        consumer_group=group,
         error=error[:2000],
         original_key=message.key or b"",
         original_value=message.value or b"",
@@ -91,8 +118,23 @@ def dead_letter(message: Message, *, actor: str, error: str) -> DeadLetter:
     )
 
 
-def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def describe(exc: BaseException, actor: str = "") -> str:
+    """A reason a person can read: a `SchemaError` says what is wrong with the record in its
+    own terms; anything else is the actor failing on the record, named with the exception."""
+    if isinstance(exc, SchemaError):
+        return str(exc)
+    who = f"{actor} " if actor else ""
+    return f"{who}could not handle this record ({type(exc).__name__}: {exc})"
+
+
+def encode_output(output: Output, max_bytes: int) -> Encoded:
+    """`output` as one message; SchemaError when it is larger than the broker takes."""
+    value = encode(output.records)
+    if len(value) > max_bytes:
+        raise SchemaError(
+            f"its output to {output.topic} is {len(value):,} bytes, over streams.max_message_bytes ({max_bytes:,})"
+        )
+    return Encoded(output.topic, value, output.key, headers_for(output.records[0]), len(output.records))
 
 
 class StreamProcessor:
@@ -110,7 +152,13 @@ class StreamProcessor:
         dedup_window: int,
         dedup_key: Callable[[Any], str] = record_id,
         batched: bool = False,
+        journal_dir: str | Path | None = None,
+        poison_deaths: int = 2,
+        max_message_bytes: int = 1_000_000,
     ) -> None:
+        """`journal_dir`: where the in-flight journal of the consumer's group lives (None: no
+        journal, deaths are not counted); `poison_deaths`: deaths while a record was in flight
+        after which it is dead-lettered; `max_message_bytes`: the largest output message."""
         self.actor = actor
         self.consumer = consumer
         self.producer = producer
@@ -118,6 +166,10 @@ class StreamProcessor:
         self.handle = handle
         self.dedup_key = dedup_key
         self.batched = batched
+        self.group = consumer.group_id or f"{kind}-ungrouped"
+        self.journal = Journal(journal_dir, self.group)
+        self.poison_deaths = poison_deaths
+        self.max_message_bytes = max_message_bytes
         self.dedup = DedupWindow(dedup_window)
         self.metrics = stream_metrics(kind)
         for topic in consumer.topics:  # every series exists from the start, at 0
@@ -126,7 +178,7 @@ class StreamProcessor:
         self.committed: dict[tuple[str, int], int] = {}
         self.acked: dict[tuple[str, int], int] = {}
         """Per output partition, one past the highest offset the broker acknowledged to us."""
-        self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0}
+        self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0, "poison": 0}
 
     def step(self, timeout_ms: int = 200, max_records: int | None = None) -> int:
         """Poll once (at most `max_records`) and process what came; return how many messages."""
@@ -138,19 +190,27 @@ class StreamProcessor:
         futures: list[Future] = []
         next_offsets: dict[tuple[str, int], int] = {}
         pending: list[tuple[Message, list[Any]]] = []
+        suspects: list[tuple[Message, list[Any]]] = []
         polled: set[str] = set()  # ids earlier in this poll count as seen
         for message in messages:
-            next_offsets[(message.topic, message.partition)] = message.offset + 1
+            part = (message.topic, message.partition)
+            next_offsets[part] = message.offset + 1
+            deaths = self.journal.deaths(part, message.offset)
+            if deaths >= self.poison_deaths:
+                futures.append(self._poison(message, deaths))
+                continue
             fresh = self._decode_fresh(message, futures, polled)
-            if fresh:
-                pending.append((message, fresh))
+            if fresh:  # a record in flight at an earlier death is handled alone
+                (suspects if deaths else pending).append((message, fresh))
         futures.extend(self._handle_all(pending))
+        futures.extend(f for message, fresh in suspects for f in self._handle_one(message, fresh))
         self.producer.flush()
         for future in futures:
             meta = future.get(timeout=30)  # raises if the broker refused it: no commit then
             part = (meta.topic, meta.partition)
             self.acked[part] = max(self.acked.get(part, 0), meta.offset + 1)
         self.consumer.commit(next_offsets)
+        self.journal.committed(next_offsets)
         self.committed.update(next_offsets)
         self.counts["consumed"] += len(messages)
         elapsed = time.perf_counter() - start
@@ -164,14 +224,14 @@ class StreamProcessor:
         """The message's records not seen before; a dead letter (into `futures`) if undecodable."""
         try:
             records = self.decoder(message)
-        except (KafkaError, FatalError):
+            keys = [self.dedup_key(record) for record in records]
+        except PASS_THROUGH:
             raise
         except Exception as exc:  # noqa: BLE001 - any bad input becomes a dead letter
-            futures.append(self._dead_letter(message, f"decode: {describe(exc)}"))
+            futures.append(self._dead_letter(message, f"decode: {describe(exc, self.actor)}"))
             return []
         fresh = []
-        for record in records:
-            key = self.dedup_key(record)
+        for record, key in zip(records, keys, strict=True):
             if key and (key in polled or self.dedup.seen(key)):
                 self.counts["duplicates"] += 1
                 self.metrics.duplicates.labels(self.actor, message.topic).inc()
@@ -180,37 +240,46 @@ class StreamProcessor:
                 fresh.append(record)
         return fresh
 
+    def _handled(self, messages: list[Message], records: list[Any]) -> list[Encoded]:
+        """`handle(records)` with its outputs encoded, the messages journaled as in flight meanwhile
+        (an exception, a Kafka error included, takes them out again: only a death or a
+        `FatalError` leaves them in flight, to be counted by the next holder)."""
+        self.journal.begin(((m.topic, m.partition), m.offset) for m in messages)
+        try:
+            encoded = [encode_output(o, self.max_message_bytes) for o in self.handle(records)]
+        except FatalError:  # may be the record's doing (an engine that crashed on it): stays journaled
+            raise
+        except Exception:
+            self.journal.end()
+            raise
+        self.journal.end()
+        self._remember(records)
+        return encoded
+
     def _handle_all(self, pending: list[tuple[Message, list[Any]]]) -> list[Future]:
         if self.batched and len(pending) > 1:
-            records = [r for _, rs in pending for r in rs]
             try:
-                outputs = self.handle(records)
-            except (KafkaError, FatalError):
+                encoded = self._handled([m for m, _ in pending], [r for _, rs in pending for r in rs])
+            except PASS_THROUGH:
                 raise
             except Exception as exc:  # noqa: BLE001 - find the culprit message by message
                 log.warning("%s: batch of %d failed (%s); handling message by message", self.actor, len(pending), exc)
             else:
-                self._remember(records)
-                return [self._send(o) for o in outputs]
+                return [self._send(e) for e in encoded]
         return [f for message, records in pending for f in self._handle_one(message, records)]
 
     def _handle_one(self, message: Message, fresh: list[Any]) -> list[Future]:
         try:
-            outputs = self.handle(fresh)
-        except (KafkaError, FatalError):
+            encoded = self._handled([message], fresh)
+        except PASS_THROUGH:
             raise
         except Exception as exc:  # noqa: BLE001 - a record that breaks processing
+            reason = describe(exc, self.actor)
             log.warning(
-                "%s: dead-lettering %s/%d@%d: %s",
-                self.actor,
-                message.topic,
-                message.partition,
-                message.offset,
-                describe(exc),
+                "%s: dead-lettering %s/%d@%d: %s", self.actor, message.topic, message.partition, message.offset, reason
             )
-            return [self._dead_letter(message, f"process: {describe(exc)}")]
-        self._remember(fresh)
-        return [self._send(o) for o in outputs]
+            return [self._dead_letter(message, f"process: {reason}")]
+        return [self._send(e) for e in encoded]
 
     def _remember(self, records: list[Any]) -> None:
         for record in records:
@@ -218,15 +287,31 @@ class StreamProcessor:
             if key:
                 self.dedup.add(key)
 
-    def _send(self, output: Output) -> Future:
-        self.counts["produced"] += len(output.records)
-        self.metrics.produced.labels(self.actor, output.topic).inc(len(output.records))
-        return self.producer.send_records(output.topic, output.records, key=output.key)
+    def _send(self, encoded: Encoded) -> Future:
+        self.counts["produced"] += encoded.count
+        self.metrics.produced.labels(self.actor, encoded.topic).inc(encoded.count)
+        return self.producer.send(encoded.topic, encoded.value, key=encoded.key, headers=encoded.headers)
+
+    def _poison(self, message: Message, deaths: int) -> Future:
+        self.counts["poison"] += 1
+        log.error(
+            "%s: %s/%d@%d was in flight at %d deaths: dead-lettered",
+            self.actor,
+            message.topic,
+            message.partition,
+            message.offset,
+            deaths,
+        )
+        return self._dead_letter(
+            message,
+            f"poison: {self.actor}'s process died {deaths} times while handling this record (a crash, an out-of-memory "
+            f"kill or an engine failure); dead-lettered instead of handled again (streams.poison_deaths={self.poison_deaths})",
+        )
 
     def _dead_letter(self, message: Message, error: str) -> Future:
         self.counts["dead_letters"] += 1
         self.metrics.dead_letters.labels(self.actor, message.topic).inc()
-        record = dead_letter(message, actor=self.actor, error=error)
+        record = dead_letter(message, actor=self.actor, group=self.group, error=error)
         return self.producer.send_records(DLQ.name, [record], key=message.key)
 
     def snapshot(self) -> dict[str, Any]:
@@ -235,3 +320,6 @@ class StreamProcessor:
             **self.counts,
             "committed": {f"{t}/{p}": o for (t, p), o in sorted(self.committed.items())},
         }
+
+    def close(self) -> None:
+        self.journal.close()

@@ -43,7 +43,41 @@ def test_json_from_confluent_kafka_with_its_own_headers_is_ingested_once(
 
 
 CASES = {
-    "invalid_json": (b'{"collection": "c", "text": ', [], "decode: SchemaError: payload: invalid JSON"),
+    "invalid_json": (b'{"collection": "c", "text": ', [], "decode: payload: invalid JSON (Expecting value at line 1"),
+    # the shapes that stopped the service in an operator's hands (issue 20), each read as the producer would say it
+    "lone_surrogate": (
+        b'{"collection": "c", "text": "ok \\ud800"}',
+        [],
+        "decode: RawDocument.text: not valid Unicode: a lone surrogate \\ud800 at character 3",
+    ),
+    "attrs_list": (
+        b'{"collection": "c", "text": "t", "attrs": [1, 2]}',
+        [],
+        "decode: RawDocument.attrs: expected an object of strings, got an array",
+    ),
+    "attrs_nested": (
+        b'{"collection": "c", "text": "t", "attrs": {"k": {"deep": 1}}}',
+        [],
+        "decode: RawDocument.attrs.k: expected a string, number or boolean, got an object",
+    ),
+    "tombstone": (None, [], "decode: payload: the message has no value (a tombstone, or empty)"),
+    "missing_text": (b'{"collection": "c"}', [], "decode: RawDocument.text: missing (required: collection, text)"),
+    "deep_nesting": (
+        b'{"collection": "c", "text": "t", "attrs": {"k": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+        [],
+        "decode: payload: JSON nested too deeply to read",
+    ),
+    "huge_attrs": (
+        b'{"collection": "c", "text": "t", "attrs": {"k": "' + b"x" * 2_000_000 + b'"}}',
+        [],
+        "decode: RawDocument.attrs: 2,000,001 bytes, over ingest.max_attrs_bytes (65,536)",
+    ),
+    "text_a_number": (
+        b'{"collection": "c", "text": 5}',
+        [],
+        "decode: RawDocument.text: expected a string, got a number",
+    ),
+    "top_level_array": (b"[1, 2]", [], "decode: payload: expected a JSON object, got an array"),
     "invalid_utf8": (b'{"collection": "c", "text": "\xff"}', [], "payload: invalid UTF-8 at byte 29"),
     "empty_text": (b'{"collection": "c", "text": "  "}', [], "RawDocument.text: must not be empty"),
     "wrong_schema_version": (
@@ -67,8 +101,9 @@ def test_bad_record_goes_to_dlq_and_loop_keeps_going(streams: StreamsConfig, cla
         [doc] = read_records(streams, "docs", Document, 1)
         running.check()
     assert reason in letter.error
-    assert letter.original_value == value and letter.original_key == b"k"
+    assert letter.original_value == (value or b"") and letter.original_key == b"k"
     assert letter.source_topic == "docs.raw" and letter.actor == "ingest-t"
+    assert letter.consumer_group == "longtide-ingest" and letter.dead_letter_id == "longtide-ingest/docs.raw/0/0"
     assert dict(letter.original_headers) == dict(headers)
     assert doc.text == "after the bad one"
 

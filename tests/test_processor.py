@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import Future
 
 import pytest
@@ -49,7 +50,7 @@ def _step_until(processor: StreamProcessor, n: int) -> None:
 class RefusingProducer(Producer):
     """A producer whose broker acknowledgement fails, as when the broker rejects a write."""
 
-    def send_records(self, topic: str, records: list, *, key: bytes | None = None) -> Future:
+    def send(self, topic: str, value: bytes, **_: object) -> Future:
         future: Future = Future()
         future.set_exception(RuntimeError("broker refused the write"))
         future.get = future.result  # kafka-python futures are read with .get(timeout)
@@ -162,3 +163,60 @@ def test_a_partition_this_consumer_no_longer_holds_is_not_committed(streams: Str
     finally:
         first.close()
         second.close()
+
+
+def test_a_record_that_kills_its_process_is_dead_lettered_after_two_deaths(streams: StreamsConfig, tmp_path) -> None:
+    """A batched processor whose process dies on one task (os._exit, as an engine crash or an
+    out-of-memory kill would): the first death blames the whole batch in flight, so the restart
+    handles those tasks one at a time; the second death blames the culprit alone, and the next
+    process dead-letters it and handles every other task."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from schemas import DeadLetter
+
+    tasks = [dataclasses.replace(TASK, task_id=i) for i in ("t0", "poison", "t2", "t3")]
+    _send(streams, tasks)
+    command = [sys.executable, "-m", "tests.poison_worker", streams.bootstrap_servers, str(tmp_path), "poison", "4"]
+    codes = [subprocess.run(command, timeout=120).returncode for _ in range(3)]
+    assert codes == [9, 9, 0], "died on the batch, died on the culprit alone, then went past it"
+    [letter] = read_records(streams, "dlq", DeadLetter, 1)
+    assert (letter.source_topic, letter.source_offset, letter.consumer_group) == ("tasks", 1, "longtide-poisoned")
+    assert letter.error.startswith("poison: poisoned's process died 2 times while handling this record")
+    assert letter.original_value == encode([tasks[1]])
+    handled = {d.doc_id[:2] for d in read_records(streams, "docs", Document, 3)}
+    assert handled == {"t0", "t2", "t3"}
+    assert sum(group_offsets(streams, "longtide-poisoned").values()) == 4, "committed past every task"
+
+
+def test_an_output_larger_than_the_broker_takes_dead_letters_its_input(streams: StreamsConfig) -> None:
+    import dataclasses
+
+    from schemas import DeadLetter
+
+    _send(streams, [TASK, dataclasses.replace(TASK, task_id="big")])
+
+    def handle(batch: list[Task]) -> list[Output]:
+        text = "x" * (200_000 if batch[0].task_id == "big" else 10)
+        return [Output("docs", [dataclasses.replace(DOC, text=text)], key=t.task_id.encode()) for t in batch]
+
+    consumer = Consumer(streams, group_id="longtide-big", topics=["tasks"], client_id="b")
+    processor = StreamProcessor(
+        actor="b",
+        kind="test",
+        consumer=consumer,
+        producer=Producer(streams, client_id="b"),
+        decoder=arrow_decoder(Task),
+        handle=handle,
+        dedup_window=100,
+        max_message_bytes=100_000,
+    )
+    _step_until(processor, 2)
+    [letter] = read_records(streams, "dlq", DeadLetter, 1)
+    assert letter.source_offset == 1
+    assert re.fullmatch(
+        r"process: its output to docs is 20\d,\d{3} bytes, over streams.max_message_bytes \(100,000\)", letter.error
+    )
+    assert processor.counts["produced"] == 1
+    processor.consumer.close()

@@ -67,11 +67,12 @@ SAMPLES = [
     ScoredRollout(**{f.name: getattr(ROLLOUT, f.name) for f in dataclasses.fields(Rollout)}, reward=1.0),
     PolicyVersion(version=2, step=2, weights_ref="file:///w", groups_consumed=32, metrics=(("loss", 0.5),)),
     DeadLetter(
-        dead_letter_id="docs.raw/0/1",
+        dead_letter_id="longtide-ingest/docs.raw/0/1",
         source_topic="docs.raw",
         source_partition=0,
         source_offset=1,
         actor="ingest-0",
+        consumer_group="longtide-ingest",
         error="bad",
         original_key=b"",
         original_value=b"\xff",
@@ -142,5 +143,5 @@ def test_from_mapping_rejects_unknown_and_empty() -> None:
         from_mapping(RawDocument, {"collection": "c", "text": "t", "colour": 1})
     with pytest.raises(SchemaError, match="RawDocument.text: must not be empty"):
         from_mapping(RawDocument, {"collection": "c", "text": "  "})
-    with pytest.raises(SchemaError, match="RawDocument.text: expected a string, got int"):
+    with pytest.raises(SchemaError, match="RawDocument.text: expected a string, got a number"):
         from_mapping(RawDocument, {"collection": "c", "text": 5})

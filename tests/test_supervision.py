@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from actors.learner import ledger
-from ops.supervisor import RestartBudget, SupervisionConfig, death_of
+from ops.supervisor import Death, RestartBudget, SupervisionConfig, death_of
 
 
 def test_restart_budget_ends_a_crash_loop_within_the_window() -> None:
@@ -32,9 +32,29 @@ def test_restart_budget_forgets_deaths_older_than_the_window() -> None:
 def test_death_of() -> None:
     assert death_of({"alive": True, "error": None}, None) is None
     assert death_of({"alive": False, "done": True, "error": None}, None) is None  # finished, not dead
-    assert death_of({"alive": False, "error": "Traceback: boom"}, None) == "Traceback: boom"
-    assert "stopped without an error" in death_of({"alive": False, "error": None}, None)
-    assert death_of(None, RuntimeError("worker died")) == "RuntimeError: worker died"
+    assert death_of({"alive": False, "error": "Traceback: boom"}, None) == (Death.DIED, "Traceback: boom")
+    assert "stopped without an error" in death_of({"alive": False, "error": None}, None)[1]
+    assert death_of(None, RuntimeError("worker died")) == (Death.DIED, "RuntimeError: worker died")
+
+
+def test_a_loop_stuck_in_one_round_longer_than_stall_s_is_stalled() -> None:
+    stuck = {"alive": True, "error": None, "loop_age_s": 700.0}
+    death, reason = death_of(stuck, None, stall_s=600)
+    assert death is Death.STALLED and reason.startswith("no progress: its loop has been in one round for 700 s")
+    assert death_of({**stuck, "loop_age_s": 599.0}, None, stall_s=600) is None
+    assert death_of(stuck, None, stall_s=0) is None, "0: never"
+
+
+def test_the_loop_stop_event_records_when_the_loop_last_checked_in() -> None:
+    from actors.hosting import LoopStop
+
+    stop = LoopStop()
+    stop.checked -= 50  # as if the loop had been stuck for 50 s
+    assert stop.age() >= 50
+    assert not stop.is_set() and stop.age() < 1, "a check is progress"
+    stop.checked -= 50
+    stop.wait(0.01)
+    assert stop.age() < 1
 
 
 def test_supervision_config_errors_name_the_field() -> None:

@@ -17,8 +17,18 @@ class IngestConfig:
     resources: Resources = field(default_factory=Resources)
     """Ray resources per instance."""
     max_text_bytes: int = 64 * 1024 * 1024
-    """Texts larger than this are dead-lettered instead of stored."""
+    """Texts larger than this (UTF-8 bytes) are dead-lettered instead of stored."""
+    max_attrs_bytes: int = 64 * 1024
+    """A document's `attrs` larger than this (keys and values, UTF-8 bytes) are dead-lettered:
+    they travel inline in every `docs` record, never through the blob store."""
+    max_field_chars: int = 4096
+    """Longest `collection`, `source` or producer `doc_id`, in characters."""
 
     def __post_init__(self) -> None:
         if self.instances < 1:
             raise ValueError(f"ingest.instances ({self.instances}) must be >= 1")
+        if self.max_text_bytes < 1 or self.max_attrs_bytes < 0 or self.max_field_chars < 1:
+            raise ValueError(
+                f"ingest.max_text_bytes ({self.max_text_bytes}) and ingest.max_field_chars ({self.max_field_chars}) "
+                f"must be >= 1, ingest.max_attrs_bytes ({self.max_attrs_bytes}) >= 0"
+            )

@@ -75,11 +75,11 @@ from actors.learner.trainer import Phase
 from actors.modeling import load_policy, token_counter
 from actors.sampling import SamplingSpec
 from actors.tasks import MEMORY_TASK_TYPES
-from actors.weights import WeightPublisher, newest_of_run
+from actors.weights import WeightPublisher
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, Message, Producer, StreamsConfig
-from streams.logs import read_all
+from streams.logs import newest_of_run, read_all
 from streams.metrics import stream_metrics
 from streams.processor import arrow_decoder, dead_letter, describe
 from streams.topics import DLQ, POLICY, SCORED, TASKS
@@ -232,7 +232,8 @@ class Learner:
 
     def _dead_letter(self, message: Message, exc: Exception, stage: str = "decode") -> None:
         stream_metrics("learner").dead_letters.labels(self.name, message.topic).inc()
-        record = dead_letter(message, actor=self.name, error=f"{stage}: {describe(exc)}")
+        group = f"{self.name}-sft" if stage == "sft" else self.name  # the consumer groups of its two loops
+        record = dead_letter(message, actor=self.name, group=group, error=f"{stage}: {describe(exc, self.name)}")
         self.producer.send_records(DLQ.name, [record], key=message.key).get(timeout=30)
 
     def _train(self, rows: list[TrainRow], phase: Phase, updates: list[list[int]] | None = None) -> dict[str, float]:

@@ -38,11 +38,10 @@ from actors.memory.store import Memory, MemoryStore
 from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chunks
 from actors.modeling import token_counter
 from actors.verifiers import extract_answer
-from actors.weights import newest_of_run
 from schemas import Document, MemoryUpdate
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, Message, StreamsConfig
-from streams.logs import read_all
+from streams.logs import newest_of_run, read_all
 from streams.processor import Output, arrow_decoder
 from streams.topics import DOCS, MEMORY, POLICY
 

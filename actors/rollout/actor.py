@@ -35,11 +35,11 @@ from actors.memory_agent import Job, MemoryAgentConfig, Turn, read_chunked, spli
 from actors.modeling import token_counter
 from actors.rollout.config import RolloutConfig
 from actors.tasks import MEMORY_TASK_TYPES, render_prompt
-from actors.weights import newest_of_run, weight_sync_seconds
+from actors.weights import weight_sync_seconds
 from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, StreamsConfig
-from streams.logs import OffsetReader
+from streams.logs import OffsetReader, newest_of_run
 from streams.processor import Output, arrow_decoder
 from streams.topics import POLICY, ROLLOUTS, TASKS
 

@@ -351,6 +351,7 @@ class SynthesisActor(ProcessorActor):
             source_partition=-1,
             source_offset=-1,
             actor=self.name,
+            consumer_group=self.processor.group,
             error=error[:2000],
             original_key=doc.collection.encode(),
             original_value=encode([doc]),
