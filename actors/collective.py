@@ -17,6 +17,13 @@ Requests go through the store, so neither side sits in a collective while the ot
 (a rollout actor may generate for minutes between syncs). The sender stages a version once
 (packed in the wire dtype on its device) and keeps the last `keep`; a receiver asking for one
 no longer staged gets `WeightsUnavailable` and asks again for the next announcement.
+
+Who may ask: the store listens only on the sender's host address (loopback for a local
+service), and every request carries an HMAC of (pair, request, version) under the run's secret
+(`LONGTIDE_WEIGHTS_SECRET`, which the launcher gives every actor and which never travels on
+Kafka). The sender answers a request without it with an error and ends that pair, sending
+nothing. The store itself has no authentication: a process that reaches it can still disturb
+pairs (a denial of service), so in a cluster it belongs on a private network.
 """
 
 from __future__ import annotations
@@ -24,8 +31,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
+import hashlib
+import hmac
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +44,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from actors.settings import SECRET_ENV
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +129,19 @@ def unpack(layout: list[Any], flat: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def run_secret() -> str:
+    """The run's secret from the environment; an error naming the variable when it is missing."""
+    secret = os.environ.get(SECRET_ENV, "")
+    if not secret:
+        raise RuntimeError(f"the collective weight path needs the run's secret in {SECRET_ENV} (the launcher sets it)")
+    return secret
+
+
+def request_mac(secret: str, pair: int, request: int, version: int) -> str:
+    """What proves a request comes from a process of the run."""
+    return hmac.new(secret.encode(), f"{pair}/{request}/{version}".encode(), hashlib.sha256).hexdigest()
+
+
 def _pair_group(store: dist.Store, pair: int, rank: int, backend: CollectiveBackend, timeout: float) -> Any:
     """The two-member process group of pair `pair` (rank 0 the sender, 1 the receiver)."""
     prefixed = dist.PrefixStore(f"pair/{pair}/pg/", store)
@@ -159,14 +185,29 @@ class WeightSender:
         dtype: torch.dtype | None,
         keep: int = KEEP,
         timeout: float = TRANSFER_TIMEOUT,
+        secret: str | None = None,
     ) -> None:
+        """`host`: the only address the store listens on; `secret`: the run's (default: from
+        the environment, `SECRET_ENV`)."""
         self.backend = backend
         self.device = backend.device()
         self.keep = keep
         self.dtype = dtype
         self.timeout = timeout
+        self.secret = secret or run_secret()
+        self.refused = 0
+        """Requests refused for not carrying the run's secret."""
+        # TCPStore's own server listens on every address; a socket bound to `host` is handed to it
+        # instead (detached: the store's server owns the descriptor from here on)
+        listener = socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        port = listener.getsockname()[1]
         self.store = dist.TCPStore(
-            host, 0, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=timeout)
+            host,
+            port,
+            is_master=True,
+            wait_for_workers=False,
+            timeout=datetime.timedelta(seconds=timeout),
+            master_listen_fd=listener.detach(),
         )
         self.address = Address(backend, host, self.store.port)
         self._staged: dict[int, tuple[bytes, torch.Tensor]] = {}
@@ -215,7 +256,14 @@ class WeightSender:
                 want = f"pair/{pair}/want/{request}"
                 if _wait_key(self.store, want, closed, float("inf"), self._stop) is not Waited.READY:
                     return
-                version = int(self.store.get(want))
+                version, _, mac = self.store.get(want).decode().partition(":")
+                version = int(version)
+                if not hmac.compare_digest(mac, request_mac(self.secret, pair, request, version)):
+                    self.refused += 1
+                    log.warning("weight pair %d: request %d refused (no run secret); ending the pair", pair, request)
+                    error = "refused: the request does not carry this run's secret"
+                    self.store.set(f"pair/{pair}/reply/{request}", json.dumps({"error": error}))
+                    return
                 with self._lock:
                     header, flat = self._staged.get(version, (None, None))
                     staged = sorted(self._staged)
@@ -248,9 +296,15 @@ class WeightReceiver:
     must not stall a rollout actor); the bytes themselves may take up to `timeout`."""
 
     def __init__(
-        self, address: Address, timeout: float = TRANSFER_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT
+        self,
+        address: Address,
+        timeout: float = TRANSFER_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        secret: str | None = None,
     ) -> None:
+        """`secret`: the run's (default: from the environment, `SECRET_ENV`)."""
         self.address = address
+        self.secret = secret or run_secret()
         self.connect_timeout = connect_timeout
         self.device = address.backend.device()
         self.store = dist.TCPStore(
@@ -264,7 +318,7 @@ class WeightReceiver:
     def receive(self, version: int) -> dict[str, torch.Tensor]:
         self.requests += 1
         want, reply_key = (f"pair/{self.pair}/{kind}/{self.requests}" for kind in ("want", "reply"))
-        self.store.set(want, str(version))
+        self.store.set(want, f"{version}:{request_mac(self.secret, self.pair, self.requests, version)}")
         if _wait_key(self.store, reply_key, self.closed, self.connect_timeout) is Waited.CLOSED:
             raise PairClosed(f"{self.address.ref(version)}: the sender closed pair {self.pair}")
         reply = json.loads(self.store.get(reply_key))

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 STORE_NAME = "longtide-weights"
 """The named Ray actor holding published weights (`actors.weights`; the launcher removes it on stop)."""
 
+SECRET_ENV = "LONGTIDE_WEIGHTS_SECRET"
+"""The environment variable holding the run's secret, which the launcher gives every actor: the
+collective weight path sends weights only to requests signed with it (`actors.collective`)."""
+
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 """The dtypes a policy may run and travel in (`actors.modeling.torch_dtype` maps them)."""
 

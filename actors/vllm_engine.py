@@ -86,6 +86,13 @@ class VLLMEngine:
         π_prox / π_behav corrects for that difference like for staleness."""
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gib))
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", settings.cpu_threads_bind)
+        if tensor_parallel_size == 1 and not torch.cuda.is_available():
+            # On CPU the engine runs in this process: no engine-core and worker children to
+            # outlive a killed actor, start-up 9.5 s instead of 21 s and generate 1.2-2.5x
+            # faster on the tiny model (measured). GPUs keep vLLM's engine process (it overlaps
+            # scheduling with the device); its children share the actor's process group, which
+            # Ray ends with the actor.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
         self.tokenizer = tokenizer

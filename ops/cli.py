@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -27,11 +28,21 @@ from ops.config import ConfigError, LongtideConfig, load_config
 from ops.supervisor import CrashLoop
 
 
-def _sigterm_as_interrupt() -> None:
+def _stop_on_signal() -> None:
+    """SIGTERM stops the command as Ctrl-C does (KeyboardInterrupt, so the service's clean stop
+    runs). Once stopping, further SIGTERMs and Ctrl-Cs are ignored (said on stderr), so a second
+    signal cannot cut the clean stop short and leave processes behind; kill -9 still forces."""
+
+    def stopping(signum: int, frame: object) -> None:
+        print(f"already stopping (signal {signum} ignored; kill -9 forces)", file=sys.stderr, flush=True)
+
     def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, stopping)
+        signal.signal(signal.SIGINT, stopping)
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _config(args: argparse.Namespace, extra: list[str]):  # noqa: ANN202
@@ -91,17 +102,20 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _streams(args: argparse.Namespace):  # noqa: ANN202
+    """How to reach the service's Kafka: `--bootstrap-servers` (with the connection settings of
+    `--config`'s `streams` section: TLS, SASL), else the local service's state file."""
     from ops.state import STATE_FILE, read_state, streams_of
     from streams.kafka import StreamsConfig
 
-    if args.bootstrap_servers:
-        return StreamsConfig(bootstrap_servers=args.bootstrap_servers), {}
+    base = _config(args, []).streams if getattr(args, "config", None) else StreamsConfig()
+    if args.bootstrap_servers or base.bootstrap_servers:
+        return dataclasses.replace(base, bootstrap_servers=args.bootstrap_servers or base.bootstrap_servers), {}
     state = read_state(args.run_dir)
     if state is None:
         raise SystemExit(
             f"no running service found ({Path(args.run_dir) / STATE_FILE} missing); pass --bootstrap-servers"
         )
-    return streams_of(state), state
+    return dataclasses.replace(base, bootstrap_servers=streams_of(state).bootstrap_servers), state
 
 
 def cmd_ingest(args: argparse.Namespace, extra: list[str]) -> int:
@@ -141,8 +155,6 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, extra: list[str]) -> int:
-    import dataclasses
-
     from ops.replay import parse_offsets, replay
 
     config = _config(args, extra)
@@ -307,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--bootstrap-servers", default="", help="Kafka bootstrap servers")
         p.add_argument("--run-dir", default=".longtide/run", help="run directory of a local service")
+        p.add_argument("--config", help="a config file whose streams section says how to connect (TLS, SASL)")
         if name == "status":
             p.add_argument("--json", action="store_true", help="everything as JSON (topics, groups, every series)")
             p.add_argument(
@@ -366,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in ("demo", "run", "plan", "replay"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    _sigterm_as_interrupt()
+    _stop_on_signal()
     try:
         return args.fn(args, extra)
     except KeyboardInterrupt:

@@ -76,6 +76,10 @@ class RayConfig:
     """GPUs of a local Ray; -1 lets Ray count them."""
     namespace: str = "longtide"
     """Ray namespace of the named actors."""
+    node_ip_address: str = ""
+    """The address this node's Ray listens on. Empty: a local Ray (no `address`) binds every
+    listener (GCS, raylet, workers, agents) to loopback, reachable from this machine only; set it
+    to this node's address for other nodes to join it (`ray start --address=HOST:PORT`)."""
 
 
 @dataclass(frozen=True)

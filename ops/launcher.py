@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -21,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import ray._private.ray_constants as ray_constants
 import yaml
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.hosting import RayActorHost, serve_metrics
 from actors.learner import checkpoint
-from actors.settings import STORE_NAME
+from actors.settings import SECRET_ENV, STORE_NAME
+from ops import processes
 from ops.config import LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
 from ops.slots import LEARNER_NAME, Slot, actor_plan, build_actor, prepare_model
@@ -74,12 +77,18 @@ class Service:
         self._learner_group: Any = None
         self._halt = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self.service_id = f"{os.getpid()}-{secrets.token_hex(4)}"
+        """This service's tag in the environment of every process it starts (`ops.processes`)."""
+        self._tagged = False
         self.starting: set[str] = set()
         """Actors whose process is being built (a vLLM engine takes a while): not asked, not dead."""
         self._unanswered: dict[str, float] = {}
         """Since when each actor has not answered a health check."""
 
     def start(self) -> Service:
+        if processes.TAG not in os.environ:  # everything started from here on carries the tag
+            os.environ[processes.TAG] = self.service_id
+            self._tagged = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
         model_path = prepare_model(self.config, self.run_dir)
@@ -138,10 +147,17 @@ class Service:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
+        refs = [self.hosts[s.name].start.remote() for s in slots if not self._halt.is_set()]
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while refs and not self._halt.is_set():  # in slices: a stop does not wait for a slow engine
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=1.0)
+            if len(ready) == len(refs):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"actors {[s.name for s in slots]} did not start within {START_TIMEOUT_S} s")
         if self._halt.is_set():
             return
-        started = ray.get([self.hosts[s.name].start.remote() for s in slots], timeout=START_TIMEOUT_S)
-        for slot, address in zip(slots, started, strict=True):
+        for slot, address in zip(slots, ray.get(refs), strict=True):
             if address:
                 self.endpoints[slot.name] = address
 
@@ -302,7 +318,14 @@ class Service:
             "name": slot.name,
             "num_cpus": slot.resources.num_cpus,
             "num_gpus": slot.resources.num_gpus,
-            "runtime_env": {"env_vars": {**ACTOR_ENV, "OMP_NUM_THREADS": str(slot.resources.threads)}},
+            "runtime_env": {
+                "env_vars": {
+                    **ACTOR_ENV,
+                    "OMP_NUM_THREADS": str(slot.resources.threads),
+                    SECRET_ENV: self.run.secret() if self.run else "",  # the collective weight path's
+                    **self._password_env(),
+                }
+            },
         }
         if slot.kind == "learner" and self._learner_group is not None:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
@@ -310,10 +333,26 @@ class Service:
             )
         return options
 
+    def _password_env(self) -> dict[str, str]:
+        """The SASL password's variable, for actors on other nodes (a local Ray's inherit it)."""
+        name = self.config.streams.sasl_password_env
+        return {name: os.environ[name]} if name and name in os.environ else {}
+
     def _start_ray(self) -> None:
         if ray.is_initialized():
             return
         ray_cfg = self.config.ray
+        local = not ray_cfg.address
+        node_ip = ray_cfg.node_ip_address or ("127.0.0.1" if local else None)
+        if local:
+            if node_ip in ("127.0.0.1", "::1"):
+                # Ray maps a loopback node address back to the machine's own (services.py,
+                # resolve_ip_for_localhost) unless it believes no cluster can form: only then do
+                # the GCS, raylet, workers and agents all bind loopback. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+                # is that switch, read when ray is imported, so its constant is set here.
+                ray_constants.ENABLE_RAY_CLUSTER = False
+            # the autoscaler's metrics port is fixed by default: two local services would collide
+            os.environ.setdefault("AUTOSCALER_METRIC_PORT", str(free_port(node_ip or "127.0.0.1")))
         # ray.init installs its own SIGTERM handler, which kills the driver without cleanup;
         # keep the caller's so SIGTERM still stops actors, Ray and the broker cleanly.
         previous = signal.getsignal(signal.SIGTERM)
@@ -326,6 +365,7 @@ class Service:
             log_to_driver=False,
             runtime_env={"env_vars": ACTOR_ENV},
             configure_logging=False,
+            _node_ip_address=node_ip,
         )
         if callable(previous):
             signal.signal(signal.SIGTERM, previous)
@@ -376,23 +416,47 @@ class Service:
         return out
 
     def stop(self) -> None:
+        """Stop everything, each step whatever the one before did; then end any process still
+        tagged with this service (`ops.processes`): a stop at any moment, start-up included,
+        leaves nothing behind."""
         self._halt.set()
+        try:
+            for step in (self._stop_supervisor, self._stop_actors, self._stop_ray, self._stop_broker):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - the next steps must run regardless
+                    log.exception("stopping: %s failed; going on", step.__name__)
+        finally:
+            left = processes.end(processes.tagged(self.service_id)) if self._tagged else []
+            if left:
+                log.warning("stopping: ended %d processes left behind: %s", len(left), ", ".join(left))
+            if self._tagged:
+                os.environ.pop(processes.TAG, None)
+                self._tagged = False
+            (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def _stop_supervisor(self) -> None:
         if self._supervisor is not None:
-            self._supervisor.join(timeout=START_TIMEOUT_S)
+            self._supervisor.join(timeout=30)
             if self._supervisor.is_alive():
                 log.warning("the supervisor is still restarting an actor; stopping anyway")
             self._supervisor = None
-        if self.hosts:
-            try:
-                broker_gone = self.broker is not None and not self.broker.broker.running
-                # with the broker gone, actors cannot flush or commit: don't wait on them long
-                ray.get([h.stop.remote() for h in self.hosts.values()], timeout=5 if broker_gone else 60)
-            except Exception as exc:  # noqa: BLE001 - shutting down regardless
-                log.warning("actors did not stop cleanly: %s", exc)
-            for host in list(self.hosts.values()):
-                with contextlib.suppress(Exception):
-                    ray.kill(host)
-            self.hosts.clear()
+
+    def _stop_actors(self) -> None:
+        if not self.hosts:
+            return
+        try:
+            broker_gone = self.broker is not None and not self.broker.broker.running
+            # with the broker gone, actors cannot flush or commit: don't wait on them long
+            ray.get([h.stop.remote() for h in self.hosts.values()], timeout=5 if broker_gone else 60)
+        except Exception as exc:  # noqa: BLE001 - shutting down regardless
+            log.warning("actors did not stop cleanly: %s", exc)
+        for host in list(self.hosts.values()):
+            with contextlib.suppress(Exception):
+                ray.kill(host)
+        self.hosts.clear()
+
+    def _stop_ray(self) -> None:
         if ray.is_initialized():
             with contextlib.suppress(ValueError):  # never created: nothing was published through Ray
                 ray.kill(ray.get_actor(STORE_NAME))
@@ -400,12 +464,13 @@ class Service:
                 remove_placement_group(self._learner_group)
                 self._learner_group = None
         if self._started_ray:
-            ray.shutdown()
             self._started_ray = False
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
-        (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+            ray.shutdown()
+
+    def _stop_broker(self) -> None:
+        broker, self.broker = self.broker, None
+        if broker is not None:
+            broker.stop()
 
     def __enter__(self) -> Service:
         try:

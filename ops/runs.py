@@ -1,7 +1,7 @@
 """Runs: one training run's identity and directory, so a service can start fresh or resume.
 
-`<run_dir>/runs/<run_id>/` holds what belongs to one run: `run.json`, the learner's
-checkpoints and published weight files. What outlives runs stays in `<run_dir>` (the built
+`<run_dir>/runs/<run_id>/` holds what belongs to one run: `run.json`, its `secret`, the
+learner's checkpoints and published weight files. What outlives runs stays in `<run_dir>` (the built
 model, blobs, broker log, the running service's state file).
 
 A fresh run records the end offsets of `rollouts` when it starts (`rollouts_base`): the
@@ -13,6 +13,7 @@ run's topics needs no cleanup. Records carry `run_id`; actors ignore (and count)
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 
 RUNS = "runs"
 RUN_FILE = "run.json"
+SECRET_FILE = "secret"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,17 @@ class Run:
         tmp = self.directory / f"{RUN_FILE}.tmp"
         tmp.write_text(json.dumps(raw, indent=1))
         tmp.replace(self.directory / RUN_FILE)
+
+    def secret(self) -> str:
+        """The run's secret (`secret`, readable by its owner only), made on first use: what a
+        process must show to be sent the run's weights on the collective path."""
+        path = self.directory / SECRET_FILE
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        return path.read_text().strip()
 
     @staticmethod
     def load(directory: Path) -> Run:

@@ -99,7 +99,7 @@ def collect_status(
         topics = {t.name: offsets.end_offsets(t.name) for t in ALL_TOPICS}
     finally:
         offsets.close()
-    admin = KafkaAdminClient(bootstrap_servers=streams.bootstrap_servers, client_id="longtide-status")
+    admin = KafkaAdminClient(**streams.client_options(), client_id="longtide-status")
     try:
         groups = sorted(g["group_id"] for g in admin.list_groups() if g["group_id"].startswith("longtide"))
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -77,6 +78,22 @@ class StreamsConfig:
     """A record that was being handled when its actor's process died this many times is
     dead-lettered instead of handled again (1: after the first death). A record in flight at
     one death (an operator's kill -9, an out-of-memory kill elsewhere) is retried, alone."""
+    security_protocol: str = "PLAINTEXT"
+    """How every Kafka client of the service connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    (an external cluster; the embedded broker listens on loopback in plaintext)."""
+    sasl_mechanism: str = ""
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with a SASL_* protocol."""
+    sasl_username: str = ""
+    """The SASL user."""
+    sasl_password_env: str = ""
+    """The name of the environment variable holding the SASL password: the password itself is
+    never in a config file, a run directory or `state.json`."""
+    ssl_cafile: str = ""
+    """The CA certificate (PEM) that signed the brokers' certificates (SSL and SASL_SSL)."""
+    ssl_certfile: str = ""
+    """This client's certificate (PEM), for brokers that require client certificates."""
+    ssl_keyfile: str = ""
+    """This client's private key (PEM)."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
@@ -86,6 +103,21 @@ class StreamsConfig:
             )
         if self.compression not in ("", "gzip", "lz4", "zstd", "snappy"):
             raise ValueError(f"compression ({self.compression!r}) must be one of '', gzip, lz4, zstd, snappy")
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"streams.security_protocol ({self.security_protocol!r}) must be one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ValueError(
+                    f"streams.sasl_mechanism ({self.sasl_mechanism!r}) must be one of {', '.join(SASL_MECHANISMS)} "
+                    f"with streams.security_protocol={self.security_protocol}"
+                )
+            if not self.sasl_username or not self.sasl_password_env:
+                raise ValueError(
+                    f"streams.security_protocol={self.security_protocol} needs streams.sasl_username and "
+                    "streams.sasl_password_env (the name of the environment variable holding the password)"
+                )
         if self.max_message_bytes < 64 * 1024:
             raise ValueError(f"streams.max_message_bytes ({self.max_message_bytes}) must be >= 65536")
         if self.poison_deaths < 1:
@@ -104,6 +136,42 @@ class StreamsConfig:
                 "set streams.bootstrap_servers to a cluster with at least that many brokers"
             )
 
+    def client_options(self) -> dict[str, Any]:
+        """Connection settings every kafka-python client of the service is built with (producers,
+        consumers, admin clients); the SASL password is read from `sasl_password_env` here, at
+        connection time, and a missing one is an error naming the variable."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.security_protocol == "PLAINTEXT":
+            return options
+        options["security_protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL"):
+            password = os.environ.get(self.sasl_password_env)
+            if password is None:
+                raise ValueError(
+                    f"streams.sasl_password_env names {self.sasl_password_env!r}, which is not set in this "
+                    "process's environment: export it where the service starts"
+                )
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": password,
+            }
+        if self.security_protocol.endswith("SSL"):
+            options |= {
+                k: v
+                for k, v in (
+                    ("ssl_cafile", self.ssl_cafile),
+                    ("ssl_certfile", self.ssl_certfile),
+                    ("ssl_keyfile", self.ssl_keyfile),
+                )
+                if v
+            }
+        return options
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
 
 @dataclass(frozen=True)
 class Message:
@@ -120,7 +188,7 @@ class Producer:
 
     def __init__(self, config: StreamsConfig, *, client_id: str) -> None:
         self._producer = KafkaProducer(
-            bootstrap_servers=config.bootstrap_servers,
+            **config.client_options(),
             client_id=client_id,
             acks="all",
             linger_ms=5,
@@ -240,7 +308,7 @@ class Consumer:
         max_poll_records: int = 100,
     ) -> None:
         self._consumer = KafkaConsumer(
-            bootstrap_servers=config.bootstrap_servers,
+            **config.client_options(),
             group_id=group_id,
             client_id=client_id,
             enable_auto_commit=False,

@@ -29,7 +29,7 @@ def ensure_topics(config: StreamsConfig, topics: Iterable[Topic] = ALL_TOPICS) -
     raising one moves keys to other partitions, so that is for a person to decide."""
     counts = partition_counts(config.partitions)
     wanted = {t.name: counts.get(t.name, t.partitions) for t in topics}
-    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap_servers, client_id="longtide-admin")
+    admin = KafkaAdminClient(**config.client_options(), client_id="longtide-admin")
     try:
         names = set(admin.list_topics())
         present = [n for n in wanted if n in names]
@@ -60,9 +60,7 @@ class OffsetReader:
     """Reads high watermarks without joining a group; keep one open to ask repeatedly."""
 
     def __init__(self, config: StreamsConfig, *, client_id: str = "longtide-offsets") -> None:
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=config.bootstrap_servers, client_id=client_id, enable_auto_commit=False
-        )
+        self._consumer = KafkaConsumer(**config.client_options(), client_id=client_id, enable_auto_commit=False)
         self._parts: dict[str, list[TopicPartition]] = {}
 
     def end_offsets(self, topic: str) -> dict[int, int]:
@@ -134,7 +132,7 @@ def exact_end_offsets(config: StreamsConfig, topic: str, *, timeout_ms: int = 50
         ends = reader.end_offsets(topic)
     finally:
         reader.close()
-    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(**config.client_options(), enable_auto_commit=False)
     try:
         out = {}
         for partition, end in ends.items():
@@ -157,7 +155,7 @@ def exact_end_offsets(config: StreamsConfig, topic: str, *, timeout_ms: int = 50
 
 def group_offsets(config: StreamsConfig, group_id: str) -> dict[Partition, int]:
     """Committed offsets of a consumer group."""
-    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap_servers, client_id="longtide-admin")
+    admin = KafkaAdminClient(**config.client_options(), client_id="longtide-admin")
     try:
         offsets = admin.list_group_offsets(group_id).get(group_id, {})
         return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}

@@ -16,7 +16,7 @@ from actors.learner.config import LearnerConfig
 from actors.learner.setup import HeldoutSpec
 from actors.modeling import build_tiny_policy
 from actors.sampling import SamplingSpec
-from actors.settings import TinyModelConfig, Transport
+from actors.settings import SECRET_ENV, TinyModelConfig, Transport
 from actors.synthesis.actor import make_task
 from actors.tasks import TaskType, compose_kv_retrieval, word_count
 from actors.world import make_world
@@ -25,6 +25,14 @@ from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker
 from streams.kafka import Producer, StreamsConfig
 from streams.logs import ensure_topics
+
+
+@pytest.fixture(autouse=True)
+def run_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test process holds a run secret, as every actor does (the launcher gives it one):
+    the collective weight path serves only requests signed with it."""
+    monkeypatch.setenv(SECRET_ENV, "test-run-secret")
+    return "test-run-secret"
 
 
 @pytest.fixture

@@ -92,6 +92,37 @@ def test_each_receiver_gets_exactly_the_version_it_asks_for() -> None:
         sender.close()
 
 
+def test_a_request_without_the_runs_secret_is_sent_nothing() -> None:
+    sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=None)
+    try:
+        sender.stage(0, _state(0))
+        stranger = WeightReceiver(sender.address, secret="not the run's")
+        with pytest.raises(WeightsUnavailable, match="refused: the request does not carry this run's secret"):
+            stranger.receive(0)
+        assert sender.refused == 1 and sender.served == {}, "not one byte of weights went out"
+        with pytest.raises(PairClosed):
+            stranger.receive(0)  # and its pair is over
+        member = WeightReceiver(sender.address)  # the run's secret, from the environment
+        assert torch.equal(member.receive(0)["norm.weight"], _state(0)["norm.weight"])
+    finally:
+        sender.close()
+
+
+def test_the_store_listens_only_on_the_senders_address() -> None:
+    import psutil
+
+    sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=None)
+    try:
+        listening = [
+            c.laddr.ip
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == sender.address.port
+        ]
+        assert listening == ["127.0.0.1"], "TCPStore's own server would listen on every address"
+    finally:
+        sender.close()
+
+
 def _receive_then_die(port: int, ready: mp.Event) -> None:
     receiver = WeightReceiver(Address(CollectiveBackend.GLOO, "127.0.0.1", port))
     receiver.receive(0)
