@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from schemas import SchemaError
+
 if TYPE_CHECKING:  # the config is read without torch (the CLI, the launcher)
     from actors.generation import Engine, Sample
 
@@ -71,8 +73,9 @@ class MemoryAgentConfig:
         return self.answer_template.format(memory=memory, question=question).strip()
 
 
-class ChunkingError(ValueError):
-    """A text that cannot be split into chunks (empty, or a word longer than a chunk)."""
+class ChunkingError(SchemaError):
+    """A text that cannot be split into chunks (empty, or a word longer than a chunk): the
+    document's fault, said in its terms when it is dead-lettered."""
 
 
 def split_chunks(text: str, chunk_tokens: int, count_tokens: Callable[[str], int]) -> list[str]:
@@ -85,7 +88,7 @@ def split_chunks(text: str, chunk_tokens: int, count_tokens: Callable[[str], int
     budget (a tokenizer that merges across the joins) hands its last pieces to the next."""
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
     if not sentences:
-        raise ChunkingError("nothing to read: the text is empty")
+        raise ChunkingError("Document.text: nothing to read: the text is empty")
     pieces: list[tuple[str, int]] = []
     for sentence in sentences:
         size = count_tokens(sentence)
@@ -95,7 +98,7 @@ def split_chunks(text: str, chunk_tokens: int, count_tokens: Callable[[str], int
         for word in sentence.split():
             words = count_tokens(word)
             if words > chunk_tokens:
-                raise ChunkingError(f"a word of {words} tokens is longer than a chunk ({chunk_tokens})")
+                raise ChunkingError(f"Document.text: a word of {words} tokens is longer than a chunk ({chunk_tokens})")
             pieces.append((word, words))
     chunks: list[str] = []
     start = 0

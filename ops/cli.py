@@ -191,7 +191,9 @@ def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
-    """Ask the running service's memory actor; prints its JSON answer, or the error and 1."""
+    """Ask the running service's memory actor; prints its JSON answer, or the error and 1. A
+    question asked for the first time is read for (202): progress goes to stderr and the question
+    is asked again until answered or `--timeout` passes."""
     import urllib.error
     import urllib.request
 
@@ -209,16 +211,30 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
             return 1
         url = f"http://{address}"
     body = json.dumps({"collection": args.collection, "question": args.question}).encode()
-    request = urllib.request.Request(f"{url}/ask", data=body, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as response:
-            print(json.dumps(json.loads(response.read()), indent=2))
+    deadline = time.monotonic() + args.timeout
+    while True:
+        request = urllib.request.Request(f"{url}/ask", data=body, headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=max(1.0, deadline - time.monotonic())) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            print(f"error ({exc.code}): {json.loads(exc.read()).get('error', '')}", file=sys.stderr)
+            return 1
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"error: no memory endpoint answering at {url}: {exc}", file=sys.stderr)
+            return 1
+        if answer.get("status") != "reading":
+            print(json.dumps(answer, indent=2))
             return 0
-    except urllib.error.HTTPError as exc:
-        print(f"error ({exc.code}): {json.loads(exc.read()).get('error', '')}", file=sys.stderr)
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"error: no memory endpoint answering at {url}: {exc}", file=sys.stderr)
-    return 1
+        print(
+            f"reading {answer['collection']} for this question: {answer['read']} of {answer['documents']} documents",
+            file=sys.stderr,
+            flush=True,
+        )
+        if time.monotonic() + 1 > deadline:
+            print(f"error: not answered within {args.timeout:.0f} s (--timeout); ask again later", file=sys.stderr)
+            return 1
+        time.sleep(1)
 
 
 def _build_memory_model(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from actors.memory.config import MemoryConfig
 from actors.memory.store import Memory, MemoryStore
 from actors.memory_agent import MemoryAgentConfig
 from actors.world import make_world
-from schemas import DeadLetter, Document, MemoryUpdate
+from schemas import SCHEMA_VERSION, DeadLetter, Document, MemoryUpdate
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig
 from tests.conftest import Running, make_learner, wait_for
@@ -99,7 +99,10 @@ def test_an_unreadable_document_is_dead_lettered_and_reading_goes_on(
 ) -> None:
     producer = Producer(streams, client_id="test-bad")
     producer.send(
-        "docs", b"not arrow", key=b"c0", headers=[("longtide.schema", b"Document"), ("longtide.schema_version", b"4")]
+        "docs",
+        b"not arrow",
+        key=b"c0",
+        headers=[("longtide.schema", b"Document"), ("longtide.schema_version", str(SCHEMA_VERSION).encode())],
     )
     producer.flush()
     producer.close()
@@ -183,6 +186,18 @@ def test_the_http_endpoint_rejects_bad_requests_and_keeps_serving(
             assert response.status == 200
         with urllib.request.urlopen(f"{url}/collections", timeout=10) as response:
             assert json.loads(response.read()) == {"collections": ["c0"]}
+        # unknown paths and methods answer in the same shape as every other error
+        for method, path, status, message in (
+            ("GET", "/nope", 404, "no such endpoint: GET /nope"),
+            ("DELETE", "/ask", 405, "method not allowed: DELETE /ask"),
+        ):
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{url}{path}", method=method), timeout=10)
+                raise AssertionError(f"{method} {path} answered 200")
+            except urllib.error.HTTPError as exc:
+                payload = json.loads(exc.read())
+                assert exc.code == status and list(payload) == ["error"], payload
+                assert payload["error"].startswith(message), payload
 
 
 MEMORY_MODEL = str(Path(__file__).resolve().parents[1] / "ops" / "models" / "tiny-memory")
@@ -238,3 +253,44 @@ def test_documents_arriving_while_the_learner_trains_change_the_answer(
     assert answer["memory"]["text"] == fact and answer["documents"]["count"] == 2
     assert answer["memory"]["policy_version"] >= 1, "written by a version the learner trained"
     assert delay < 60
+
+
+def test_a_question_asked_after_its_documents_reads_the_collection_then_answers(
+    streams: StreamsConfig, claim: ClaimCheck, tmp_path: Path
+) -> None:
+    """A question no memory was kept for (only the summary was, and the committed memory agent
+    writes nothing for 'summary'): the first ask says it is reading; the question's own memory
+    then reads the collection's stored documents from the start and answers; a document arriving
+    later is read for it too."""
+    world = make_world(5, 8)
+    docs = [_doc("w5", world.document(e)) for e in world.entities]
+    target = world.entities[-1]
+    question = f"{target} color"
+    _send(streams, docs[:-1])
+    actor = MemoryActor(
+        name="memory-t",
+        config=MemoryConfig(enabled=True, max_asked_questions=2),
+        agent=MemoryAgentConfig(),
+        streams=streams,
+        model_path=MEMORY_MODEL,
+        claim=claim,
+        run_dir=tmp_path,
+    )
+    with Running(actor) as running:
+        wait_for(lambda: actor.store.read_count() >= 7 or bool(running.errors), 120, "the documents read")
+        first = actor.ask("w5", question)
+        assert first == {"status": "reading", "collection": "w5", "question": question, "documents": 7, "read": 0}
+        wait_for(lambda: actor.progress("w5")["questions"][question] == 7, 60, "the question to catch up")
+        _send(streams, docs[-1:])  # the target's own document arrives after the question
+        wait_for(lambda: actor.store.read_count() >= 8 or bool(running.errors), 60, "the last document read")
+        answer = actor.ask("w5", question)
+        progress = actor.progress("w5")
+        actor.ask("w5", "one more")
+        with pytest.raises(QueryError, match="already keeps memories for 2 asked questions") as refused:
+            actor.ask("w5", "a third")
+        running.check()
+    assert refused.value.status == 409
+    assert answer["status"] == "answered" and answer["answer"] == world.lookup(target, "color"), answer
+    assert answer["memory"]["question"] == question and answer["memory"]["revision"] == 8
+    assert progress["documents_read"] == 8 and progress["reads_pending"] == 0
+    assert progress["questions"] == {"summary": 8, question: 8}

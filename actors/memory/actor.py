@@ -1,10 +1,17 @@
 """Memory: `docs` -> each collection's memories, kept current with the latest policy -> `memory`.
 
 For every document that arrives, the actor reads it chunk by chunk with the memory agent
-(`actors.memory_agent`, greedy), once per standing question of its collection and once for the
-collection summary, starting from the collection's current memory for that question. The new
-memories, the read and the `docs` offset are stored in one SQLite transaction
-(`actors.memory.store`), then published on `memory` (one `MemoryUpdate` per question).
+(`actors.memory_agent`, greedy), once per question of its collection, starting from the
+collection's current memory for that question. The new memories, the read (with the text) and
+the `docs` offset are stored in one SQLite transaction (`actors.memory.store`), then published
+on `memory` (one `MemoryUpdate` per question).
+
+A collection's questions are the standing ones (`memory.questions`), its summary, and every
+question a user asked of it (`ask`): an asked question that is not a standing one gets a memory
+of its own, which first reads the collection's documents from the start ("catch-up", between
+polls, every waiting question one document further per engine call) and then reads along with
+every new document. Until it has caught up, `ask` answers from the summary memory if that holds
+anything, else says it is reading (HTTP 202, with how far it has come).
 
 Policy updates are followed lazily: the actor loads every newer announced version between
 documents, and each memory records the version that last wrote it. A memory is not re-read
@@ -28,12 +35,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from actors.base import ProcessorActor
 from actors.collective import WeightsUnavailable
 from actors.engines import make_engine
 from actors.memory.config import MemoryConfig
+from actors.memory.metrics import (
+    CATCH_UP_READS,
+    CHUNKS,
+    DOCS_READ,
+    DOCS_SKIPPED,
+    LAG,
+    MEMORY_TOKENS,
+    QUERIES,
+    QUERY_OUTCOMES,
+    READ_SECONDS,
+    VERSION,
+    CollectionSeries,
+)
 from actors.memory.store import Memory, MemoryStore
 from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chunks
 from actors.modeling import token_counter
@@ -47,36 +65,17 @@ from streams.topics import DOCS, MEMORY, POLICY
 
 log = logging.getLogger(__name__)
 
-DOCS_READ = Counter("longtide_memory_documents_read", "Documents read into memory.", ["actor"])
-DOCS_SKIPPED = Counter(
-    "longtide_memory_documents_skipped", "Documents already in the store when redelivered (not read again).", ["actor"]
-)
-CHUNKS = Counter("longtide_memory_chunks_read", "Chunks read (one per question and chunk).", ["actor"])
-MEMORY_TOKENS = Histogram(
-    "longtide_memory_memory_tokens",
-    "Tokens of a memory after a document was read.",
-    ["actor"],
-    buckets=(0, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
-)
-READ_SECONDS = Histogram(
-    "longtide_memory_read_seconds",
-    "Time to read one document (every question).",
-    ["actor"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-LAG = Gauge(
-    "longtide_memory_document_lag_seconds",
-    "Seconds between a document's ingestion and its reading into memory (the latest document).",
-    ["actor"],
-)
-VERSION = Gauge("longtide_memory_policy_version", "Policy version loaded (-1: the base model).", ["actor"])
-QUERIES = Counter("longtide_memory_queries", "Questions answered or refused.", ["actor", "outcome"])
-QUERY_OUTCOMES = ("answered", "unknown_collection", "empty_memory", "rejected")
+PROGRESS_EVERY_S = 5.0
+"""How often the per-collection progress series are refreshed (a query over the store)."""
 
 
 def question_key(question: str) -> str:
-    """A short stable id of a standing question (memory ids survive config reordering)."""
+    """A short stable id of a question (memory ids survive config reordering)."""
     return hashlib.sha256(" ".join(question.split()).encode()).hexdigest()[:12]
+
+
+def normal(question: str) -> str:
+    return " ".join(question.split())
 
 
 @dataclass(frozen=True)
@@ -120,8 +119,11 @@ class MemoryActor(ProcessorActor):
         self.run_id = run_id
         for outcome in QUERY_OUTCOMES:
             QUERIES.labels(name, outcome)  # every series exists from the start, at 0
-        for metric in (DOCS_READ, DOCS_SKIPPED, CHUNKS):
+        for metric in (DOCS_READ, DOCS_SKIPPED, CHUNKS, CATCH_UP_READS):
             metric.labels(name)
+        self.collection_series = CollectionSeries(name, config.metric_collections)
+        self.collection_series.update([])  # the totals exist from the start, at 0
+        self._progress_at = 0.0
         self.store = MemoryStore(run_dir / config.store)
         self.engine = make_engine(config.engine, model_path, dtype, config.vllm)
         self.count_tokens = token_counter(self.engine.tokenizer)
@@ -180,6 +182,13 @@ class MemoryActor(ProcessorActor):
             self._read(arrived)  # publishes its own updates (before the store commits)
         return []
 
+    def questions_of(self, collection: str) -> tuple[str, ...]:
+        """What a new document of `collection` is read for: the standing questions, the summary,
+        and the asked questions that have read every earlier document (the others catch up)."""
+        total, _ = self.store.documents(collection, limit=0)
+        caught_up = [q for q, read in self.store.asked(collection).items() if read >= total]
+        return tuple(dict.fromkeys((*self.config.questions_of(collection), *caught_up)))
+
     def _read(self, arrived: Arrived) -> None:
         """Read one document into every memory of its collection (raises for a document that
         cannot be chunked: the processor dead-letters it)."""
@@ -189,48 +198,23 @@ class MemoryActor(ProcessorActor):
             split_chunks(self.claim.get_text(doc.text, doc.text_ref), self.agent.chunk_tokens, self.count_tokens)
         )
         current = self.store.memories(doc.collection)
-        questions = self.config.questions_of(doc.collection)
+        questions = self.questions_of(doc.collection)
         jobs = [Job(q, chunks, current[q].text if q in current else "") for q in questions]
-        with self.engine_lock:
-            read = read_chunked(self.engine, jobs, self.agent, n=1, temperature=0.0, top_p=1.0, answer=False)
-        memories = []
-        for question, [trajectory] in zip(questions, read, strict=True):
-            before = current.get(question)
-            text = trajectory[-1].sample.text.strip()
-            memories.append(
-                Memory(
-                    collection=doc.collection,
-                    question=question,
-                    text=text,
-                    revision=(before.revision if before else 0) + 1,
-                    policy_version=self.version,
-                    docs_covered=(before.docs_covered if before else 0) + 1,
-                    last_doc_id=doc.doc_id,
-                )
-            )
-            MEMORY_TOKENS.labels(self.name).observe(self.count_tokens(text) if text else 0)
-        updates = [
-            MemoryUpdate(
-                memory_id=f"{m.collection}/{question_key(m.question)}/{m.revision}",
-                collection=m.collection,
-                question=m.question,
-                revision=m.revision,
-                doc_id=doc.doc_id,
-                source_partition=arrived.partition,
-                source_offset=arrived.offset,
-                chunks=len(chunks),
-                docs_covered=m.docs_covered,
-                memory_text=m.text,
-                policy_version=m.policy_version,
-            )
-            for m in memories
-        ]
+        sources = [(doc.collection, doc.doc_id)] * len(jobs)
+        memories = self._memories(jobs, [current.get(q) for q in questions], sources)
+        updates = [self._update(m, doc.doc_id, arrived.partition, arrived.offset, len(chunks)) for m in memories]
         # Published and acknowledged before the store commits the read: a crash in between
         # re-reads the document and publishes the same ids again (consumers drop duplicates),
         # instead of losing the updates.
         self.processor.producer.send_records(MEMORY.name, updates, key=doc.collection.encode()).get(timeout=30)
         self.store.record(
-            memories, doc_id=doc.doc_id, partition=arrived.partition, offset=arrived.offset, policy_version=self.version
+            memories,
+            doc_id=doc.doc_id,
+            partition=arrived.partition,
+            offset=arrived.offset,
+            policy_version=self.version,
+            text=doc.text,
+            text_ref=doc.text_ref,
         )
         self._applied[arrived.partition] = arrived.offset + 1
         DOCS_READ.labels(self.name).inc()
@@ -238,12 +222,83 @@ class MemoryActor(ProcessorActor):
         READ_SECONDS.labels(self.name).observe(time.perf_counter() - start)
         LAG.labels(self.name).set(max(0.0, time.time() - doc.ingested_at / 1000))
 
+    def _memories(self, jobs: list[Job], before: list[Memory | None], sources: list[tuple[str, str]]) -> list[Memory]:
+        """Read `jobs` (one engine call per chunk for all of them) into the memories that follow
+        `before` (None: a question's first document); `sources`: each job's (collection, doc_id)."""
+        with self.engine_lock:
+            read = read_chunked(self.engine, jobs, self.agent, n=1, temperature=0.0, top_p=1.0, answer=False)
+        memories = []
+        for job, prior, (collection, doc_id), [trajectory] in zip(jobs, before, sources, read, strict=True):
+            text = trajectory[-1].sample.text.strip()
+            memories.append(
+                Memory(
+                    collection=collection,
+                    question=job.question,
+                    text=text,
+                    revision=(prior.revision if prior else 0) + 1,
+                    policy_version=self.version,
+                    docs_covered=(prior.docs_covered if prior else 0) + 1,
+                    last_doc_id=doc_id,
+                )
+            )
+            MEMORY_TOKENS.labels(self.name).observe(self.count_tokens(text) if text else 0)
+        return memories
+
+    @staticmethod
+    def _update(memory: Memory, doc_id: str, partition: int, offset: int, chunks: int) -> MemoryUpdate:
+        return MemoryUpdate(
+            memory_id=f"{memory.collection}/{question_key(memory.question)}/{memory.revision}",
+            collection=memory.collection,
+            question=memory.question,
+            revision=memory.revision,
+            doc_id=doc_id,
+            source_partition=partition,
+            source_offset=offset,
+            chunks=chunks,
+            docs_covered=memory.docs_covered,
+            memory_text=memory.text,
+            policy_version=memory.policy_version,
+        )
+
+    # -- questions asked after their collection's documents ------------------------------------
+    def catch_up(self) -> int:
+        """One round of catch-up: every waiting asked question (at most `memory.catch_up_questions`)
+        reads the next document of its collection, all in one engine call per chunk; returns how
+        many questions read one. A stored document that cannot be read again (its blob gone) is
+        passed over for that question, and logged."""
+        jobs, before, sources, waiting = [], [], [], []
+        for pending in self.store.pending(self.config.catch_up_questions):
+            doc = self.store.document(pending.collection, pending.read)
+            try:
+                text = self.claim.get_text(doc.text, doc.text_ref)
+                chunks = tuple(split_chunks(text, self.agent.chunk_tokens, self.count_tokens))
+            except Exception as exc:  # noqa: BLE001 - one unreadable document must not stop every question
+                log.warning("%s: catch-up of %r passes over %s: %s", self.name, pending.question, doc.doc_id, exc)
+                self.store.advance_past(pending)
+                continue
+            prior = self.store.memories(pending.collection).get(pending.question)
+            jobs.append(Job(pending.question, chunks, prior.text if prior else ""))
+            before.append(prior)
+            sources.append((pending.collection, doc.doc_id))
+            waiting.append((pending, doc))
+        if not jobs:
+            return 0
+        for (pending, doc), memory, job in zip(waiting, self._memories(jobs, before, sources), jobs, strict=True):
+            update = self._update(memory, doc.doc_id, doc.partition, doc.offset, len(job.chunks))
+            self.processor.producer.send_records(MEMORY.name, [update], key=pending.collection.encode()).get(timeout=30)
+            self.store.advance(memory, pending.read + 1)
+            CATCH_UP_READS.labels(self.name).inc()
+            CHUNKS.labels(self.name).inc(len(job.chunks))
+        return len(jobs)
+
     # -- answering ---------------------------------------------------------------------------
     def ask(self, collection: str, question: str) -> dict[str, Any]:
-        """Answer from the collection's current memory: the standing question's memory when the
-        question is one, else the summary's. Raises `QueryError` (unknown collection, empty
-        memory) instead of guessing."""
-        question = " ".join(question.split())
+        """Answer from the collection's memory for the question. A question with no memory of its
+        own yet is registered (its memory reads the collection, then every new document) and
+        answered from the summary memory meanwhile, or, while that is empty, answered with
+        `{"status": "reading", ...}` (HTTP 202). Raises `QueryError` (unknown collection, an empty
+        memory, too many questions) instead of guessing."""
+        question = normal(question)
         memories = self.store.memories(collection)
         if not memories:
             known = self.store.collections()
@@ -253,12 +308,29 @@ class MemoryActor(ProcessorActor):
                 404,
                 "unknown_collection",
             )
-        memory = memories.get(question) or memories.get(" ".join(self.config.summary_question.split()))
+        total, documents = self.store.documents(collection, limit=50)
+        own = (
+            question in self.config.questions_of(collection) or self.store.asked(collection).get(question, -1) >= total
+        )
+        reading: dict[str, Any] | None = None
+        if not own:
+            if not self.store.ask(collection, question, self.config.max_asked_questions):
+                raise QueryError(
+                    f"collection {collection!r} already keeps memories for {self.config.max_asked_questions} asked "
+                    f"questions (memory.max_asked_questions): ask one of {sorted(self.store.asked(collection))}",
+                    409,
+                    "too_many_questions",
+                )
+            read = self.store.asked(collection)[question]
+            reading = {"question": question, "documents": total, "read": read}
+        memory = memories.get(question) if own else memories.get(normal(self.config.summary_question))
         if memory is None or not memory.text:
-            which = question if question in memories else f"the summary ({self.config.summary_question!r})"
+            if reading is not None:
+                QUERIES.labels(self.name, "reading").inc()
+                return {"status": "reading", "collection": collection, **reading}
             raise QueryError(
-                f"collection {collection!r} has an empty memory for {which} after "
-                f"{max(m.docs_covered for m in memories.values())} documents: nothing to answer from",
+                f"collection {collection!r} has an empty memory for {question} after "
+                f"{memory.docs_covered if memory else 0} documents: nothing to answer from",
                 409,
                 "empty_memory",
             )
@@ -267,9 +339,9 @@ class MemoryActor(ProcessorActor):
                 self.engine, [Job(question, (), memory.text)], self.agent, n=1, temperature=0.0, top_p=1.0
             )
             policy_version = self.version
-        total, documents = self.store.documents(collection)
         QUERIES.labels(self.name, "answered").inc()
-        return {
+        answer = {
+            "status": "answered",
             "collection": collection,
             "question": question,
             "answer": extract_answer(trajectory[-1].sample.text),
@@ -280,7 +352,29 @@ class MemoryActor(ProcessorActor):
                 "policy_version": memory.policy_version,
             },
             "policy_version": policy_version,
-            "documents": {"count": total, "latest": documents[-50:]},
+            "documents": {"count": total, "latest": documents},
+        }
+        return {**answer, "reading": reading} if reading else answer
+
+    def progress(self, collection: str) -> dict[str, Any]:
+        """How far the collection's memories are: documents read, each question's reads, when
+        they last changed (QueryError 404 for a collection never read)."""
+        rows = {row[0]: row for row in self.store.progress() if row[0] == collection}
+        if collection not in rows:
+            raise QueryError(
+                f"unknown collection {collection!r}: no document of it has been read", 404, "unknown_collection"
+            )
+        _, total, pending, updated = rows[collection]
+        asked = self.store.asked(collection)
+        return {
+            "collection": collection,
+            "documents_read": total,
+            "reads_pending": pending,
+            "updated_at": updated,
+            "questions": {
+                **{q: total for q in self.config.questions_of(collection)},
+                **dict(sorted(asked.items())),
+            },
         }
 
     # -- loop ------------------------------------------------------------------------------------
@@ -294,7 +388,10 @@ class MemoryActor(ProcessorActor):
         try:
             while not stop.is_set():
                 self.sync_policy()
-                self.processor.step(max_records=4)
+                self.processor.step(timeout_ms=50 if self.catch_up() else 200, max_records=4)
+                if time.monotonic() - self._progress_at > PROGRESS_EVERY_S:
+                    self._progress_at = time.monotonic()
+                    self.collection_series.update(self.store.progress())
         finally:
             self.server.stop()
 

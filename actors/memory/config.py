@@ -30,6 +30,15 @@ class MemoryConfig:
     """Larger query bodies are refused with 413."""
     max_question_chars: int = 2_000
     """Longer questions are refused with 422."""
+    max_asked_questions: int = 8
+    """Questions asked of one collection (beyond its standing ones) that get a memory of their
+    own: each reads the collection from its start, then every new document (a read per document
+    and question), so the number is bounded; one more is refused with 409."""
+    catch_up_questions: int = 16
+    """Asked questions advanced by one round of catch-up (one document each, one engine call per
+    chunk for all of them), between polls of `docs`."""
+    metric_collections: int = 20
+    """Collections with per-collection series (`collection` label): the most recently active."""
     store: str = "memory.sqlite"
     """The store's file, in the run's own directory (`<run_dir>/runs/<run id>/`)."""
     resources: Resources = field(default_factory=Resources)
@@ -45,6 +54,11 @@ class MemoryConfig:
             raise ValueError(f"memory.http_port ({self.http_port}) must lie in [0, 65535]; 0 takes a free port")
         if self.max_request_bytes < 256 or self.max_question_chars < 1:
             raise ValueError("memory.max_request_bytes must be >= 256 and memory.max_question_chars >= 1")
+        if self.max_asked_questions < 0 or self.catch_up_questions < 1 or self.metric_collections < 0:
+            raise ValueError(
+                f"memory.max_asked_questions ({self.max_asked_questions}) and memory.metric_collections "
+                f"({self.metric_collections}) must be >= 0, memory.catch_up_questions ({self.catch_up_questions}) >= 1"
+            )
 
     def questions_of(self, collection: str) -> tuple[str, ...]:
         """The collection's standing questions, then the summary (each once)."""

@@ -1,12 +1,15 @@
 """The memory query endpoint: FastAPI served by uvicorn in a thread of the memory actor.
 
-    POST /ask          {"collection": "...", "question": "..."}  -> the answer from memory
-    GET  /collections  the collections with a memory
-    GET  /healthz      200 while serving
+    POST /ask               {"collection": "...", "question": "..."}  -> the answer from memory (200),
+                            or {"status": "reading", "documents": N, "read": K} (202) while a
+                            question asked for the first time reads the collection
+    GET  /collections       the collections with a memory
+    GET  /collections/NAME  how far NAME's memories are: documents read, each question's reads, last change
+    GET  /healthz           200 while serving
 
-Errors are JSON `{"error": "..."}` with a 4xx status: 404 unknown collection, 409 empty
-memory, 413 body larger than `memory.max_request_bytes`, 422 malformed body or question, 400 a
-malformed Content-Length; 500 (JSON too) for anything unexpected.
+Every error is JSON `{"error": "..."}` with its status: 404 unknown collection or path, 405 a
+method a path does not take, 409 empty memory, 413 body larger than `memory.max_request_bytes`,
+422 malformed body or question, 400 a malformed Content-Length; 500 for anything unexpected.
 (No `from __future__ import annotations` here: FastAPI reads the request model's annotation.)
 """
 
@@ -19,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 if TYPE_CHECKING:
     from actors.memory.actor import MemoryActor
@@ -52,6 +56,18 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
                 return refuse(413, f"request body larger than {max_request_bytes} bytes (memory.max_request_bytes)")
         return await call_next(request)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """404 (no such path), 405 (a method the path does not take): the one error shape."""
+        QUERIES.labels(actor.name, "rejected").inc()
+        what = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, str(exc.detail).lower())
+        paths = "POST /ask, GET /collections, GET /collections/NAME, GET /healthz"
+        return JSONResponse(
+            {"error": f"{what}: {request.method} {request.url.path} (this endpoint serves {paths})"},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
     @app.exception_handler(RequestValidationError)
     async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
@@ -66,14 +82,22 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
         if not body.question.strip() or not body.collection.strip():
             return refuse(422, "malformed request: collection and question must not be blank")
         try:
-            return JSONResponse(actor.ask(body.collection, body.question))
+            answer = actor.ask(body.collection, body.question)
         except QueryError as exc:
             QUERIES.labels(actor.name, exc.outcome).inc()
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse(answer, status_code=202 if answer["status"] == "reading" else 200)
 
     @app.get("/collections")
     def collections() -> dict[str, list[str]]:
         return {"collections": actor.store.collections()}
+
+    @app.get("/collections/{collection:path}")
+    def progress(collection: str) -> JSONResponse:
+        try:
+            return JSONResponse(actor.progress(collection))
+        except QueryError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

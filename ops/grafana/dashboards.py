@@ -221,6 +221,31 @@ DASHBOARDS: dict[str, tuple[str, dict[str, list[Panel]]]] = {
                     [("sum by (outcome) (increase(longtide_memory_queries_total[5m]))", "{{outcome}}")],
                 ),
             ],
+            "Collections (the most recently active; memory.metric_collections)": [
+                (
+                    "Documents read per collection",
+                    "none",
+                    [("longtide_memory_collection_documents_read", "{{collection}}")],
+                ),
+                (
+                    "Reads pending per collection (asked questions catching up)",
+                    "none",
+                    [("longtide_memory_collection_reads_pending", "{{collection}}")],
+                ),
+                (
+                    "Memory age per collection (since its memories last changed)",
+                    "s",
+                    [("time() - longtide_memory_collection_updated_timestamp_seconds", "{{collection}}")],
+                ),
+                (
+                    "Catch-up reads per second, reads pending",
+                    "none",
+                    [
+                        ("sum by (actor) (rate(longtide_memory_catch_up_reads_total[1m]))", "{{actor}} reads/s"),
+                        ("longtide_memory_reads_pending", "{{actor}} pending"),
+                    ],
+                ),
+            ],
         },
     ),
 }
