@@ -88,10 +88,11 @@ class ActorHost:
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
-    def start(self) -> str:
+    def start(self) -> tuple[str, int]:
+        """Start the actor's loop; its metrics address ("" with none) and this process's pid."""
         self._thread = threading.Thread(target=self._run, name="actor-loop", daemon=True)
         self._thread.start()
-        return self.metrics_address
+        return self.metrics_address, os.getpid()
 
     def _run(self) -> None:
         try:

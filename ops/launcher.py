@@ -69,6 +69,8 @@ class Service:
         self.hosts: dict[str, Any] = {}
         self.slots: dict[str, Slot] = {}
         self.endpoints: dict[str, str] = {}
+        self.pids: dict[str, int] = {}
+        """Each actor's worker process (on its node), for operators: `state.json`'s `pids`."""
         self.restarts: dict[str, int] = {}
         self.failure: str | None = None
         """Why the service ended on its own (a crash loop, or a death with supervision off)."""
@@ -86,9 +88,9 @@ class Service:
         """Since when each actor has not answered a health check."""
 
     def start(self) -> Service:
-        if processes.TAG not in os.environ:  # everything started from here on carries the tag
-            os.environ[processes.TAG] = self.service_id
-            self._tagged = True
+        self.service_id = os.environ.get(processes.TAG) or self.service_id
+        os.environ[processes.TAG] = self.service_id  # everything started from here on carries it
+        self._tagged = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
         model_path = prepare_model(self.config, self.run_dir)
@@ -157,7 +159,8 @@ class Service:
                 raise TimeoutError(f"actors {[s.name for s in slots]} did not start within {START_TIMEOUT_S} s")
         if self._halt.is_set():
             return
-        for slot, address in zip(slots, ray.get(refs), strict=True):
+        for slot, (address, pid) in zip(slots, ray.get(refs), strict=True):
+            self.pids[slot.name] = pid
             if address:
                 self.endpoints[slot.name] = address
 
@@ -188,8 +191,8 @@ class Service:
                 raise CrashLoop(f"actor {name} {death.value} and supervision is off:\n{reason}")
             if not budget.allow(name, time.monotonic()):
                 raise CrashLoop(
-                    f"actor {name} had to be restarted {budget.max_restarts} times within {budget.window_s:.0f} s; "
-                    f"stopping the service. Last: {death.value}:\n{reason}"
+                    f"actor {name} failed {budget.max_restarts} times within {budget.window_s:.0f} s; "
+                    f"stopping the service. Last ({death.value}):\n{reason}"
                 )
             RESTARTS[slot.kind].labels(name, death.value).inc()
             self.restarts[name] += 1
@@ -388,6 +391,8 @@ class Service:
             "run_dir": str(self.run_dir),
             "run_id": self.run.run_id if self.run else "",
             "restarts": self.restarts,
+            "service_id": self.service_id,
+            "pids": self.pids,
             "memory_http": (
                 f"{self.config.memory.http_host}:{self.config.memory.http_port}" if self.config.memory.enabled else ""
             ),

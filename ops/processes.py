@@ -2,8 +2,9 @@
 
 Every process the service starts inherits the launcher's environment: the embedded broker,
 Ray's own processes, every actor's worker and what a worker starts (a vLLM engine's
-processes). The launcher sets `LONGTIDE_SERVICE=<id>` before it starts anything, so when it
-stops it can find what is still running under its id (a worker Ray was slow to end, an engine
+processes). The launcher sets `LONGTIDE_SERVICE=<id>` before it starts anything (keeping an id given in
+its own environment, so a supervisor of the launcher can find them too), so when it stops it
+can find what is still running under its id (a worker Ray was slow to end, an engine
 process whose parent was killed, a broker whose stop was interrupted) and end it: a stop at any
 moment, start-up included, leaves nothing behind.
 """
@@ -22,10 +23,12 @@ TAG = "LONGTIDE_SERVICE"
 
 
 def tagged(service_id: str) -> list[psutil.Process]:
-    """The processes on this machine tagged with `service_id`, other than this one."""
+    """The processes on this machine tagged with `service_id`, other than this one and its
+    ancestors (a shell that exported the tag is not the service's)."""
+    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
     found = []
     for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
+        if proc.pid in mine:
             continue
         with contextlib.suppress(psutil.Error):
             if proc.environ().get(TAG) == service_id:

@@ -17,18 +17,18 @@ from typing import Any
 from kafka import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.kafka import StreamsConfig
-from streams.logs import OffsetReader, group_offsets, newest_of_run, read_all
-from streams.topics import ALL_TOPICS, POLICY
+from streams.kafka import Message, StreamsConfig
+from streams.logs import OffsetReader, group_offsets, newest_of_run, read_each
+from streams.topics import ALL_TOPICS, DLQ, POLICY
 
 log = logging.getLogger(__name__)
 
 
-def _latest_policy(streams: StreamsConfig, run_id: str | None) -> dict[str, Any]:
-    """The newest `policy` record (of `run_id`, when the service's state names it), and how many
-    records status could not read or left out: any record may sit on the topic (a foreign
-    producer's garbage, an older build's), and none stops status."""
-    latest, skipped = newest_of_run(read_all(streams, POLICY.name, idle_ms=500), run_id)
+def _latest_policy(messages: list[Message], run_id: str | None) -> dict[str, Any]:
+    """The newest `policy` record among `messages` (of `run_id`, when the service's state names
+    it), and how many records status could not read or left out: any record may sit on the topic
+    (a foreign producer's garbage, an older build's), and none stops status."""
+    latest, skipped = newest_of_run(messages, run_id)
     found = {"skipped": dict(skipped)}
     if latest is None:
         return found
@@ -111,6 +111,7 @@ def collect_status(
             f"{t}/{p}": {"committed": o, "lag": max(0, topics.get(t, {}).get(p, o) - o)}
             for (t, p), o in sorted(committed.items())
         }
+    logs = read_each(streams, [POLICY.name, DLQ.name], idle_ms=500)
     actors: dict[str, dict[str, float]] = {}
     for name, address in (endpoints or {}).items():
         try:
@@ -122,8 +123,8 @@ def collect_status(
         "bootstrap_servers": streams.bootstrap_servers,
         "topics": {name: {"end_offsets": parts, "records": sum(parts.values())} for name, parts in topics.items()},
         "consumer_groups": group_state,
-        "policy": _latest_policy(streams, run_id),
-        "dead_letters": len(read_all(streams, "dlq", idle_ms=500)),
+        "policy": _latest_policy(logs[POLICY.name], run_id),
+        "dead_letters": len(logs[DLQ.name]),
         "actors": actors,
         "restarts": dict(restarts or {}),
         "rows": [actor_row(n, a, (restarts or {}).get(n, 0)) for n, a in actors.items() if n != "launcher"],

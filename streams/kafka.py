@@ -217,6 +217,10 @@ class Producer:
         self._producer.close(timeout=5)
 
 
+class TopicMissing(RuntimeError):
+    """A topic to read from every partition of does not exist (a broker Longtide never set up)."""
+
+
 class LogLost(RuntimeError):
     """The broker no longer holds records that were read, committed or known to exist: it
     restarted without its log (memory storage) or the topic was deleted. Not a record's fault
@@ -328,7 +332,7 @@ class Consumer:
         if assign_all:
             parts = [TopicPartition(t, p) for t in topics for p in sorted(self._consumer.partitions_for_topic(t) or ())]
             if not parts:
-                raise RuntimeError(f"no partitions found for {list(topics)}; were topics created?")
+                raise TopicMissing(f"no partitions found for {list(topics)}; were topics created?")
             self._consumer.assign(parts)
             if group_id is not None:
                 self.floor_from_committed(parts)

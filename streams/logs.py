@@ -9,14 +9,14 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from schemas import PolicyVersion, SchemaError, decode
-from streams.kafka import LOSS_FIX, Consumer, LogLost, Message, Partition, StreamsConfig
+from streams.kafka import LOSS_FIX, Consumer, LogLost, Message, Partition, StreamsConfig, TopicMissing
 from streams.topics import ALL_TOPICS, Topic, partition_counts
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,22 @@ def read_all(config: StreamsConfig, topic: str, *, idle_ms: int = 1000) -> list[
     """Every message of `topic` from the beginning, until a poll brings nothing for `idle_ms`.
 
     Counting by reading, not by end offsets: the embedded broker's end offsets undercount
-    multi-message batches.
+    multi-message batches. A topic that does not exist holds nothing.
     """
-    reader = Consumer(config, group_id=None, topics=[topic], client_id="longtide-reader", assign_all=True)
-    out: list[Message] = []
+    return read_each(config, [topic], idle_ms=idle_ms)[topic]
+
+
+def read_each(config: StreamsConfig, topics: Sequence[str], *, idle_ms: int = 1000) -> dict[str, list[Message]]:
+    """`read_all` of several topics at once (one reader, one idle wait), by topic."""
+    out: dict[str, list[Message]] = {topic: [] for topic in topics}
+    try:
+        reader = Consumer(config, group_id=None, topics=topics, client_id="longtide-reader", assign_all=True)
+    except TopicMissing:
+        return out
     try:
         while batch := reader.poll(idle_ms):
-            out.extend(batch)
+            for message in batch:
+                out[message.topic].append(message)
     finally:
         reader.close()
     return out

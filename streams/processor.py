@@ -103,7 +103,8 @@ def arrow_decoder(record_type: type) -> Decoder:
 
 
 def dead_letter(message: Message, *, actor: str, group: str, error: str) -> DeadLetter:
-    """The dead letter of `message`, rejected by `actor` in consumer group `group`."""
+    """The dead letter of `message`, rejected by `actor` in consumer group `group`. The reason may
+    quote the record (a field name), so what UTF-8 cannot carry in it is escaped."""
     return DeadLetter(
         dead_letter_id=f"{group}/{message.topic}/{message.partition}/{message.offset}",
         source_topic=message.topic,
@@ -111,7 +112,7 @@ def dead_letter(message: Message, *, actor: str, group: str, error: str) -> Dead
         source_offset=message.offset,
         actor=actor,
         consumer_group=group,
-        error=error[:2000],
+        error=error[:2000].encode("utf-8", "backslashreplace").decode("utf-8"),
         original_key=message.key or b"",
         original_value=message.value or b"",
         original_headers=tuple((k, v or b"") for k, v in message.headers),
@@ -190,20 +191,30 @@ class StreamProcessor:
         futures: list[Future] = []
         next_offsets: dict[tuple[str, int], int] = {}
         pending: list[tuple[Message, list[Any]]] = []
-        suspects: list[tuple[Message, list[Any]]] = []
         polled: set[str] = set()  # ids earlier in this poll count as seen
+        plain: list[Message] = []
+        alone: list[Message] = []
         for message in messages:
             part = (message.topic, message.partition)
             next_offsets[part] = message.offset + 1
             deaths = self.journal.deaths(part, message.offset)
             if deaths >= self.poison_deaths:
                 futures.append(self._poison(message, deaths))
-                continue
+            else:  # a record in flight at an earlier death is decoded and handled alone
+                (alone if deaths else plain).append(message)
+        self._journaled(plain)  # a death while decoding blames every message decoded (once)
+        for message in plain:
             fresh = self._decode_fresh(message, futures, polled)
-            if fresh:  # a record in flight at an earlier death is handled alone
-                (suspects if deaths else pending).append((message, fresh))
+            if fresh:
+                pending.append((message, fresh))
+        self.journal.end()
         futures.extend(self._handle_all(pending))
-        futures.extend(f for message, fresh in suspects for f in self._handle_one(message, fresh))
+        for message in alone:
+            self._journaled([message])
+            fresh = self._decode_fresh(message, futures, polled)
+            self.journal.end()
+            if fresh:
+                futures.extend(self._handle_one(message, fresh))
         self.producer.flush()
         for future in futures:
             meta = future.get(timeout=30)  # raises if the broker refused it: no commit then
@@ -240,11 +251,14 @@ class StreamProcessor:
                 fresh.append(record)
         return fresh
 
+    def _journaled(self, messages: list[Message]) -> None:
+        self.journal.begin(((m.topic, m.partition), m.offset) for m in messages)
+
     def _handled(self, messages: list[Message], records: list[Any]) -> list[Encoded]:
         """`handle(records)` with its outputs encoded, the messages journaled as in flight meanwhile
         (an exception, a Kafka error included, takes them out again: only a death or a
         `FatalError` leaves them in flight, to be counted by the next holder)."""
-        self.journal.begin(((m.topic, m.partition), m.offset) for m in messages)
+        self._journaled(messages)
         try:
             encoded = [encode_output(o, self.max_message_bytes) for o in self.handle(records)]
         except FatalError:  # may be the record's doing (an engine that crashed on it): stays journaled

@@ -134,7 +134,9 @@ def test_a_crash_loop_ends_the_service_with_the_actor_and_its_error(tmp_path: Pa
         wait_for(lambda: service.restarts["reward-0"] == 1, 60, "the first restart")
         _kill(service, "reward-0")
         wait_for(lambda: service.failure is not None, 60, "the crash loop to end the service")
-        with pytest.raises(CrashLoop, match=r"actor reward-0 died 2 times within 600 s; stopping the service"):
+        with pytest.raises(
+            CrashLoop, match=r"actor reward-0 failed 2 times within 600 s; stopping the service. Last \(died\)"
+        ):
             service.check()
         assert service.restarts["reward-0"] == 1
 

@@ -124,3 +124,16 @@ def test_the_journal_counts_a_death_against_exactly_what_was_in_flight(tmp_path:
     assert Journal(tmp_path, "longtide-rollout").deaths(part, 5) == 1
     assert Journal(tmp_path, "other-group").deaths(part, 5) == 0, "each consumer group has its own"
     assert Journal(None, "longtide-rollout").deaths(part, 5) == 0, "no directory: nothing counted"
+
+
+def test_a_reason_quoting_text_utf8_cannot_carry_still_makes_a_dead_letter() -> None:
+    """A reason may quote the record (an unknown field named with a lone surrogate): the dead letter
+    escapes it, so dead-lettering the record cannot fail in turn (found by the operator fuzz)."""
+    from schemas import encode
+    from streams.processor import dead_letter
+
+    outcome = _parse(b'{"collection": "c", "text": "t", "\\u8a9e\\ud800": 1}')
+    assert isinstance(outcome, str) and "RawDocument.語\ud800: not a field" in outcome
+    letter = dead_letter(_message(b"x"), actor="ingest-0", group="longtide-ingest", error=f"decode: {outcome}")
+    assert "RawDocument.語\\ud800: not a field" in letter.error
+    assert decode(encode([letter]), DeadLetter) == [letter]
