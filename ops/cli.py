@@ -1,7 +1,7 @@
 """The `longtide` command line.
 
 longtide demo [--scenario default|world|memory|corpus | --config FILE] [--section.field=value ...]
-longtide run  [--config FILE] [--resume] [--section.field=value ...]   # the service, until Ctrl-C
+longtide run  [--config FILE] [--resume[=if-any]] [--section.field=value ...]   # the service, until Ctrl-C
 longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
 longtide ask COLLECTION QUESTION [--run-dir DIR | --url http://HOST:PORT]
@@ -76,6 +76,14 @@ def cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     config = _config(args, extra)
     summary = run_demo(config, timeout_s=args.timeout)
     return 0 if summary["rl_steps"] > 0 else 1
+
+
+def _resume_mode(value: str) -> bool | str:
+    """`--resume=always` (as `--resume` alone) or `--resume=if-any`."""
+    modes: dict[str, bool | str] = {"always": True, "if-any": "if-any"}
+    if value not in modes:
+        raise argparse.ArgumentTypeError(f"{value!r}: --resume takes no value, always or if-any")
+    return modes[value]
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -328,7 +336,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         if name == "run":
             p.add_argument(
-                "--resume", action="store_true", help="continue the newest run in run_dir (else start a fresh run)"
+                "--resume",
+                nargs="?",
+                const=True,
+                default=False,
+                choices=(True, "if-any"),
+                type=_resume_mode,
+                help="continue the newest run in run_dir (an error when there is none); --resume=if-any: "
+                "continue it if there is one, else start a fresh run (what a restarted service wants)",
             )
         p.set_defaults(fn=fn)
     for name, fn in (("ingest", cmd_ingest), ("status", cmd_status)):

@@ -31,7 +31,7 @@ from actors.hosting import RayActorHost, serve_metrics
 from actors.learner import checkpoint
 from actors.settings import SECRET_ENV, STORE_NAME
 from ops import processes
-from ops.config import LongtideConfig, to_dict
+from ops.config import ConfigError, LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
 from ops.slots import LEARNER_NAME, Slot, actor_plan, build_actor, prepare_model
 from ops.state import STATE_FILE, atomic_write
@@ -58,9 +58,10 @@ def _rendezvous() -> str:
 
 
 class Service:
-    def __init__(self, config: LongtideConfig, *, resume: bool = False) -> None:
+    def __init__(self, config: LongtideConfig, *, resume: bool | str = False) -> None:
         """`resume`: continue the newest run in `config.run_dir` (its checkpoints, its
-        `policy` records) instead of starting a fresh one."""
+        `policy` records) instead of starting a fresh one; "if-any": resume one if there is one,
+        else start fresh (a service manager's restart)."""
         self.config = config
         self.resume = resume
         self.run: Run | None = None
@@ -283,13 +284,16 @@ class Service:
             raise CrashLoop(self.failure)
 
     def _open_run(self) -> Run:
-        if not self.resume:
+        run = newest_run(self.run_dir) if self.resume else None
+        if run is None and self.resume is True:
+            raise ConfigError(
+                f"--resume: no run in {self.run_dir / RUNS} to resume; start one without --resume "
+                "(or --resume=if-any, which starts one when there is none)"
+            )
+        if run is None:
             run = new_run(self.run_dir, exact_end_offsets(self.config.streams, ROLLOUTS.name))
             log.info("run %s started in %s", run.run_id, run.directory)
             return run
-        run = newest_run(self.run_dir)
-        if run is None:
-            raise RuntimeError(f"--resume: no run in {self.run_dir / RUNS} to resume; start one without --resume")
         known = {(ROLLOUTS.name, p): o for p, o in run.rollouts_base.items()}
         found = checkpoint.latest(run.directory / "checkpoints")
         if found is not None:  # what the learner trained through must still be in the log

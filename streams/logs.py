@@ -15,9 +15,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from schemas import PolicyVersion, SchemaError, decode
+from schemas import DeadLetter, PolicyVersion, SchemaError, decode
 from streams.kafka import LOSS_FIX, Consumer, LogLost, Message, Partition, StreamsConfig, TopicMissing
-from streams.topics import ALL_TOPICS, Topic, partition_counts
+from streams.topics import ALL_TOPICS, DLQ, Topic, partition_counts
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +215,31 @@ def newest_of_run(messages: Iterable[Message], run_id: str | None) -> tuple[Poli
             elif newest is None or (record.version, record.groups_consumed) > (newest.version, newest.groups_consumed):
                 newest = record
     return newest, skipped
+
+
+class LostRecords:
+    """Records of `topic` that went to `dlq` (any consumer group's dead letter of one counts
+    once), at or above `base` offsets: what was written to `topic` but will never come out the
+    other end. Follows `dlq` from its start; `count()` reads what arrived since the last call."""
+
+    def __init__(self, config: StreamsConfig, topic: str, *, base: Mapping[int, int], client_id: str) -> None:
+        self.topic = topic
+        self.base = dict(base)
+        self._reader = Consumer(config, group_id=None, topics=[DLQ.name], client_id=client_id, assign_all=True)
+        self._lost: set[tuple[int, int]] = set()
+
+    def count(self) -> int:
+        for message in self._reader.poll(0):
+            try:
+                letters = decode(message.value, DeadLetter, message.headers)
+            except SchemaError:
+                continue  # anyone may write to dlq
+            for letter in letters:
+                if letter.source_topic == self.topic and letter.source_offset >= self.base.get(
+                    letter.source_partition, 0
+                ):
+                    self._lost.add((letter.source_partition, letter.source_offset))
+        return len(self._lost)
+
+    def close(self) -> None:
+        self._reader.close()

@@ -1,5 +1,6 @@
 """The docker/ deployment, validated without a Docker engine: `docker-compose config` (Debian's
-compose CLI) accepts the file, every image and base image is pinned to a version, every file it
+compose CLI) accepts the file, every service restarts (the launcher resuming its run), every
+image and base image is pinned to a version, every file it
 mounts or builds from exists, Prometheus's config checks with `promtool`, and Grafana is
 provisioned with the dashboards' folder. Building and starting the images is not checked here."""
 
@@ -29,6 +30,13 @@ def test_docker_compose_accepts_the_file() -> None:
     assert tool, "docker-compose not found: install Debian's docker-compose package (`make test` does)"
     done = subprocess.run([tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_every_service_restarts_and_the_launcher_resumes_its_run() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        assert service.get("restart") == "unless-stopped", f"{name} has no restart policy"
+    assert "longtide run --resume=if-any" in services["longtide"]["command"][0]
 
 
 def test_every_image_and_base_image_is_pinned() -> None:

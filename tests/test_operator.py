@@ -105,39 +105,43 @@ def test_the_cli_answers_at_once_without_loading_a_model(tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """`longtide run` with the default demo's config, the memory actor on, training until stopped,
-    and 8 worlds (64 documents) sent through `longtide ingest`."""
+    """`longtide run` with the default demo's config, the memory actor on and a learner that goes
+    straight to RL and trains until stopped. It starts with empty topics (the fuzz is read at
+    once); documents come later, through `longtide ingest`."""
     root = tmp_path_factory.mktemp("operator")
     running = CliService(
         root / "run",
         "--config",
         "ops/configs/demo.yaml",
         "--memory.enabled=true",
-        "--learner.sft_steps=10",
+        "--learner.sft_steps=0",
         "--learner.rl_steps=0",
         "--learner.heldout_tasks=16",
         "--learner.eval_every=1000",
         "--supervision.poll_s=1",
-        "--supervision.stall_s=45",
+        "--supervision.stall_s=30",
     ).start()
     try:
         running.wait_ready()
-        feed = root / "worlds.jsonl"
-        feed.write_text(
-            "".join(
-                json.dumps({"collection": f"world-{w}", "text": make_world(w, 8).document(e)}) + "\n"
-                for w in range(8)
-                for e in make_world(w, 8).entities
-            )
-        )
-        done = cli("ingest", str(feed), "--run-dir", str(running.run_dir))
-        assert done.returncode == 0, done.stderr
         yield running
     finally:
         if running.alive():
             running.stop()
         left = running.kill_leftovers()
         assert not left, f"processes left behind: {left}"
+
+
+def _ingest_worlds(service: CliService, worlds: range, tmp_path: Path) -> None:
+    feed = tmp_path / f"worlds-{worlds.start}.jsonl"
+    feed.write_text(
+        "".join(
+            json.dumps({"collection": f"world-{w}", "text": make_world(w, 8).document(e)}) + "\n"
+            for w in worlds
+            for e in make_world(w, 8).entities
+        )
+    )
+    done = cli("ingest", str(feed), "--run-dir", str(service.run_dir))
+    assert done.returncode == 0, done.stderr
 
 
 def _streams(service: CliService) -> StreamsConfig:
@@ -360,10 +364,13 @@ def test_a_stalled_actor_is_restarted_with_its_reason(service: CliService) -> No
     assert service.alive()
 
 
-def test_kill_9_of_the_vllm_rollout_worker_restarts_it_and_the_service_goes_on(service: CliService) -> None:
+def test_kill_9_of_the_vllm_rollout_worker_restarts_it_and_the_service_goes_on(
+    service: CliService, tmp_path: Path
+) -> None:
     """`kill -9` of the rollout worker (vLLM, building its engine again takes a while) under
     `longtide run`: the CLI's own status lines and the supervisor keep going, the actor comes back
     on vLLM and generates again, and no engine process is left behind."""
+    _ingest_worlds(service, range(8), tmp_path)  # tasks to generate for
     old = service.worker("rollout-0")
     assert any("/vllm/" in m.path for m in old.memory_maps()), "the rollout worker runs vLLM"
     before = service.state()["restarts"]["rollout-0"]

@@ -11,6 +11,7 @@ from schemas import Document, Task, encode, headers_for
 from streams.kafka import Consumer, Producer, StreamsConfig
 from streams.logs import group_offsets
 from streams.processor import Output, StreamProcessor, arrow_decoder
+from tests.conftest import wait_for
 from tests.kafka_helpers import read_records
 from tests.test_schemas import SAMPLES
 
@@ -220,3 +221,31 @@ def test_an_output_larger_than_the_broker_takes_dead_letters_its_input(streams: 
     )
     assert processor.counts["produced"] == 1
     processor.consumer.close()
+
+
+def test_lost_records_count_each_dead_lettered_record_of_a_topic_once(streams: StreamsConfig) -> None:
+    """The rollout gate's view of groups that will never be trained: junk on `rollouts` that
+    reward dead-lettered, counted once however many consumers rejected it, and only above the
+    run's base offsets (an older run's junk is not this run's)."""
+    from streams.kafka import Message
+    from streams.logs import LostRecords
+    from streams.processor import dead_letter
+
+    producer = Producer(streams, client_id="t")
+    for group, offset in (
+        ("longtide-reward", 5),
+        ("longtide-other", 5),
+        ("longtide-reward", 7),
+        ("longtide-reward", 2),
+    ):
+        junk = Message("rollouts", 0, offset, b"k", b"junk", [])
+        producer.send_records("dlq", [dead_letter(junk, actor="a", group=group, error="decode: junk")]).get(10)
+    other = Message("tasks", 0, 9, b"k", b"junk", [])
+    producer.send_records("dlq", [dead_letter(other, actor="a", group="longtide-rollout", error="x")]).get(10)
+    producer.send("dlq", b"not a dead letter").get(10)
+    producer.close()
+    lost = LostRecords(streams, "rollouts", base={0: 3}, client_id="t-lost")
+    try:
+        wait_for(lambda: lost.count() == 2, 30, "offsets 5 and 7 of rollouts")
+    finally:
+        lost.close()

@@ -4,7 +4,7 @@ A group is, in this order: dead-lettered (it does not decode or is malformed), s
 run's, counted), de-duplicated (rollout ids seen before), dropped as uninformative (dynamic
 sampling: all its trajectories got the same shaped reward), dropped as stale (more than η
 versions older than the learner, checked again while it waits), or trained on. Every group
-that is dropped or trained counts as consumed: `groups_consumed` is what the rollout gate
+of this run that is dead-lettered, dropped or trained counts as consumed: `groups_consumed` is what the rollout gate
 releases new groups against. The ids of what happened since the newest checkpoint make its
 ledger line (`ledger.py`).
 """
@@ -74,6 +74,7 @@ class Intake:
     def take(self, message: Message, decode: Any, version: int) -> Group | None:
         """A message's group, or None (dead-lettered, another run's, duplicate, incomplete or
         uninformative)."""
+        group = None
         try:
             group = decode(message)
             if group and group[0].run_id != self.source_run_id:  # another run's group on a reused broker
@@ -85,6 +86,8 @@ class Intake:
                 check_group(group, self.run_id, version)
         except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
             self._dead_letter(message, exc)
+            if group and group[0].run_id == self.source_run_id:  # a group of ours the gate let out:
+                self.groups_consumed += 1  # consumed, or its slot would stay taken forever
             return None
         for r in group:
             self.dedup.add(r.rollout_id)

@@ -10,7 +10,8 @@ version. No group starts before the first announcement.
 Bounded staleness (AReaL's rule, counted in groups): a new group may start only while
     groups produced  <  groups consumed by the learner + (η + 1) · groups per step,
 with "groups produced" read from the `rollouts` topic's end offsets (one message per group,
-so it counts every rollout actor) and "groups consumed" from the latest `policy` record. A call
+so it counts every rollout actor) less the messages dead-lettered from `rollouts` (they will
+never be consumed), and "groups consumed" from the latest `policy` record. A call
 takes at most as many tasks as the gate still allows. With η = 0 the rollout actors produce
 exactly one step's groups per version: synchronous RL. With several rollout actors, each
 checks before it starts, so up to (instances − 1) calls can overshoot; the learner drops and
@@ -39,7 +40,7 @@ from actors.weights import weight_sync_seconds
 from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Consumer, StreamsConfig
-from streams.logs import OffsetReader, newest_of_run
+from streams.logs import LostRecords, OffsetReader, newest_of_run
 from streams.processor import Output, arrow_decoder
 from streams.topics import POLICY, ROLLOUTS, TASKS
 
@@ -116,6 +117,7 @@ class RolloutActor(ProcessorActor):
             streams, group_id=None, topics=[POLICY.name], client_id=f"{name}-policy", assign_all=True
         )
         self.offsets = OffsetReader(streams, client_id=f"{name}-offsets")
+        self.lost = LostRecords(streams, ROLLOUTS.name, base=self.rollouts_base, client_id=f"{name}-lost")
         self._connect(name=name, streams=streams, topic=TASKS.name, decoder=arrow_decoder(Task), batched=True)
 
     def sync_policy(self, timeout_ms: int = 0) -> None:
@@ -147,7 +149,9 @@ class RolloutActor(ProcessorActor):
         VERSION.labels(self.name).set(latest.version)
 
     def produced_groups(self) -> int:
-        """Groups on `rollouts` (one message each) since the run started, from every rollout actor.
+        """Groups on `rollouts` (one message each) since the run started, from every rollout actor,
+        less those dead-lettered from it (a foreign producer's junk, a group reward could not score):
+        they will never reach the learner, so they must not hold the gate's slots forever.
 
         Per partition, the larger of the broker's end offset and our own acknowledged offset:
         the embedded broker (Tansu) reports a batch's base offset + 1 as the end offset, which
@@ -156,7 +160,7 @@ class RolloutActor(ProcessorActor):
         ends = self.offsets.end_offsets(ROLLOUTS.name)
         acked = {p: o for (t, p), o in self.processor.acked.items() if t == ROLLOUTS.name}
         total = sum(max(ends.get(p, 0), acked.get(p, 0)) for p in ends.keys() | acked.keys())
-        return total - sum(self.rollouts_base.values())
+        return total - sum(self.rollouts_base.values()) - self.lost.count()
 
     def handle(self, tasks: list[Task]) -> list[Output]:
         """One engine call for the full-context tasks (G samples each) and one turn loop for the
@@ -259,4 +263,5 @@ class RolloutActor(ProcessorActor):
         super().close()
         self.policy_reader.close()
         self.offsets.close()
+        self.lost.close()
         self.engine.close()
