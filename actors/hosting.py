@@ -114,7 +114,7 @@ class ActorHost:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():  # (a stop may come before the start)
             self._thread.join(timeout_s)
         close = getattr(self.actor, "close", None)
         if close is not None:

@@ -39,6 +39,7 @@ def _stop_on_signal() -> None:
     def handler(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, stopping)
         signal.signal(signal.SIGINT, stopping)
+        print(f"stopping (signal {signum}): a second signal is ignored; kill -9 forces", file=sys.stderr, flush=True)
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)

@@ -329,14 +329,16 @@ def test_nothing_listens_beyond_loopback(service: CliService) -> None:
 def test_processes_that_run_no_model_stay_small(service: CliService) -> None:
     """The launcher and the ingest worker import no model library and hold less than their bound;
     every process's RSS is printed (README, "Measured")."""
+    names = {pid: actor for actor, pid in service.state()["pids"].items()} | {service.pid: "launcher (longtide run)"}
     rows = []
     for proc in service.processes():
         try:
-            rows.append((proc.memory_info().rss / 2**20, proc.pid, " ".join(proc.cmdline())[:60]))
+            what = names.get(proc.pid) or " ".join(proc.cmdline())[:60]
+            rows.append((proc.memory_info().rss / 2**20, proc.pid, what))
         except psutil.Error:
             continue
-    for rss, pid, command in sorted(rows, reverse=True):
-        print(f"{rss:8.0f} MB  {pid:>7}  {command}")
+    for rss, pid, what in sorted(rows, reverse=True):
+        print(f"{rss:8.0f} MB  {pid:>7}  {what}")
     print(f"{sum(r for r, _, _ in rows):8.0f} MB in {len(rows)} processes")
     launcher = psutil.Process(service.pid).memory_info().rss / 2**20
     ingest = service.worker("ingest-0")
@@ -353,11 +355,13 @@ def test_a_stalled_actor_is_restarted_with_its_reason(service: CliService) -> No
     `supervision.stall_s` it is restarted, counted as unresponsive."""
     worker = service.worker("reward-0")
     worker.suspend()
+    frozen = time.monotonic()
     try:
         wait_for(lambda: service.state()["restarts"]["reward-0"] == 1, 150, "the frozen reward worker restarted")
     finally:
         if worker.is_running():
             worker.resume()
+    print(f"SIGSTOP of the reward worker -> restarted as unresponsive after {time.monotonic() - frozen:.1f} s")
     launcher = _scrape(service.state()["endpoints"]["launcher"])
     assert _sample(launcher, "longtide_reward_restarts_total", actor="reward-0", reason="unresponsive") == 1
     wait_for(lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE, 30, "the frozen process gone")
@@ -375,6 +379,7 @@ def test_kill_9_of_the_vllm_rollout_worker_restarts_it_and_the_service_goes_on(
     assert any("/vllm/" in m.path for m in old.memory_maps()), "the rollout worker runs vLLM"
     before = service.state()["restarts"]["rollout-0"]
     old.kill()
+    killed = time.monotonic()
     wait_for(lambda: service.state()["restarts"]["rollout-0"] == before + 1, 120, "the rollout restart")
     wait_for(lambda: service.worker("rollout-0").pid != old.pid, 60, "a new rollout worker")
     new = service.worker("rollout-0")
@@ -387,6 +392,7 @@ def test_kill_9_of_the_vllm_rollout_worker_restarts_it_and_the_service_goes_on(
             return False
 
     wait_for(generating, 240, "the restarted rollout actor generating")
+    print(f"kill -9 of the vLLM rollout worker -> generating again in {time.monotonic() - killed:.1f} s")
     assert service.alive(), service.log()
     assert any("/vllm/" in m.path for m in new.memory_maps())
     assert not psutil.pid_exists(old.pid) or psutil.Process(old.pid).status() == psutil.STATUS_ZOMBIE
@@ -409,7 +415,7 @@ def test_a_stop_during_start_up_leaves_nothing_running(tmp_path: Path) -> None:
     try:
         wait_for(lambda: bool(starting.loading("/vllm/")), 180, "a worker building a vLLM engine")
         starting.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        wait_for(lambda: "stopping (signal 15)" in starting.log(), 30, "the first signal taken")
         starting.proc.send_signal(signal.SIGTERM)
         code = starting.proc.wait(180)
         wait_for(lambda: not starting.processes(), 30, "every process of the service gone")
