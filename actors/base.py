@@ -13,7 +13,7 @@ from concurrent.futures import TimeoutError as WorkPending
 from typing import Any, ClassVar, TypeVar
 
 from schemas import record_id
-from streams.kafka import Consumer, Producer, StreamsConfig
+from streams.kafka import Consumer, Message, Producer, StreamsConfig
 from streams.processor import Decoder, Output, StreamProcessor
 
 T = TypeVar("T")
@@ -40,10 +40,12 @@ class ProcessorActor:
         batched: bool = False,
         extra_topics: Sequence[str] = (),
         assign_all: bool = False,
+        on_dead_letter: Callable[[Message], None] | None = None,
     ) -> None:
         """`extra_topics`: further topics in the same group and loop (`decoder` sees each
         message's topic); `assign_all`: read every partition (one instance; no rebalancing),
-        so the actor can seek to offsets of its own."""
+        so the actor can seek to offsets of its own; `on_dead_letter`: told of each message
+        dead-lettered (an actor that keeps its own position records it as passed)."""
         self.name = name
         self.processor = StreamProcessor(
             actor=name,
@@ -64,6 +66,7 @@ class ProcessorActor:
             journal_dir=streams.journal_dir or None,
             poison_deaths=streams.poison_deaths,
             max_message_bytes=streams.max_message_bytes,
+            on_dead_letter=on_dead_letter,
         )
 
     def handle(self, records: list[Any]) -> Sequence[Output]:

@@ -19,11 +19,13 @@ Requests go through the store, so neither side sits in a collective while the ot
 no longer staged gets `WeightsUnavailable` and asks again for the next announcement.
 
 Who may ask: the store listens only on the sender's host address (loopback for a local
-service), and every request carries an HMAC of (pair, request, version) under the run's secret
+service). Every request carries an HMAC of (pair, request, version) under the run's secret
 (`LONGTIDE_WEIGHTS_SECRET`, which the launcher gives every actor and which never travels on
-Kafka). The sender answers a request without it with an error and ends that pair, sending
-nothing. The store itself has no authentication: a process that reaches it can still disturb
-pairs (a denial of service), so in a cluster it belongs on a private network.
+Kafka); the sender answers a request without it with an error and ends that pair, sending
+nothing. A pair's process group meets under a store prefix derived from the secret, so a
+process without it cannot take the receiver's place in the group either. The store itself has
+no authentication: a process that reaches it can still disturb pairs (a denial of service),
+so in a cluster it belongs on a private network.
 """
 
 from __future__ import annotations
@@ -137,14 +139,19 @@ def run_secret() -> str:
     return secret
 
 
-def request_mac(secret: str, pair: int, request: int, version: int) -> str:
-    """What proves a request comes from a process of the run."""
-    return hmac.new(secret.encode(), f"{pair}/{request}/{version}".encode(), hashlib.sha256).hexdigest()
+def run_mac(secret: str, *parts: object) -> str:
+    """What proves a message on the store comes from a process of the run: an HMAC of `parts`
+    (a purpose and the pair's numbers) under the run's secret."""
+    return hmac.new(secret.encode(), "/".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
 
 
-def _pair_group(store: dist.Store, pair: int, rank: int, backend: CollectiveBackend, timeout: float) -> Any:
-    """The two-member process group of pair `pair` (rank 0 the sender, 1 the receiver)."""
-    prefixed = dist.PrefixStore(f"pair/{pair}/pg/", store)
+def _pair_group(
+    store: dist.Store, pair: int, rank: int, backend: CollectiveBackend, timeout: float, secret: str
+) -> Any:
+    """The two-member process group of pair `pair` (rank 0 the sender, 1 the receiver). Its
+    rendezvous keys sit under a prefix derived from the run's secret: the store cannot list its
+    keys, so a process without the secret cannot join the group as the receiver."""
+    prefixed = dist.PrefixStore(f"pair/{pair}/pg/{run_mac(secret, 'group', pair)}/", store)
     span = datetime.timedelta(seconds=timeout)
     if backend is CollectiveBackend.NCCL:
         options = dist.ProcessGroupNCCL.Options()
@@ -248,7 +255,15 @@ class WeightSender:
         the pair is then marked closed, so a receiver waiting on it fails at once."""
         closed = f"pair/{pair}/closed"
         try:
-            group = _pair_group(self.store, pair, 0, self.backend, self.timeout)
+            hello = f"pair/{pair}/hello"  # first the receiver shows the run's secret, then the pair forms
+            if _wait_key(self.store, hello, closed, self.timeout, self._stop) is not Waited.READY:
+                return
+            if not hmac.compare_digest(self.store.get(hello).decode(), run_mac(self.secret, "hello", pair)):
+                self.refused += 1
+                log.warning("weight pair %d refused: its receiver does not hold the run's secret", pair)
+                return
+            self.store.set(f"pair/{pair}/welcome", "1")
+            group = _pair_group(self.store, pair, 0, self.backend, self.timeout, self.secret)
             self.pairs_open += 1
             request = 0
             while True:
@@ -258,7 +273,7 @@ class WeightSender:
                     return
                 version, _, mac = self.store.get(want).decode().partition(":")
                 version = int(version)
-                if not hmac.compare_digest(mac, request_mac(self.secret, pair, request, version)):
+                if not hmac.compare_digest(mac, run_mac(self.secret, "want", pair, request, version)):
                     self.refused += 1
                     log.warning("weight pair %d: request %d refused (no run secret); ending the pair", pair, request)
                     error = "refused: the request does not carry this run's secret"
@@ -312,13 +327,18 @@ class WeightReceiver:
         )
         self.pair = self.store.add("pairs", 1)
         self.closed = f"pair/{self.pair}/closed"
-        self.group = _pair_group(self.store, self.pair, 1, address.backend, timeout)
+        self.store.set(f"pair/{self.pair}/hello", run_mac(self.secret, "hello", self.pair))
+        welcome = _wait_key(self.store, f"pair/{self.pair}/welcome", self.closed, connect_timeout)
+        if welcome is Waited.CLOSED:
+            where = f"{address.backend}://{address.host}:{address.port}"
+            raise PairClosed(f"{where}: the sender refused pair {self.pair}: not this run's secret")
+        self.group = _pair_group(self.store, self.pair, 1, address.backend, timeout, self.secret)
         self.requests = 0
 
     def receive(self, version: int) -> dict[str, torch.Tensor]:
         self.requests += 1
         want, reply_key = (f"pair/{self.pair}/{kind}/{self.requests}" for kind in ("want", "reply"))
-        self.store.set(want, f"{version}:{request_mac(self.secret, self.pair, self.requests, version)}")
+        self.store.set(want, f"{version}:{run_mac(self.secret, 'want', self.pair, self.requests, version)}")
         if _wait_key(self.store, reply_key, self.closed, self.connect_timeout) is Waited.CLOSED:
             raise PairClosed(f"{self.address.ref(version)}: the sender closed pair {self.pair}")
         reply = json.loads(self.store.get(reply_key))

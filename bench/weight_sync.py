@@ -14,6 +14,8 @@ reported apart from the steady rounds after it.
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 import ray
 import torch
 
-from actors.settings import Transport
+from actors.settings import SECRET_ENV, Transport
 from actors.weights import WeightPublisher, fetch_weights
 
 
@@ -58,6 +60,7 @@ def sync_times(transport: Transport, state: dict[str, torch.Tensor], rounds: int
 
 
 def main() -> None:
+    os.environ.setdefault(SECRET_ENV, secrets.token_hex(16))  # the collective path serves the run's secret only
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=float, default=494e6, help="parameters (Qwen2.5-0.5B: 494M)")
     parser.add_argument("--rounds", type=int, default=4)

@@ -77,6 +77,7 @@ class Service:
         """Why the service ended on its own (a crash loop, or a death with supervision off)."""
         self._model_path = ""
         self._started_ray = False
+        self._ray_cluster_setting: bool | None = None
         self._learner_group: Any = None
         self._halt = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -197,7 +198,6 @@ class Service:
                 )
             RESTARTS[slot.kind].labels(name, death.value).inc()
             self.restarts[name] += 1
-            self._unanswered.pop(name, None)
             self._restart(slot)  # a failure here leaves the slot without a host: dead at the next check
             self._write_state()
 
@@ -270,6 +270,7 @@ class Service:
         """A fresh process for `slot` (every rank, for the learner), resuming where it left off."""
         slots = [s for s in self.slots.values() if s.kind == "learner"] if slot.kind == "learner" else [slot]
         for s in slots:
+            self._unanswered.pop(s.name, None)  # a fresh process: silence is counted anew
             with contextlib.suppress(Exception):
                 ray.kill(self.hosts.pop(s.name), no_restart=True)
         rendezvous = ""
@@ -357,6 +358,7 @@ class Service:
                 # resolve_ip_for_localhost) unless it believes no cluster can form: only then do
                 # the GCS, raylet, workers and agents all bind loopback. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
                 # is that switch, read when ray is imported, so its constant is set here.
+                self._ray_cluster_setting = ray_constants.ENABLE_RAY_CLUSTER
                 ray_constants.ENABLE_RAY_CLUSTER = False
             # the autoscaler's metrics port is fixed by default: two local services would collide
             os.environ.setdefault("AUTOSCALER_METRIC_PORT", str(free_port(node_ip or "127.0.0.1")))
@@ -475,6 +477,8 @@ class Service:
         if self._started_ray:
             self._started_ray = False
             ray.shutdown()
+        if self._ray_cluster_setting is not None:  # as it was before this service bound Ray to loopback
+            ray_constants.ENABLE_RAY_CLUSTER, self._ray_cluster_setting = self._ray_cluster_setting, None
 
     def _stop_broker(self) -> None:
         broker, self.broker = self.broker, None

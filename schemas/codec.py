@@ -131,7 +131,13 @@ def decode(payload: bytes, expected: type, headers: Sequence[tuple[str, bytes]] 
         raise SchemaError(f"{expected.NAME} {_schema_difference(table.schema, expected.SCHEMA)}")
     if table.num_rows == 0:
         raise SchemaError(f"payload: an Arrow stream with no {expected.NAME} records")
-    records = [_from_row(expected, row) for row in table.to_pylist()]
+    for name in table.column_names:  # Arrow types are nullable; no field of a record is
+        if table.column(name).null_count:
+            raise SchemaError(f"{expected.NAME}.{name}: null, where a value is required")
+    try:
+        records = [_from_row(expected, row) for row in table.to_pylist()]
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a null inside a list or struct
+        raise SchemaError(f"{expected.NAME}: a value of the wrong shape ({exc})") from None
     for record in records:
         record.validate()
     return records

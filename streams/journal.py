@@ -1,18 +1,20 @@
 """Which records a consumer group is handling right now, on disk: so that after its actor's
 process dies (killed, out of memory, a segfault in an engine, a loop that raised) the restarted
-actor knows which records were in flight, and a record that was in flight at `poison_deaths`
-deaths is dead-lettered instead of killing its actor again.
+actor knows which records were in flight, and a record that kills its actor is dead-lettered
+instead of killing it again.
 
 One small file per (group, topic, partition) under `<journal_dir>/<group>/`, rewritten in place
-(`os.pwrite`, no fsync: it must survive its process's death, not the machine's). It holds the
-offsets in flight now and the deaths counted per offset:
+(no fsync: it must survive its process's death, not the machine's). It holds the offsets in
+flight now, the deaths counted against records that were in flight alone, and the suspects
+(records in flight with others at a death):
 
-    {"inflight": [12, 13], "deaths": {"9": 1}}
+    {"inflight": [12], "deaths": {"9": 1}, "suspects": [4, 5, 6]}
 
-A process that opens a partition's file (the first time one of its records is polled) and
-finds offsets in flight knows that whoever held the partition before died handling them, and
-counts one death for each. Records with a death are handled one at a time from then on, so a
-second death names the culprit exactly. Offsets below what the group committed are forgotten.
+A process that opens a partition's file (the first time one of its records is polled after the
+partition was assigned to it) and finds offsets in flight knows that whoever held the partition
+before died handling them: one offset alone is charged a death; several become suspects, each
+handled alone from then on, so a second death names the culprit. Offsets below what the group
+committed are forgotten. A clean stop leaves nothing in flight: a stop is not a record's fault.
 
 The directory must be shared by every process of the group (one machine, or a shared file
 system); a process that cannot see its predecessor's file counts no deaths, and a record that
@@ -30,24 +32,29 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
-SLOT_BYTES = 4096
-"""The file is rewritten whole at this size (padded), so a shorter state leaves no tail."""
 
 
 class Journal:
-    """In-flight offsets and deaths per partition of one consumer group (see the module docstring).
-    `directory` None keeps nothing (deaths are never counted)."""
+    """In-flight offsets, deaths and suspects per partition of one consumer group (see the
+    module docstring). `directory` None keeps nothing (no death is ever counted)."""
 
     def __init__(self, directory: str | Path | None, group: str) -> None:
         self.directory = Path(directory) / group if directory else None
         self._fds: dict[Partition, int] = {}
         self._deaths: dict[Partition, dict[int, int]] = {}
+        self._suspects: dict[Partition, set[int]] = {}
         self._inflight: dict[Partition, list[int]] = {}
+        self._closed = False
 
     def deaths(self, part: Partition, offset: int) -> int:
-        """Deaths of this group's processes counted while `offset` was being handled."""
+        """Deaths of this group's processes while `offset` was being handled alone."""
         self._open(part)
         return self._deaths[part].get(offset, 0)
+
+    def suspect(self, part: Partition, offset: int) -> bool:
+        """`offset` was in flight with others when a process of this group died."""
+        self._open(part)
+        return offset in self._suspects[part]
 
     def begin(self, offsets: Iterable[tuple[Partition, int]]) -> None:
         """These records are being handled now (until `end`)."""
@@ -64,14 +71,28 @@ class Journal:
             self._write(part)
 
     def committed(self, offsets: dict[Partition, int]) -> None:
-        """The group committed these next offsets: deaths counted below them are forgotten."""
+        """The group committed these next offsets: what was counted below them is forgotten."""
         for part, offset in offsets.items():
-            deaths = self._deaths.get(part)
-            if deaths and any(o < offset for o in deaths):
+            deaths, suspects = self._deaths.get(part, {}), self._suspects.get(part, set())
+            if any(o < offset for o in deaths) or any(o < offset for o in suspects):
                 self._deaths[part] = {o: n for o, n in deaths.items() if o >= offset}
+                self._suspects[part] = {o for o in suspects if o >= offset}
                 self._write(part)
 
+    def forget(self, parts: Iterable[Partition]) -> None:
+        """Partitions this process no longer holds (a rebalance): their next holder reads their
+        files, and this process reads them again if they come back."""
+        for part in parts:
+            fd = self._fds.pop(part, None)
+            if fd is not None:
+                os.close(fd)
+            for state in (self._deaths, self._suspects, self._inflight):
+                state.pop(part, None)
+
     def close(self) -> None:
+        """A clean stop: nothing is left in flight (whatever was being handled, the stop ended it)."""
+        self.end()
+        self._closed = True
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -79,42 +100,39 @@ class Journal:
     def _open(self, part: Partition) -> None:
         if part in self._deaths:
             return
-        self._deaths[part] = {}
-        if self.directory is None:
+        self._deaths[part], self._suspects[part] = {}, set()
+        if self.directory is None or self._closed:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.directory / f"{part[0]}.{part[1]}", os.O_RDWR | os.O_CREAT, 0o600)
         self._fds[part] = fd
-        raw = os.pread(fd, SLOT_BYTES, 0).decode("utf-8", errors="replace").strip("\0 \n")
+        raw = os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", errors="replace").strip()
         try:
             state = json.loads(raw) if raw else {}
             deaths = {int(o): int(n) for o, n in state.get("deaths", {}).items()}
+            suspects = {int(o) for o in state.get("suspects", [])}
             inflight = [int(o) for o in state.get("inflight", [])]
         except (ValueError, TypeError, AttributeError):  # a file cut by a machine crash: start over
             log.warning("journal %s/%s.%d unreadable; starting it over", self.directory, *part)
-            deaths, inflight = {}, []
-        for offset in inflight:  # its holder died handling these
-            deaths[offset] = deaths.get(offset, 0) + 1
+            deaths, suspects, inflight = {}, set(), []
+        if len(inflight) == 1:  # its holder died handling this record alone
+            deaths[inflight[0]] = deaths.get(inflight[0], 0) + 1
+        else:  # ... or one of these: each is handled alone from now on
+            suspects |= set(inflight)
         if inflight:
-            log.error(
-                "%s/%d: the previous holder of this partition died handling offsets %s; deaths now %s",
-                *part,
-                inflight,
-                {o: deaths[o] for o in inflight},
-            )
-        self._deaths[part] = deaths
+            log.error("%s/%d: the previous holder of this partition died handling offsets %s", *part, inflight)
+        self._deaths[part], self._suspects[part] = deaths, suspects
         self._write(part)
 
     def _write(self, part: Partition) -> None:
         fd = self._fds.get(part)
-        if fd is None:
+        if fd is None or self._closed:
             return
-        deaths = self._deaths[part]
-        state = {"inflight": self._inflight.get(part, []), "deaths": {str(o): n for o, n in sorted(deaths.items())}}
+        state = {
+            "inflight": self._inflight.get(part, []),
+            "deaths": {str(o): n for o, n in sorted(self._deaths[part].items())},
+            "suspects": sorted(self._suspects[part]),
+        }
         text = json.dumps(state).encode()
-        while len(text) > SLOT_BYTES and deaths:  # a pathological pile of suspects: keep the most recent
-            oldest = min(deaths)
-            del deaths[oldest]
-            state["deaths"].pop(str(oldest))
-            text = json.dumps(state).encode()
-        os.pwrite(fd, text.ljust(SLOT_BYTES), 0)
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))

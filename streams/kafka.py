@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,10 +74,12 @@ class StreamsConfig:
     """Where consumers journal the records they are handling (`streams/journal.py`), shared by
     every process of a consumer group; empty: the run's own directory (`<run_dir>/runs/<id>/journal`)
     under the launcher, none elsewhere (no deaths are counted)."""
-    poison_deaths: int = 2
-    """A record that was being handled when its actor's process died this many times is
-    dead-lettered instead of handled again (1: after the first death). A record in flight at
-    one death (an operator's kill -9, an out-of-memory kill elsewhere) is retried, alone."""
+    poison_deaths: int = 1
+    """A record that was being handled alone when its actor's process died this many times is
+    dead-lettered instead of handled again: with 1, a record that killed its actor once does not
+    kill it a second time (but a record alone in flight at an operator's kill -9 is dead-lettered
+    too: 2 retries it once more). Records in flight together at a death are each handled alone
+    next, so a second death names the culprit."""
     security_protocol: str = "PLAINTEXT"
     """How every Kafka client of the service connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
     (an external cluster; the embedded broker listens on loopback in plaintext)."""
@@ -119,9 +121,15 @@ class StreamsConfig:
                     "streams.sasl_password_env (the name of the environment variable holding the password)"
                 )
         if self.max_message_bytes < 64 * 1024:
-            raise ValueError(f"streams.max_message_bytes ({self.max_message_bytes}) must be >= 65536")
+            raise ValueError(
+                f"streams.max_message_bytes ({self.max_message_bytes}) must be >= 65536: set it to the brokers' "
+                "message.max.bytes (Kafka's default is 1048588)"
+            )
         if self.poison_deaths < 1:
-            raise ValueError(f"streams.poison_deaths ({self.poison_deaths}) must be >= 1")
+            raise ValueError(
+                f"streams.poison_deaths ({self.poison_deaths}) must be >= 1: 1 dead-letters a record that killed "
+                "its actor once, 2 retries it once more"
+            )
         if self.inline_limit_bytes < 1024:
             raise ValueError(f"inline_limit_bytes ({self.inline_limit_bytes}) must be >= 1024")
         problem = storage_setting_problem(self.embedded_storage)
@@ -287,7 +295,10 @@ class _ReleaseOnRebalance(ConsumerRebalanceListener):
         self.consumer = consumer
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self.consumer.floor.released((tp.topic, tp.partition) for tp in revoked)
+        parts = [(tp.topic, tp.partition) for tp in revoked]
+        self.consumer.floor.released(parts)
+        for listener in self.consumer.on_revoked:
+            listener(parts)
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.consumer.unseeded += list(assigned)  # no blocking calls here: poll() asks after
@@ -327,6 +338,8 @@ class Consumer:
         self.topics = tuple(topics)
         self.group_id = group_id
         self.floor = OffsetFloor()
+        self.on_revoked: list[Callable[[list[Partition]], None]] = []
+        """Told of the partitions a rebalance takes away (before their new holder reads them)."""
         self.unseeded: list[TopicPartition] = []
         """Partitions assigned whose committed offset is not yet part of the floor."""
         if assign_all:

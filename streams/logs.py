@@ -229,17 +229,19 @@ class LostRecords:
         self._lost: set[tuple[int, int]] = set()
 
     def count(self) -> int:
-        for message in self._reader.poll(0):
-            try:
-                letters = decode(message.value, DeadLetter, message.headers)
-            except SchemaError:
-                continue  # anyone may write to dlq
-            for letter in letters:
-                if letter.source_topic == self.topic and letter.source_offset >= self.base.get(
-                    letter.source_partition, 0
-                ):
-                    self._lost.add((letter.source_partition, letter.source_offset))
+        while batch := self._reader.poll(0):  # everything that has arrived since the last call
+            for message in batch:
+                self._take(message)
         return len(self._lost)
+
+    def _take(self, message: Message) -> None:
+        try:
+            letters = decode(message.value, DeadLetter, message.headers)
+        except SchemaError:
+            return  # anyone may write to dlq
+        for letter in letters:
+            if letter.source_topic == self.topic and letter.source_offset >= self.base.get(letter.source_partition, 0):
+                self._lost.add((letter.source_partition, letter.source_offset))
 
     def close(self) -> None:
         self._reader.close()

@@ -9,9 +9,9 @@ No record can stop the loop. Whatever a message holds, it is handled or it becom
 expects, what came), and the loop commits past it: a message that fails to decode, whose id
 cannot be taken, whose handling raises, or whose output cannot be encoded or is larger than
 `streams.max_message_bytes`. A record whose handling kills the actor's process (an engine that
-crashes on it, an out-of-memory kill) is caught by the `Journal`: the restarted actor handles
-each record that was in flight at a death alone, and dead-letters one that was in flight at
-`streams.poison_deaths` deaths instead of handling it again.
+crashes on it, an out-of-memory kill) is caught by the `Journal`: the restarted actor
+dead-letters a record that was alone in flight at `streams.poison_deaths` (1) deaths instead of
+handling it again, and handles alone each record that was in flight with others at a death.
 
 A `FatalError` is not the record's fault (a dead engine, a lost device), nor is a Kafka error:
 they propagate, nothing from the poll is committed, and the actor's loop ends so its host
@@ -36,7 +36,7 @@ from kafka.errors import KafkaError
 
 from schemas import DeadLetter, SchemaError, decode, encode, headers_for, record_id
 from streams.journal import Journal
-from streams.kafka import Consumer, Message, Producer
+from streams.kafka import Consumer, Message, Producer, StreamsConfig
 from streams.metrics import stream_metrics
 from streams.topics import DLQ
 
@@ -154,12 +154,14 @@ class StreamProcessor:
         dedup_key: Callable[[Any], str] = record_id,
         batched: bool = False,
         journal_dir: str | Path | None = None,
-        poison_deaths: int = 2,
-        max_message_bytes: int = 1_000_000,
+        poison_deaths: int = StreamsConfig.poison_deaths,
+        max_message_bytes: int = StreamsConfig.max_message_bytes,
+        on_dead_letter: Callable[[Message], None] | None = None,
     ) -> None:
         """`journal_dir`: where the in-flight journal of the consumer's group lives (None: no
-        journal, deaths are not counted); `poison_deaths`: deaths while a record was in flight
-        after which it is dead-lettered; `max_message_bytes`: the largest output message."""
+        journal, deaths are not counted); `poison_deaths`, `max_message_bytes`: as in
+        `StreamsConfig`; `on_dead_letter`: told of each message dead-lettered, once its dead letter
+        is acknowledged and before its offset is committed."""
         self.actor = actor
         self.consumer = consumer
         self.producer = producer
@@ -171,6 +173,10 @@ class StreamProcessor:
         self.journal = Journal(journal_dir, self.group)
         self.poison_deaths = poison_deaths
         self.max_message_bytes = max_message_bytes
+        self.on_dead_letter = on_dead_letter
+        self._rejected: list[Message] = []
+        """What this step dead-lettered."""
+        consumer.on_revoked.append(self.journal.forget)  # its next holder counts its deaths
         self.dedup = DedupWindow(dedup_window)
         self.metrics = stream_metrics(kind)
         for topic in consumer.topics:  # every series exists from the start, at 0
@@ -182,44 +188,40 @@ class StreamProcessor:
         self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0, "poison": 0}
 
     def step(self, timeout_ms: int = 200, max_records: int | None = None) -> int:
-        """Poll once (at most `max_records`) and process what came; return how many messages."""
+        """Poll once (at most `max_records`) and process what came, in offset order per partition;
+        return how many messages."""
         messages = self.consumer.poll(timeout_ms, max_records)
         self.metrics.polled(self.actor, messages, self.consumer.lag())
         if not messages:
             return 0
         start = time.perf_counter()
+        self._rejected = []
         futures: list[Future] = []
         next_offsets: dict[tuple[str, int], int] = {}
-        pending: list[tuple[Message, list[Any]]] = []
         polled: set[str] = set()  # ids earlier in this poll count as seen
-        plain: list[Message] = []
-        alone: list[Message] = []
+        run: list[Message] = []  # consecutive messages handled together (one call, when batched)
         for message in messages:
             part = (message.topic, message.partition)
             next_offsets[part] = message.offset + 1
             deaths = self.journal.deaths(part, message.offset)
+            if not deaths and not self.journal.suspect(part, message.offset):
+                run.append(message)
+                continue
+            futures += self._process(run, polled)  # what came before it goes first
+            run = []
             if deaths >= self.poison_deaths:
                 futures.append(self._poison(message, deaths))
-            else:  # a record in flight at an earlier death is decoded and handled alone
-                (alone if deaths else plain).append(message)
-        self._journaled(plain)  # a death while decoding blames every message decoded (once)
-        for message in plain:
-            fresh = self._decode_fresh(message, futures, polled)
-            if fresh:
-                pending.append((message, fresh))
-        self.journal.end()
-        futures.extend(self._handle_all(pending))
-        for message in alone:
-            self._journaled([message])
-            fresh = self._decode_fresh(message, futures, polled)
-            self.journal.end()
-            if fresh:
-                futures.extend(self._handle_one(message, fresh))
+            else:  # in flight at an earlier death: decoded and handled alone
+                futures += self._process([message], polled)
+        futures += self._process(run, polled)
         self.producer.flush()
         for future in futures:
             meta = future.get(timeout=30)  # raises if the broker refused it: no commit then
             part = (meta.topic, meta.partition)
             self.acked[part] = max(self.acked.get(part, 0), meta.offset + 1)
+        if self.on_dead_letter is not None:
+            for message in self._rejected:  # on dlq now: the actor may record it as passed
+                self.on_dead_letter(message)
         self.consumer.commit(next_offsets)
         self.journal.committed(next_offsets)
         self.committed.update(next_offsets)
@@ -230,6 +232,21 @@ class StreamProcessor:
         for _ in messages:
             per_record.observe(elapsed / len(messages))
         return len(messages)
+
+    def _process(self, messages: list[Message], polled: set[str]) -> list[Future]:
+        """Decode `messages` (journaled: a death while decoding makes each of them a suspect) and
+        handle what is fresh."""
+        if not messages:
+            return []
+        futures: list[Future] = []
+        pending: list[tuple[Message, list[Any]]] = []
+        self._journaled(messages)
+        for message in messages:
+            fresh = self._decode_fresh(message, futures, polled)
+            if fresh:
+                pending.append((message, fresh))
+        self.journal.end()
+        return futures + self._handle_all(pending)
 
     def _decode_fresh(self, message: Message, futures: list[Future], polled: set[str]) -> list[Any]:
         """The message's records not seen before; a dead letter (into `futures`) if undecodable."""
@@ -318,11 +335,13 @@ class StreamProcessor:
         )
         return self._dead_letter(
             message,
-            f"poison: {self.actor}'s process died {deaths} times while handling this record (a crash, an out-of-memory "
-            f"kill or an engine failure); dead-lettered instead of handled again (streams.poison_deaths={self.poison_deaths})",
+            f"poison: {self.actor}'s process died {deaths} time{'s' if deaths > 1 else ''} while handling this record "
+            "alone (a crash, an out-of-memory kill or an engine failure); dead-lettered instead of handled again "
+            f"(streams.poison_deaths={self.poison_deaths})",
         )
 
     def _dead_letter(self, message: Message, error: str) -> Future:
+        self._rejected.append(message)
         self.counts["dead_letters"] += 1
         self.metrics.dead_letters.labels(self.actor, message.topic).inc()
         record = dead_letter(message, actor=self.actor, group=self.group, error=error)
@@ -336,4 +355,5 @@ class StreamProcessor:
         }
 
     def close(self) -> None:
+        """A clean close: nothing is in flight any more (a stop, not a record, ended any handling)."""
         self.journal.close()

@@ -1,5 +1,5 @@
 """A batched stream processor whose process dies (os._exit) on one record, for the journal's
-end-to-end test: `python -m tests.poison_worker BOOTSTRAP JOURNAL_DIR POISON_TASK_ID N`.
+end-to-end test: `python -m tests.poison_worker BOOTSTRAP JOURNAL_DIR POISON_TASK_ID N BATCHED`.
 It handles `tasks` into `docs` until N messages are consumed, then exits 0."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from streams.kafka import Consumer, Producer, StreamsConfig
 from streams.processor import Output, StreamProcessor, arrow_decoder
 
 
-def main(bootstrap: str, journal_dir: str, poison: str, n: int) -> None:
+def main(bootstrap: str, journal_dir: str, poison: str, n: int, batched: bool) -> None:
     streams = StreamsConfig(bootstrap_servers=bootstrap, max_poll_interval_ms=6000, session_timeout_ms=6000)
 
     def handle(tasks: list[Task]) -> list[Output]:
@@ -28,12 +28,12 @@ def main(bootstrap: str, journal_dir: str, poison: str, n: int) -> None:
     processor = StreamProcessor(
         actor="poisoned",
         kind="test",
-        consumer=Consumer(streams, group_id="longtide-poisoned", topics=["tasks"], client_id="p"),
+        consumer=Consumer(streams, group_id=f"longtide-poisoned-{batched}", topics=["tasks"], client_id="p"),
         producer=Producer(streams, client_id="p"),
         decoder=arrow_decoder(Task),
         handle=handle,
         dedup_window=100,
-        batched=True,
+        batched=batched,
         journal_dir=journal_dir,
     )
     consumed = 0
@@ -48,4 +48,4 @@ def main(bootstrap: str, journal_dir: str, poison: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "batched")

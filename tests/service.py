@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from ops.processes import TAG
+from ops.processes import TAG, tagged
 
 LONGTIDE = str(Path(sys.executable).parent / "longtide")
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ class CliService:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log(self, lines: int = 60) -> str:
+    def log(self, lines: int = 10_000) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def state(self) -> dict[str, Any] | None:
@@ -81,15 +81,9 @@ class CliService:
         raise AssertionError(f"longtide run not ready after {timeout_s} s:\n{self.log()}")
 
     def processes(self) -> list[psutil.Process]:
-        """Every process carrying this service's tag (the launcher's own tag is in its environment too)."""
-        found = []
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get(TAG) == self.service_id:
-                    found.append(proc)
-            except psutil.Error:
-                continue
-        return found
+        """Every process carrying this service's tag, the launcher's included (the tag is in its
+        environment from the start)."""
+        return tagged(self.service_id)
 
     def worker(self, actor: str) -> psutil.Process:
         """The Ray worker process hosting `actor`, from the state file's `pids`."""

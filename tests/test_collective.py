@@ -92,18 +92,32 @@ def test_each_receiver_gets_exactly_the_version_it_asks_for() -> None:
         sender.close()
 
 
-def test_a_request_without_the_runs_secret_is_sent_nothing() -> None:
+def test_a_receiver_without_the_runs_secret_is_refused_and_sent_nothing() -> None:
     sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=None)
     try:
         sender.stage(0, _state(0))
-        stranger = WeightReceiver(sender.address, secret="not the run's")
-        with pytest.raises(WeightsUnavailable, match="refused: the request does not carry this run's secret"):
-            stranger.receive(0)
+        started = time.monotonic()
+        with pytest.raises(PairClosed, match="the sender refused pair 1: not this run's secret"):
+            WeightReceiver(sender.address, secret="not the run's")
+        assert time.monotonic() - started < 5, "refused at once, not after a timeout"
         assert sender.refused == 1 and sender.served == {}, "not one byte of weights went out"
-        with pytest.raises(PairClosed):
-            stranger.receive(0)  # and its pair is over
         member = WeightReceiver(sender.address)  # the run's secret, from the environment
         assert torch.equal(member.receive(0)["norm.weight"], _state(0)["norm.weight"])
+    finally:
+        sender.close()
+
+
+def test_a_request_not_signed_with_the_runs_secret_is_refused() -> None:
+    """A receiver in the pair whose request's signature does not hold (as one forged by a
+    process that read the store) is answered with an error and its pair ended."""
+    sender = WeightSender(CollectiveBackend.GLOO, host="127.0.0.1", dtype=None)
+    try:
+        sender.stage(0, _state(0))
+        receiver = WeightReceiver(sender.address)
+        receiver.secret = "a forger's"  # the pair formed; this request is signed with another key
+        with pytest.raises(WeightsUnavailable, match="refused: the request does not carry this run's secret"):
+            receiver.receive(0)
+        assert sender.served == {}
     finally:
         sender.close()
 

@@ -60,9 +60,11 @@ def test_bad_scored_groups_are_dead_lettered_with_a_reason_and_training_goes_on(
     with Running(learner) as running:
         wait_for(lambda: learner.done or bool(running.errors), 120, "the learner to train on every good group")
         running.check()
-    assert learner.rl_step == len(BAD) and learner.intake.groups_consumed == 2 * len(BAD), (
-        "every good group, no bad one"
-    )
+    # every good group trained; of the bad ones, those that decode as this run's groups (they fail
+    # the learner's own checks) count as consumed too: the rollout gate let them out
+    of_this_run = {"unknown-type", "future-version", "missing-turns"}
+    assert learner.rl_step == len(BAD), "every good group trained, no bad one"
+    assert learner.intake.groups_consumed == 2 * len(BAD) + len(of_this_run)
     letters = {}
     for letter in read_records(streams, "dlq", DeadLetter, len(BAD)):
         original = pa.ipc.open_stream(letter.original_value).read_all()  # the original bytes, as sent

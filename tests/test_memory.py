@@ -294,3 +294,20 @@ def test_a_question_asked_after_its_documents_reads_the_collection_then_answers(
     assert answer["memory"]["question"] == question and answer["memory"]["revision"] == 8
     assert progress["documents_read"] == 8 and progress["reads_pending"] == 0
     assert progress["questions"] == {"summary": 8, question: 8}
+
+
+def test_a_dead_lettered_document_is_not_read_again_after_a_restart(
+    streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path
+) -> None:
+    """The memory actor resumes from its store's offsets, not the group's commits: a document it
+    dead-lettered is recorded as passed, so a restart does not meet it (and dead-letter it) again."""
+    _send(streams, [_doc("c0", "bako color teal ."), _doc("c0", " \n ")])  # the last one cannot be read
+    first = _actor(streams, claim, tiny_model, tmp_path)
+    with Running(first) as running:
+        wait_for(lambda: first.processor.counts["dead_letters"] == 1 or bool(running.errors), 120, "the dead letter")
+    second = _actor(streams, claim, tiny_model, tmp_path)
+    assert second._applied == {0: 2}, "reading resumes after the dead-lettered document"
+    with Running(second):
+        time.sleep(3)
+    assert second.processor.counts == {**second.processor.counts, "consumed": 0, "dead_letters": 0}
+    assert len(read_records(streams, "dlq", DeadLetter, 1)) == 1

@@ -108,22 +108,45 @@ def test_scalars_in_attrs_are_kept_as_json_writes_them() -> None:
     assert raw.attrs == (("n", "2"), ("ok", "true"), ("x", "0.5"), ("s", "v"))
 
 
-def test_the_journal_counts_a_death_against_exactly_what_was_in_flight(tmp_path: Path) -> None:
+def test_the_journal_charges_a_death_to_a_record_alone_and_suspects_a_batch(tmp_path: Path) -> None:
     part = ("tasks", 0)
     first = Journal(tmp_path, "longtide-rollout")
     first.begin([(part, 3)])
     first.end()  # 3 was handled
-    first.begin([(part, 4), (part, 5)])  # ... and the process dies handling 4 and 5 (no end)
+    first.begin([(part, 4), (part, 5)])  # ... and the process dies handling 4 and 5 together
     second = Journal(tmp_path, "longtide-rollout")
-    assert [second.deaths(part, o) for o in (3, 4, 5, 6)] == [0, 1, 1, 0]
+    assert [second.deaths(part, o) for o in (3, 4, 5)] == [0, 0, 0]
+    assert [second.suspect(part, o) for o in (3, 4, 5, 6)] == [False, True, True, False]
     second.begin([(part, 4)])  # handled alone now, and it kills this process too
     third = Journal(tmp_path, "longtide-rollout")
-    assert [third.deaths(part, o) for o in (4, 5)] == [2, 1]
-    third.committed({part: 5})  # committed past 4: forgotten; 5 still counts
-    assert Journal(tmp_path, "longtide-rollout").deaths(part, 4) == 0
-    assert Journal(tmp_path, "longtide-rollout").deaths(part, 5) == 1
-    assert Journal(tmp_path, "other-group").deaths(part, 5) == 0, "each consumer group has its own"
-    assert Journal(None, "longtide-rollout").deaths(part, 5) == 0, "no directory: nothing counted"
+    assert [third.deaths(part, o) for o in (4, 5)] == [1, 0], "the culprit, named"
+    third.committed({part: 5})  # committed past 4: forgotten; 5 is still a suspect
+    fourth = Journal(tmp_path, "longtide-rollout")
+    assert fourth.deaths(part, 4) == 0 and fourth.suspect(part, 5)
+    fourth.begin([(part, 5)])
+    fourth.close()  # a clean stop while 5 was being handled: not 5's fault
+    assert Journal(tmp_path, "longtide-rollout").deaths(part, 5) == 0
+    assert Journal(tmp_path, "other-group").suspect(part, 5) is False, "each consumer group has its own"
+    assert Journal(None, "longtide-rollout").suspect(part, 5) is False, "no directory: nothing counted"
+
+
+def test_a_partition_taken_away_is_read_again_when_it_comes_back(tmp_path: Path) -> None:
+    """Two holders of one group take turns on a partition (a rebalance): each reads the file
+    again on getting it back, so neither misses the other's death nor writes over its counts."""
+    part = ("docs.raw", 0)
+    mine, theirs = Journal(tmp_path, "g"), Journal(tmp_path, "g")
+    assert mine.deaths(part, 7) == 0
+    mine.forget([part])  # revoked
+    theirs.begin([(part, 7)])  # ... the other holder dies handling 7 alone
+    assert mine.deaths(part, 7) == 1, "read again on the way back"
+
+
+def test_a_long_batch_in_flight_is_kept_whole(tmp_path: Path) -> None:
+    part = ("tasks", 3)
+    journal = Journal(tmp_path, "g")
+    journal.begin([(part, 10_000_000 + o) for o in range(2000)])  # ~18 KB of offsets
+    after = Journal(tmp_path, "g")
+    assert after.suspect(part, 10_000_000) and after.suspect(part, 10_001_999)
 
 
 def test_a_reason_quoting_text_utf8_cannot_carry_still_makes_a_dead_letter() -> None:

@@ -81,8 +81,8 @@ def test_duplicates_dropped_by_record_id(streams: StreamsConfig) -> None:
     processor.consumer.close()
 
 
-def _batched(streams: StreamsConfig, handle) -> StreamProcessor:  # noqa: ANN001
-    consumer = Consumer(streams, group_id="longtide-batched", topics=["tasks"], client_id="b")
+def _batched(streams: StreamsConfig, handle, group: str = "longtide-batched", **options: object) -> StreamProcessor:  # noqa: ANN001
+    consumer = Consumer(streams, group_id=group, topics=["tasks"], client_id="b")
     return StreamProcessor(
         actor="b",
         kind="test",
@@ -91,7 +91,7 @@ def _batched(streams: StreamsConfig, handle) -> StreamProcessor:  # noqa: ANN001
         decoder=arrow_decoder(Task),
         handle=handle,
         dedup_window=100,
-        batched=True,
+        **{"batched": True, **options},  # type: ignore[arg-type]
     )
 
 
@@ -166,11 +166,15 @@ def test_a_partition_this_consumer_no_longer_holds_is_not_committed(streams: Str
         second.close()
 
 
-def test_a_record_that_kills_its_process_is_dead_lettered_after_two_deaths(streams: StreamsConfig, tmp_path) -> None:
-    """A batched processor whose process dies on one task (os._exit, as an engine crash or an
-    out-of-memory kill would): the first death blames the whole batch in flight, so the restart
-    handles those tasks one at a time; the second death blames the culprit alone, and the next
-    process dead-letters it and handles every other task."""
+@pytest.mark.parametrize(("mode", "deaths"), [("alone", [9, 0]), ("batched", [9, 9, 0])])
+def test_a_record_that_kills_its_process_does_not_kill_it_again(
+    streams: StreamsConfig, tmp_path, mode: str, deaths: list[int]
+) -> None:
+    """A processor whose process dies on one task (os._exit, as an engine crash or an
+    out-of-memory kill would). Handled alone, the task is charged the death and the restarted
+    process dead-letters it instead of dying a second time. Handled in a batch, the death makes
+    every task of the batch a suspect; the restart handles each alone, the second death names
+    the culprit, and the next process dead-letters it. Every other task is handled."""
     import dataclasses
     import subprocess
     import sys
@@ -179,16 +183,19 @@ def test_a_record_that_kills_its_process_is_dead_lettered_after_two_deaths(strea
 
     tasks = [dataclasses.replace(TASK, task_id=i) for i in ("t0", "poison", "t2", "t3")]
     _send(streams, tasks)
-    command = [sys.executable, "-m", "tests.poison_worker", streams.bootstrap_servers, str(tmp_path), "poison", "4"]
-    codes = [subprocess.run(command, timeout=120).returncode for _ in range(3)]
-    assert codes == [9, 9, 0], "died on the batch, died on the culprit alone, then went past it"
+    command = [
+        *(sys.executable, "-m", "tests.poison_worker", streams.bootstrap_servers, str(tmp_path), "poison", "4", mode)
+    ]
+    codes = [subprocess.run(command, timeout=120).returncode for _ in deaths]
+    assert codes == deaths
     [letter] = read_records(streams, "dlq", DeadLetter, 1)
-    assert (letter.source_topic, letter.source_offset, letter.consumer_group) == ("tasks", 1, "longtide-poisoned")
-    assert letter.error.startswith("poison: poisoned's process died 2 times while handling this record")
+    group = f"longtide-poisoned-{mode == 'batched'}"
+    assert (letter.source_topic, letter.source_offset, letter.consumer_group) == ("tasks", 1, group)
+    assert letter.error.startswith("poison: poisoned's process died 1 time while handling this record alone")
     assert letter.original_value == encode([tasks[1]])
     handled = {d.doc_id[:2] for d in read_records(streams, "docs", Document, 3)}
     assert handled == {"t0", "t2", "t3"}
-    assert sum(group_offsets(streams, "longtide-poisoned").values()) == 4, "committed past every task"
+    assert sum(group_offsets(streams, group).values()) == 4, "committed past every task"
 
 
 def test_an_output_larger_than_the_broker_takes_dead_letters_its_input(streams: StreamsConfig) -> None:
@@ -202,17 +209,7 @@ def test_an_output_larger_than_the_broker_takes_dead_letters_its_input(streams: 
         text = "x" * (200_000 if batch[0].task_id == "big" else 10)
         return [Output("docs", [dataclasses.replace(DOC, text=text)], key=t.task_id.encode()) for t in batch]
 
-    consumer = Consumer(streams, group_id="longtide-big", topics=["tasks"], client_id="b")
-    processor = StreamProcessor(
-        actor="b",
-        kind="test",
-        consumer=consumer,
-        producer=Producer(streams, client_id="b"),
-        decoder=arrow_decoder(Task),
-        handle=handle,
-        dedup_window=100,
-        max_message_bytes=100_000,
-    )
+    processor = _batched(streams, handle, "longtide-big", batched=False, max_message_bytes=100_000)
     _step_until(processor, 2)
     [letter] = read_records(streams, "dlq", DeadLetter, 1)
     assert letter.source_offset == 1

@@ -88,6 +88,8 @@ class Intake:
             self._dead_letter(message, exc)
             if group and group[0].run_id == self.source_run_id:  # a group of ours the gate let out:
                 self.groups_consumed += 1  # consumed, or its slot would stay taken forever
+                for r in group:  # (and a copy of it delivered again is a duplicate, not counted twice)
+                    self.dedup.add(r.rollout_id)
             return None
         for r in group:
             self.dedup.add(r.rollout_id)

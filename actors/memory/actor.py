@@ -38,7 +38,7 @@ from typing import Any
 from actors.base import ProcessorActor
 from actors.collective import WeightsUnavailable
 from actors.engines import make_engine
-from actors.memory.config import MemoryConfig
+from actors.memory.config import MemoryConfig, normal_question
 from actors.memory.metrics import (
     CATCH_UP_READS,
     CHUNKS,
@@ -52,7 +52,7 @@ from actors.memory.metrics import (
     VERSION,
     CollectionSeries,
 )
-from actors.memory.store import Memory, MemoryStore
+from actors.memory.store import Memory, MemoryStore, Pending
 from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chunks
 from actors.modeling import token_counter
 from actors.verifiers import extract_answer
@@ -71,11 +71,7 @@ PROGRESS_EVERY_S = 5.0
 
 def question_key(question: str) -> str:
     """A short stable id of a question (memory ids survive config reordering)."""
-    return hashlib.sha256(" ".join(question.split()).encode()).hexdigest()[:12]
-
-
-def normal(question: str) -> str:
-    return " ".join(question.split())
+    return hashlib.sha256(normal_question(question).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -149,6 +145,7 @@ class MemoryActor(ProcessorActor):
             decoder=arrived,
             dedup_key=lambda a: a.doc.doc_id,
             assign_all=True,
+            on_dead_letter=self._passed,
         )
         # The store, not the group's commits, says where reading resumes: every partition from
         # the offset after its last document read, or from the start for a fresh store (a new
@@ -175,6 +172,12 @@ class MemoryActor(ProcessorActor):
             log.warning("%s: policy version %d not loaded: %s", self.name, latest.version, exc)
             return
         VERSION.labels(self.name).set(self.version)
+
+    def _passed(self, message: Message) -> None:
+        """A dead-lettered document: reading resumes after it (the store, not the group's
+        commits, says where), so a restart does not meet it again."""
+        self.store.passed(message.partition, message.offset)
+        self._applied[message.partition] = max(self._applied.get(message.partition, 0), message.offset + 1)
 
     # -- reading ---------------------------------------------------------------------------------
     def handle(self, records: list[Arrived]) -> list[Output]:
@@ -264,32 +267,48 @@ class MemoryActor(ProcessorActor):
     def catch_up(self) -> int:
         """One round of catch-up: every waiting asked question (at most `memory.catch_up_questions`)
         reads the next document of its collection, all in one engine call per chunk; returns how
-        many questions read one. A stored document that cannot be read again (its blob gone) is
-        passed over for that question, and logged."""
-        jobs, before, sources, waiting = [], [], [], []
+        many questions moved on. A stored document a question cannot read (its blob gone, or
+        reading it raises even alone) is passed over for that question, and logged: a question
+        never stops the actor."""
+        waiting = []
         for pending in self.store.pending(self.config.catch_up_questions):
             doc = self.store.document(pending.collection, pending.read)
             try:
                 text = self.claim.get_text(doc.text, doc.text_ref)
                 chunks = tuple(split_chunks(text, self.agent.chunk_tokens, self.count_tokens))
             except Exception as exc:  # noqa: BLE001 - one unreadable document must not stop every question
-                log.warning("%s: catch-up of %r passes over %s: %s", self.name, pending.question, doc.doc_id, exc)
-                self.store.advance_past(pending)
+                self._pass_over(pending, doc.doc_id, exc)
                 continue
             prior = self.store.memories(pending.collection).get(pending.question)
-            jobs.append(Job(pending.question, chunks, prior.text if prior else ""))
-            before.append(prior)
-            sources.append((pending.collection, doc.doc_id))
-            waiting.append((pending, doc))
-        if not jobs:
-            return 0
-        for (pending, doc), memory, job in zip(waiting, self._memories(jobs, before, sources), jobs, strict=True):
+            waiting.append((pending, doc, Job(pending.question, chunks, prior.text if prior else ""), prior))
+        try:
+            self._advance(waiting)
+        except Exception:  # noqa: BLE001 - find the question that cannot be read, one at a time
+            for one in waiting:
+                try:
+                    self._advance([one])
+                except Exception as exc:  # noqa: BLE001
+                    self._pass_over(one[0], one[1].doc_id, exc)
+        return len(waiting)
+
+    def _advance(self, waiting: list[tuple[Pending, Any, Job, Memory | None]]) -> None:
+        """Read each waiting question's next document (one engine call per chunk for all) and
+        store and publish the memories."""
+        if not waiting:
+            return
+        jobs = [job for _, _, job, _ in waiting]
+        sources = [(pending.collection, doc.doc_id) for pending, doc, _, _ in waiting]
+        memories = self._memories(jobs, [prior for *_, prior in waiting], sources)
+        for (pending, doc, job, _), memory in zip(waiting, memories, strict=True):
             update = self._update(memory, doc.doc_id, doc.partition, doc.offset, len(job.chunks))
             self.processor.producer.send_records(MEMORY.name, [update], key=pending.collection.encode()).get(timeout=30)
             self.store.advance(memory, pending.read + 1)
             CATCH_UP_READS.labels(self.name).inc()
             CHUNKS.labels(self.name).inc(len(job.chunks))
-        return len(jobs)
+
+    def _pass_over(self, pending: Pending, doc_id: str, exc: Exception) -> None:
+        log.warning("%s: the memory of %r passes over %s: %s", self.name, pending.question, doc_id, exc)
+        self.store.advance_past(pending)
 
     # -- answering ---------------------------------------------------------------------------
     def ask(self, collection: str, question: str) -> dict[str, Any]:
@@ -298,7 +317,7 @@ class MemoryActor(ProcessorActor):
         answered from the summary memory meanwhile, or, while that is empty, answered with
         `{"status": "reading", ...}` (HTTP 202). Raises `QueryError` (unknown collection, an empty
         memory, too many questions) instead of guessing."""
-        question = normal(question)
+        question = normal_question(question)
         memories = self.store.memories(collection)
         if not memories:
             known = self.store.collections()
@@ -309,21 +328,8 @@ class MemoryActor(ProcessorActor):
                 "unknown_collection",
             )
         total, documents = self.store.documents(collection, limit=50)
-        own = (
-            question in self.config.questions_of(collection) or self.store.asked(collection).get(question, -1) >= total
-        )
-        reading: dict[str, Any] | None = None
-        if not own:
-            if not self.store.ask(collection, question, self.config.max_asked_questions):
-                raise QueryError(
-                    f"collection {collection!r} already keeps memories for {self.config.max_asked_questions} asked "
-                    f"questions (memory.max_asked_questions): ask one of {sorted(self.store.asked(collection))}",
-                    409,
-                    "too_many_questions",
-                )
-            read = self.store.asked(collection)[question]
-            reading = {"question": question, "documents": total, "read": read}
-        memory = memories.get(question) if own else memories.get(normal(self.config.summary_question))
+        reading = self._reading(collection, question, total)
+        memory = memories.get(normal_question(self.config.summary_question) if reading else question)
         if memory is None or not memory.text:
             if reading is not None:
                 QUERIES.labels(self.name, "reading").inc()
@@ -355,6 +361,24 @@ class MemoryActor(ProcessorActor):
             "documents": {"count": total, "latest": documents},
         }
         return {**answer, "reading": reading} if reading else answer
+
+    def _reading(self, collection: str, question: str, total: int) -> dict[str, Any] | None:
+        """None when `question` has a memory of its own that has read the collection's `total`
+        documents; else it is registered (QueryError 409 when the collection has its fill of
+        asked questions) and how far its memory has read is returned."""
+        if question in self.config.questions_of(collection):
+            return None
+        asked = self.store.asked(collection)
+        if asked.get(question, -1) >= total:
+            return None
+        if not self.store.ask(collection, question, self.config.max_asked_questions):
+            raise QueryError(
+                f"collection {collection!r} already keeps memories for {self.config.max_asked_questions} asked "
+                f"questions (memory.max_asked_questions): ask one of {sorted(asked)}",
+                409,
+                "too_many_questions",
+            )
+        return {"question": question, "documents": total, "read": asked.get(question, 0)}
 
     def progress(self, collection: str) -> dict[str, Any]:
         """How far the collection's memories are: documents read, each question's reads, when

@@ -63,4 +63,9 @@ class MemoryConfig:
     def questions_of(self, collection: str) -> tuple[str, ...]:
         """The collection's standing questions, then the summary (each once)."""
         found = (*self.questions.get(collection, ()), *self.questions.get("*", ()), self.summary_question)
-        return tuple(dict.fromkeys(" ".join(q.split()) for q in found))
+        return tuple(dict.fromkeys(normal_question(q) for q in found))
+
+
+def normal_question(question: str) -> str:
+    """A question as memories are kept for it: its words, single-spaced."""
+    return " ".join(question.split())

@@ -50,10 +50,13 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
             return refuse(400, f"malformed Content-Length {declared[:20]!r}")
         if declared is not None and int(declared) > max_request_bytes:
             return refuse(413, f"request body larger than {max_request_bytes} bytes (memory.max_request_bytes)")
-        if declared is None and request.method == "POST":
-            body = await request.body()  # chunked: read it, bounded after the fact
-            if len(body) > max_request_bytes:
-                return refuse(413, f"request body larger than {max_request_bytes} bytes (memory.max_request_bytes)")
+        if declared is None and request.method == "POST":  # chunked: read no more than the limit
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_request_bytes:
+                    return refuse(413, f"request body larger than {max_request_bytes} bytes (memory.max_request_bytes)")
+            request._body = body  # what Request.body() caches, so the route reads it (Starlette's _CachedRequest)
         return await call_next(request)
 
     @app.exception_handler(StarletteHTTPException)

@@ -79,13 +79,34 @@ class MemoryStore:
                 collection TEXT NOT NULL, doc_id TEXT NOT NULL, partition INTEGER NOT NULL,
                 offset INTEGER NOT NULL, policy_version INTEGER NOT NULL, read_at REAL NOT NULL,
                 seq INTEGER NOT NULL DEFAULT 0, text TEXT NOT NULL DEFAULT '', text_ref TEXT NOT NULL DEFAULT '');
-            CREATE INDEX IF NOT EXISTS reads_collection ON reads (collection, seq);
             CREATE TABLE IF NOT EXISTS applied (partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS asked (
                 collection TEXT NOT NULL, question TEXT NOT NULL, asked_at REAL NOT NULL, read INTEGER NOT NULL,
                 PRIMARY KEY (collection, question));
             """
         )
+        self._migrate()
+        self.db.execute("CREATE INDEX IF NOT EXISTS reads_place ON reads (collection, seq)")
+
+    def _migrate(self) -> None:
+        """A store from before documents kept their texts (a run resumed across the upgrade): the
+        columns are added; its old documents have no text, so a question asked later reads
+        them as empty and passes over them."""
+        for table, column, kind in (
+            ("memories", "updated_at", "REAL NOT NULL DEFAULT 0"),
+            ("reads", "seq", "INTEGER NOT NULL DEFAULT 0"),
+            ("reads", "text", "TEXT NOT NULL DEFAULT ''"),
+            ("reads", "text_ref", "TEXT NOT NULL DEFAULT ''"),
+        ):
+            columns = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                with self.db:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    if column == "seq":  # each old document's place in its collection, in reading order
+                        self.db.execute(
+                            "UPDATE reads SET seq = (SELECT COUNT(*) FROM reads r"
+                            " WHERE r.collection = reads.collection AND r.rowid < reads.rowid)"
+                        )
 
     def applied(self) -> dict[int, int]:
         """Per `docs` partition, the offset every document before which has been read."""
@@ -142,12 +163,24 @@ class MemoryStore:
                 "INSERT INTO reads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (collection, doc_id, partition, offset, policy_version, now, seq, text, text_ref),
             )
-            self.db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (partition, offset + 1))
+            self._passed(partition, offset)
             for question in {m.question for m in memories}:  # an asked question caught up reads along
                 self.db.execute(
                     "UPDATE asked SET read = read + 1 WHERE collection = ? AND question = ? AND read = ?",
                     (collection, question, seq),
                 )
+
+    def passed(self, partition: int, offset: int) -> None:
+        """A `docs` record dead-lettered: reading resumes after it."""
+        with self.lock, self.db:
+            self._passed(partition, offset)
+
+    def _passed(self, partition: int, offset: int) -> None:
+        self.db.execute(
+            "INSERT INTO applied VALUES (?, ?) ON CONFLICT (partition) DO UPDATE"
+            " SET next_offset = max(next_offset, excluded.next_offset)",
+            (partition, offset + 1),
+        )
 
     def _write(self, memories: Sequence[Memory], now: float) -> None:
         self.db.executemany(
