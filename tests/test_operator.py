@@ -90,8 +90,7 @@ def test_the_cli_answers_at_once_without_loading_a_model(tmp_path: Path) -> None
         servers = broker.bootstrap_servers
         commands = [  # (command, the exit code it must end with)
             (["--help"], 0),
-            (["demo", "--help"], 0),
-            (["run", "--help"], 0),
+            (["demo", "--help"], 0),  # (every config field through tyro; `run --help` is the same)
             (["status", "--help"], 0),
             (["status", "--bootstrap-servers", servers], 0),
             (["ingest", str(notes), "--bootstrap-servers", servers], 0),
@@ -121,7 +120,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         "--learner.heldout_tasks=16",
         "--learner.eval_every=1000",
         "--supervision.poll_s=1",
-        "--supervision.stall_s=40",
+        "--supervision.stall_s=25",
     ).start()
     try:
         running.wait_ready()
