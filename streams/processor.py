@@ -272,18 +272,15 @@ class StreamProcessor:
         self.journal.begin(((m.topic, m.partition), m.offset) for m in messages)
 
     def _handled(self, messages: list[Message], records: list[Any]) -> list[Encoded]:
-        """`handle(records)` with its outputs encoded, the messages journaled as in flight meanwhile
-        (an exception, a Kafka error included, takes them out again: only a death or a
-        `FatalError` leaves them in flight, to be counted by the next holder)."""
+        """`handle(records)` with its outputs encoded, the messages journaled as in flight meanwhile.
+        Only the process's death leaves them in flight, to be counted by the next holder: an
+        exception takes them out again (a `FatalError` or a Kafka error is the actor's, not the
+        record's; anything else dead-letters the record with its reason)."""
         self._journaled(messages)
         try:
             encoded = [encode_output(o, self.max_message_bytes) for o in self.handle(records)]
-        except FatalError:  # may be the record's doing (an engine that crashed on it): stays journaled
-            raise
-        except Exception:
+        finally:
             self.journal.end()
-            raise
-        self.journal.end()
         self._remember(records)
         return encoded
 
@@ -336,7 +333,8 @@ class StreamProcessor:
         return self._dead_letter(
             message,
             f"poison: {self.actor}'s process died {deaths} time{'s' if deaths > 1 else ''} while handling this record "
-            "alone (a crash, an out-of-memory kill or an engine failure); dead-lettered instead of handled again "
+            "alone (a segfault, an out-of-memory kill, an engine that took the process down); dead-lettered instead of "
+            "handled again "
             f"(streams.poison_deaths={self.poison_deaths})",
         )
 

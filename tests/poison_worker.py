@@ -28,7 +28,9 @@ def main(bootstrap: str, journal_dir: str, poison: str, n: int, batched: bool) -
     processor = StreamProcessor(
         actor="poisoned",
         kind="test",
-        consumer=Consumer(streams, group_id=f"longtide-poisoned-{batched}", topics=["tasks"], client_id="p"),
+        consumer=Consumer(
+            streams, group_id=f"longtide-poisoned-{batched}", topics=["tasks"], client_id="p", assign_all=True
+        ),
         producer=Producer(streams, client_id="p"),
         decoder=arrow_decoder(Task),
         handle=handle,
