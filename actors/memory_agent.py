@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from actors.prompts import Prompter
 from schemas import SchemaError
 
 if TYPE_CHECKING:  # the config is read without torch (the CLI, the launcher)
@@ -157,11 +158,13 @@ def read_chunked(
     temperature: float,
     top_p: float,
     answer: bool = True,
+    prompter: Prompter | None = None,
 ) -> list[list[list[Turn]]]:
     """For each job, `n` trajectories of len(chunks) reading turns and, with `answer`, a final
     answering turn; all jobs and samples advance together: one engine call per turn for the
-    reading turns and one for the answers."""
-    tokenize = engine.tokenizer
+    reading turns and one for the answers. `prompter`: how a turn's text becomes prompt tokens
+    (default: the engine's tokenizer, chat or raw as it has a template)."""
+    prompter = prompter or Prompter(engine.tokenizer)
     memories = [[job.memory for _ in range(n)] for job in jobs]
     out: list[list[list[Turn]]] = [[[] for _ in range(n)] for _ in jobs]
     for t in range(max((len(job.chunks) for job in jobs), default=0) + 1):
@@ -176,7 +179,7 @@ def read_chunked(
                 else config.update_prompt(memories[i][j], jobs[i].chunks[t], jobs[i].question)
                 for i, j in slots
             ]
-            prompts = [tokenize(text)["input_ids"] for text in texts]
+            prompts = [prompter.ids(text) for text in texts]
             samples = engine.generate(
                 prompts,
                 n=1,

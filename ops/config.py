@@ -24,6 +24,7 @@ from actors.ingest.config import IngestConfig
 from actors.learner.config import Backend, HeadKernel, LearnerConfig
 from actors.memory.config import MemoryConfig
 from actors.memory_agent import MemoryAgentConfig
+from actors.prompts import PromptFormat
 from actors.reward.config import RewardConfig
 from actors.rollout.config import RolloutConfig
 from actors.settings import TinyModelConfig, check_dtype
@@ -47,6 +48,9 @@ class ModelConfig:
     dtype: str = "float32"
     """The policy's inference dtype: rollout engines run it and weights travel in it
     ('float32', 'bfloat16', 'float16'); the learner keeps fp32 master weights."""
+    prompt_format: PromptFormat = PromptFormat.AUTO
+    """How questions reach the policy (`actors/prompts.py`): raw text (the tiny model), the
+    tokenizer's chat template (an instruct model), or auto (chat when it has a template)."""
 
     def max_positions(self) -> tuple[int | None, str]:
         """The policy's position limit and where it comes from (None for a hub id, unknown here)."""

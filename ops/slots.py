@@ -96,6 +96,7 @@ def _rollout(slot: Slot, ctx: Context) -> Any:
         rollouts_base=ctx.run.rollouts_base,
         memory_agent=config.memory_agent,
         task_types=config.synthesis.task_types,
+        prompt_format=config.model.prompt_format,
     )
 
 
@@ -119,6 +120,7 @@ def _memory(slot: Slot, ctx: Context) -> Any:
         run_dir=ctx.run.directory,  # a run's memories are its own (a new run re-reads the log)
         dtype=config.model.dtype,
         run_id=ctx.run.run_id,
+        prompt_format=config.model.prompt_format,
     )
 
 
@@ -150,6 +152,7 @@ def _learner(slot: Slot, ctx: Context, **extra: Any) -> Any:
         max_new_tokens=config.rollout.max_new_tokens,
         memory_agent=config.memory_agent,
         memory_windows=learner.heldout_memory_windows,
+        prompt_format=config.model.prompt_format,
     )
     return Learner(
         name=slot.name,

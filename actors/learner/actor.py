@@ -73,6 +73,7 @@ from actors.learner.setup import HeldoutSpec, build_trainer
 from actors.learner.sft import sft_pairs, warm_up
 from actors.learner.trainer import Phase
 from actors.modeling import load_policy, token_counter
+from actors.prompts import Prompter
 from actors.sampling import SamplingSpec
 from actors.tasks import MEMORY_TASK_TYPES
 from actors.weights import WeightPublisher
@@ -150,6 +151,7 @@ class Learner:
             chunk_tokens=heldout.memory_agent.chunk_tokens,
         )
         self.memory_agent = heldout.memory_agent
+        self.prompter = Prompter(self.tokenizer, heldout.prompt_format)
         self.max_new_tokens = heldout.max_new_tokens
         self.shaping = Shaping(config.advantage_norm, config.overlong_buffer, config.overlong_penalty)
         self.aepo_masking = False
@@ -193,7 +195,7 @@ class Learner:
     def evaluate(self, label: str, state: dict[str, torch.Tensor]) -> dict[str, float]:
         model = self._eval_model(state)
         engine = TransformersEngine(model, self.tokenizer)
-        scores = evaluate(engine, self.tokenizer, self.heldout, self.max_new_tokens, self.memory_agent)
+        scores = evaluate(engine, self.prompter, self.heldout, self.max_new_tokens, self.memory_agent)
         self.trainer.module.train()
         for task_type, acc in scores.items():
             HELDOUT.labels(self.name, task_type).set(acc)
@@ -263,12 +265,16 @@ class Learner:
         )
         decode = arrow_decoder(Task)
 
-        def pairs(message: Message) -> list[tuple[str, str]]:
+        def pairs(message: Message) -> list[tuple[str, str, bool]]:
             return [
                 pair
                 for task in decode(message)
                 for pair in sft_pairs(
-                    task, self.claim.get_text(task.context, task.context_ref), self.memory_agent, self.count_tokens
+                    task,
+                    self.claim.get_text(task.context, task.context_ref),
+                    self.memory_agent,
+                    self.count_tokens,
+                    self.prompter,
                 )
             ]
 
@@ -276,7 +282,7 @@ class Learner:
             consumer,
             steps=self.config.sft_steps,
             batch=self.config.sft_batch,
-            tokenizer=self.tokenizer,
+            prompter=self.prompter,
             pairs=pairs,
             train=lambda rows: self._train(rows, Phase.SFT),
             dead_letter=lambda message, exc: self._dead_letter(message, exc, "sft"),

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from actors.generation import Engine
 from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chunks
 from actors.modeling import token_counter
-from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, ComposedTask, TaskType, render_prompt
+from actors.prompts import Prompter
+from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, ComposedTask, TaskType
 from actors.verifiers import exact_match, extract_answer
 from actors.world import make_world
 
@@ -75,7 +76,7 @@ def heldout_tasks(
 
 def evaluate(
     engine: Engine,
-    tokenize: object,
+    prompter: Prompter,
     tasks: Sequence[Heldout],
     max_new_tokens: int,
     memory_agent: MemoryAgentConfig | None = None,
@@ -87,7 +88,7 @@ def evaluate(
     answers: dict[int, str] = {}
     full = [i for i, t in enumerate(tasks) if t.task.task_type not in MEMORY_TASK_TYPES]
     if full:
-        prompts = [tokenize(render_prompt(tasks[i].task.context, tasks[i].task.question))["input_ids"] for i in full]
+        prompts = [prompter.ids(prompter.question(tasks[i].task.context, tasks[i].task.question)) for i in full]
         samples = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
         answers |= {i: sample.text for i, [sample] in zip(full, samples, strict=True)}
     memory = [i for i, t in enumerate(tasks) if t.task.task_type in MEMORY_TASK_TYPES]
@@ -98,7 +99,7 @@ def evaluate(
             Job(tasks[i].task.question, tuple(split_chunks(tasks[i].task.context, config.chunk_tokens, count)))
             for i in memory
         ]
-        read = read_chunked(engine, jobs, config, n=1, temperature=0.0, top_p=1.0)
+        read = read_chunked(engine, jobs, config, n=1, temperature=0.0, top_p=1.0, prompter=prompter)
         answers |= {i: trajectory[-1].sample.text for i, [trajectory] in zip(memory, read, strict=True)}
     hits: dict[str, list[float]] = defaultdict(list)
     for i, held in enumerate(tasks):

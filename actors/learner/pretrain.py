@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from actors.learner.batching import answer_example
 from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
 from actors.modeling import build_tiny_model, build_tokenizer, save_policy, token_counter
+from actors.prompts import Prompter, PromptFormat
 from actors.settings import TinyModelConfig
 from actors.tasks import COMPOSERS, TaskType, compose_memory_kv, render_prompt
 from actors.world import ATTRIBUTE_VALUES, RELATIONS, Fact, make_world
@@ -125,7 +125,9 @@ def task_example(
     composed = COMPOSERS[task_type](facts, rng, context_tokens)
     if composed is None:
         return None
-    prompt, target = answer_example(tokenizer, render_prompt(composed.context, composed.question), composed.answer)
+    prompt, target = Prompter(tokenizer, PromptFormat.RAW).example(
+        render_prompt(composed.context, composed.question), composed.answer
+    )
     example = Example()
     example.add(prompt, trained=False)
     example.add(target, trained=True)
@@ -242,8 +244,9 @@ def memory_turn(
     task = compose_memory_kv(world.facts, rng, rng.choice(contexts), count, others)
     chunks = split_chunks(task.context, agent.chunk_tokens, count)
     evidence = [f.sentence() for f in task.evidence]
-    prompt, target = rng.choice(gold_turns(agent, task.question, chunks, evidence, task.answer))
-    prompt_ids, target_ids = answer_example(tokenizer, prompt, target)
+    turns = gold_turns(agent, task.question, chunks, evidence, task.answer)
+    k = rng.randrange(len(turns))
+    prompt_ids, target_ids = Prompter(tokenizer, PromptFormat.RAW).example(*turns[k], answer=k == len(turns) - 1)
     example = Example()
     example.add(prompt_ids, trained=False)
     example.add(target_ids, trained=True)

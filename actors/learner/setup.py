@@ -13,6 +13,7 @@ from actors.learner.ranks import RankGroup
 from actors.learner.trainer import TorchTrainer, Trainer
 from actors.memory_agent import MemoryAgentConfig
 from actors.modeling import load_policy
+from actors.prompts import PromptFormat
 from actors.sampling import SamplingSpec
 from actors.tasks import TaskType
 
@@ -59,3 +60,5 @@ class HeldoutSpec:
     memory_windows: tuple[int, ...] = ()
     """Held-out memory-agent contexts, in multiples of `memory_agent.chunk_tokens`
     (`learner.heldout_memory_windows`); () evaluates no memory-agent task."""
+    prompt_format: PromptFormat = PromptFormat.AUTO
+    """How questions reach the policy, in evaluation and SFT as in rollouts (`model.prompt_format`)."""

@@ -11,27 +11,28 @@ import threading
 from collections.abc import Callable
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
-from actors.learner.batching import answer_example
 from actors.learner.microbatch import TrainRow
 from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
-from actors.tasks import MEMORY_TASK_TYPES, render_prompt
+from actors.prompts import Prompter
+from actors.tasks import MEMORY_TASK_TYPES
 from schemas import Task
 from streams.kafka import Consumer, Message
 
 
 def sft_pairs(
-    task: Task, context: str, agent: MemoryAgentConfig, count_tokens: Callable[[str], int]
-) -> list[tuple[str, str]]:
-    """(prompt, target) pairs of a task: its question and answer, or for a memory-agent task a
-    perfect reader's every turn (gold memories from the task's evidence)."""
+    task: Task, context: str, agent: MemoryAgentConfig, count_tokens: Callable[[str], int], prompter: Prompter
+) -> list[tuple[str, str, bool]]:
+    """(prompt, target, whether the target is an answer) of a task: its question and answer, or
+    for a memory-agent task a perfect reader's every turn (gold memories from the task's
+    evidence, then the answer)."""
     if task.task_type not in MEMORY_TASK_TYPES:
-        return [(render_prompt(context, task.question), task.answer)]
+        return [(prompter.question(context, task.question, task.answer_kind), task.answer, True)]
     chunks = split_chunks(context, agent.chunk_tokens, count_tokens)
     if not task.evidence:  # gold memories come from the evidence: none would teach forgetting
         raise ValueError(f"memory task {task.task_id}: no evidence spans to build gold memories from")
-    return gold_turns(agent, task.question, chunks, task.evidence, task.answer)
+    turns = gold_turns(agent, task.question, chunks, task.evidence, task.answer)
+    return [(prompt, target, k == len(turns) - 1) for k, (prompt, target) in enumerate(turns)]
 
 
 def warm_up(
@@ -39,15 +40,15 @@ def warm_up(
     *,
     steps: int,
     batch: int,
-    tokenizer: PreTrainedTokenizerBase,
-    pairs: Callable[[Message], list[tuple[str, str]]],
+    prompter: Prompter,
+    pairs: Callable[[Message], list[tuple[str, str, bool]]],
     train: Callable[[list[TrainRow]], object],
     dead_letter: Callable[[Message, Exception], None],
     polled: Callable[[list[Message]], None],
     stop: threading.Event,
 ) -> None:
-    """`steps` SFT steps of `batch` examples; `pairs` turns a message into (prompt, target)
-    pairs and may raise, which dead-letters the message."""
+    """`steps` SFT steps of `batch` examples; `pairs` turns a message into (prompt, target,
+    is an answer) triples and may raise, which dead-letters the message."""
     examples: list[TrainRow] = []
     generator = torch.Generator().manual_seed(0)
     step = 0
@@ -60,8 +61,8 @@ def warm_up(
             except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
                 dead_letter(message, exc)
                 continue
-            for prompt, answer in found:
-                prompt_ids, target = answer_example(tokenizer, prompt, answer)
+            for prompt, target_text, is_answer in found:
+                prompt_ids, target = prompter.example(prompt, target_text, answer=is_answer)
                 examples.append(TrainRow(tuple(prompt_ids) + tuple(target), len(prompt_ids)))
         if len(examples) < batch:
             continue

@@ -55,6 +55,7 @@ from actors.memory.metrics import (
 from actors.memory.store import Memory, MemoryStore, Pending
 from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chunks
 from actors.modeling import token_counter
+from actors.prompts import Prompter, PromptFormat
 from actors.verifiers import extract_answer
 from schemas import Document, MemoryUpdate
 from streams.blobs import ClaimCheck
@@ -107,6 +108,7 @@ class MemoryActor(ProcessorActor):
         run_dir: Path,
         dtype: str = "float32",
         run_id: str = "",
+        prompt_format: PromptFormat = PromptFormat.AUTO,
     ) -> None:
         self.config = config
         self.streams = streams
@@ -123,6 +125,7 @@ class MemoryActor(ProcessorActor):
         self.store = MemoryStore(run_dir / config.store)
         self.engine = make_engine(config.engine, model_path, dtype, config.vllm)
         self.count_tokens = token_counter(self.engine.tokenizer)
+        self.prompter = Prompter(self.engine.tokenizer, prompt_format)
         self.engine_lock = threading.Lock()
         """The actor's loop and the query endpoint share the engine."""
         self.version = -1
@@ -229,7 +232,9 @@ class MemoryActor(ProcessorActor):
         """Read `jobs` (one engine call per chunk for all of them) into the memories that follow
         `before` (None: a question's first document); `sources`: each job's (collection, doc_id)."""
         with self.engine_lock:
-            read = read_chunked(self.engine, jobs, self.agent, n=1, temperature=0.0, top_p=1.0, answer=False)
+            read = read_chunked(
+                self.engine, jobs, self.agent, n=1, temperature=0.0, top_p=1.0, answer=False, prompter=self.prompter
+            )
         memories = []
         for job, prior, (collection, doc_id), [trajectory] in zip(jobs, before, sources, read, strict=True):
             text = trajectory[-1].sample.text.strip()
@@ -342,7 +347,13 @@ class MemoryActor(ProcessorActor):
             )
         with self.engine_lock:
             [[trajectory]] = read_chunked(
-                self.engine, [Job(question, (), memory.text)], self.agent, n=1, temperature=0.0, top_p=1.0
+                self.engine,
+                [Job(question, (), memory.text)],
+                self.agent,
+                n=1,
+                temperature=0.0,
+                top_p=1.0,
+                prompter=self.prompter,
             )
             policy_version = self.version
         QUERIES.labels(self.name, "answered").inc()

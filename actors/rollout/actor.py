@@ -34,8 +34,9 @@ from actors.collective import WeightsUnavailable
 from actors.engines import make_engine
 from actors.memory_agent import Job, MemoryAgentConfig, Turn, read_chunked, split_chunks
 from actors.modeling import token_counter
+from actors.prompts import Prompter, PromptFormat
 from actors.rollout.config import RolloutConfig
-from actors.tasks import MEMORY_TASK_TYPES, render_prompt
+from actors.tasks import MEMORY_TASK_TYPES
 from actors.weights import weight_sync_seconds
 from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
@@ -87,6 +88,7 @@ class RolloutActor(ProcessorActor):
         rollouts_base: dict[int, int] | None = None,
         memory_agent: MemoryAgentConfig | None = None,
         task_types: Sequence[str] = (),
+        prompt_format: PromptFormat = PromptFormat.AUTO,
     ) -> None:
         """`run_id`: the run this actor generates for (it follows only that run's `policy`
         records); `rollouts_base`: the `rollouts` end offsets when the run started, which the
@@ -109,6 +111,7 @@ class RolloutActor(ProcessorActor):
         self.groups_per_step = groups_per_step
         self.engine = make_engine(config.engine, model_path, dtype, config.vllm, config.resources.num_gpus)
         self.tokenizer = self.engine.tokenizer
+        self.prompter = Prompter(self.tokenizer, prompt_format)
         self.count_tokens = token_counter(self.tokenizer)
         self.version: int | None = None
         self.consumed_groups = 0
@@ -178,7 +181,9 @@ class RolloutActor(ProcessorActor):
         start = time.perf_counter()
         outputs = []
         if full:
-            prompts = [self.tokenizer(render_prompt(self._context(t), t.question))["input_ids"] for t in full]
+            prompts = [
+                self.prompter.ids(self.prompter.question(self._context(t), t.question, t.answer_kind)) for t in full
+            ]
             groups = self.engine.generate(
                 prompts, n=self.config.group_size, max_new_tokens=self.config.max_new_tokens, **sampling
             )
@@ -187,7 +192,9 @@ class RolloutActor(ProcessorActor):
                 for task, prompt, samples in zip(full, prompts, groups, strict=True)
             ]
         if memory:
-            trajectories = read_chunked(self.engine, jobs, self.memory_agent, n=self.config.group_size, **sampling)
+            trajectories = read_chunked(
+                self.engine, jobs, self.memory_agent, n=self.config.group_size, prompter=self.prompter, **sampling
+            )
             outputs += [self._group(task, group, version) for task, group in zip(memory, trajectories, strict=True)]
         GENERATE.labels(self.name).observe(time.perf_counter() - start)
         return outputs
