@@ -1,5 +1,6 @@
-"""Rule verifiers: normalised exact match, two-way substring match (sub_em), numeric match,
-option match (multiple choice) and list recall (multi-needle).
+"""Rule verifiers: normalised exact match, two-way substring match (sub_em), an answer that
+restates the question (an instruct model's sentence), numeric match, option match (multiple
+choice) and list recall (multi-needle).
 
 Pure functions over strings. `extract_answer` takes the text after the last 'answer :' marker
 when the response has one, else the whole response, and cuts it at the end of the line.
@@ -24,6 +25,15 @@ class Rule(enum.StrEnum):
     """Normalised exact match."""
     SUB_EM = "sub_em"
     """Exact match, or either normalised string contains the other (QwenLong-L1)."""
+    RESTATE = "restate"
+    """Exact match, or the reference as whole words in an answer that otherwise only restates
+    the question (`restating_match`): an instruct model's sentence answer, not a list of guesses."""
+
+
+_FRAMING = frozenset(
+    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "these", "those", "of", "in", "on", "at", "by", "for", "to", "from", "with", "as", "answer", "answers", "final", "i", "think", "so", "which", "who", "whom", "what", "when", "where", "there", "here", "he", "she", "they", "his", "her", "their", "s", "named", "called"]
+)
+"""Words an answer sentence may hold besides the question's and the reference's."""
 
 
 def normalize(text: str) -> str:
@@ -47,6 +57,25 @@ def exact_match(prediction: str, reference: str) -> float:
 def substring_match(prediction: str, reference: str) -> float:
     p, r = normalize(prediction), normalize(reference)
     return float(bool(p) and bool(r) and (p in r or r in p))
+
+
+def restating_match(prediction: str, reference: str, question: str) -> float:
+    """1.0 when the normalised reference stands as whole words in the extracted answer and every
+    other word of it is the question's or a framing word ("the", "is", "answer", ...):
+    "The pumping station at Birchwood was designed by Joseph Strauss." answers "Who designed the
+    pumping station at Birchwood?"; "teal lima blue" (every candidate) does not answer "bako
+    color" with "teal", nor does "Joseph Strauss or Anna Lee". Exact matches count too."""
+    said, ref = normalize(extract_answer(prediction)).split(), normalize(reference).split()
+    if not said or not ref:
+        return 0.0
+    if said == ref:
+        return 1.0
+    allowed = set(normalize(question).split()) | _FRAMING
+    for start in range(len(said) - len(ref) + 1):
+        if said[start : start + len(ref)] == ref:
+            rest = said[:start] + said[start + len(ref) :]
+            return float(all(word in allowed for word in rest))
+    return 0.0
 
 
 def _first_number(text: str) -> float | None:

@@ -176,6 +176,8 @@ class Rollout:
     """Which turn of the trajectory this row is (0-based); the last turn holds the answer."""
     ingested_at: int = 0
     """Its task's `ingested_at`: the learner measures ingestion to training from it."""
+    question: str = ""
+    """Its task's question: a verifier may accept an answer that restates it (`Rule.RESTATE`)."""
     produced_at: int = field(default_factory=now_ms)
 
     @property
@@ -390,6 +392,7 @@ _ROLLOUT_FIELDS = [
     ("run_id", pa.string()),
     ("turn_index", pa.int32()),
     ("ingested_at", _TS),
+    ("question", pa.string()),
     ("produced_at", _TS),
 ]
 Rollout.SCHEMA = pa.schema(_ROLLOUT_FIELDS)

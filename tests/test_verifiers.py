@@ -95,3 +95,53 @@ def test_a_memory_trajectory_takes_its_answers_reward_on_every_turn() -> None:
     assert [s.response_text for s in scored] == [r.response_text for r in group]
     with pytest.raises(ValueError, match=r"samples \[1\] have no final turn"):
         score_group(group[:5], Rule.EXACT)
+
+
+def test_free_form_replies_of_an_instruct_model() -> None:
+    """What SmolLM2-135M-Instruct answered through its chat template (ENGINES.md), and the ways a
+    reply may try to collect a reward without knowing the answer."""
+    from actors.verifiers import restating_match
+
+    vault = "The secret code for the vault is 7421."
+    assert numeric_match(extract_answer(vault), "7421") == 1.0
+    assert numeric_match(extract_answer("Reasoning first.\nAnswer: 7421"), "7421") == 1.0
+    question = "Who designed the pumping station at Birchwood?"
+    sentence = "The pumping station at Birchwood was designed by Joseph Strauss."
+    assert restating_match(sentence, "Joseph Strauss", question) == 1.0
+    assert restating_match("Answer: Joseph Strauss", "Joseph Strauss", question) == 1.0
+    assert restating_match("It was Joseph Strauss, I think.", "Joseph Strauss", question) == 1.0
+    for guess in ("Joseph Strauss or Anna Lee", "Anna Lee, Joseph Strauss, Mark Twain", "Joseph Straussberg"):
+        assert restating_match(guess, "Joseph Strauss", question) == 0.0, guess
+    assert restating_match("teal lima blue oslo", "teal", "bako color") == 0.0, "every candidate listed"
+    assert restating_match("bako color teal", "teal", "bako color") == 1.0, "the question restated"
+
+
+def test_the_restate_rule_scores_a_rollout_against_its_own_question() -> None:
+    import dataclasses
+
+    from actors.reward.actor import score
+    from schemas import Rollout
+
+    rollout = Rollout(
+        rollout_id="t/0",
+        task_id="t",
+        task_type="multi_hop",
+        group_id="t",
+        sample_index=0,
+        group_size=2,
+        policy_version=0,
+        prompt_ids=(5,),
+        prompt_ref="",
+        response_ids=(8, 1),
+        behaviour_logprobs=(-0.5, -0.125),
+        response_text="The pumping station at Birchwood was designed by Joseph Strauss.",
+        reference="Joseph Strauss",
+        answer_kind="text",
+        turns=1,
+        finish_reason="stop",
+        question="Who designed the pumping station at Birchwood?",
+    )
+    assert (score(rollout, Rule.RESTATE).reward, score(rollout, Rule.RESTATE).verifier) == (1.0, "restate")
+    assert score(rollout, Rule.EXACT).reward == 0.0
+    listing = dataclasses.replace(rollout, response_text="Joseph Strauss, Anna Lee")
+    assert score(listing, Rule.RESTATE).reward == 0.0 and score(listing, Rule.SUB_EM).reward == 1.0

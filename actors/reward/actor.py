@@ -23,6 +23,7 @@ from actors.verifiers import (
     list_recall,
     numeric_match,
     option_match,
+    restating_match,
     substring_match,
 )
 from schemas import AnswerKind, Rollout, ScoredRollout
@@ -52,6 +53,8 @@ def score(rollout: Rollout, rule: Rule, numeric_tolerance: float = 1e-4) -> Scor
         reward, verifier = list_recall(answer, rollout.reference), "list_recall"
     elif rule is Rule.SUB_EM:
         reward, verifier = max(exact, sub), "sub_em"
+    elif rule is Rule.RESTATE:
+        reward, verifier = restating_match(answer, rollout.reference, rollout.question), "restate"
     else:
         reward, verifier = exact, "exact"
     fields = {f.name: getattr(rollout, f.name) for f in dataclasses.fields(Rollout)}

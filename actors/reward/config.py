@@ -18,8 +18,9 @@ class RewardConfig:
     resources: Resources = field(default_factory=Resources)
     """Ray resources per instance."""
     rule: Rule = Rule.EXACT
-    """How text answers are scored; the paper uses sub_em, which a tiny model can game by
-    repeating words, so the demo default is exact."""
+    """How text answers are scored: exact; sub_em (the paper's), which a tiny model can game by
+    repeating words, so the demo default is exact; or restate, for an instruct model that answers
+    in a sentence (the reference as whole words among only the question's and framing words)."""
     numeric_tolerance: float = 1e-4
     """Relative tolerance of numeric answers (gold answers carry at most 2 decimals, and say so)."""
 

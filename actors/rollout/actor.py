@@ -231,6 +231,7 @@ class RolloutActor(ProcessorActor):
                         finish_reason=sample.finish_reason,
                         run_id=self.run_id,
                         ingested_at=task.ingested_at,
+                        question=task.question,
                     )
                 )
         TOKENS.labels(self.name).inc(sum(len(r.response_ids) for r in rollouts))
