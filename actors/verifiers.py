@@ -30,9 +30,12 @@ class Rule(enum.StrEnum):
     the question (`restating_match`): an instruct model's sentence answer, not a list of guesses."""
 
 
-_FRAMING = frozenset(
-    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "these", "those", "of", "in", "on", "at", "by", "for", "to", "from", "with", "as", "answer", "answers", "final", "i", "think", "so", "which", "who", "whom", "what", "when", "where", "there", "here", "he", "she", "they", "his", "her", "their", "s", "named", "called"]
+_FRAMING_WORDS = (
+    "a an the is are was were be been it its this that these those of in on at by for to from with as "
+    "answer answers final i think so which who whom what when where there here he she they his her their "
+    "s named called"
 )
+_FRAMING = frozenset(_FRAMING_WORDS.split())
 """Words an answer sentence may hold besides the question's and the reference's."""
 
 
