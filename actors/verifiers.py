@@ -12,6 +12,9 @@ import enum
 import math
 import re
 import string
+from dataclasses import dataclass
+
+from schemas import AnswerKind
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -114,3 +117,40 @@ def list_recall(prediction: str, reference: str) -> float:
     found = sum(f" {item} " in f" {said} " for item in items) / len(items)
     words = sum(len(item.split()) for item in items)
     return found * min(1.0, words / len(said.split()))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one reply scored: the reward, the verifier that gave it, and every verifier's view."""
+
+    reward: float
+    verifier: str
+    exact: float
+    substring: float
+    numeric: float
+    answer: str
+    """The extracted final answer."""
+
+
+def verify(
+    response: str, reference: str, question: str, answer_kind: AnswerKind, rule: Rule, numeric_tolerance: float = 1e-4
+) -> Verdict:
+    """The task's `answer_kind` picks the verifier; text answers go by `rule`. Rewards and
+    held-out evaluation both score through this."""
+    answer = extract_answer(response)
+    exact = exact_match(answer, reference)
+    sub = substring_match(answer, reference)
+    num = numeric_match(answer, reference, numeric_tolerance)
+    if answer_kind == AnswerKind.NUMERIC:
+        reward, verifier = num, "numeric"
+    elif answer_kind == AnswerKind.OPTION:
+        reward, verifier = option_match(answer, reference), "option"
+    elif answer_kind == AnswerKind.LIST:
+        reward, verifier = list_recall(answer, reference), "list_recall"
+    elif rule is Rule.SUB_EM:
+        reward, verifier = max(exact, sub), "sub_em"
+    elif rule is Rule.RESTATE:
+        reward, verifier = restating_match(answer, reference, question), "restate"
+    else:
+        reward, verifier = exact, "exact"
+    return Verdict(reward, verifier, exact, sub, num, answer)

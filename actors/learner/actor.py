@@ -149,7 +149,8 @@ class Learner:
             count_tokens=self.count_tokens,
             memory_windows=heldout.memory_windows,
             chunk_tokens=heldout.memory_agent.chunk_tokens,
-        )
+        ) + list(heldout.store_tasks)
+        self.rule = heldout.rule
         self.memory_agent = heldout.memory_agent
         self.prompter = Prompter(self.tokenizer, heldout.prompt_format)
         self.max_new_tokens = heldout.max_new_tokens
@@ -195,7 +196,7 @@ class Learner:
     def evaluate(self, label: str, state: dict[str, torch.Tensor]) -> dict[str, float]:
         model = self._eval_model(state)
         engine = TransformersEngine(model, self.tokenizer)
-        scores = evaluate(engine, self.prompter, self.heldout, self.max_new_tokens, self.memory_agent)
+        scores = evaluate(engine, self.prompter, self.heldout, self.max_new_tokens, self.memory_agent, self.rule)
         self.trainer.module.train()
         for task_type, acc in scores.items():
             HELDOUT.labels(self.name, task_type).set(acc)

@@ -1,7 +1,10 @@
-"""Held-out evaluation: greedy answers to tasks from worlds the training stream never shows.
+"""Held-out evaluation: greedy answers to tasks the training stream never shows.
 
-Training documents come from worlds seeded in [0, 10^6); held-out worlds are seeded from
-`HELDOUT_SEED_BASE` up, so every held-out question needs reading its own context.
+World tasks: training documents come from worlds seeded in [0, 10^6); held-out worlds are
+seeded from `HELDOUT_SEED_BASE` up, so every held-out question needs reading its own context.
+Store tasks (needle, multi_hop, table_numeric, ...) come composed from held-out documents
+(`ops.heldout`, `synthesis.heldout_fraction`), labelled by type and context length
+("needle@1024"). Every reply is scored as the reward actor scores it (`verifiers.verify`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chun
 from actors.modeling import token_counter
 from actors.prompts import Prompter
 from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, ComposedTask, TaskType
-from actors.verifiers import exact_match, extract_answer
+from actors.verifiers import Rule, verify
 from actors.world import make_world
+from schemas import AnswerKind
 
 HELDOUT_SEED_BASE = 1_000_000
 
@@ -27,8 +31,11 @@ class Heldout:
     """A held-out task and the name its accuracy is reported under."""
 
     label: str
-    """The task type, or for a memory-agent task "memory_kv@4x" (its context in windows)."""
+    """The task type; a memory-agent task's "memory_kv@4x" (its context in windows); a store
+    task's "needle@1024" (its context in tokens)."""
     task: ComposedTask
+    answer_kind: AnswerKind = AnswerKind.TEXT
+    """How the reply is verified (a store task's numbers, options and lists)."""
 
 
 def heldout_tasks(
@@ -80,11 +87,25 @@ def evaluate(
     tasks: Sequence[Heldout],
     max_new_tokens: int,
     memory_agent: MemoryAgentConfig | None = None,
+    rule: Rule = Rule.EXACT,
 ) -> dict[str, float]:
-    """Greedy exact-match accuracy per label and over all ('all'); memory-agent tasks are read
-    chunk by chunk, as the rollout actor reads them."""
+    """Greedy accuracy per label and over all ('all')."""
+    scores = score_heldout(engine, prompter, tasks, max_new_tokens, memory_agent, rule)
+    return {k: sum(v) / len(v) for k, v in scores.items()}
+
+
+def score_heldout(
+    engine: Engine,
+    prompter: Prompter,
+    tasks: Sequence[Heldout],
+    max_new_tokens: int,
+    memory_agent: MemoryAgentConfig | None = None,
+    rule: Rule = Rule.EXACT,
+) -> dict[str, list[float]]:
+    """Every greedy reply's reward per label and over all ('all'), labels in order; memory-agent
+    tasks are read chunk by chunk, as the rollout actor reads them."""
     if not tasks:
-        return {}  # no held-out task types (the store's are not evaluated yet)
+        return {}
     answers: dict[int, str] = {}
     full = [i for i, t in enumerate(tasks) if t.task.task_type not in MEMORY_TASK_TYPES]
     if full:
@@ -103,7 +124,8 @@ def evaluate(
         answers |= {i: trajectory[-1].sample.text for i, [trajectory] in zip(memory, read, strict=True)}
     hits: dict[str, list[float]] = defaultdict(list)
     for i, held in enumerate(tasks):
-        score = exact_match(extract_answer(answers[i]), held.task.answer)
+        task = held.task
+        score = verify(answers[i], task.answer, task.question, held.answer_kind, rule).reward
         hits[held.label].append(score)
         hits["all"].append(score)
-    return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
+    return dict(sorted(hits.items()))

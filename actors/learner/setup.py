@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from actors.learner.config import Backend, HeadKernel, LearnerConfig
+from actors.learner.evaluation import Heldout
 from actors.learner.ranks import RankGroup
 from actors.learner.trainer import TorchTrainer, Trainer
 from actors.memory_agent import MemoryAgentConfig
@@ -16,6 +17,7 @@ from actors.modeling import load_policy
 from actors.prompts import PromptFormat
 from actors.sampling import SamplingSpec
 from actors.tasks import TaskType
+from actors.verifiers import Rule
 
 
 def resolve_device(name: str) -> str:
@@ -62,3 +64,8 @@ class HeldoutSpec:
     (`learner.heldout_memory_windows`); () evaluates no memory-agent task."""
     prompt_format: PromptFormat = PromptFormat.AUTO
     """How questions reach the policy, in evaluation and SFT as in rollouts (`model.prompt_format`)."""
+    rule: Rule = Rule.EXACT
+    """How text replies are scored, as the reward actor scores them (`reward.rule`)."""
+    store_tasks: tuple[Heldout, ...] = ()
+    """Store tasks composed from held-out documents (`ops.heldout`), evaluated beside the
+    world tasks composed here."""

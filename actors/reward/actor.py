@@ -16,17 +16,8 @@ from prometheus_client import Histogram
 
 from actors.base import ProcessorActor
 from actors.reward.config import RewardConfig
-from actors.verifiers import (
-    Rule,
-    exact_match,
-    extract_answer,
-    list_recall,
-    numeric_match,
-    option_match,
-    restating_match,
-    substring_match,
-)
-from schemas import AnswerKind, Rollout, ScoredRollout
+from actors.verifiers import Rule, verify
+from schemas import Rollout, ScoredRollout
 from streams.kafka import StreamsConfig
 from streams.processor import Output, arrow_decoder
 from streams.topics import ROLLOUTS, SCORED
@@ -41,31 +32,18 @@ REWARD = Histogram(
 
 def score(rollout: Rollout, rule: Rule, numeric_tolerance: float = 1e-4) -> ScoredRollout:
     """Pure: the scored copy of `rollout`."""
-    answer = extract_answer(rollout.response_text)
-    exact = exact_match(answer, rollout.reference)
-    sub = substring_match(answer, rollout.reference)
-    num = numeric_match(answer, rollout.reference, numeric_tolerance)
-    if rollout.answer_kind == AnswerKind.NUMERIC:
-        reward, verifier = num, "numeric"
-    elif rollout.answer_kind == AnswerKind.OPTION:
-        reward, verifier = option_match(answer, rollout.reference), "option"
-    elif rollout.answer_kind == AnswerKind.LIST:
-        reward, verifier = list_recall(answer, rollout.reference), "list_recall"
-    elif rule is Rule.SUB_EM:
-        reward, verifier = max(exact, sub), "sub_em"
-    elif rule is Rule.RESTATE:
-        reward, verifier = restating_match(answer, rollout.reference, rollout.question), "restate"
-    else:
-        reward, verifier = exact, "exact"
+    verdict = verify(
+        rollout.response_text, rollout.reference, rollout.question, rollout.answer_kind, rule, numeric_tolerance
+    )
     fields = {f.name: getattr(rollout, f.name) for f in dataclasses.fields(Rollout)}
     return ScoredRollout(
         **fields,
-        reward=reward,
-        exact_match=exact,
-        substring_match=sub,
-        numeric_match=num,
-        extracted_answer=answer,
-        verifier=verifier,
+        reward=verdict.reward,
+        exact_match=verdict.exact,
+        substring_match=verdict.substring,
+        numeric_match=verdict.numeric,
+        extracted_answer=verdict.answer,
+        verifier=verdict.verifier,
     )
 
 

@@ -25,19 +25,18 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.base import ProcessorActor
+from actors.synthesis.compose import compose_store, held_out, read_document
 from actors.synthesis.config import SynthesisConfig
 from actors.synthesis.context import JoinCounter
 from actors.synthesis.corpus import Corpus
-from actors.synthesis.dialogue import dialogue_task
 from actors.synthesis.extract import Fact as ExtractedFact
-from actors.synthesis.extract import extract
-from actors.synthesis.graph import multihop_task
 from actors.synthesis.llm_extract import ExtractionFailed, LLMExtractor
 from actors.synthesis.metrics import (
     COUNT_MISMATCHES,
     EVIDENCE_CUT,
     FACTS,
     GROUPS,
+    HELD_OUT,
     LEAKED,
     LLM_FAILED,
     NO_CONTEXT,
@@ -52,11 +51,9 @@ from actors.synthesis.metrics import (
     UNVERIFIED,
     zero_series,
 )
-from actors.synthesis.needles import needle_task
-from actors.synthesis.paradigms import paradigm_task
 from actors.synthesis.retrospect import Retrospect, pass_at_k
-from actors.synthesis.table_tasks import MadeTask, Skipped, fit_evidence, table_task
-from actors.synthesis.tables import Table, extract_tables
+from actors.synthesis.table_tasks import Skipped, fit_evidence
+from actors.synthesis.tables import Table
 from actors.tasks import COMPOSERS, MEMORY_TASK_TYPES, TaskType
 from actors.world import Fact
 from schemas import AnswerKind, DeadLetter, Document, ScoredRollout, Task, encode, headers_for
@@ -156,6 +153,8 @@ class SynthesisActor(ProcessorActor):
         for message in read_ranges(streams, DOCS.name, ranges):
             try:
                 for doc in decode(message):
+                    if self._held_out(doc):
+                        continue
                     self._store(doc)  # an LLM failure was dead-lettered the first time
                     REBUILT.labels(self.name).inc()
             except Exception as exc:  # noqa: BLE001 - dead-lettered when it was first read
@@ -193,6 +192,9 @@ class SynthesisActor(ProcessorActor):
         return [Output(TASKS.name, [task], key=task.task_id.encode()) for task in again]
 
     def _synthesize(self, doc: Document) -> list[Output]:
+        if self._held_out(doc):
+            HELD_OUT.labels(self.name).inc()
+            return []
         outputs, found = self._store(doc, keep_alive=True)
         if not found:
             NO_FACTS.labels(self.name).inc()
@@ -215,6 +217,10 @@ class SynthesisActor(ProcessorActor):
                 outputs.append(Output(TASKS.name, [task], key=task.task_id.encode()))
         return outputs
 
+    def _held_out(self, doc: Document) -> bool:
+        fraction = self.config.heldout_fraction
+        return fraction > 0 and held_out(self.claim.get_text(doc.text, doc.text_ref), fraction)
+
     def _store(self, doc: Document, keep_alive: bool = False) -> tuple[list[Output], bool]:
         """Add the document, its tables and its facts to the store (once): dead letters for a
         failed LLM extraction, and whether it held any facts or tables. With `keep_alive` the
@@ -235,12 +241,11 @@ class SynthesisActor(ProcessorActor):
         self, doc_id: str, text: str, fmt: str, with_llm: bool
     ) -> tuple[list[Table], list[ExtractedFact], str | None]:
         """(tables, facts, the LLM extractor's failure or None) of one document's text."""
-        tables, problems = extract_tables(doc_id, text, fmt)
+        tables, facts_found, problems = read_document(doc_id, text, fmt)
         for problem in problems:
             log.info("%s: document %s: %s", self.name, doc_id[:12], problem)
         TABLE_PROBLEMS.labels(self.name).inc(len(problems))
         TABLES.labels(self.name).inc(len(tables))
-        facts_found = extract(doc_id, text, tables)
         if with_llm:
             try:
                 facts_found += self.llm.extract(doc_id, text)
@@ -293,32 +298,11 @@ class SynthesisActor(ProcessorActor):
             held += sum(self.count_tokens(f.sentence()) for f in found)
         return facts
 
-    def _compose(self, collection: str, rng: random.Random, task_type: TaskType) -> MadeTask | Skipped:
-        """One store task of `task_type`; depth, hops and the other choices are drawn from the
-        document's own random stream, so a replayed document draws the same."""
-        depth = rng.choice(self.config.evidence_depths)
-        hops = rng.choice(self.config.multihop_hops)
-        context_tokens, count, corpus = self.config.context_tokens, self.count_tokens, self.corpus
-        match task_type:
-            case TaskType.MULTI_HOP:
-                obfuscate = rng.random() < self.config.obfuscation
-                window = self.config.graph_window
-                return multihop_task(corpus, collection, rng, hops, context_tokens, count, depth, obfuscate, window)
-            case TaskType.TABLE_NUMERIC | TaskType.KEYCHAIN:
-                chained = task_type is TaskType.KEYCHAIN
-                return table_task(corpus, collection, rng, context_tokens, count, depth, keychain=chained)
-            case TaskType.NEEDLE | TaskType.MULTI_NEEDLE:
-                asked = 1 if task_type is TaskType.NEEDLE else rng.randint(2, 4)
-                return needle_task(corpus, rng, context_tokens, count, depth, asked)
-            case TaskType.DIALOGUE:
-                return dialogue_task(corpus, rng, context_tokens, count, depth, updates=rng.randint(0, 2))
-            case _:
-                window = self.config.graph_window
-                return paradigm_task(corpus, collection, task_type, rng, context_tokens, count, depth, window)
-
     def _store_task(self, collection: str, rng: random.Random, task_type: TaskType) -> Task | None:
         mismatches = self.count_tokens.mismatches
-        made = self._compose(collection, rng, task_type)
+        made = compose_store(
+            self.corpus, collection, rng, task_type, self.config, self.count_tokens, self.config.context_tokens
+        )
         COUNT_MISMATCHES.labels(self.name).inc(self.count_tokens.mismatches - mismatches)
         if isinstance(made, Skipped):
             if made is Skipped.UNVERIFIED:

@@ -49,6 +49,10 @@ class SynthesisConfig:
     """Most facts of a collection's graph a multi_hop or paradigm task is composed over (a
     stretch of the collection's arrival order drawn per task): the memory a task takes stays
     bounded however large the collection's graph on disk grows."""
+    heldout_fraction: float = 0.0
+    """Fraction of documents held out of training (by their text's hash: `compose.held_out`):
+    they are not stored and yield no task, and held-out evaluation (`learner.heldout_documents`,
+    `longtide eval`) composes its store tasks from them. 0 holds nothing out."""
     llm: LLMExtractorConfig = field(default_factory=LLMExtractorConfig)
     """An LLM extractor beside the rule-based ones (off by default)."""
     evidence_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -80,6 +84,10 @@ class SynthesisConfig:
         if not self.memory_context_tokens or min(self.memory_context_tokens) < 8:
             raise ValueError(
                 f"synthesis.memory_context_tokens ({self.memory_context_tokens}) must name lengths >= 8 tokens"
+            )
+        if not 0 <= self.heldout_fraction < 1:
+            raise ValueError(
+                f"synthesis.heldout_fraction ({self.heldout_fraction}) must lie in [0, 1), e.g. 0.2 (0 holds nothing out)"
             )
         if self.context_tokens < 8:
             raise ValueError(f"synthesis.context_tokens ({self.context_tokens}) must be >= 8")

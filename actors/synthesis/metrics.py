@@ -14,6 +14,11 @@ SHORT = Counter("longtide_synthesis_short_contexts", "Tasks not made: context be
 NO_FACTS = Counter(
     "longtide_synthesis_documents_without_facts", "Documents yielding no facts and no tables.", ["actor"]
 )
+HELD_OUT = Counter(
+    "longtide_synthesis_held_out_documents",
+    "Documents in the held-out split (synthesis.heldout_fraction): not stored, no training task.",
+    ["actor"],
+)
 LLM_FAILED = Counter(
     "longtide_synthesis_llm_extraction_failures", "Documents whose LLM extraction failed (dead-lettered).", ["actor"]
 )
@@ -69,6 +74,7 @@ def zero_series(name: str, task_types: Sequence[str]) -> None:
         FACTS,
         SHORT,
         NO_FACTS,
+        HELD_OUT,
         LLM_FAILED,
         TABLES,
         TABLE_PROBLEMS,
