@@ -182,6 +182,38 @@ def cmd_replay(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from ops.evaluate import run_eval, write_json
+
+    config = _config(args, extra)
+    documents = args.documents or config.heldout_source() or config.feed.corpus
+    if not documents:
+        raise ConfigError("no documents to compose tasks from: pass --documents, or set learner.heldout_documents")
+    if not args.all_documents and config.synthesis.heldout_fraction == 0:
+        raise ConfigError(
+            "synthesis.heldout_fraction is 0, so no document is held out: pass --all-documents (a model that never "
+            "trained on these documents) or set synthesis.heldout_fraction, as the run that trained the model did"
+        )
+    learner = config.learner
+    try:
+        table = run_eval(
+            config,
+            model=args.model or config.model.path,
+            documents=documents,
+            everything=args.all_documents,
+            lengths=tuple(args.lengths or learner.heldout_store_lengths),
+            per_cell=args.per_cell or learner.heldout_store_tasks,
+            max_new_tokens=args.max_new_tokens or config.rollout.max_new_tokens,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table.render())
+    if args.json:
+        write_json(table, args.json)
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
     import os
 
@@ -397,6 +429,34 @@ def main(argv: list[str] | None = None) -> int:
         "--bootstrap-servers", default="", help="the broker holding the run's topics (default: the running service's)"
     )
     p.set_defaults(fn=cmd_replay)
+    p = sub.add_parser(
+        "eval",
+        help="greedy held-out accuracy per store task type and context length, of any model (no training)",
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action=ConfigHelp, help="this help, and every config field")
+    p.add_argument("--config", help="YAML file mapping onto the root config (its task mix, prompt format, rule)")
+    p.add_argument(
+        "--model",
+        default="",
+        help="a Hugging Face directory, a checkpoint, a run (its newest checkpoint) or a run directory "
+        "(default: model.path)",
+    )
+    p.add_argument(
+        "--documents",
+        default="",
+        help="a folder or file of documents, or 'sample' (default: learner.heldout_documents, else feed.corpus)",
+    )
+    p.add_argument(
+        "--all-documents",
+        action="store_true",
+        help="compose from every document, not only the held-out part (a model that never trained on them)",
+    )
+    p.add_argument("--lengths", type=int, nargs="+", help="context lengths in tokens (learner.heldout_store_lengths)")
+    p.add_argument("--per-cell", type=int, default=0, help="tasks per type and length (learner.heldout_store_tasks)")
+    p.add_argument("--max-new-tokens", type=int, default=0, help="reply length (rollout.max_new_tokens)")
+    p.add_argument("--json", default="", help="also write the table as JSON to this file")
+    p.set_defaults(fn=cmd_eval)
     p = sub.add_parser("ask", help="answer a question from a collection's current memory (the memory actor)")
     p.add_argument("collection")
     p.add_argument("question")
@@ -424,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="bfloat16", help="with --from-gguf: the saved weights' dtype")
     p.set_defaults(fn=cmd_build_model)
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("demo", "run", "plan", "replay"):
+    if extra and args.command not in ("demo", "run", "plan", "replay", "eval"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _stop_on_signal()

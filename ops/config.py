@@ -157,10 +157,27 @@ class LongtideConfig:
                 f"memory_agent.chunk_tokens ({agent.chunk_tokens}) + 2 × memory_tokens ({agent.memory_tokens}) + 32 "
                 f"must fit {where} ({positions}): a reading turn shows a memory and a chunk and writes a memory"
             )
+        if self.learner.heldout_documents and self.synthesis.heldout_fraction == 0:
+            raise ValueError(
+                f"learner.heldout_documents ({self.learner.heldout_documents!r}) is set but synthesis.heldout_fraction "
+                "is 0, so every document trains and none is held out: set synthesis.heldout_fraction, e.g. 0.2"
+            )
+        longest = max(self.learner.heldout_store_lengths)
+        if positions is not None and self.heldout_source() and longest + self.rollout.max_new_tokens + 64 > positions:
+            raise ValueError(
+                f"learner.heldout_store_lengths ({longest}) + rollout.max_new_tokens + 64 must fit {where} ({positions})"
+            )
         if positions is not None and self.synthesis.context_tokens + 16 > positions:
             raise ValueError(
                 f"synthesis.context_tokens ({self.synthesis.context_tokens}) + 16 must fit {where} ({positions})"
             )
+
+    def heldout_source(self) -> str:
+        """Where held-out store tasks come from: `learner.heldout_documents`, else `feed.corpus`
+        when documents are held out of training; '' for none."""
+        if self.learner.heldout_documents:
+            return self.learner.heldout_documents
+        return self.feed.corpus if self.synthesis.heldout_fraction > 0 else ""
 
 
 class ConfigError(ValueError):

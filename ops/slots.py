@@ -124,6 +124,26 @@ def _memory(slot: Slot, ctx: Context) -> Any:
     )
 
 
+def _store_heldout(config: LongtideConfig, model_path: Any) -> list[Any]:
+    """The held-out store tasks of the run's task mix, from its held-out documents (none when
+    no document source is configured or the mix has no store type)."""
+    from actors.modeling import load_policy_tokenizer, token_counter
+    from ops.heldout import read_documents, store_heldout, store_types
+
+    source, learner = config.heldout_source(), config.learner
+    if not source or not store_types(config.synthesis.task_types) or not learner.heldout_store_tasks:
+        return []
+    return store_heldout(
+        read_documents(source),
+        synthesis=config.synthesis,
+        task_types=config.synthesis.task_types,
+        lengths=learner.heldout_store_lengths,
+        per_cell=learner.heldout_store_tasks,
+        count_tokens=token_counter(load_policy_tokenizer(model_path)),
+        seed=learner.heldout_seed,
+    )
+
+
 def _learner(slot: Slot, ctx: Context, **extra: Any) -> Any:
     """Rank 0: the `Learner`; ranks 1..N−1: followers running what rank 0 broadcasts.
     `extra`: further `Learner` arguments (a replay's range and source run)."""
@@ -153,6 +173,8 @@ def _learner(slot: Slot, ctx: Context, **extra: Any) -> Any:
         memory_agent=config.memory_agent,
         memory_windows=learner.heldout_memory_windows,
         prompt_format=config.model.prompt_format,
+        rule=config.reward.rule,
+        store_tasks=tuple(_store_heldout(config, ctx.model_path)),
     )
     return Learner(
         name=slot.name,

@@ -207,6 +207,15 @@ class LearnerConfig:
     batch_by_rollout_kind: bool = False
     """Form every RL batch from groups of one rollout kind (memory-agent or full-context),
     never mixed; QwenLong-L1.5 found mixing the two in one batch hurt stability."""
+    heldout_documents: str = ""
+    """Where held-out store tasks come from: a folder or file of documents ('sample': the shipped
+    corpus); only those that `synthesis.heldout_fraction` holds out of training are used. Empty:
+    `feed.corpus`, when set."""
+    heldout_store_lengths: tuple[int, ...] = (1024, 4096)
+    """Context lengths (tokens) of the held-out store tasks, each reported on its own
+    ("needle@1024")."""
+    heldout_store_tasks: int = 8
+    """Held-out tasks per store type and length (fewer when the documents cannot make them)."""
     heldout_memory_windows: tuple[int, ...] = (1, 4, 16)
     """Held-out memory-agent tasks (when a memory task type is configured) are made at these
     context lengths, in multiples of `memory_agent.chunk_tokens`, taken in turn."""
@@ -267,6 +276,13 @@ class LearnerConfig:
                 f"learner.heldout_memory_windows ({self.heldout_memory_windows}) must name context lengths of >= 1 "
                 "window, e.g. [1, 4, 16]"
             )
+        if not self.heldout_store_lengths or min(self.heldout_store_lengths) < 64:
+            raise ValueError(
+                f"learner.heldout_store_lengths ({self.heldout_store_lengths}) must name context lengths of >= 64 "
+                "tokens, e.g. [1024, 4096]"
+            )
+        if self.heldout_store_tasks < 0:
+            raise ValueError(f"learner.heldout_store_tasks ({self.heldout_store_tasks}) must be >= 0 (0: none)")
         if self.ppo_epochs < 1 or self.minibatches < 1:
             raise ValueError(
                 f"learner.ppo_epochs ({self.ppo_epochs}) and learner.minibatches ({self.minibatches}) must be >= 1"

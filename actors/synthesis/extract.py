@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from actors.synthesis.facts import Fact, world_sentences
-from actors.synthesis.prose import prose_facts
+from actors.synthesis.prose import MONTHS, prose_facts
 from actors.synthesis.tables import Table, parse_number
 from actors.world import RELATIONS
 
@@ -26,6 +26,9 @@ __all__ = ["Fact", "extract", "key_value_facts", "prose_facts", "table_facts", "
 
 _KEY_VALUE = re.compile(r"^\s*(?:[-*]\s+)?([A-Z][\w ()/%$-]{0,40}?)\s*:\s+(\S.{0,80}?)\s*$")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
+_DATE = re.compile(  # "6 June 1523", "June 1523", "June 6, 1523": a date, not the quantity 6
+    rf"^(?:\d{{1,2}} )?(?:{'|'.join(MONTHS)})(?: \d{{1,2}},)? \d{{3,4}}\b", re.IGNORECASE
+)
 
 
 def world_facts(doc_id: str, text: str) -> list[Fact]:
@@ -48,7 +51,9 @@ def key_value_facts(doc_id: str, text: str) -> list[Fact]:
             subject = heading.group(1)
         elif subject and "|" not in line and (match := _KEY_VALUE.match(line.rstrip("\n"))):
             key, value = match.group(1).strip(), match.group(2).strip()
-            kind = "quantity" if parse_number(value.split()[0]) is not None else "value"
+            kind = (
+                "date" if _DATE.match(value) else "quantity" if parse_number(value.split()[0]) is not None else "value"
+            )
             out.append(Fact(subject, f"has {key}", value, doc_id, offset, offset + len(line), kind, "key_value"))
         offset += len(line)
     return out

@@ -34,7 +34,7 @@ from actors.synthesis.tables import parse_number
 from actors.tasks import ComposedTask, TaskType
 from schemas import AnswerKind
 
-_YEAR = re.compile(r"(?:[A-Za-z]+\s+)?(1[89]\d\d|20\d\d)")
+_YEAR = re.compile(r"(?:\d{1,2}\s+)?(?:[A-Za-z]+\s+)?(?:\d{1,2},\s+)?(1[89]\d\d|20\d\d)")
 LETTERS = "ABCD"
 _VARIABLE = re.compile(r"\b[XY]\d\b")
 """The question's placeholders (X1, Y2): their digits are not numbers a reader could copy."""
@@ -43,7 +43,7 @@ _YEAR_RELATION = re.compile(r"year|opened|founded|built|since|date|completed|est
 
 
 def year_of(obj: str) -> int | None:
-    """'1998' → 1998, 'March 2023' → 2023; None for anything else."""
+    """'1998' → 1998, 'March 2023' → 2023, '15 August 1947' → 1947; None for anything else."""
     match = _YEAR.fullmatch(obj.strip())
     return int(match.group(1)) if match else None
 
@@ -96,7 +96,7 @@ def _amount_groups(facts: Sequence[Fact]) -> list[list[Fact]]:
     groups: dict[tuple[str, str], list[Fact]] = defaultdict(list)
     for f in _single(facts):
         found = amount_of(f.object)
-        if found is not None:
+        if found is not None and f.kind != "date":  # "6 June 1523" is no amount of June
             groups[(f.relation, found[1])].append(f)
     return [g for _, g in sorted(groups.items()) if len({entity_key(f.subject) for f in g}) >= 2]
 
