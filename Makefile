@@ -36,7 +36,7 @@ tools:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
 	    prometheus docker-compose; }
 
-test: $(STAMP) tools
+test: $(STAMP) tools real-model
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest -q $(ARGS)
 

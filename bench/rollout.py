@@ -10,6 +10,9 @@ the large workload here that measured 163 tok/s against 140 eager (and 95 on one
 - tiny: the committed tiny base, 64 prompts of ~40 tokens, G = 8, 4 and 64 new tokens;
 - large: a random-weight Qwen2 (8 layers, hidden 512, 32K vocabulary ≈ 48M parameters),
   8 prompts of 1,000 tokens, G = 8, 64 new tokens.
+- real (`--real`): SmolLM2-135M-Instruct from `make real-model`, needle tasks composed from
+  the Factbook corpus through its chat template, 4 prompts of 1,024 and 2 of 4,096 tokens,
+  G = 8, 64 new tokens (`.venv/bin/python bench/rollout.py --real --dtype bfloat16`).
 Tokens/s counts generated tokens (responses stop at EOS or the limit). Prints one line per
 workload and the ratio; > 1 means vLLM is faster.
 """
@@ -78,6 +81,32 @@ def tiny_prompts(count: int) -> list[list[int]]:
     return prompts
 
 
+REAL_MODEL = Path(__file__).resolve().parents[1] / ".longtide" / "models" / "smollm2-135m-instruct"
+FACTBOOK = Path(__file__).resolve().parents[1] / "ops" / "corpus-factbook"
+
+
+def real_prompts(count: int, tokens: int) -> list[list[int]]:
+    """Needle tasks of `tokens` tokens from the Factbook corpus, as SmolLM2's chat prompts."""
+    from actors.modeling import token_counter
+    from actors.prompts import Prompter, PromptFormat
+    from actors.synthesis.config import SynthesisConfig
+    from actors.tasks import TaskType
+    from ops.heldout import read_documents, store_heldout
+
+    tokenizer = load_policy_tokenizer(REAL_MODEL)
+    tasks = store_heldout(
+        read_documents(str(FACTBOOK)),
+        synthesis=SynthesisConfig(),
+        task_types=[TaskType.NEEDLE],
+        lengths=(tokens,),
+        per_cell=count,
+        count_tokens=token_counter(tokenizer),
+        everything=True,
+    )
+    prompter = Prompter(tokenizer, PromptFormat.CHAT)
+    return [prompter.ids(prompter.question(h.task.context, h.task.question)) for h in tasks]
+
+
 def compare(
     label: str, path: str, prompts: list[list[int]], n: int, new: int, device: str, dtype: str, bind: str, eager: bool
 ) -> float:
@@ -110,11 +139,19 @@ def main() -> None:
     parser.add_argument("--large-vocab", type=int, default=32_000)
     parser.add_argument("--prompt-tokens", type=int, default=1000)
     parser.add_argument("--skip-tiny", action="store_true")
+    parser.add_argument("--real", action="store_true", help="only the real model's workloads (make real-model)")
     parser.add_argument("--eager", action="store_true", help="vLLM without torch.compile (starts faster, runs slower)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bind = f"0-{args.threads - 1}"  # vLLM's CPU worker: the same number of threads, one per core
     ratios = {}
+    if args.real:
+        for count, tokens in ((4, 1024), (2, 4096)):
+            prompts = real_prompts(count, tokens)
+            label = f"SmolLM2-135M, {len(prompts)} x ~{len(prompts[0])} tokens, G=8, 64 new"
+            ratios[label] = compare(label, str(REAL_MODEL), prompts, 8, 64, args.device, args.dtype, bind, args.eager)
+        _print(ratios)
+        return
     if not args.skip_tiny:
         prompts = tiny_prompts(64)
         for new in (4, 64):
@@ -129,6 +166,10 @@ def main() -> None:
         prompts = [[rng.randrange(3, args.large_vocab) for _ in range(args.prompt_tokens)] for _ in range(8)]
         label = f"random Qwen2 {params:.0f}M, 8 x {args.prompt_tokens} tokens, G=8, 64 new"
         ratios[label] = compare(label, str(path), prompts, 8, 64, args.device, args.dtype, bind, args.eager)
+    _print(ratios)
+
+
+def _print(ratios: dict[str, float]) -> None:
     print("\nvLLM / HF tokens/s:")
     for label, ratio in ratios.items():
         print(f"  {ratio:6.2f}x  {label}")

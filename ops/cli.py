@@ -55,6 +55,7 @@ SCENARIOS: dict[str, str | None] = {
     "world": None,
     "memory": "demo-memory.yaml",
     "corpus": "demo-corpus.yaml",
+    "real": "demo-real.yaml",
 }
 """`longtide demo --scenario NAME`: the shipped demo configs in ops/configs (`world`: none, the
 service's own defaults). Without --scenario or --config the demo runs `default`."""

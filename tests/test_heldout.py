@@ -111,10 +111,16 @@ class Echo:
 
 
 class Plain:
+    """A prompter whose prompt is the question; it records the answer kinds it was told."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
     def ids(self, text: str) -> str:
         return text
 
-    def question(self, context: str, question: str) -> str:
+    def question(self, context: str, question: str, answer_kind: str = AnswerKind.TEXT) -> str:
+        self.kinds.append(answer_kind)
         return question
 
 
@@ -135,7 +141,9 @@ def test_store_tasks_are_scored_by_their_answer_kind_and_the_rule() -> None:
             "which": "Answer: (A)",
         }
     )
-    scores = score_heldout(engine, Plain(), tasks, 8, rule=Rule.RESTATE)
+    prompter = Plain()
+    scores = score_heldout(engine, prompter, tasks, 8, rule=Rule.RESTATE)
+    assert prompter.kinds == [AnswerKind.TEXT, AnswerKind.NUMERIC, AnswerKind.OPTION], "asked as rollouts ask"
     assert scores == {
         "all": [1.0, 1.0, 0.0],
         "comparative@1024": [0.0],

@@ -109,7 +109,8 @@ def score_heldout(
     answers: dict[int, str] = {}
     full = [i for i, t in enumerate(tasks) if t.task.task_type not in MEMORY_TASK_TYPES]
     if full:
-        prompts = [prompter.ids(prompter.question(tasks[i].task.context, tasks[i].task.question)) for i in full]
+        asked = [tasks[i] for i in full]  # as rollouts ask: the instruction says what kind of answer
+        prompts = [prompter.ids(prompter.question(h.task.context, h.task.question, h.answer_kind)) for h in asked]
         samples = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
         answers |= {i: sample.text for i, [sample] in zip(full, samples, strict=True)}
     memory = [i for i, t in enumerate(tasks) if t.task.task_type in MEMORY_TASK_TYPES]
