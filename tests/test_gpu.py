@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -80,3 +82,41 @@ def test_liger_head_kernel_matches_the_chunked_head() -> None:
         results[kernel] = (logp.detach(), entropy, hidden.grad.clone(), head.weight.grad.clone())
     for a, b in zip(results[HeadKernel.CHUNKED], results[HeadKernel.LIGER], strict=True):
         assert float((a - b).abs().max()) < 1e-3 * max(1.0, float(a.abs().max()))
+
+
+def _qwen_sized(path: Path) -> Path:
+    """A random-weight model of Qwen2.5-0.5B's shape (24 layers, hidden 896, 151,936 vocabulary)."""
+    from bench.rollout import build_random_qwen2
+
+    return build_random_qwen2(path, layers=24, hidden=896, vocab=151_936)
+
+
+@pytest.mark.parametrize("which", ["smollm2", "qwen-0.5b-shaped"])
+def test_vllm_cuda_takes_new_weights_over_nccl(which: str, tmp_path: Path) -> None:
+    """The learner's publisher on CUDA sends a changed policy over the collective path (NCCL);
+    vLLM on CUDA loads it in place, and its behaviour log-probs then match the changed model."""
+    from actors.settings import Transport, VLLMSettings
+    from actors.vllm_engine import VLLMEngine
+    from actors.weights import WeightPublisher
+    from tests.test_real_model import REAL_MODEL
+    from tests.test_vllm_engine import _max_diff
+
+    path = REAL_MODEL if which == "smollm2" else _qwen_sized(tmp_path / "qwen")
+    model, tokenizer = load_policy(path, device="cuda")
+    engine = VLLMEngine(str(path), tokenizer, VLLMSettings(gpu_memory_utilization=0.3), dtype="float32")
+    publisher = WeightPublisher(
+        Transport.COLLECTIVE, directory=tmp_path / "w", keep=4, dtype=None, actor="gpu-check", device="cuda"
+    )
+    try:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1.01)
+        ref = publisher.publish(1, model.state_dict())
+        assert ref.startswith("nccl://"), ref
+        engine.load_published(ref)
+        prompts = [tokenizer("The capital of Sweden is Stockholm. The capital of Sweden is")["input_ids"]] * 2
+        groups = engine.generate(prompts, n=4, temperature=0.7, top_p=1.0, max_new_tokens=8)
+        assert _max_diff(model.cpu(), prompts, groups, SamplingSpec(0.7, 1.0)) < 2e-3
+    finally:
+        publisher.close()
+        engine.close()
