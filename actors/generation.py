@@ -71,19 +71,38 @@ def decode_response(tokenizer: PreTrainedTokenizerBase, token_ids: list[int], fi
 
 
 class TransformersEngine:
-    """`model.generate` with left padding; temperature 0 means greedy."""
+    """`model.generate` with left padding; temperature 0 means greedy. Prompts go in batches of
+    at most `batch_tokens` padded tokens (rows × n × the longest prompt): one call over 48
+    1K-token prompts at once spent 12 minutes allocating (a [48·n, L, hidden] activation per
+    layer) where batches of 8K tokens take one."""
 
     name = "transformers"
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_tokens: int = 8192) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        self.batch_tokens = batch_tokens
 
-    @torch.no_grad()
     def generate(
         self, prompts: Sequence[Sequence[int]], *, n: int, temperature: float, top_p: float, max_new_tokens: int
+    ) -> list[list[Sample]]:
+        out: list[list[Sample]] = []
+        batch: list[Sequence[int]] = []
+        for prompt in prompts:
+            width = max(len(prompt), *map(len, batch)) if batch else len(prompt)
+            if batch and (len(batch) + 1) * n * width > self.batch_tokens:
+                out += self._generate(batch, n, temperature, top_p, max_new_tokens)
+                batch = []
+            batch.append(prompt)
+        if batch:
+            out += self._generate(batch, n, temperature, top_p, max_new_tokens)
+        return out
+
+    @torch.no_grad()
+    def _generate(
+        self, prompts: Sequence[Sequence[int]], n: int, temperature: float, top_p: float, max_new_tokens: int
     ) -> list[list[Sample]]:
         device = self.model.device
         width = max(len(p) for p in prompts)

@@ -20,6 +20,19 @@ def test_saved_tokenizer_encodes_like_the_built_one(tiny_model: str) -> None:
     assert (tokenizer.eos_token, tokenizer.pad_token) == ("<eos>", "<pad>")
 
 
+def test_engine_batches_by_padded_tokens_and_answers_as_one_call(tiny_model: str) -> None:
+    model, tokenizer = load_policy(tiny_model)
+    prompts = [tokenizer(PROMPT)["input_ids"][: 4 + i] for i in range(6)]
+    whole = TransformersEngine(model, tokenizer).generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=3)
+    calls = []
+    small = TransformersEngine(model, tokenizer, batch_tokens=20)
+    real = small._generate
+    small._generate = lambda batch, *rest: calls.append([len(p) for p in batch]) or real(batch, *rest)
+    split = small.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_new_tokens=3)
+    assert calls == [[4, 5, 6], [7, 8], [9]], "in order, rows × n × the longest prompt within 20 tokens"
+    assert [[s.token_ids for s in g] for g in split] == [[s.token_ids for s in g] for g in whole]
+
+
 def test_engine_samples_carry_matching_logprobs(tiny_model: str) -> None:
     model, tokenizer = load_policy(tiny_model)
     engine = TransformersEngine(model, tokenizer)
