@@ -150,7 +150,11 @@ def render_summary(summary: dict[str, Any]) -> str:
         "================ Longtide demo summary ================",
         f"tasks made by type                : {' '.join(f'{k}={v}' for k, v in summary['tasks_by_type'].items())}",
         f"held-out accuracy before training : {_fmt(summary['heldout_before'])}",
-        f"held-out accuracy after SFT       : {_fmt(summary['heldout_after_sft'])}",
+        *(
+            [f"held-out accuracy after SFT       : {_fmt(summary['heldout_after_sft'])}"]
+            if summary["heldout_after_sft"]
+            else []
+        ),
         f"held-out accuracy after RL        : {_fmt(summary['heldout_after_rl'])}",
         f"rollout engine / learner backend  : {summary['rollout_engine']} / {summary['learner_backend']}",
         f"RL steps / policy version         : {summary['rl_steps']} / {summary['policy_version']}",

@@ -572,11 +572,13 @@ class Learner:
         try:
             resumed = self.resume()
             if resumed is None:
-                self.evaluate("start", self.trainer.full_state())
-                if self.config.sft_steps:
-                    self.sft(stop)
                 state = self.trainer.full_state()
-                metrics = {f"heldout_{k}": v for k, v in self.evaluate("after sft", state).items()}
+                scores = self.evaluate("start", state)
+                if self.config.sft_steps:  # without SFT the weights are the start's: no second evaluation
+                    self.sft(stop)
+                    state = self.trainer.full_state()
+                    scores = self.evaluate("after sft", state)
+                metrics = {f"heldout_{k}": v for k, v in scores.items()}
                 self.publish(metrics, state)
                 self.save_checkpoint(state, {})  # step 0: a restart never repeats SFT
             else:
