@@ -171,3 +171,59 @@ def test_later_updates_clip_against_the_batch_start(tiny_model: str) -> None:
     assert max(float((whole[k] - split[k]).abs().max()) for k in whole) < 1e-6
     moved = dict(after_whole.named_parameters())
     assert max(float((p - moved[n]).detach().abs().max()) for n, p in after_split.named_parameters()) < 1e-5
+
+
+def nucleus_rows(model, vocab: int, spec: SamplingSpec, inside: bool, n: int, seed: int) -> list[TrainRow]:
+    """Rows whose response tokens are each the model's likeliest next token (inside any top-p
+    nucleus) or its least likely one (outside a small one), with exact behaviour log-probs."""
+    from actors.learner.logprobs import full_logprobs
+
+    rng = random.Random(seed)
+    rows = []
+    with torch.no_grad():
+        for i in range(n):
+            ids = [rng.randrange(3, vocab) for _ in range(rng.randint(3, 8))]
+            n_prompt = len(ids)
+            for _ in range(rng.randint(2, 5)):
+                logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+                ids.append(int(logits.argmax() if inside else logits.argmin()))
+            tensor = torch.tensor([ids])
+            logp, _ = full_logprobs(model(input_ids=tensor).logits, tensor, SamplingSpec(spec.temperature, 1.0))
+            behaviour = tuple(logp[0, n_prompt:].tolist())
+            rows.append(TrainRow(tuple(ids), n_prompt, advantage=(-1.0) ** i * (1 + i / 4), behaviour=behaviour))
+    return rows
+
+
+@pytest.mark.parametrize("loss", ["dapo", "grpo"])
+def test_tokens_outside_the_nucleus_do_not_dilute_the_loss(tiny_model: str, loss: str) -> None:
+    # rows of tokens outside π_prox's top-p nucleus are left out of the loss; they must be left
+    # out of its normaliser too (DAPO: tokens in the update; GRPO: rows and row lengths), so
+    # adding them changes nothing: neither the gradient nor the loss
+    from actors.learner.config import PolicyLoss
+
+    model, tokenizer = load_policy(tiny_model)
+    spec = SamplingSpec(0.7, 0.5)
+    kept = nucleus_rows(model, len(tokenizer), spec, inside=True, n=4, seed=3)
+    outside = nucleus_rows(model, len(tokenizer), spec, inside=False, n=3, seed=4)
+    step = StepSettings(**{**settings(10_000).__dict__, "objective": PolicyObjective(loss=PolicyLoss(loss))})
+
+    def gradient(rows: list[TrainRow], micro_batch_tokens: int):
+        trainer = GradientRecorder(
+            copy.deepcopy(model),
+            lr=1e-3,
+            settings=StepSettings(**{**step.__dict__, "micro_batch_tokens": micro_batch_tokens}),
+            spec=spec,
+            pad_id=0,
+        )
+        stats = trainer.step(rows, Phase.RL)
+        return trainer.gradient, stats
+
+    alone, s1 = gradient(kept, 10_000)
+    mixed, s2 = gradient(kept[:2] + outside + kept[2:], 10_000)
+    split, s3 = gradient(kept[:2] + outside + kept[2:], 12)  # several micro-batches
+    assert s2["outside_nucleus_tokens"] == sum(r.n_targets for r in outside) > 0
+    assert s1["outside_nucleus_tokens"] == 0
+    assert abs(s1["loss"] - s2["loss"]) < 1e-6 and abs(s1["loss"] - s3["loss"]) < 1e-6
+    for other in (mixed, split):
+        assert max(float((alone[k] - other[k]).abs().max()) for k in alone) < 1e-6
+    assert max(float(g.abs().max()) for g in alone.values()) > 1e-4, "a real gradient"

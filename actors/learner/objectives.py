@@ -15,7 +15,8 @@ The surrogate (RECIPE.md §5):
 - `Correction.NAIVE`: PPO with the behaviour policy as the old one: u_t = π_θ / π_behav, no
   weight. AReaL's ablation: quality collapses with staleness.
 - KL to a reference policy (k3 estimator, β = `kl_coef`; 0 leaves it out as DAPO does).
-- Tokens outside π_prox's top-p nucleus (log-prob −inf) are left out (weight 0).
+- Tokens outside π_prox's top-p nucleus (log-prob −inf) are left out (weight 0), and out of
+  `tokens`, `rows` and the row lengths too (the trainer counts them first, `kept_tokens`).
 """
 
 from __future__ import annotations

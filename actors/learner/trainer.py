@@ -134,18 +134,23 @@ class Trainer:
         plan_updates = [list(u) for u in updates] if updates else [list(range(len(rows)))]
         first_epoch = self._first_epoch(plan_updates, len(rows))
         prox: dict[tuple[int, int], torch.Tensor] | None = None
+        counted: dict[str, float] | None = None
         sums: dict[str, float] = {"loss": 0.0, "entropy_sum": 0.0, "target_tokens": 0.0, "sequences": 0.0}
         sums |= {"row_entropy_sum": 0.0, "rows_measured": 0.0}
-        if phase is Phase.RL and len(plan_updates) > 1 and self.settings.objective.correction is Correction.DECOUPLED:
-            prox = {}
+        if phase is Phase.RL and self._needs_proximal_forward(len(plan_updates)):
+            prox, counted = {}, {}
             for u, update in enumerate(plan_updates):
                 measured = self._run_update([rows[i] for i in update], phase, u, prox, forward_only=True)
+                counted |= {f"tokens{u}": measured["valid_tokens"], f"rows{u}": measured["valid_rows"]}
                 if u < first_epoch:
                     for key in ("row_entropy_sum", "rows_measured"):
                         sums[key] += measured[key]
+            if self.group is not None:
+                counted = self.group.sum(counted)
         norms = []
         for u, update in enumerate(plan_updates):
-            part = self._run_update([rows[i] for i in update], phase, u, prox)
+            counts = (counted[f"tokens{u}"], counted[f"rows{u}"]) if counted is not None else None
+            part = self._run_update([rows[i] for i in update], phase, u, prox, counts=counts)
             if prox is not None or u >= first_epoch:  # measured already, or after an update
                 part = {k: v for k, v in part.items() if k not in ("row_entropy_sum", "rows_measured")}
             for key, value in part.items():
@@ -154,6 +159,13 @@ class Trainer:
         if self.group is not None:
             sums = self.group.sum(sums)
         return summarize(sums, norms, len(plan_updates), len(plan_updates) / first_epoch)
+
+    def _needs_proximal_forward(self, n_updates: int) -> bool:
+        """π_prox's log-probs before the first update: decoupled PPO over several updates needs
+        them as the old policy, and a top-p nucleus needs them to count the tokens the loss
+        keeps (those inside it) before any loss is scaled by that count."""
+        decoupled = self.settings.objective.correction is Correction.DECOUPLED
+        return (n_updates > 1 and decoupled) or self.spec.top_p < 1.0
 
     @staticmethod
     def _first_epoch(updates: list[list[int]], n_rows: int) -> int:
@@ -172,11 +184,16 @@ class Trainer:
         u: int,
         prox: dict[tuple[int, int], torch.Tensor] | None,
         forward_only: bool = False,
+        counts: tuple[float, float] | None = None,
     ) -> dict[str, float]:
         """This rank's micro-batches of one update: backward on each (or, `forward_only`, the
-        proximal log-probs stored into `prox` under (update, row))."""
+        proximal log-probs stored into `prox` under (update, row), and the tokens and rows the
+        loss will keep counted). `counts`: (tokens, rows) of the whole update that the loss
+        keeps, from that count; None: every trained row and target token."""
         tokens = float(sum(r.n_targets for r in rows if r.trained))
         n_rows = float(sum(r.trained for r in rows))
+        if counts is not None:
+            tokens, n_rows = counts
         plan = plan_micro_batches([len(r.ids) for r in rows], self.settings.micro_batch_tokens, self.world)
         chunk = self.settings.logprob_chunk_tokens
         sums: dict[str, float] = {}
@@ -215,7 +232,10 @@ class Trainer:
             "row_entropy_sum": float(((entropy * measure).sum(-1) / row_tokens.clamp(min=1e-9))[row_tokens > 0].sum()),
             "rows_measured": float((row_tokens > 0).sum()),
         }
+        behaviour = batch.behaviour_logprobs.to(device)
         if forward_only:
+            kept = kept_tokens(mask, logp, behaviour) * micro.weight  # [B]
+            measured |= {"valid_tokens": float(kept.sum()), "valid_rows": float((kept > 0).sum())}
             if micro.weight:  # a filler repeats rows another micro-batch holds: keep theirs
                 for k, i in enumerate(micro.rows):
                     prox[(u, i)] = logp[k].detach()
@@ -235,14 +255,13 @@ class Trainer:
             if objective.kl_coef > 0:
                 with torch.no_grad():
                     ref, _ = self._logprobs(self.reference, batch, mask, spec, chunks, with_entropy=False)
-            lengths = torch.tensor([r.n_targets for r in rows], device=device)
             loss, stats = policy_loss(
                 logp,
                 old,
-                batch.behaviour_logprobs.to(device),
+                behaviour,
                 advantages,
                 entropy_clip_mask(entropy, mask, advantages, self.settings.aepo),
-                row_scale(lengths, objective.loss, tokens, n_rows).to(device),
+                row_scale(kept_tokens(mask, old, behaviour), objective.loss, tokens, n_rows).to(device),
                 objective,
                 ref,
             )
@@ -287,6 +306,12 @@ class Trainer:
         if self.settings.precision is Precision.BF16 and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def kept_tokens(mask: torch.Tensor, prox_logp: torch.Tensor, behav_logp: torch.Tensor) -> torch.Tensor:
+    """[B] per row, the masked tokens `policy_loss` keeps: inside both policies' nucleus (a
+    finite log-prob under each). DAPO's token count and GRPO's row lengths count only these."""
+    return (mask * torch.isfinite(prox_logp) * torch.isfinite(behav_logp)).sum(-1)
 
 
 def summarize(
