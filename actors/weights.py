@@ -20,31 +20,140 @@ Both sides time a sync in `longtide_<kind>_weight_sync_seconds`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from prometheus_client import Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from safetensors.torch import load_file, save_file
 
 from actors.collective import Address, CollectiveBackend, WeightSender, WeightsUnavailable, receive_weights
 from actors.settings import STORE_NAME, Transport
+from streams.kafka import Consumer, Message, StreamsConfig
+from streams.logs import newest_of_run
+from streams.topics import POLICY
 
 log = logging.getLogger(__name__)
 
 
 @cache
 def weight_sync_seconds(kind: str) -> Histogram:
-    """Time to publish (learner) or fetch and load (rollout) one policy version."""
+    """Time to publish (learner) or fetch and load (rollout, memory) one policy version."""
     return Histogram(
         f"longtide_{kind}_weight_sync_seconds",
-        "Seconds to publish (learner) or fetch and load (rollout) one version's weights.",
+        "Seconds to publish (learner) or fetch and load (rollout, memory) one version's weights.",
         ["actor"],
         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     )
+
+
+POLICY_SKIP_REASONS = ("other_run", "undecodable", "weights_unavailable", "bad_weights_ref")
+
+
+@cache
+def policy_metrics(kind: str) -> tuple[Gauge, Counter]:
+    """(the loaded version, the `policy` records not followed) of a follower kind."""
+    version = Gauge(
+        f"longtide_{kind}_policy_version",
+        "Policy version loaded (-1: none yet; an actor that reads with the base model starts there).",
+        ["actor"],
+    )
+    skipped = Counter(
+        f"longtide_{kind}_policy_records_skipped",
+        "policy records not followed: another run's, undecodable, weights gone, or a reference no transport reads.",
+        ["actor", "reason"],
+    )
+    return version, skipped
+
+
+class Loads(Protocol):
+    def load_published(self, weights_ref: str) -> None: ...
+
+
+class PolicyFollower:
+    """Follows one run's `policy` topic for an actor that generates with the policy (rollout,
+    memory): reads the announcements, loads the newest version's weights into `engine` when it
+    is newer than the loaded one, counts the records it passes over by reason, and times each
+    sync (`longtide_<kind>_weight_sync_seconds`).
+
+    `version` is the loaded version: `initial` at start (None: nothing may be generated yet;
+    -1: the base model is a policy to generate with), and None again after a version's weights
+    could not be fetched (with tensor parallelism some workers may already hold them), until a
+    later announcement loads. A reference no transport reads keeps the loaded weights.
+    `groups_consumed` is the learner's count from the newest record of the loaded version (it
+    re-announces a version as it drops groups)."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        name: str,
+        streams: StreamsConfig,
+        run_id: str,
+        engine: Loads,
+        initial: int | None = None,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        """`lock`: held while weights load and `version` changes (an engine shared with another
+        thread, such as a query endpoint)."""
+        self.name = name
+        self.kind = kind
+        self.run_id = run_id
+        self.engine = engine
+        self.lock = lock or contextlib.nullcontext()
+        self.version = initial
+        self.groups_consumed = 0
+        self._version_gauge, self._skipped = policy_metrics(kind)
+        for reason in POLICY_SKIP_REASONS:
+            self._skipped.labels(name, reason)  # every series exists from the start, at 0
+        self._show_version()
+        self.reader = Consumer(
+            streams, group_id=None, topics=[POLICY.name], client_id=f"{name}-policy", assign_all=True
+        )
+
+    def sync(self, timeout_ms: int = 0, records: Iterable[Message] | None = None) -> bool:
+        """Load the newest announced version of the run if it is newer than the loaded one;
+        `records`: what to look through instead of the next poll (at start: the whole topic).
+        True when new weights were loaded."""
+        latest, skipped = newest_of_run(self.reader.poll(timeout_ms) if records is None else records, self.run_id)
+        for reason, count in skipped.items():
+            self._skipped.labels(self.name, reason).inc(count)
+        if latest is not None and latest.version == self.version:  # a re-announcement: groups dropped
+            self.groups_consumed = max(self.groups_consumed, latest.groups_consumed)
+        if latest is None or (self.version is not None and latest.version <= self.version):
+            return False
+        start = time.perf_counter()
+        try:
+            with self.lock:
+                self.engine.load_published(latest.weights_ref)
+                self.version = latest.version
+        except WeightsUnavailable as exc:  # newer versions are staged: their announcements follow
+            log.warning("%s: %s; waiting for the next announcement", self.name, exc)
+            self._skipped.labels(self.name, "weights_unavailable").inc()
+            with self.lock:
+                self.version = None
+            self._show_version()
+            return False
+        except ValueError as exc:  # a reference no transport understands: keep the loaded weights
+            log.warning("%s: policy version %d skipped: %s", self.name, latest.version, exc)
+            self._skipped.labels(self.name, "bad_weights_ref").inc()
+            return False
+        weight_sync_seconds(self.kind).labels(self.name).observe(time.perf_counter() - start)
+        self.groups_consumed = latest.groups_consumed
+        self._show_version()
+        return True
+
+    def _show_version(self) -> None:
+        self._version_gauge.labels(self.name).set(-1 if self.version is None else self.version)
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 def wire_state(state: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:

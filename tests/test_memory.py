@@ -235,7 +235,11 @@ def test_documents_arriving_while_the_learner_trains_change_the_answer(
         wait_for(lambda: actor.store.read_count() >= 1 or bool(running.errors), 120, "the first document read")
         with pytest.raises(QueryError, match="empty memory"):
             actor.ask("probe", question)
-        wait_for(lambda: actor.version >= 1 or bool(running.errors), 120, "the memory actor on a trained version")
+        wait_for(
+            lambda: (actor.policy.version or -1) >= 1 or bool(running.errors),
+            120,
+            "the memory actor on a trained version",
+        )
         sent = time.monotonic()
         _send(streams, [_doc("probe", f"{filler} {fact} {world.facts_of(others[4])[0].sentence()}")])
 

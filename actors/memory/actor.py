@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from actors.base import ProcessorActor
-from actors.collective import WeightsUnavailable
 from actors.engines import make_engine
 from actors.memory.config import MemoryConfig, normal_question
 from actors.memory.metrics import (
@@ -49,7 +48,6 @@ from actors.memory.metrics import (
     QUERIES,
     QUERY_OUTCOMES,
     READ_SECONDS,
-    VERSION,
     CollectionSeries,
 )
 from actors.memory.store import Memory, MemoryStore, Pending
@@ -57,10 +55,11 @@ from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chun
 from actors.modeling import token_counter
 from actors.prompts import Prompter, PromptFormat
 from actors.verifiers import extract_answer
+from actors.weights import PolicyFollower
 from schemas import Document, MemoryUpdate
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Message, StreamsConfig
-from streams.logs import newest_of_run, read_all
+from streams.kafka import Message, StreamsConfig
+from streams.logs import read_all
 from streams.processor import Output, arrow_decoder
 from streams.topics import DOCS, MEMORY, POLICY
 
@@ -128,10 +127,16 @@ class MemoryActor(ProcessorActor):
         self.prompter = Prompter(self.engine.tokenizer, prompt_format)
         self.engine_lock = threading.Lock()
         """The actor's loop and the query endpoint share the engine."""
-        self.version = -1
-        self.policy_reader = Consumer(
-            streams, group_id=None, topics=[POLICY.name], client_id=f"{name}-policy", assign_all=True
+        self.policy = PolicyFollower(
+            kind="memory",
+            name=name,
+            streams=streams,
+            run_id=run_id,
+            engine=self.engine,
+            initial=-1,
+            lock=self.engine_lock,
         )
+        """Reads with the base model (version -1) until the run's first version loads."""
         decode = arrow_decoder(Document)
         self._applied = self.store.applied()
 
@@ -157,24 +162,7 @@ class MemoryActor(ProcessorActor):
             {(DOCS.name, p): self._applied.get(p, 0) for _, p in self.processor.consumer.assigned()}
         )
         DOCS_READ.labels(name)
-        VERSION.labels(name).set(-1)
         self.server: Any = None
-
-    # -- following the policy ------------------------------------------------------------------
-    def sync_policy(self, records: list[Message] | None = None) -> None:
-        """Load the newest announced weights of this run, if newer (between documents);
-        `records`: what to look through instead of the next poll (at start: the whole topic)."""
-        latest, _ = newest_of_run(self.policy_reader.poll(0) if records is None else records, self.run_id)
-        if latest is None or latest.version <= self.version:
-            return
-        try:
-            with self.engine_lock:
-                self.engine.load_published(latest.weights_ref)
-                self.version = latest.version  # (under the lock: `ask` reports the weights it used)
-        except (WeightsUnavailable, ValueError) as exc:  # a newer one is announced later
-            log.warning("%s: policy version %d not loaded: %s", self.name, latest.version, exc)
-            return
-        VERSION.labels(self.name).set(self.version)
 
     def _passed(self, message: Message) -> None:
         """A dead-lettered document: reading resumes after it (the store, not the group's
@@ -218,7 +206,7 @@ class MemoryActor(ProcessorActor):
             doc_id=doc.doc_id,
             partition=arrived.partition,
             offset=arrived.offset,
-            policy_version=self.version,
+            policy_version=self.policy.version,
             text=doc.text,
             text_ref=doc.text_ref,
         )
@@ -244,7 +232,7 @@ class MemoryActor(ProcessorActor):
                     question=job.question,
                     text=text,
                     revision=(prior.revision if prior else 0) + 1,
-                    policy_version=self.version,
+                    policy_version=self.policy.version,
                     docs_covered=(prior.docs_covered if prior else 0) + 1,
                     last_doc_id=doc_id,
                 )
@@ -355,7 +343,7 @@ class MemoryActor(ProcessorActor):
                 top_p=1.0,
                 prompter=self.prompter,
             )
-            policy_version = self.version
+            policy_version = self.policy.version
         QUERIES.labels(self.name, "answered").inc()
         answer = {
             "status": "answered",
@@ -419,10 +407,12 @@ class MemoryActor(ProcessorActor):
         self.server = serve(self, self.config.http_host, self.config.http_port, self.config.max_request_bytes)
         # the newest version announced so far before the first document: a restarted actor must
         # not overwrite memories a trained policy wrote with the base model's reading
-        self.sync_policy(read_all(self.streams, POLICY.name, idle_ms=300))
+        self.policy.sync(records=read_all(self.streams, POLICY.name, idle_ms=300))
         try:
             while not stop.is_set():
-                self.sync_policy()
+                self.policy.sync(timeout_ms=100 if self.policy.version is None else 0)
+                if self.policy.version is None:  # a version's weights could not load: wait for the next
+                    continue
                 self.processor.step(timeout_ms=50 if self.catch_up() else 200, max_records=4)
                 if time.monotonic() - self._progress_at > PROGRESS_EVERY_S:
                     self._progress_at = time.monotonic()
@@ -433,7 +423,7 @@ class MemoryActor(ProcessorActor):
     def snapshot(self) -> dict[str, Any]:
         return {
             **super().snapshot(),
-            "policy_version": self.version,
+            "policy_version": self.policy.version,
             "collections": len(self.store.collections()),
             "documents_read": self.store.read_count(),
             "http": self.server.address if self.server else "",
@@ -441,6 +431,6 @@ class MemoryActor(ProcessorActor):
 
     def close(self) -> None:
         super().close()
-        self.policy_reader.close()
+        self.policy.close()
         self.store.close()
         self.engine.close()

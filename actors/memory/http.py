@@ -104,7 +104,7 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"ok": True, "policy_version": actor.version}
+        return {"ok": True, "policy_version": actor.policy.version}
 
     return app
 

@@ -36,7 +36,6 @@ LAG = Gauge(
     "Seconds between a document's ingestion and its reading into memory (the latest document).",
     ["actor"],
 )
-VERSION = Gauge("longtide_memory_policy_version", "Policy version loaded (-1: the base model).", ["actor"])
 QUERIES = Counter("longtide_memory_queries", "Questions answered, being read for, or refused.", ["actor", "outcome"])
 QUERY_OUTCOMES = ("answered", "reading", "unknown_collection", "empty_memory", "too_many_questions", "rejected")
 PENDING = Gauge(

@@ -27,35 +27,27 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from actors.base import ProcessorActor
-from actors.collective import WeightsUnavailable
 from actors.engines import make_engine
 from actors.memory_agent import Job, MemoryAgentConfig, Turn, read_chunked, split_chunks
 from actors.modeling import token_counter
 from actors.prompts import Prompter, PromptFormat
 from actors.rollout.config import RolloutConfig
 from actors.tasks import MEMORY_TASK_TYPES
-from actors.weights import weight_sync_seconds
+from actors.weights import PolicyFollower
 from schemas import Rollout, Task
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, StreamsConfig
-from streams.logs import LostRecords, OffsetReader, newest_of_run
+from streams.kafka import StreamsConfig
+from streams.logs import LostRecords, OffsetReader
 from streams.processor import Output, arrow_decoder
-from streams.topics import POLICY, ROLLOUTS, TASKS
+from streams.topics import ROLLOUTS, TASKS
 
 log = logging.getLogger(__name__)
 
-VERSION = Gauge("longtide_rollout_policy_version", "Policy version loaded (-1: none yet).", ["actor"])
 SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", "task_type"])
 TOKENS = Counter("longtide_rollout_tokens", "Response tokens generated.", ["actor"])
-POLICY_SKIPPED = Counter(
-    "longtide_rollout_policy_records_skipped",
-    "policy records not followed: another run's, undecodable, weights gone, or a reference no transport reads.",
-    ["actor", "reason"],
-)
-POLICY_SKIP_REASONS = ("other_run", "undecodable", "weights_unavailable", "bad_weights_ref")
 GATE_WAIT = Counter("longtide_rollout_gate_wait_seconds", "Time paused by the staleness gate.", ["actor"])
 GENERATE = Histogram(
     "longtide_rollout_generate_seconds",
@@ -99,13 +91,10 @@ class RolloutActor(ProcessorActor):
         self.memory_agent = memory_agent or MemoryAgentConfig()
         self.run_id = run_id
         self.rollouts_base = dict(rollouts_base or {})
-        for reason in POLICY_SKIP_REASONS:
-            POLICY_SKIPPED.labels(name, reason)  # every series exists from the start, at 0
         for task_type in task_types:
             SAMPLES.labels(name, task_type)
         TOKENS.labels(name)
         GATE_WAIT.labels(name)
-        VERSION.labels(name).set(-1)  # no policy loaded yet
         self.claim = claim
         self.max_staleness = max_staleness
         self.groups_per_step = groups_per_step
@@ -113,43 +102,11 @@ class RolloutActor(ProcessorActor):
         self.tokenizer = self.engine.tokenizer
         self.prompter = Prompter(self.tokenizer, prompt_format)
         self.count_tokens = token_counter(self.tokenizer)
-        self.version: int | None = None
-        self.consumed_groups = 0
         self.gate_waits = 0
-        self.policy_reader = Consumer(
-            streams, group_id=None, topics=[POLICY.name], client_id=f"{name}-policy", assign_all=True
-        )
+        self.policy = PolicyFollower(kind="rollout", name=name, streams=streams, run_id=run_id, engine=self.engine)
         self.offsets = OffsetReader(streams, client_id=f"{name}-offsets")
         self.lost = LostRecords(streams, ROLLOUTS.name, base=self.rollouts_base, client_id=f"{name}-lost")
         self._connect(name=name, streams=streams, topic=TASKS.name, decoder=arrow_decoder(Task), batched=True)
-
-    def sync_policy(self, timeout_ms: int = 0) -> None:
-        """Load the newest announced weights, if newer than those loaded (between engine calls)."""
-        latest, skipped = newest_of_run(self.policy_reader.poll(timeout_ms), self.run_id)
-        for reason, count in skipped.items():
-            POLICY_SKIPPED.labels(self.name, reason).inc(count)
-        if latest is not None and latest.version == self.version:  # a re-announcement: groups dropped
-            self.consumed_groups = max(self.consumed_groups, latest.groups_consumed)
-        if latest is None or (self.version is not None and latest.version <= self.version):
-            return
-        start = time.perf_counter()
-        try:
-            self.engine.load_published(latest.weights_ref)
-        except WeightsUnavailable as exc:
-            # newer versions are staged, so their announcements follow; generate nothing until
-            # one loads (with tensor parallelism some workers may already hold the missed one)
-            log.warning("%s: %s; waiting for the next announcement", self.name, exc)
-            POLICY_SKIPPED.labels(self.name, "weights_unavailable").inc()
-            self.version = None
-            return
-        except ValueError as exc:  # a reference no transport understands: keep the loaded weights
-            log.warning("%s: policy version %d skipped: %s", self.name, latest.version, exc)
-            POLICY_SKIPPED.labels(self.name, "bad_weights_ref").inc()
-            return
-        weight_sync_seconds("rollout").labels(self.name).observe(time.perf_counter() - start)
-        self.version = latest.version
-        self.consumed_groups = latest.groups_consumed
-        VERSION.labels(self.name).set(latest.version)
 
     def produced_groups(self) -> int:
         """Groups on `rollouts` (one message each) since the run started, from every rollout actor,
@@ -168,8 +125,8 @@ class RolloutActor(ProcessorActor):
     def handle(self, tasks: list[Task]) -> list[Output]:
         """One engine call for the full-context tasks (G samples each) and one turn loop for the
         memory-agent tasks (G trajectories each); one message (record batch) per group."""
-        assert self.version is not None
-        version = self.version  # every request of this call runs on these weights
+        version = self.policy.version  # every request of this call runs on these weights
+        assert version is not None
         memory = [t for t in tasks if t.task_type in MEMORY_TASK_TYPES]
         full = [t for t in tasks if t.task_type not in MEMORY_TASK_TYPES]
         # chunk first: a context that cannot be chunked fails before anything is generated
@@ -241,12 +198,12 @@ class RolloutActor(ProcessorActor):
     def run(self, stop: threading.Event) -> None:
         torch.set_num_threads(self.config.resources.threads)
         while not stop.is_set():
-            self.sync_policy(timeout_ms=100 if self.version is None else 0)
+            self.policy.sync(timeout_ms=100 if self.policy.version is None else 0)
             allowance = 0
-            if self.version is not None:
+            if self.policy.version is not None:
                 allowance = gate_allowance(
                     produced_groups=self.produced_groups(),
-                    consumed_groups=self.consumed_groups,
+                    consumed_groups=self.policy.groups_consumed,
                     groups_per_step=self.groups_per_step,
                     max_staleness=self.max_staleness,
                 )
@@ -262,14 +219,14 @@ class RolloutActor(ProcessorActor):
     def snapshot(self) -> dict[str, Any]:
         return {
             **super().snapshot(),
-            "policy_version": self.version,
+            "policy_version": self.policy.version,
             "gate_waits": self.gate_waits,
             "engine": self.engine.name,
         }
 
     def close(self) -> None:
         super().close()
-        self.policy_reader.close()
+        self.policy.close()
         self.offsets.close()
         self.lost.close()
         self.engine.close()
