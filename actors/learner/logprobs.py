@@ -75,7 +75,7 @@ def target_logprobs(
     input_ids: torch.Tensor,  # [B, L]
     target_mask: torch.Tensor,  # [B, L] 1 where input_ids[t] is a trained token (t ≥ 1)
     spec: SamplingSpec,
-    chunk_tokens: int = 1024,
+    chunk_tokens: int,  # `learner.logprob_chunk_tokens`
     with_entropy: bool = True,
     min_chunks: int = 0,
     kernel: HeadKernel = HeadKernel.CHUNKED,
