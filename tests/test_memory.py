@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.memory.actor import MemoryActor, QueryError
+from actors.memory.actor import MemoryActor
 from actors.memory.config import MemoryConfig
+from actors.memory.queries import QueryError
 from actors.memory.store import Memory, MemoryStore
 from actors.memory_agent import MemoryAgentConfig
 from actors.world import make_world

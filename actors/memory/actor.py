@@ -50,6 +50,7 @@ from actors.memory.metrics import (
     READ_SECONDS,
     CollectionSeries,
 )
+from actors.memory.queries import QueryError
 from actors.memory.store import Memory, MemoryStore, Pending
 from actors.memory_agent import Job, MemoryAgentConfig, read_chunked, split_chunks
 from actors.modeling import token_counter
@@ -81,15 +82,6 @@ class Arrived:
     doc: Document
     partition: int
     offset: int
-
-
-class QueryError(ValueError):
-    """A question that cannot be answered from memory; `status` is the HTTP status to return."""
-
-    def __init__(self, message: str, status: int, outcome: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.outcome = outcome
 
 
 class MemoryActor(ProcessorActor):
@@ -419,6 +411,12 @@ class MemoryActor(ProcessorActor):
                     self.collection_series.update(self.store.progress())
         finally:
             self.server.stop()
+
+    def collections(self) -> list[str]:
+        return self.store.collections()
+
+    def policy_version(self) -> int | None:
+        return self.policy.version
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ method a path does not take, 409 empty memory, 413 body larger than `memory.max_
 
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -24,13 +24,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-if TYPE_CHECKING:
-    from actors.memory.actor import MemoryActor
+from actors.memory.metrics import QUERIES
+from actors.memory.queries import Answers, QueryError
 
 
-def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
-    from actors.memory.actor import QUERIES, QueryError
-
+def build_app(actor: Answers, max_request_bytes: int) -> FastAPI:
     limit = actor.config.max_question_chars
 
     class Ask(BaseModel):
@@ -93,7 +91,7 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
 
     @app.get("/collections")
     def collections() -> dict[str, list[str]]:
-        return {"collections": actor.store.collections()}
+        return {"collections": actor.collections()}
 
     @app.get("/collections/{collection:path}")
     def progress(collection: str) -> JSONResponse:
@@ -104,7 +102,7 @@ def build_app(actor: "MemoryActor", max_request_bytes: int) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"ok": True, "policy_version": actor.policy.version}
+        return {"ok": True, "policy_version": actor.policy_version()}
 
     return app
 
@@ -128,5 +126,5 @@ class Server:
         self.sock.close()
 
 
-def serve(actor: "MemoryActor", host: str, port: int, max_request_bytes: int) -> "Server":
+def serve(actor: Answers, host: str, port: int, max_request_bytes: int) -> "Server":
     return Server(build_app(actor, max_request_bytes), host, port)
