@@ -43,6 +43,6 @@ def load_token_counter(model_path: str | Path) -> TokenCounter:
     found = Path(model_path) / "tokenizer.json"
     if found.exists():
         return TokenCounter(Tokenizer.from_file(str(found)))
-    from actors.modeling import load_policy_tokenizer  # torch and transformers: only where needed
+    from transformers import AutoTokenizer  # only where needed
 
-    return TokenCounter(load_policy_tokenizer(model_path))
+    return TokenCounter(AutoTokenizer.from_pretrained(str(model_path)))

@@ -14,11 +14,10 @@ import logging
 import urllib.request
 from typing import Any
 
-from kafka import KafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import Message, StreamsConfig
-from streams.logs import OffsetReader, group_offsets, newest_of_run, read_each
+from streams.logs import OffsetReader, consumer_groups, group_offsets, newest_of_run, read_each
 from streams.topics import ALL_TOPICS, DLQ, POLICY
 
 log = logging.getLogger(__name__)
@@ -99,11 +98,7 @@ def collect_status(
         topics = {t.name: offsets.end_offsets(t.name) for t in ALL_TOPICS}
     finally:
         offsets.close()
-    admin = KafkaAdminClient(**streams.client_options(), client_id="longtide-status")
-    try:
-        groups = sorted(g["group_id"] for g in admin.list_groups() if g["group_id"].startswith("longtide"))
-    finally:
-        admin.close()
+    groups = consumer_groups(streams, "longtide")
     group_state = {}
     for group in groups:
         committed = group_offsets(streams, group)

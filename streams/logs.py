@@ -162,6 +162,15 @@ def exact_end_offsets(config: StreamsConfig, topic: str, *, timeout_ms: int = 50
         consumer.close()
 
 
+def consumer_groups(config: StreamsConfig, prefix: str = "") -> list[str]:
+    """The broker's consumer groups whose id starts with `prefix`, sorted."""
+    admin = KafkaAdminClient(**config.client_options(), client_id="longtide-admin")
+    try:
+        return sorted(g["group_id"] for g in admin.list_groups() if g["group_id"].startswith(prefix))
+    finally:
+        admin.close()
+
+
 def group_offsets(config: StreamsConfig, group_id: str) -> dict[Partition, int]:
     """Committed offsets of a consumer group."""
     admin = KafkaAdminClient(**config.client_options(), client_id="longtide-admin")
