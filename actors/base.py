@@ -7,7 +7,7 @@ Each consumes one topic in a consumer group through a `StreamProcessor` and impl
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as WorkPending
 from typing import Any, ClassVar, TypeVar
@@ -39,24 +39,29 @@ class ProcessorActor:
         dedup_key: Callable[[Any], str] = record_id,
         batched: bool = False,
         extra_topics: Sequence[str] = (),
-        assign_all: bool = False,
+        position: Mapping[int, int] | None = None,
         on_dead_letter: Callable[[Message], None] | None = None,
     ) -> None:
         """`extra_topics`: further topics in the same group and loop (`decoder` sees each
-        message's topic); `assign_all`: read every partition (one instance; no rebalancing),
-        so the actor can seek to offsets of its own; `on_dead_letter`: told of each message
-        dead-lettered (an actor that keeps its own position records it as passed)."""
+        message's topic); `position`: the actor keeps its own position in `topic` (partition ->
+        the next offset to read, 0 for a partition not named), which its durable state, not the
+        group's commits, says: it reads every partition (one instance, no rebalancing) from
+        there; `on_dead_letter`: told of each message dead-lettered (such an actor records it
+        as passed)."""
         self.name = name
+        consumer = Consumer(
+            streams,
+            group_id=f"longtide-{self.KIND}",
+            topics=[topic, *extra_topics],
+            client_id=name,
+            assign_all=position is not None,
+        )
+        if position is not None:
+            consumer.seek({(t, p): position.get(p, 0) for t, p in consumer.assigned() if t == topic})
         self.processor = StreamProcessor(
             actor=name,
             kind=self.KIND,
-            consumer=Consumer(
-                streams,
-                group_id=f"longtide-{self.KIND}",
-                topics=[topic, *extra_topics],
-                client_id=name,
-                assign_all=assign_all,
-            ),
+            consumer=consumer,
             producer=Producer(streams, client_id=name),
             decoder=decoder,
             handle=self.handle,

@@ -79,10 +79,11 @@ from actors.tasks import MEMORY_TASK_TYPES
 from actors.weights import WeightPublisher
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
-from streams.kafka import Consumer, Message, Producer, StreamsConfig
+from streams.kafka import Message, Producer, StreamsConfig
 from streams.logs import newest_of_run, read_all
 from streams.metrics import stream_metrics
 from streams.processor import arrow_decoder, dead_letter, describe
+from streams.reader import CheckpointedReader
 from streams.topics import DLQ, POLICY, SCORED, TASKS
 
 log = logging.getLogger(__name__)
@@ -256,13 +257,10 @@ class Learner:
     # -- SFT warm-up ---------------------------------------------------------------------------
     def sft(self, stop: threading.Event) -> None:
         self.phase = "sft"
-        consumer = Consumer(
-            self.streams,
-            group_id=f"{self.name}-sft",
-            topics=[TASKS.name],
-            client_id=f"{self.name}-sft",
-            assign_all=True,
-            max_poll_records=500,
+        # from the start of `tasks`, committing nothing: the step-0 checkpoint is what keeps a
+        # restart from repeating the warm-up
+        reader = CheckpointedReader(
+            self.streams, actor=self.name, kind="learner", group_id=f"{self.name}-sft", topics=[TASKS.name]
         )
         decode = arrow_decoder(Task)
 
@@ -280,17 +278,16 @@ class Learner:
             ]
 
         warm_up(
-            consumer,
+            reader,
             steps=self.config.sft_steps,
             batch=self.config.sft_batch,
             prompter=self.prompter,
             pairs=pairs,
             train=lambda rows: self._train(rows, Phase.SFT),
             dead_letter=lambda message, exc: self._dead_letter(message, exc, "sft"),
-            polled=lambda messages: stream_metrics("learner").polled(self.name, messages, consumer.lag()),
             stop=stop,
         )
-        consumer.close()
+        reader.close()
 
     # -- RL -------------------------------------------------------------------------------------
     def rl_update(self, groups: list[list[ScoredRollout]]) -> dict[str, float]:
@@ -422,33 +419,20 @@ class Learner:
         if self.config.kl_coef > 0:  # the policy RL started from: now, or the step-0 checkpoint's (never pruned)
             start = self.checkpoints / checkpoint.RL_START / "model"
             self.trainer.set_reference("" if resumed is None else str(start))
-        consumer = Consumer(
-            self.streams,
-            group_id=self.name,
-            topics=[SCORED.name],
-            client_id=self.name,
-            assign_all=True,
-            max_poll_records=500,
+        start = resumed.partition_offsets() if resumed is not None else None  # the checkpoint says where
+        if start is None and self.replay is not None and self.replay.start:
+            start = dict(self.replay.start)
+        reader = CheckpointedReader(
+            self.streams, actor=self.name, kind="learner", group_id=self.name, topics=[SCORED.name], start=start
         )
         decode = arrow_decoder(ScoredRollout)
-        seen_through: dict[tuple[str, int], int] = {}
-        if resumed is not None:
-            seen_through = resumed.partition_offsets()
-            consumer.seek(seen_through)  # the checkpoint, not Kafka's committed offsets, says where
-        elif self.replay is not None and self.replay.start:
-            consumer.seek(self.replay.start)
+        covers = (lambda m: self.replay.covers((m.topic, m.partition), m.offset)) if self.replay is not None else None
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
-            messages = consumer.poll(200)
-            stream_metrics("learner").polled(self.name, messages, consumer.lag())
-            for message in messages:
-                part = (message.topic, message.partition)
-                if self.replay is not None and not self.replay.covers(part, message.offset):
-                    continue
-                seen_through[part] = message.offset + 1
+            for message in reader.poll(200, keep=covers):
                 group = self.intake.take(message, decode, self.version)
                 if group is not None:
-                    ready.append((part, message.offset, group))
+                    ready.append(((message.topic, message.partition), message.offset, group))
                     self._last_arrival = time.monotonic()
             ready = [item for item in ready if self.intake.fresh(item[2], self.version, self.replay is not None)]
             if self.replay is None and self.intake.groups_consumed > self._announced_consumed:
@@ -458,7 +442,7 @@ class Learner:
                 ready = self._scheduled_only(ready)
             found = self._next_batch([group for _, _, group in ready], schedule)
             if found is None:
-                if self.replay is not None and self.replay.read_through(seen_through):
+                if self.replay is not None and self.replay.read_through(reader.handed):
                     break  # the recorded range is used up
                 continue
             picked, self.scheduled = found
@@ -466,10 +450,10 @@ class Learner:
             ready = [item for i, item in enumerate(ready) if i not in set(picked)]
             state = self._train_batch([group for _, _, group in taken])
             if self.rl_step % self.config.checkpoint_every == 0:
-                self._checkpoint_and_commit(consumer, state, seen_through, ready)
+                self._checkpoint_and_commit(reader, state, ready)
         if (self.rl_step, self.intake.groups_consumed) != self.checkpointed:  # a clean stop: save what is new
-            self._checkpoint_and_commit(consumer, self.trainer.full_state(), seen_through, ready)
-        consumer.close()
+            self._checkpoint_and_commit(reader, self.trainer.full_state(), ready)
+        reader.close()
 
     def _train_batch(self, batch: list[list[ScoredRollout]]) -> dict[str, torch.Tensor]:
         """One RL step on `batch`, then the next version published (held-out accuracy every
@@ -547,26 +531,16 @@ class Learner:
 
     def _checkpoint_and_commit(
         self,
-        consumer: Consumer,
+        reader: CheckpointedReader,
         state: dict[str, torch.Tensor],
-        seen_through: dict[tuple[str, int], int],
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]],
     ) -> None:
-        """Offsets are committed only once the checkpoint that covers them is durable."""
-        offsets = self._trained_through(seen_through, ready)
+        """The checkpoint holds where to read on (before every group still waiting); the
+        offsets are committed only once it is durable."""
+        offsets = reader.position((part, offset) for part, offset, _ in ready)
         waiting = frozenset(r.rollout_id for _, _, group in ready for r in group)
         self.save_checkpoint(state, offsets, waiting)
-        consumer.commit(offsets)
-
-    @staticmethod
-    def _trained_through(
-        seen: dict[tuple[str, int], int], waiting: list[tuple[tuple[str, int], int, Any]]
-    ) -> dict[tuple[str, int], int]:
-        """Per partition, the offset before which every group was trained on or dropped."""
-        out = dict(seen)
-        for part, offset, _ in waiting:
-            out[part] = min(out[part], offset)
-        return out
+        reader.durable(offsets)
 
     def run(self, stop: threading.Event) -> None:
         try:

@@ -17,7 +17,8 @@ from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
 from actors.prompts import Prompter
 from actors.tasks import MEMORY_TASK_TYPES
 from schemas import Task
-from streams.kafka import Consumer, Message
+from streams.kafka import Message
+from streams.reader import CheckpointedReader
 
 
 def sft_pairs(
@@ -36,7 +37,7 @@ def sft_pairs(
 
 
 def warm_up(
-    consumer: Consumer,
+    reader: CheckpointedReader,
     *,
     steps: int,
     batch: int,
@@ -44,7 +45,6 @@ def warm_up(
     pairs: Callable[[Message], list[tuple[str, str, bool]]],
     train: Callable[[list[TrainRow]], object],
     dead_letter: Callable[[Message, Exception], None],
-    polled: Callable[[list[Message]], None],
     stop: threading.Event,
 ) -> None:
     """`steps` SFT steps of `batch` examples; `pairs` turns a message into (prompt, target,
@@ -53,9 +53,7 @@ def warm_up(
     generator = torch.Generator().manual_seed(0)
     step = 0
     while step < steps and not stop.is_set():
-        messages = consumer.poll(100 if len(examples) >= batch else 500)
-        polled(messages)
-        for message in messages:
+        for message in reader.poll(100 if len(examples) >= batch else 500):
             try:
                 found = pairs(message)
             except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter

@@ -144,14 +144,8 @@ class MemoryActor(ProcessorActor):
             topic=DOCS.name,
             decoder=arrived,
             dedup_key=lambda a: a.doc.doc_id,
-            assign_all=True,
+            position=self._applied,  # the store says where reading resumes: after its last document
             on_dead_letter=self._passed,
-        )
-        # The store, not the group's commits, says where reading resumes: every partition from
-        # the offset after its last document read, or from the start for a fresh store (a new
-        # run reads every document the log holds with its own policy).
-        self.processor.consumer.seek(
-            {(DOCS.name, p): self._applied.get(p, 0) for _, p in self.processor.consumer.assigned()}
         )
         DOCS_READ.labels(name)
         self.server: Any = None
