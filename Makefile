@@ -46,7 +46,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-# Rebuilds the committed tiny base model (about 25 minutes on 2 CPU cores); see actors/learner/pretrain.py
+# Rebuilds the committed tiny base model (about 25 minutes on 2 CPU cores); see ops/pretrain.py
 base-model: $(STAMP)
 	$(BIN)/longtide build-model ops/models/tiny-base --pretrain-steps 5000 --threads 1
 

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.generation import TransformersEngine  # noqa: E402
 from actors.learner.evaluation import evaluate, heldout_tasks  # noqa: E402
-from actors.learner.pretrain import memory_warm_up  # noqa: E402
 from actors.memory_agent import MemoryAgentConfig, split_chunks  # noqa: E402
 from actors.modeling import load_policy, token_counter  # noqa: E402
 from actors.tasks import TaskType  # noqa: E402
+from ops.pretrain import memory_warm_up  # noqa: E402
 
 
 def main() -> None:

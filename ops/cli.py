@@ -283,9 +283,9 @@ def _build_memory_model(args: argparse.Namespace) -> int:
     """A memory agent: `--base` warmed up on perfect readers' traces (`memory_warm_up`)."""
     import torch
 
-    from actors.learner.pretrain import memory_warm_up
     from actors.memory_agent import MemoryAgentConfig
     from actors.modeling import load_policy, save_policy
+    from ops.pretrain import memory_warm_up
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -312,8 +312,8 @@ def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
             return 2
         print(path)
         return 0
-    from actors.learner.pretrain import PretrainConfig, build_base
     from actors.settings import TinyModelConfig
+    from ops.pretrain import PretrainConfig, build_base
 
     if args.memory_steps:
         return _build_memory_model(args)

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from actors.learner.pretrain import (
+from actors.modeling import build_tokenizer, load_policy
+from actors.settings import TinyModelConfig
+from actors.tasks import TaskType
+from actors.world import Fact, make_world
+from ops.config import BASE_MODEL
+from ops.pretrain import (
     IGNORE,
     PretrainConfig,
     Pretrainer,
@@ -17,11 +22,6 @@ from actors.learner.pretrain import (
     recall_example,
     task_example,
 )
-from actors.modeling import build_tokenizer, load_policy
-from actors.settings import TinyModelConfig
-from actors.tasks import TaskType
-from actors.world import Fact, make_world
-from ops.config import BASE_MODEL
 
 FACTS = (
     Fact("nozu", "color", "teal"),

@@ -16,19 +16,15 @@ import hashlib
 import json
 from collections.abc import Callable
 
-from prometheus_client import Counter
-
 from actors.base import ProcessorActor
 from actors.ingest.config import IngestConfig
+from actors.ingest.metrics import DOCUMENTS, TOKENS
 from schemas import Document, RawDocument, SchemaError, decode, from_mapping, now_ms
 from schemas.codec import H_SCHEMA, header, json_kind
 from streams.blobs import ClaimCheck
 from streams.kafka import Message, StreamsConfig
 from streams.processor import Output
 from streams.topics import DOCS, DOCS_RAW
-
-DOCUMENTS = Counter("longtide_ingest_documents", "Documents ingested (after dedup).", ["actor"])
-TOKENS = Counter("longtide_ingest_tokens", "Tokens in ingested documents.", ["actor"])
 
 
 def content_id(collection: str, text: str) -> str:

@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from prometheus_client import Histogram
-
 from actors.base import ProcessorActor
 from actors.reward.config import RewardConfig
+from actors.reward.metrics import REWARD
 from actors.verifiers import Rule, verify
 from schemas import Rollout, ScoredRollout
 from streams.kafka import StreamsConfig
 from streams.processor import Output, arrow_decoder
 from streams.topics import ROLLOUTS, SCORED
-
-REWARD = Histogram(
-    "longtide_reward_score",
-    "Reward per trajectory (a full-context rollout, or a memory-agent trajectory of many turns).",
-    ["actor", "task_type"],
-    buckets=(0.0, 0.25, 0.5, 0.75, 1.0),
-)
 
 
 def score(rollout: Rollout, rule: Rule, numeric_tolerance: float = 1e-4) -> ScoredRollout:

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from prometheus_client import Counter, Histogram
 
 from actors.base import ProcessorActor
 from actors.engines import make_engine
@@ -35,6 +34,7 @@ from actors.memory_agent import Job, MemoryAgentConfig, Turn, read_chunked, spli
 from actors.modeling import token_counter
 from actors.prompts import Prompter, PromptFormat
 from actors.rollout.config import RolloutConfig
+from actors.rollout.metrics import GATE_WAIT, GENERATE, SAMPLES, TOKENS
 from actors.tasks import MEMORY_TASK_TYPES
 from actors.weights import PolicyFollower
 from schemas import Rollout, Task
@@ -45,16 +45,6 @@ from streams.processor import Output, arrow_decoder
 from streams.topics import ROLLOUTS, TASKS
 
 log = logging.getLogger(__name__)
-
-SAMPLES = Counter("longtide_rollout_samples", "Responses generated.", ["actor", "task_type"])
-TOKENS = Counter("longtide_rollout_tokens", "Response tokens generated.", ["actor"])
-GATE_WAIT = Counter("longtide_rollout_gate_wait_seconds", "Time paused by the staleness gate.", ["actor"])
-GENERATE = Histogram(
-    "longtide_rollout_generate_seconds",
-    "Time of one engine call (up to prompts_per_call groups).",
-    ["actor"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
 
 
 def gate_allowance(*, produced_groups: int, consumed_groups: int, groups_per_step: int, max_staleness: int) -> int:
