@@ -129,6 +129,32 @@ def send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int, seed: int = 0)
     producer.close()
 
 
+def send_scored(streams: StreamsConfig, tokenizer, groups: int, group_size: int = 4) -> None:  # noqa: ANN001
+    """A fixed recorded range of `scored`: random responses with made-up behaviour log-probs."""
+    rng = random.Random(0)
+    producer = Producer(streams, client_id="test-scored")
+    words = [w for w in tokenizer.get_vocab() if w.isalpha()][:40]
+    for g in range(groups):
+        prompt = tokenizer(" ".join(rng.choice(words) for _ in range(12)))["input_ids"]
+        rollouts = []
+        for i in range(group_size):
+            response = tokenizer(" ".join(rng.choice(words) for _ in range(3)))["input_ids"]
+            rollouts.append(
+                scored_rollout(
+                    f"g{g}",
+                    i,
+                    group_size,
+                    prompt,
+                    response,
+                    behaviour_logprobs=tuple(-rng.uniform(0.5, 4.0) for _ in response),
+                    reward=float(rng.random() < 0.5),
+                )
+            )
+        producer.send_records("scored", rollouts, key=b"one-partition")  # one order, every run
+    producer.flush()
+    producer.close()
+
+
 def make_learner(
     streams: StreamsConfig,
     claim: ClaimCheck,

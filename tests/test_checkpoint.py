@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,9 @@ from actors.learner.actor import Learner
 from actors.learner.checkpoint import LearnerState
 from actors.modeling import load_policy
 from streams.blobs import ClaimCheck
-from streams.kafka import Producer, StreamsConfig
+from streams.kafka import StreamsConfig
 from streams.logs import group_offsets
-from tests.conftest import Running, make_learner, scored_rollout, wait_for
+from tests.conftest import Running, make_learner, send_scored, wait_for
 
 
 def _state(step: int) -> LearnerState:
@@ -64,32 +63,6 @@ def test_only_the_last_keep_checkpoints_stay(tmp_path: Path) -> None:
     assert _state(1).partition_offsets() == {}
 
 
-def _send_scored(streams: StreamsConfig, tokenizer, groups: int, group_size: int = 4) -> None:  # noqa: ANN001
-    """A fixed recorded range of `scored`: random responses with made-up behaviour log-probs."""
-    rng = random.Random(0)
-    producer = Producer(streams, client_id="test-scored")
-    words = [w for w in tokenizer.get_vocab() if w.isalpha()][:40]
-    for g in range(groups):
-        prompt = tokenizer(" ".join(rng.choice(words) for _ in range(12)))["input_ids"]
-        rollouts = []
-        for i in range(group_size):
-            response = tokenizer(" ".join(rng.choice(words) for _ in range(3)))["input_ids"]
-            rollouts.append(
-                scored_rollout(
-                    f"g{g}",
-                    i,
-                    group_size,
-                    prompt,
-                    response,
-                    behaviour_logprobs=tuple(-rng.uniform(0.5, 4.0) for _ in response),
-                    reward=float(rng.random() < 0.5),
-                )
-            )
-        producer.send_records("scored", rollouts, key=b"one-partition")  # one order, every run
-    producer.flush()
-    producer.close()
-
-
 def _learner(name: str, run_dir: Path, steps: int, streams: StreamsConfig, claim: ClaimCheck, model: str) -> Learner:
     return make_learner(
         streams,
@@ -117,7 +90,7 @@ def test_a_resumed_learner_ends_where_an_uninterrupted_one_does(
     streams: StreamsConfig, claim: ClaimCheck, tiny_model: str, tmp_path: Path
 ) -> None:
     _, tokenizer = load_policy(tiny_model)
-    _send_scored(streams, tokenizer, groups=12)
+    send_scored(streams, tokenizer, groups=12)
     straight = _train(_learner("learner-a", tmp_path / "a", 5, streams, claim, tiny_model))
 
     first = _learner("learner-b", tmp_path / "b", 3, streams, claim, tiny_model)
@@ -148,7 +121,7 @@ def test_a_resumed_learner_ends_where_an_uninterrupted_one_does(
     # every group re-sent (as a reward actor that crashed before committing would): a learner
     # resumed from step 5 trains g10, g11, skips the copies of g0..g11 by id (the ids seen before
     # the checkpoint travel in it), and trains g12, g13
-    _send_scored(streams, tokenizer, groups=14)
+    send_scored(streams, tokenizer, groups=14)
     third = _learner("learner-b", tmp_path / "b", 7, streams, claim, tiny_model)
     _train(third)
     assert _trained_groups(tmp_path / "b") == [f"g{i}" for i in range(14)]

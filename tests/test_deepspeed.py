@@ -22,7 +22,7 @@ from actors.learner.trainer import Phase, TorchTrainer
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 from streams.broker import free_port
-from tests.test_trainer import rl_rows, settings
+from tests.trainer_helpers import rl_rows, settings
 
 LR = 1e-4
 SPEC = SamplingSpec(0.7, 1.0)

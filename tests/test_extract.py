@@ -14,8 +14,7 @@ from actors.synthesis.graph import compose_path, multihop_task, path_question
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.synthesis.tables import extract_tables
 from actors.tasks import word_count
-from tests.test_paradigms import add_fillers
-from tests.test_tables import CORPUS, _corpus
+from tests.corpus_helpers import CORPUS, add_fillers, sample_corpus
 
 
 def _triples(facts: list) -> list[tuple[str, str, str, str]]:
@@ -65,7 +64,7 @@ def test_junk_and_huge_documents_yield_nothing_or_facts_without_stopping() -> No
 
 
 def _graph() -> Corpus:
-    return _corpus(facts=True)
+    return sample_corpus(facts=True)
 
 
 def test_paths_cross_documents_and_ask_only_through_relations() -> None:

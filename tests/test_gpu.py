@@ -13,7 +13,7 @@ from actors.learner.trainer import Phase
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 from ops.config import BASE_MODEL
-from tests.test_trainer import GradientRecorder, rl_rows
+from tests.trainer_helpers import GradientRecorder, rl_rows
 
 pytestmark = pytest.mark.gpu
 
@@ -48,14 +48,14 @@ def test_bf16_step_splits_like_one_micro_batch() -> None:
 def test_vllm_engine_on_gpu_matches_a_transformers_forward() -> None:
     from actors.settings import VLLMSettings
     from actors.vllm_engine import VLLMEngine
-    from tests.test_vllm_engine import _max_diff, _prompts
+    from tests.engine_helpers import kv_prompts, max_diff
 
     model, tokenizer = load_policy(BASE_MODEL, device="cuda")
     engine = VLLMEngine(str(BASE_MODEL), tokenizer, VLLMSettings(gpu_memory_utilization=0.3), dtype="float32")
     try:
-        prompts = _prompts(tokenizer)
+        prompts = kv_prompts(tokenizer)
         groups = engine.generate(prompts, n=4, temperature=0.7, top_p=1.0, max_new_tokens=6)
-        assert _max_diff(model.cpu(), prompts, groups, SamplingSpec(0.7, 1.0)) < 1e-3
+        assert max_diff(model.cpu(), prompts, groups, SamplingSpec(0.7, 1.0)) < 1e-3
     finally:
         engine.close()
 
@@ -98,8 +98,7 @@ def test_vllm_cuda_takes_new_weights_over_nccl(which: str, tmp_path: Path) -> No
     from actors.settings import Transport, VLLMSettings
     from actors.vllm_engine import VLLMEngine
     from actors.weights import WeightPublisher
-    from tests.test_real_model import REAL_MODEL
-    from tests.test_vllm_engine import _max_diff
+    from tests.engine_helpers import REAL_MODEL, max_diff
 
     path = REAL_MODEL if which == "smollm2" else _qwen_sized(tmp_path / "qwen")
     model, tokenizer = load_policy(path, device="cuda")
@@ -116,7 +115,7 @@ def test_vllm_cuda_takes_new_weights_over_nccl(which: str, tmp_path: Path) -> No
         engine.load_published(ref)
         prompts = [tokenizer("The capital of Sweden is Stockholm. The capital of Sweden is")["input_ids"]] * 2
         groups = engine.generate(prompts, n=4, temperature=0.7, top_p=1.0, max_new_tokens=8)
-        assert _max_diff(model.cpu(), prompts, groups, SamplingSpec(0.7, 1.0)) < 2e-3
+        assert max_diff(model.cpu(), prompts, groups, SamplingSpec(0.7, 1.0)) < 2e-3
     finally:
         publisher.close()
         engine.close()

@@ -22,7 +22,7 @@ from actors.world import make_world
 from schemas import SCHEMA_VERSION, DeadLetter, Document, MemoryUpdate
 from streams.blobs import ClaimCheck
 from streams.kafka import Producer, StreamsConfig
-from tests.conftest import Running, make_learner, wait_for
+from tests.conftest import Running, make_learner, send_scored, wait_for
 from tests.kafka_helpers import read_records
 
 
@@ -212,7 +212,6 @@ def test_documents_arriving_while_the_learner_trains_change_the_answer(
     Before a document states the answer, the memory holds nothing to answer from; after one
     arrives, `ask` answers it."""
     from actors.modeling import load_policy
-    from tests.test_checkpoint import _send_scored
 
     world = make_world(11, 8)
     target, *others = world.entities
@@ -220,7 +219,7 @@ def test_documents_arriving_while_the_learner_trains_change_the_answer(
     filler = " ".join(f.sentence() for e in others[:3] for f in world.facts_of(e)[:2])
     fact = f"{question} {world.lookup(target, 'color')} ."
     _, tokenizer = load_policy(MEMORY_MODEL)
-    _send_scored(streams, tokenizer, groups=200)
+    send_scored(streams, tokenizer, groups=200)
     learner = make_learner(streams, claim, MEMORY_MODEL, tmp_path / "learner", rl_steps=100, groups_per_step=2, lr=1e-7)
     actor = MemoryActor(
         name="memory-t",

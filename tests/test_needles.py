@@ -24,7 +24,7 @@ from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.tasks import TaskType, word_count
 from actors.world import make_world
 from schemas import AnswerKind
-from tests.test_tables import _corpus
+from tests.corpus_helpers import sample_corpus
 
 
 def test_needles_go_between_documents_at_their_depths() -> None:
@@ -49,7 +49,7 @@ def test_dialogue_replay_keeps_the_last_statement() -> None:
 def _store_with_world() -> Corpus:
     """The shipped corpus (collection 'water', with its graph), 20 worlds of padding, and a
     fresh synthetic world (collection 'fresh') with its facts."""
-    corpus = _corpus(facts=True)
+    corpus = sample_corpus(facts=True)
     world = make_world(987_654, 12)
     for subject in world.entities:
         text = world.document(subject)

@@ -13,6 +13,7 @@ from actors.synthesis.paradigms import amount_of, paradigm_task, year_of
 from actors.synthesis.table_tasks import MadeTask, Skipped
 from actors.tasks import TaskType, word_count
 from schemas import AnswerKind
+from tests.corpus_helpers import add_fillers
 
 CAPACITY = {"Alder": 40, "Birch": 25, "Cedar": 31}
 OPENED = {"Alder": 1998, "Cedar": 2006, "Dunmore Trust": 1979}
@@ -44,12 +45,6 @@ def _store(contradict_birch: bool = False) -> Corpus:
         corpus.add_document("x", "X", "Birch holds 99 ML.", 4, [], [Fact("Birch", "has Capacity", "99 ML", "x", 0, 1)])
     add_fillers(corpus, 40)
     return corpus
-
-
-def add_fillers(corpus: Corpus, n: int) -> None:
-    """`n` distractor documents of 20 distinct words each, in collection F."""
-    for i in range(n):
-        corpus.add_document(f"f{i}", "F", " ".join(f"w{i}x{j}" for j in range(20)), 20, [])
 
 
 def _made(corpus: Corpus, task_type: TaskType, n: int = 30, seed: int = 0) -> list[MadeTask]:

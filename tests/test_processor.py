@@ -13,7 +13,7 @@ from streams.logs import group_offsets
 from streams.processor import Output, StreamProcessor, arrow_decoder
 from tests.conftest import wait_for
 from tests.kafka_helpers import read_records
-from tests.test_schemas import SAMPLES
+from tests.samples import SAMPLES
 
 TASK: Task = SAMPLES[2]
 DOC: Document = SAMPLES[1]

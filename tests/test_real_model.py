@@ -13,9 +13,8 @@ from actors.modeling import load_policy_tokenizer, token_counter
 from actors.prompts import Prompter, PromptFormat
 from ops.cli import demo_config
 from ops.config import load_config
+from tests.engine_helpers import REAL_MODEL
 from tests.service import LONGTIDE, REPO
-
-REAL_MODEL = REPO / ".longtide" / "models" / "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The import graph, read from the source (every import, at module level or inside a function):
 layers point one way (schemas <- streams <- actors <- ops), no actor package imports another,
-Kafka clients are reached only through `streams/`, and no module import circle exists."""
+Kafka clients are reached only through `streams/`, and no module import circle exists. In the
+tests, no test file imports another: what they share lives in helper modules."""
 
 from __future__ import annotations
 
@@ -76,6 +77,17 @@ def test_kafka_clients_only_in_streams() -> None:
         if not module.startswith("streams")
         for target in imported
         if target.split(".")[0] in KAFKA_CLIENTS
+    ]
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_test_file_imports_another() -> None:
+    """Shared helpers live in modules that are not test files (conftest.py, samples.py, *_helpers.py):
+    importing a test file loads everything it imports (test_vllm_engine brings vLLM) and ties
+    one file's tests to another's private names."""
+    tests = {module_name(p): p for p in (ROOT / "tests").glob("test_*.py")}
+    wrong = [
+        f"{module} imports {target}" for module, path in tests.items() for target in imports_of(path) if target in tests
     ]
     assert not wrong, "\n".join(sorted(wrong))
 

@@ -4,38 +4,18 @@ assembly to a token target, and whole table tasks on the shipped corpus."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
 from actors.synthesis.context import SEPARATOR, JoinCounter, assemble
 from actors.synthesis.corpus import Corpus
-from actors.synthesis.extract import extract
 from actors.synthesis.keychain import default_chains, follow, make_chains, scatter
 from actors.synthesis.numeric import Op, Spec, format_number, leaks, question_text, solve, to_sql
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import csv_table, extract_tables, html_tables, markdown_tables, parse_number
 from actors.tasks import word_count
-from ops.feed import SAMPLE_CORPUS, documents_from_path, world_documents
-
-CORPUS = SAMPLE_CORPUS
-
-
-def _corpus(facts: bool = False) -> Corpus:
-    """The shipped corpus as collection 'water', and synthetic worlds' documents (other
-    collections, no tables) to pad contexts with; with `facts`, every document's facts (the
-    knowledge graph), as the synthesis actor stores them."""
-    corpus = Corpus(":memory:")
-    for i, doc in enumerate(world_documents(worlds=20, entities_per_world=8, seed=0)):
-        found = extract(f"world{i}", doc["text"], []) if facts else []  # as the actor stores them
-        corpus.add_document(f"world{i}", doc["collection"], doc["text"], word_count(doc["text"]), [], found)
-    for i, doc in enumerate(documents_from_path(CORPUS, "water")):
-        doc_id = f"doc{i}-{Path(doc['source']).stem}"
-        tables, problems = extract_tables(doc_id, doc["text"], doc.get("attrs", {}).get("format", ""))
-        assert not problems, problems
-        found = extract(doc_id, doc["text"], tables) if facts else []
-        corpus.add_document(doc_id, "water", doc["text"], word_count(doc["text"]), tables, found)
-    return corpus
+from ops.feed import documents_from_path, world_documents
+from tests.corpus_helpers import CORPUS, sample_corpus
 
 
 def test_numbers_as_written() -> None:
@@ -79,7 +59,7 @@ def test_tables_that_are_not_rectangles_are_reported_not_guessed(text: str, prob
 
 
 def test_questions_over_a_merged_table_have_hand_derived_answers() -> None:
-    corpus = _corpus()
+    corpus = sample_corpus()
     stations = next(t for t in corpus.tables("water") if t.columns[0] == "Station")
     # Harbor's three stations and Lakeside's two, merged (same columns), each row with its document
     assert [r[0] for r in stations.rows] == ["Calloway North", "Saltmarsh", "Pier Seven", "Morrow East", "Birchwood"]
@@ -120,7 +100,7 @@ def test_context_hits_the_token_target_with_evidence_at_the_depth() -> None:
 
 
 def test_table_tasks_on_the_shipped_corpus_are_verified_grounded_and_on_target() -> None:
-    corpus = _corpus()
+    corpus = sample_corpus()
     rng = random.Random(0)
     made: list[MadeTask] = []
     for i in range(60):
@@ -158,7 +138,7 @@ def test_key_chains_lead_from_the_head_to_the_real_question_only() -> None:
 
 
 def test_keychain_table_tasks_hide_the_verified_question_at_the_chain_end() -> None:
-    corpus = _corpus()
+    corpus = sample_corpus()
     rng = random.Random(2)
     made = [t for t in (table_task(corpus, "water", rng, 1500, word_count, 0.5, keychain=True) for _ in range(20))]
     made = [t for t in made if isinstance(t, MadeTask)]
@@ -188,7 +168,7 @@ def test_total_rows_are_not_data_and_titles_keep_tables_apart() -> None:
 
 
 def test_rounded_answers_say_so_in_the_question() -> None:
-    corpus = _corpus()
+    corpus = sample_corpus()
     rng = random.Random(5)
     made = [t for t in (table_task(corpus, "water", rng, 400, word_count, 0.5) for _ in range(80))]
     rounded = [t for t in made if isinstance(t, MadeTask) and not float(t.composed.answer).is_integer()]

@@ -8,11 +8,12 @@ import random
 import pytest
 import torch
 
-from actors.learner.config import PolicyObjective, Precision, StepSettings
+from actors.learner.config import PolicyObjective, StepSettings
 from actors.learner.microbatch import MicroBatch, TrainRow, pad_rows, plan_micro_batches
-from actors.learner.trainer import Phase, TorchTrainer
+from actors.learner.trainer import Phase
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
+from tests.trainer_helpers import GradientRecorder, rl_rows, settings
 
 
 def test_plan_buckets_by_length_within_the_budget() -> None:
@@ -42,37 +43,6 @@ def test_pad_rows_marks_targets_and_behaviour() -> None:
     assert batch.target_mask.tolist() == [[0, 0, 1], [0, 1, 0]]
     assert batch.behaviour_logprobs.tolist() == [[0, 0, -0.5], [0, -0.25, 0]]
     assert batch.advantages.tolist() == [1.5, -1.0]
-
-
-def rl_rows(vocab: int, n: int = 8, seed: int = 0) -> list[TrainRow]:
-    """Rows of varied lengths with behaviour log-probs near the model's and mixed advantages."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        prompt, response = rng.randint(3, 12), rng.randint(1, 6)
-        ids = tuple(rng.randrange(3, vocab) for _ in range(prompt + response))
-        behaviour = tuple(-rng.uniform(0.5, 3.0) for _ in range(response))
-        rows.append(TrainRow(ids, prompt, advantage=(-1.0) ** i * (1 + i / 8), behaviour=behaviour))
-    return rows
-
-
-def settings(micro_batch_tokens: int) -> StepSettings:
-    return StepSettings(
-        micro_batch_tokens=micro_batch_tokens,
-        logprob_chunk_tokens=5,
-        grad_clip=1.0,
-        objective=PolicyObjective(),
-        precision=Precision.FP32,
-        activation_checkpointing=False,
-    )
-
-
-class GradientRecorder(TorchTrainer):
-    """Keeps the accumulated gradient the optimizer is about to apply."""
-
-    def _apply(self) -> float:
-        self.gradient = {n: p.grad.detach().clone() for n, p in self.model.named_parameters()}
-        return super()._apply()
 
 
 def one_step(model, rows, objective: Phase, micro_batch_tokens: int, checkpointing: bool = False):

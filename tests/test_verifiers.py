@@ -16,7 +16,7 @@ from actors.verifiers import (
     substring_match,
 )
 from schemas import Rollout
-from tests.test_schemas import ROLLOUT
+from tests.samples import ROLLOUT
 
 
 def test_normalize_drops_case_punctuation_articles() -> None:

@@ -16,15 +16,13 @@ import pytest
 import torch
 
 from actors.collective import CollectiveBackend, WeightSender, WeightsUnavailable
-from actors.generation import Sample
-from actors.learner.logprobs import full_logprobs
 from actors.modeling import load_policy
 from actors.sampling import SamplingSpec
 from actors.settings import VLLMSettings
-from actors.tasks import render_prompt
 from actors.vllm_engine import VLLMEngine
 from ops.config import BASE_MODEL
 from tests.conftest import wait_for
+from tests.engine_helpers import kv_prompts, max_diff
 
 TOLERANCE = 1e-4
 
@@ -37,33 +35,10 @@ def engine() -> Iterator[VLLMEngine]:
     engine.close()
 
 
-def _prompts(tokenizer) -> list[list[int]]:
-    contexts = [
-        ("bako color teal . kelo color gold . nozu friend kelo .", "bako color"),
-        ("dila shape ring . bako color teal .", "dila shape"),
-        ("kelo boss nozu . nozu color gold . dila color teal .", "kelo boss color"),
-        ("nozu shape cube .", "nozu shape"),
-    ]
-    return [tokenizer(render_prompt(c, q))["input_ids"] for c, q in contexts]
-
-
-def _max_diff(model, prompts: list[list[int]], groups: list[list[Sample]], spec: SamplingSpec) -> float:
-    """Largest |behaviour log-prob − transformers log-prob| over every sampled token."""
-    worst = 0.0
-    for prompt, group in zip(prompts, groups, strict=True):
-        for sample in group:
-            ids = torch.tensor([prompt + sample.token_ids])
-            with torch.no_grad():
-                logp, _ = full_logprobs(model(input_ids=ids).logits, ids, spec)
-            expected = logp[0, len(prompt) :]
-            worst = max(worst, float((expected - torch.tensor(sample.logprobs)).abs().max()))
-    return worst
-
-
 @pytest.mark.parametrize("top_p", [1.0, 0.9])
 def test_behaviour_logprobs_match_a_transformers_forward(engine: VLLMEngine, top_p: float) -> None:
     model, tokenizer = load_policy(BASE_MODEL)
-    prompts = _prompts(tokenizer)
+    prompts = kv_prompts(tokenizer)
     spec = SamplingSpec(0.7, top_p)
     groups = engine.generate(prompts, n=4, temperature=spec.temperature, top_p=top_p, max_new_tokens=6)
     assert [len(g) for g in groups] == [4, 4, 4, 4]
@@ -71,20 +46,20 @@ def test_behaviour_logprobs_match_a_transformers_forward(engine: VLLMEngine, top
         for s in group:
             assert len(s.logprobs) == len(s.token_ids) > 0
             assert s.finish_reason == ("stop" if s.token_ids[-1] == tokenizer.eos_token_id else "length")
-    diff = _max_diff(model, prompts, groups, spec)
+    diff = max_diff(model, prompts, groups, spec)
     print(f"vLLM vs transformers, T=0.7 top_p={top_p}: max |Δ log-prob| = {diff:.2e}")
     assert diff < TOLERANCE
     # negative controls: the same samples scored under another distribution do not match
-    assert _max_diff(model, prompts, groups, SamplingSpec(1.0, top_p)) > 1e-2, "temperature must be applied"
+    assert max_diff(model, prompts, groups, SamplingSpec(1.0, top_p)) > 1e-2, "temperature must be applied"
     if top_p < 1:
-        assert _max_diff(model, prompts, groups, SamplingSpec(0.7, 1.0)) > 1e-3, "top-p must renormalise"
+        assert max_diff(model, prompts, groups, SamplingSpec(0.7, 1.0)) > 1e-3, "top-p must renormalise"
 
 
 def test_weights_update_in_place(engine: VLLMEngine) -> None:
     """The perturbed weights arrive over the collective path (gloo here, NCCL on GPUs): the
     engine's worker process pairs with the sender and receives them itself."""
     model, tokenizer = load_policy(BASE_MODEL)
-    prompts = _prompts(tokenizer)
+    prompts = kv_prompts(tokenizer)
     spec = SamplingSpec(1.0, 1.0)
     torch.manual_seed(1)
     with torch.no_grad():
@@ -99,11 +74,11 @@ def test_weights_update_in_place(engine: VLLMEngine) -> None:
         engine.load_published(sender.address.ref(3))
     sender.close()
     groups = engine.generate(prompts, n=3, temperature=1.0, top_p=1.0, max_new_tokens=6)
-    diff = _max_diff(model, prompts, groups, spec)
+    diff = max_diff(model, prompts, groups, spec)
     print(f"after an in-place update: max |Δ log-prob| vs the new weights = {diff:.2e}")
     assert diff < TOLERANCE
     old, _ = load_policy(BASE_MODEL)
-    assert _max_diff(old, prompts, groups, spec) > 1e-2, "the samples must no longer follow the old weights"
+    assert max_diff(old, prompts, groups, spec) > 1e-2, "the samples must no longer follow the old weights"
     engine.load_weights({k: v.detach().clone() for k, v in old.state_dict().items()})  # restore
     back = engine.generate(prompts, n=2, temperature=1.0, top_p=1.0, max_new_tokens=6)
-    assert _max_diff(old, prompts, back, spec) < TOLERANCE
+    assert max_diff(old, prompts, back, spec) < TOLERANCE
