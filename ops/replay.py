@@ -111,9 +111,9 @@ def replay(
         "samples_trained": learner.samples_trained,
         "stale_dropped": learner.intake.stale_dropped,
         "schedule": {
-            "trained_or_passed": learner.scheduled,
+            "trained_or_passed": learner.picker.scheduled,
             "length": len(schedule),
-            "unscheduled": learner.unscheduled,
+            "unscheduled": learner.picker.unscheduled,
         }
         if schedule is not None
         else None,
@@ -126,9 +126,9 @@ def replay(
         scores = " ".join(f"{k}={v:.3f}" for k, v in point.items() if k not in ("label", "version", "rl_step"))
         echo(f"[replay {replay_id}] {point['label']:>12}: {scores}")
     echo(f"[replay {replay_id}] {learner.rl_step} steps, {learner.samples_trained} samples; {target.directory}")
-    if schedule is not None and learner.scheduled < len(schedule):
+    if schedule is not None and learner.picker.scheduled < len(schedule):
         echo(
-            f"[replay {replay_id}] warning: the range held {learner.scheduled} of the {len(schedule)} groups the "
+            f"[replay {replay_id}] warning: the range held {learner.picker.scheduled} of the {len(schedule)} groups the "
             "recorded learner trained; the rest lie outside --from/--to"
         )
     return result

@@ -87,7 +87,7 @@ def test_dynamic_sampling_balanced_batches_and_aepo_in_the_loop(
         assert s["updates"] == 4.0 and s["kl"] >= 0.0  # 2 epochs x 2 minibatches
     # AEPO: the first step's entropy is above h_high, so the second masks its negatives
     assert steps[0]["aepo_masking"] == 0.0 and steps[1]["aepo_masking"] == 1.0
-    assert steps[1]["aepo_masked"] == 2.0 and learner.aepo_switches == 1
+    assert steps[1]["aepo_masked"] == 2.0 and learner.rl_update.switches == 1
     # the drops were announced on `policy` before any new version: version 0 with groups consumed
     records = [
         r for m in read_all(streams, POLICY.name, idle_ms=500) for r in decode(m.value, PolicyVersion, m.headers)

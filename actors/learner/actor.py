@@ -28,25 +28,15 @@ from transformers import PreTrainedModel
 
 from actors.generation import TransformersEngine
 from actors.learner import checkpoint, ledger
-from actors.learner.aepo import next_masking
 from actors.learner.checkpoint import LearnerState
-from actors.learner.config import AepoMode, Backend, LearnerConfig
+from actors.learner.config import Backend, LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
 from actors.learner.intake import Intake
 from actors.learner.metrics import (
-    AEPO_MASKED,
-    AEPO_STATE,
-    AEPO_SWITCHES,
     CHECKPOINT_SECONDS,
-    CLIP_FRACTION,
-    ENTROPY,
     GRAD_NORM,
     HELDOUT,
-    KL,
     LOSS,
-    REWARD,
-    SAMPLER_FILLED,
-    SAMPLES,
     STEP_SECONDS,
     STEPS,
     TOKENS,
@@ -55,27 +45,19 @@ from actors.learner.metrics import (
     start_series,
 )
 from actors.learner.microbatch import TrainRow
+from actors.learner.picker import BatchPicker
 from actors.learner.ranks import Leader, RankGroup
-from actors.learner.replay import ReplayRange, next_batch
+from actors.learner.replay import ReplayRange
 from actors.learner.rlbatch import (
-    Advantages,
-    Shaping,
-    Trajectory,
-    pass_rate,
-    plan_updates,
-    rollout_kind,
-    train_rows,
     trajectories,
-    trajectory_advantages,
 )
-from actors.learner.sampler import balanced_pick
+from actors.learner.rlstep import RLStep
 from actors.learner.setup import HeldoutSpec, build_trainer
 from actors.learner.sft import sft_pairs, warm_up
 from actors.learner.trainer import Phase
 from actors.modeling import load_policy, token_counter
 from actors.prompts import Prompter
 from actors.sampling import SamplingSpec
-from actors.tasks import MEMORY_TASK_TYPES
 from actors.weights import WeightPublisher
 from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
@@ -114,10 +96,6 @@ class Learner:
         self.run_id = run_id
         self.source_run_id = source_run_id or run_id
         self.replay = replay
-        self.scheduled = 0
-        """Position in the replay's schedule: groups trained or passed over."""
-        self.unscheduled = 0
-        """Replay: groups read that the schedule does not list (the recorded learner dropped them)."""
         self.config = config
         self.streams = streams
         self.claim = claim
@@ -155,10 +133,17 @@ class Learner:
         self.memory_agent = heldout.memory_agent
         self.prompter = Prompter(self.tokenizer, heldout.prompt_format)
         self.max_new_tokens = heldout.max_new_tokens
-        self.shaping = Shaping(config.advantage_norm, config.overlong_buffer, config.overlong_penalty)
-        self.aepo_masking = False
-        self.aepo_switches = 0
+        self.rl_update = RLStep(
+            name,
+            config,
+            max_new_tokens=self.max_new_tokens,
+            answer_tokens=self.memory_agent.answer_tokens,
+            prompt_of=lambda r: self.claim.get_ids(r.prompt_ids, r.prompt_ref),
+            train=lambda rows, updates: self._train(rows, Phase.RL, updates),
+        )
+        """One RL step on complete groups, with AEPO's state."""
         self.task_types = [str(t) for t in heldout.task_types]
+        self.picker = BatchPicker(name, config, self.task_types, replay)
         self.intake = Intake(
             name,
             max_staleness=config.max_staleness,
@@ -166,14 +151,11 @@ class Learner:
             run_id=run_id,
             source_run_id=self.source_run_id,
             dedup_window=streams.dedup_window,
-            informative=lambda group: any(self._advantages([(0, r) for r in group if r.final]).informative),
+            informative=self.rl_update.informative,
             dead_letter=self._dead_letter,
         )
-        self.sampler_filled = 0
         self._weights_ref = ""
         """The current version's weights reference (re-announced with consumption progress)."""
-        self._last_arrival = time.monotonic()
-        """When the last group was taken (`learner.stall_seconds`)."""
         start_series(
             name, max_staleness=config.max_staleness, task_types=self.task_types, phases=[p.value for p in Phase]
         )
@@ -289,66 +271,6 @@ class Learner:
         )
         reader.close()
 
-    # -- RL -------------------------------------------------------------------------------------
-    def rl_update(self, groups: list[list[ScoredRollout]]) -> dict[str, float]:
-        """One RL step on complete groups (`rlbatch.py`); returns batch metrics.
-
-        Advantages are computed over trajectories (one reward each: a full-context rollout, or
-        a memory-agent trajectory whose every turn carries its answer's reward), then given to
-        every turn of the trajectory; each turn is its own training row (MemAgent's
-        multi-conversation GRPO)."""
-        finals = [(i, r) for i, g in enumerate(groups) for r in g if r.final]
-        found = self._advantages(finals)
-        rewards = torch.tensor([r.reward for _, r in finals])
-        metrics = {
-            "reward_mean": float(rewards.mean()),
-            "shaped_reward_mean": sum(found.shaped) / len(found.shaped),
-            "informative_fraction": sum(found.informative) / len(found.informative),
-        }
-        for name in sorted({r.task_type for _, r in finals}):
-            mean = float(rewards[[r.task_type == name for _, r in finals]].mean())
-            metrics[f"reward_{name}"] = mean
-            REWARD.labels(self.name, name).set(mean)
-        prompt_of = lambda r: self.claim.get_ids(r.prompt_ids, r.prompt_ref)  # noqa: E731
-        rows, row_groups, masked = train_rows(groups, found, self.aepo_masking, prompt_of)
-        AEPO_MASKED.labels(self.name).inc(masked)
-        metrics |= {"aepo_masking": float(self.aepo_masking), "aepo_masked": float(masked)}
-        if any(r.trained for r in rows):
-            order = torch.Generator().manual_seed(self.rl_step)  # minibatch shuffling, replayable
-            updates = plan_updates(row_groups, self.config.ppo_epochs, self.config.minibatches, order)
-            stats = self._train(rows, Phase.RL, updates)
-            ENTROPY.labels(self.name).set(stats["batch_entropy"])
-            CLIP_FRACTION.labels(self.name).set(stats["clip_fraction"])
-            KL.labels(self.name).set(stats["kl"])
-            metrics |= stats
-            if self.config.aepo.mode is AepoMode.BATCH:
-                self._aepo_measured(stats["batch_entropy"])
-        for _, r in finals:
-            SAMPLES.labels(self.name, r.task_type).inc()
-        return metrics
-
-    def _advantages(self, finals: list[tuple[int, ScoredRollout]]) -> Advantages:
-        """Shaped rewards and advantages of trajectories, given as (group index, final turn)."""
-        caps = {True: self.memory_agent.answer_tokens, False: self.max_new_tokens}
-        return trajectory_advantages(
-            [
-                Trajectory(i, r.task_type, r.reward, len(r.response_ids), caps[r.task_type in MEMORY_TASK_TYPES])
-                for i, r in finals
-            ],
-            self.shaping,
-        )
-
-    def _aepo_measured(self, entropy: float) -> None:
-        """AEPO's batch mode: the next step masks negatives or not (hysteresis on `entropy`)."""
-        aepo = self.config.aepo
-        masking = next_masking(self.aepo_masking, entropy, aepo.h_low, aepo.h_high)
-        if masking != self.aepo_masking:
-            self.aepo_switches += 1
-            AEPO_SWITCHES.labels(self.name, "on" if masking else "off").inc()
-            log.info("%s: AEPO %s at batch entropy %.4f", self.name, "masks negatives" if masking else "off", entropy)
-        self.aepo_masking = masking
-        AEPO_STATE.labels(self.name).set(float(masking))
-
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(
         self, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int], waiting: frozenset[str] = frozenset()
@@ -367,10 +289,10 @@ class Learner:
             staleness_hist=dict(self.intake.staleness_hist),
             offsets=LearnerState.offsets_key(offsets),
             run_id=self.run_id,
-            aepo_masking=self.aepo_masking,
-            aepo_switches=self.aepo_switches,
+            aepo_masking=self.rl_update.masking,
+            aepo_switches=self.rl_update.switches,
             uninformative_dropped=self.intake.uninformative_dropped,
-            sampler_filled=self.sampler_filled,
+            sampler_filled=self.picker.filled,
             seen_ids=self.intake.seen_ids(waiting),
         )
         start = time.perf_counter()
@@ -404,9 +326,8 @@ class Learner:
         self.checkpointed = (saved.rl_step, saved.groups_consumed)
         self.samples_trained = saved.samples_trained
         self.tokens_trained = saved.tokens_trained
-        self.aepo_masking, self.aepo_switches = saved.aepo_masking, saved.aepo_switches
-        self.sampler_filled = saved.sampler_filled
-        AEPO_STATE.labels(self.name).set(float(self.aepo_masking))
+        self.rl_update.restore(saved.aepo_masking, saved.aepo_switches)
+        self.picker.filled = saved.sampler_filled
         self.resumed_from = saved.rl_step
         log.info("%s resumed from %s (version %d, step %d)", self.name, directory, saved.version, saved.rl_step)
         return saved
@@ -433,19 +354,16 @@ class Learner:
                 group = self.intake.take(message, decode, self.version)
                 if group is not None:
                     ready.append(((message.topic, message.partition), message.offset, group))
-                    self._last_arrival = time.monotonic()
+                    self.picker.arrived()
             ready = [item for item in ready if self.intake.fresh(item[2], self.version, self.replay is not None)]
             if self.replay is None and self.intake.groups_consumed > self._announced_consumed:
                 self.announce_consumed()  # dropped groups free the gate for as many new ones
-            schedule = self.replay.schedule if self.replay is not None else None
-            if schedule is not None:
-                ready = self._scheduled_only(ready)
-            found = self._next_batch([group for _, _, group in ready], schedule)
-            if found is None:
+            ready = self.picker.scheduled_only(ready)
+            picked = self.picker.pick([group for _, _, group in ready], self.intake.replay_dropped)
+            if picked is None:
                 if self.replay is not None and self.replay.read_through(reader.handed):
                     break  # the recorded range is used up
                 continue
-            picked, self.scheduled = found
             taken = [ready[i] for i in picked]
             ready = [item for i, item in enumerate(ready) if i not in set(picked)]
             state = self._train_batch([group for _, _, group in taken])
@@ -459,15 +377,15 @@ class Learner:
         """One RL step on `batch`, then the next version published (held-out accuracy every
         `eval_every` steps); returns the new weights."""
         self.intake.trained(batch, self.version)
-        metrics = self.rl_update(batch)
+        metrics = self.rl_update(batch, self.rl_step)
         self.rl_step += 1
         self.samples_trained += sum(trajectories(g) for g in batch)
         metrics |= {
             "samples_trained": float(self.samples_trained),
             "stale_dropped": float(self.intake.stale_dropped),
             "uninformative_dropped": float(self.intake.uninformative_dropped),
-            "sampler_filled": float(self.sampler_filled),
-            "aepo_switches": float(self.aepo_switches),
+            "sampler_filled": float(self.picker.filled),
+            "aepo_switches": float(self.rl_update.switches),
             "staleness_mean": sum(self.version - min(r.policy_version for r in g) for g in batch) / len(batch),
         }
         state = self.trainer.full_state()
@@ -476,37 +394,6 @@ class Learner:
         self.publish(metrics, state)
         self.last_metrics = metrics
         return state
-
-    def _next_batch(
-        self, waiting: list[list[ScoredRollout]], schedule: tuple[str, ...] | None
-    ) -> tuple[list[int], int] | None:
-        """Indices into `waiting` (groups in arrival order) of the next batch, and the new replay
-        schedule position; None to wait. A replay follows its schedule; live, the sampler
-        (`learner.sampler`) or the oldest groups (of one rollout kind, with batch_by_rollout_kind)."""
-        stalled = time.monotonic() - self._last_arrival > self.config.stall_seconds
-        if schedule is None and self.config.sampler.task_balanced:
-            pick = balanced_pick(
-                [g[0].task_type for g in waiting],
-                [pass_rate(g) < 0.5 for g in waiting],
-                self.task_types,
-                self.config.groups_per_step,
-                self.config.sampler,
-                stalled,
-            )
-            if pick is None:
-                return None
-            self.sampler_filled += pick.filled
-            SAMPLER_FILLED.labels(self.name).inc(pick.filled)
-            return pick.indices, self.scheduled + len(pick.indices)
-        return next_batch(
-            [g[0].group_id for g in waiting],
-            self.config.groups_per_step,
-            schedule,
-            self.scheduled,
-            self.intake.replay_dropped,
-            [rollout_kind(g[0].task_type) for g in waiting] if self.config.batch_by_rollout_kind else None,
-            stalled=stalled,
-        )
 
     def announce_consumed(self) -> None:
         """Re-announce the current version with the groups consumed so far (dropped groups
@@ -521,13 +408,6 @@ class Learner:
             run_id=self.run_id,
         )
         self.producer.send_records(POLICY.name, [record]).get(timeout=30)
-
-    def _scheduled_only(self, ready: list[Any]) -> list[Any]:
-        """Replay in recorded order: drop (count) groups the schedule does not list."""
-        listed = self.replay.listed if self.replay is not None else frozenset()
-        kept = [item for item in ready if item[2][0].group_id in listed]
-        self.unscheduled += len(ready) - len(kept)
-        return kept
 
     def _checkpoint_and_commit(
         self,
