@@ -279,28 +279,6 @@ def cmd_ask(args: argparse.Namespace, extra: list[str]) -> int:
         time.sleep(1)
 
 
-def _build_memory_model(args: argparse.Namespace) -> int:
-    """A memory agent: `--base` warmed up on perfect readers' traces (`memory_warm_up`)."""
-    import torch
-
-    from actors.memory_agent import MemoryAgentConfig
-    from actors.modeling import load_policy, save_policy
-    from ops.pretrain import memory_warm_up
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    model, tokenizer = load_policy(args.base)
-    start = time.monotonic()
-    memory_warm_up(model, tokenizer, MemoryAgentConfig(), args.memory_steps, args.seed)
-    path = save_policy(args.path, model, tokenizer)
-    recipe = {"base": args.base, "memory_steps": args.memory_steps, "seed": args.seed, "threads": args.threads}
-    card = {"recipe": recipe, "seconds": round(time.monotonic() - start, 1)}
-    (path / "memory_warm_up.json").write_text(json.dumps(card, indent=1) + "\n")
-    print(path)
-    return 0
-
-
 def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
     if args.from_gguf:
         from ops.convert import convert_gguf
@@ -313,10 +291,11 @@ def cmd_build_model(args: argparse.Namespace, extra: list[str]) -> int:
         print(path)
         return 0
     from actors.settings import TinyModelConfig
-    from ops.pretrain import PretrainConfig, build_base
+    from ops.pretrain import PretrainConfig, build_base, build_memory_model
 
     if args.memory_steps:
-        return _build_memory_model(args)
+        print(build_memory_model(args.base, args.path, args.memory_steps, args.seed, args.threads))
+        return 0
     config = PretrainConfig(steps=args.pretrain_steps, seed=args.seed, threads=args.threads)
     path = build_base(args.path, TinyModelConfig(), config, log=lambda point: print(json.dumps(point), flush=True))
     print(path)

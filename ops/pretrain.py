@@ -32,7 +32,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from actors.memory_agent import MemoryAgentConfig, gold_turns, split_chunks
-from actors.modeling import build_tiny_model, build_tokenizer, save_policy, token_counter
+from actors.modeling import build_tiny_model, build_tokenizer, load_policy, save_policy, token_counter
 from actors.prompts import Prompter, PromptFormat
 from actors.settings import TinyModelConfig
 from actors.tasks import COMPOSERS, TaskType, compose_memory_kv, render_prompt
@@ -297,3 +297,19 @@ def build_base(
     path = save_policy(path, model, tokenizer)
     write_card(path, config, curve)
     return path
+
+
+def build_memory_model(base: str, path: str | Path, steps: int, seed: int, threads: int) -> Path:
+    """A memory agent: `base` warmed up on perfect readers' traces (`memory_warm_up`), saved to
+    `path` with its recipe card (memory_warm_up.json)."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model, tokenizer = load_policy(base)
+    start = time.monotonic()
+    memory_warm_up(model, tokenizer, MemoryAgentConfig(), steps, seed)
+    saved = save_policy(path, model, tokenizer)
+    recipe = {"base": base, "memory_steps": steps, "seed": seed, "threads": threads}
+    card = {"recipe": recipe, "seconds": round(time.monotonic() - start, 1)}
+    (saved / "memory_warm_up.json").write_text(json.dumps(card, indent=1) + "\n")
+    return saved

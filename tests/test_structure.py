@@ -113,3 +113,14 @@ def test_no_import_circle() -> None:
         if module not in state:
             visit(module)
     assert not circles, "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_no_module_is_over_about_500_lines() -> None:
+    limit = 520  # "about 500": one screenful of a file's outline, not a hard count
+    long = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for package in (*PACKAGES, "bench")
+        for p in sorted((ROOT / package).rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > limit
+    ]
+    assert not long, "\n".join(long)

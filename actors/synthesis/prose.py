@@ -37,6 +37,28 @@ import functools
 import re
 from dataclasses import dataclass
 
+from actors.synthesis.english import (
+    ANAPHORS,
+    AUX,
+    BASE_BEFORE,
+    BOUNDARY,
+    CATEGORY,
+    CLASSIFIERS,
+    CLAUSE,
+    DAYS,
+    JOINERS,
+    LEADING,
+    NAME_PARTICLES,
+    ORDINAL,
+    PARTICLES,
+    PREPOSITIONS,
+    SUBORDINATORS,
+    TIME_AFTER,
+    is_adverb,
+    is_gerund,
+    is_verb,
+    is_verb_after_name,
+)
 from actors.synthesis.facts import Fact
 
 MONTHS = frozenset(
@@ -44,55 +66,6 @@ MONTHS = frozenset(
     + ("july", "august", "september", "october", "november", "december")
 )
 _PRONOUNS = frozenset({"it", "he", "she", "they", "we", "i", "you", "there", "here"})
-
-
-# Word lists for prose. spaCy's blank English pipeline has no tagger, so what a word is (verb,
-# preposition, adverb) comes from these closed lists and from suffixes.
-def _set(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
-
-_DAYS = _set("monday tuesday wednesday thursday friday saturday sunday")
-_ORDINAL = re.compile(r"\d*(1st|2nd|3rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth")
-_AUX = _set(
-    "is was were are am be been being has have had do does did will would shall should can could may might must"
-)
-_BASE_BEFORE = _set("do does did will would shall should can could may might must to not")  # a base form follows
-_IRREGULAR = _set(  # past tenses and participles that do not end in -ed
-    """arose arisen bore borne beat beaten became become began begun bound blew blown broke broken brought built
-    bought caught chose chosen came dealt done drew drawn drove driven fell fallen fed felt fought found fled flew
-    flown forbade forbidden forgave forgot gave given went gone grew grown hung held hid hidden kept knew known laid
-    led left lent lost made meant met overcame overran overrun overthrew overthrown oversaw overseen paid rose risen
-    ran run said saw seen sought sold sent shook shaken shot sank sat spoke spoken spent spun sprang stood stole
-    stolen stuck struck swore sworn swept took taken taught told thought threw thrown understood underwent undergone
-    undertook undertaken upheld won withdrew withdrawn withheld wrote written rebuilt retook born"""
-)
-_S_VERBS = _set(  # present tenses: any other word ending in -s is as often a plural noun
-    """is has does remains becomes includes joins borders holds lies consists contains comprises governs leads owns
-    runs reports feeds serves controls recognizes claims hosts houses operates produces draws adds boasts shares
-    faces maintains retains exceeds belongs depends meets oversees buys employs links connects supplies"""
-)
-_NOT_VERBS = _set("hundred kindred sacred naked wicked rugged ragged beloved indeed")
-_ADVERBS = _set("then also first soon later further again still once never not long nonetheless now thus")
-_PREPOSITIONS = _set(
-    """about above across after against along among around as at before behind below beside between beyond by
-    despite during for from in inside into near of on onto over per since through throughout to toward towards under
-    until upon via with within without"""
-)
-_PARTICLES = _set("up down out back away off")
-_CLAUSE = _set("who whom whose which that where when while although though because whereas if and but or nor")
-_SUBORDINATORS = _set("although though when while whereas because until and but")  # "after" is a preposition too
-_BOUNDARY = frozenset((",", ";", ":", "--", "\u2014", "\u2013", "(", '"', "\u201c"))
-_LEADING = _set("the its their his her a an this that in on at by following despite including regarding having")
-_NAME_PARTICLES = _set("el al de da del di du la le van von der bin ibn dos das")
-_JOINERS = frozenset(("-", "'s", "'", "\u2019s", "\u2019"))
-_CATEGORY = _set(  # "Birchwood station": a name, then what kind of place it is
-    """station reservoir lake river bridge dam tunnel canal island city town village district port airport harbor
-    harbour mountain valley street square park building tower hall museum university school hospital"""
-)
-_CLASSIFIERS = _set("firm company group party organization architect author")  # "by the firm Aldane & Voss"
-_ANAPHORS = _set("country island colony territory nation state region area kingdom city republic")
-_TIME_AFTER = _set("later ago earlier before after")  # "two years later": a time, not a quantity
 
 
 @functools.cache
@@ -124,29 +97,6 @@ def _lowercase_word(tok) -> bool:  # noqa: ANN001 - a spaCy Token
     return tok.is_alpha and tok.is_lower and not tok.is_stop
 
 
-def _verb(word: str) -> bool:
-    """Whether a lowercase word reads as a verb: an auxiliary, a past form ("-ed", "became") or
-    a known present form ("holds")."""
-    if word in _AUX or word in _IRREGULAR or word in _S_VERBS:
-        return True
-    return len(word) > 4 and word.endswith("ed") and word not in _NOT_VERBS
-
-
-def _verb_after_name(word: str, following: str) -> bool:
-    """Right after a name, a word ending in -s is its verb more often than not ("Iceland boasts"),
-    unless a preposition follows ("elections in", "portions of": a plural noun)."""
-    plural = len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
-    return _verb(word) or (plural and following not in _PREPOSITIONS)
-
-
-def _adverb(word: str) -> bool:
-    return word in _ADVERBS or (len(word) > 4 and word.endswith("ly") and word not in ("only", "early"))
-
-
-def _gerund(word: str) -> bool:
-    return len(word) > 5 and word.endswith("ing")
-
-
 def _name_end(tokens: list, i: int) -> int:
     """Token index after the name starting at i: title-case words, joined by hyphens and
     possessives ("Austro-Hungarian", "People's Republic"), "&", "of", "of the", "for", a roman
@@ -171,12 +121,12 @@ def _name_step(tokens: list, j: int, words: list[str]) -> int:
     tok = tokens[j]
     if name(j) or tok.text in ("I", "I."):
         return 1
-    if tok.text in _JOINERS and not tokens[j - 1].whitespace_ and not (tok.text == "-" and tok.whitespace_):
+    if tok.text in JOINERS and not tokens[j - 1].whitespace_ and not (tok.text == "-" and tok.whitespace_):
         return 2 if name(j + 1) else 0
     if tok.text in ("&", "of", "for") and name(j + 1):
         return 2
     particles = 0
-    while j + particles < len(tokens) and tokens[j + particles].text in _NAME_PARTICLES:
+    while j + particles < len(tokens) and tokens[j + particles].text in NAME_PARTICLES:
         particles += 1
     if particles and name(j + particles):
         return particles + 1  # "Zine el Abidine BEN ALI", "Rio de la Plata"
@@ -217,9 +167,9 @@ def _date_or_quantity(tokens: list, i: int) -> _Mention | None:
     if month or re.fullmatch(r"1[89]\d\d|20\d\d", tok.text) or old_year:
         j = i + (2 if month else 1)
         return _Mention(_span(tokens, i, j), "date", i, j)
-    if tok.like_num and not _ORDINAL.fullmatch(tok.lower_):
+    if tok.like_num and not ORDINAL.fullmatch(tok.lower_):
         j = i + 1
-        while j < len(tokens) and j < i + 3 and _lowercase_word(tokens[j]) and tokens[j].lower_ not in _TIME_AFTER:
+        while j < len(tokens) and j < i + 3 and _lowercase_word(tokens[j]) and tokens[j].lower_ not in TIME_AFTER:
             j += 1
         return _Mention(_span(tokens, i, j), "quantity", i, j)
     return None
@@ -232,12 +182,12 @@ def _opener(tokens: list, i: int) -> bool:
     tok = tokens[i]
     if tok.is_upper:
         return False
-    if tok.lower_ in _LEADING or tok.is_stop:
+    if tok.lower_ in LEADING or tok.is_stop:
         return True
     starts = i == 0 or not tokens[i - 1].is_alpha
     then_name = i + 1 < len(tokens) and _is_name(tokens[i + 1])
     word = tok.lower_
-    verbal = (len(word) > 6 and word.endswith("ly")) or _verb(word)
+    verbal = (len(word) > 6 and word.endswith("ly")) or is_verb(word)
     return starts and verbal and not then_name
 
 
@@ -258,7 +208,7 @@ def _mentions(tokens: list) -> list[_Mention]:
         while i < j and _opener(tokens, i):
             i += 1
         text = _span(tokens, i, j).removesuffix(".")  # "World War I." at a sentence's end
-        if i < j and text.lower() not in _PRONOUNS | MONTHS | _DAYS:
+        if i < j and text.lower() not in _PRONOUNS | MONTHS | DAYS:
             out.append(_Mention(text, _name_kind(tokens, j), i, j))
         i = j
     return out
@@ -271,11 +221,11 @@ def _name_kind(tokens: list, j: int) -> str:
     if j >= len(tokens):
         return "entity"
     nxt, following = tokens[j], tokens[j + 1].lower_ if j + 1 < len(tokens) else ""
-    if nxt.text in _JOINERS and not tokens[j - 1].whitespace_:
+    if nxt.text in JOINERS and not tokens[j - 1].whitespace_:
         return "modifier"
     word = nxt.lower_
-    kind_of_place = word in _CATEGORY or _adverb(word) or _gerund(word)
-    if _lowercase_word(nxt) and not kind_of_place and not _verb_after_name(word, following):
+    kind_of_place = word in CATEGORY or is_adverb(word) or is_gerund(word)
+    if _lowercase_word(nxt) and not kind_of_place and not is_verb_after_name(word, following):
         return "modifier"
     return "entity"
 
@@ -289,13 +239,13 @@ def _opens_clause(tokens: list, first: int, modifiers: set[int], names: dict[int
     j = first - 1
     while j >= 0:
         tok = tokens[j]
-        adjective = _lowercase_word(tok) and not _verb(tok.lower_)
+        adjective = _lowercase_word(tok) and not is_verb(tok.lower_)
         if tok.lower_ in ("the", "a", "an") or tok.text == "-" or j in modifiers or adjective:
             j -= 1
             continue
         if (head := _list_head(tokens, j, names)) is not None:
             return _opens_clause(tokens, head, modifiers, names)
-        return tok.text in _BOUNDARY or tok.lower_ in _SUBORDINATORS
+        return tok.text in BOUNDARY or tok.lower_ in SUBORDINATORS
     return True
 
 
@@ -345,31 +295,31 @@ def _predicate(words: list[str]) -> str | None:
     most three object words, and at most one preposition, last ("was founded in", "declared
     its independence from", "is home to"). Anything else (a second verb, a clause word, a
     comma, a name, "the country" standing for a name) is not one relation."""
-    if len(words) > 2 and words[-2] == "the" and words[-1] in _CLASSIFIERS and words[-3] in _PREPOSITIONS:
+    if len(words) > 2 and words[-2] == "the" and words[-1] in CLASSIFIERS and words[-3] in PREPOSITIONS:
         words = words[:-2]  # "designed by the firm Aldane & Voss": the object says what it is
     while words and words[-1] in ("the", "both", "either"):
         words = words[:-1]
     if not words or len(words) > 7 or not all(w.replace("-", "").isalpha() and w.islower() for w in words):
         return None
     i, n, auxiliary, verb = 0, len(words), False, False
-    while i < n and (words[i] in _AUX or _adverb(words[i])):
-        auxiliary, i = auxiliary or words[i] in _AUX, i + 1
+    while i < n and (words[i] in AUX or is_adverb(words[i])):
+        auxiliary, i = auxiliary or words[i] in AUX, i + 1
     following = words[i + 1] if i + 1 < n else ""
-    base = 0 < i < n and words[i - 1] in _BASE_BEFORE  # "did not recognize"
-    if i < n and words[i] not in _PREPOSITIONS and (base or _verb_after_name(words[i], following)):
+    base = 0 < i < n and words[i - 1] in BASE_BEFORE  # "did not recognize"
+    if i < n and words[i] not in PREPOSITIONS and (base or is_verb_after_name(words[i], following)):
         verb, i = True, i + 1
-        while i < n and (words[i] in _PARTICLES or _gerund(words[i]) or _adverb(words[i])):
+        while i < n and (words[i] in PARTICLES or is_gerund(words[i]) or is_adverb(words[i])):
             i += 1  # "stepped down", "rejected joining", "was subsequently ruled"
     middle_start = i
-    while i < n and not (words[i] in _PREPOSITIONS or words[i] in _CLAUSE or _verb(words[i])):
+    while i < n and not (words[i] in PREPOSITIONS or words[i] in CLAUSE or is_verb(words[i])):
         i += 1
     middle = [w for w in words[middle_start:i] if w not in ("a", "an", "the", "its", "their", "his", "her")]
-    preposition = i < n and words[i] in _PREPOSITIONS
+    preposition = i < n and words[i] in PREPOSITIONS
     if i + preposition != n or not (verb or auxiliary) or len(middle) > 3 or words[-1] in ("a", "an"):
         return None
     if (not preposition and middle) or (not verb and not (middle or preposition)):
         return None  # a verb takes its object directly; a bare copula states nothing
-    if any(w in _ANAPHORS and words[k - 1] == "the" for k, w in enumerate(words) if k):
+    if any(w in ANAPHORS and words[k - 1] == "the" for k, w in enumerate(words) if k):
         return None  # "annexed the country in 1821": which country, the relation does not say
     return " ".join(words)
 
@@ -382,16 +332,16 @@ def _coordinated(words: list[str]) -> list[str] | None:
     if cut < 0:
         return words
     before, after = words[:cut], words[cut + 1 :]
-    if not any(_verb(w) for w in before) or not after or not (_verb(after[0]) or _adverb(after[0])):
+    if not any(is_verb(w) for w in before) or not after or not (is_verb(after[0]) or is_adverb(after[0])):
         return None
-    return [before[0], *after] if before[0] in _AUX and after[0] not in _AUX else after
+    return [before[0], *after] if before[0] in AUX and after[0] not in AUX else after
 
 
 def _carried(words: list[str]) -> list[str] | None:
     """After an object, "and V ..." or ", but V ...": the clause's subject again ("The bridge
     was designed by Joseph Strauss and opened in 1937": the bridge opened, not Strauss)."""
     rest = words[1:] if words[:1] == [","] else words
-    if rest[:1] not in (["and"], ["but"]) or len(rest) < 2 or not (_verb(rest[1]) or _adverb(rest[1])):
+    if rest[:1] not in (["and"], ["but"]) or len(rest) < 2 or not (is_verb(rest[1]) or is_adverb(rest[1])):
         return None
     return rest[1:]
 
@@ -414,13 +364,13 @@ def _object_fits(tokens: list, b: _Mention, relation: str) -> bool:
         return False
     nxt = tokens[b.last] if b.last < len(tokens) else None
     following = tokens[b.last + 1].lower_ if b.last + 1 < len(tokens) else ""
-    if nxt is not None and nxt.is_lower and _verb_after_name(nxt.lower_, following):
+    if nxt is not None and nxt.is_lower and is_verb_after_name(nxt.lower_, following):
         return False
     if b.kind == "date":  # "between 1819 and 1822", "during 1944-45": half a range is no date
         ranged = nxt is not None and nxt.text in ("-", "\u2013") and following[:1].isdigit()
         noun = nxt is not None and nxt.is_alpha and not nxt.is_stop  # "the 1941 invasion"
-        return relation.split()[-1] in _PREPOSITIONS - {"between"} and not ranged and not noun
-    return not (b.kind == "quantity" and nxt is not None and nxt.lower_ in _TIME_AFTER | {"of"})
+        return relation.split()[-1] in PREPOSITIONS - {"between"} and not ranged and not noun
+    return not (b.kind == "quantity" and nxt is not None and nxt.lower_ in TIME_AFTER | {"of"})
 
 
 def _more_objects(tokens: list, mentions: list[_Mention], k: int, relation: str) -> list[tuple[str, _Mention]]:
@@ -430,7 +380,7 @@ def _more_objects(tokens: list, mentions: list[_Mention], k: int, relation: str)
     out, last = [], mentions[k]
     if last.kind != "entity":
         return out
-    direct = relation.split()[-1] not in _PREPOSITIONS
+    direct = relation.split()[-1] not in PREPOSITIONS
     for previous, m in zip(mentions[k:], mentions[k + 1 :], strict=False):
         words = [t.lower_ for t in tokens[previous.last : m.first]]
         if m.kind == "date" and previous is last and direct and words in (["in"], ["on"]):
@@ -479,7 +429,7 @@ def _pair_fact(sentence: _Sentence, k: int, subject: _Mention | None) -> tuple[_
     if a.kind == "entity" and _opens_clause(tokens, a.first, sentence.modifiers, sentence.names):
         if words[:1] == [","] and a.first and tokens[a.first - 1].text == ",":
             words = words[1:]  # an appositive: "Its chair, Ines Okafor, took office in ..."
-        if words[:1] and words[0] in _CATEGORY:
+        if words[:1] and words[0] in CATEGORY:
             words = words[1:]  # "Birchwood station was designed by ..."
         return a, _coordinated(words), "clause"
     return subject, (_carried(words) if subject is not None else None), "carried"
