@@ -157,7 +157,7 @@ def test_in_flight_requests_finish_on_the_version_they_started_with(
     engine = AnnouncingEngine(rollout.engine, lambda: announce(1, new))
     rollout.engine = engine
     with Running(rollout) as running:
-        wait_for(lambda: rollout.version == 1 or bool(running.errors), 60, "version 1 loaded")
+        wait_for(lambda: rollout.policy.version == 1 or bool(running.errors), 60, "version 1 loaded")
         running.check()
         send_tasks(streams, claim, 8, seed=1)
         wait_for(lambda: rollout.processor.counts["produced"] >= 12 * 2 or bool(running.errors), 60, "12 groups")
