@@ -33,7 +33,7 @@ from actors.settings import SECRET_ENV, STORE_NAME
 from ops import processes
 from ops.config import ConfigError, LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, newest_run
-from ops.slots import LEARNER_NAME, Slot, actor_plan, build_actor, prepare_model
+from ops.slots import Slot, actor_plan, build_actor, prepare_model
 from ops.state import STATE_FILE, atomic_write
 from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoop, Death, RestartBudget, death_of
 from streams.broker import free_port
@@ -121,7 +121,7 @@ class Service:
             for death in Death:  # every series exists (at 0) from the start
                 RESTARTS[slot.kind].labels(slot.name, death.value)
             self.restarts[slot.name] = 0
-        rendezvous = self._place_learner([s for s in plan if s.kind == "learner"])
+        rendezvous = self._place_learner([s for s in plan if s.ranked])
         self._spawn(plan, rendezvous)
         self._write_state()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -249,7 +249,7 @@ class Service:
         now = time.monotonic()
         dead: dict[str, tuple[Death, str]] = {}
         for name, slot in self.slots.items():
-            key = LEARNER_NAME if slot.kind == "learner" else name
+            key = slot.restart_unit
             if name in self.starting:
                 continue
             if name not in self.hosts:
@@ -268,13 +268,13 @@ class Service:
 
     def _restart(self, slot: Slot) -> None:
         """A fresh process for `slot` (every rank, for the learner), resuming where it left off."""
-        slots = [s for s in self.slots.values() if s.kind == "learner"] if slot.kind == "learner" else [slot]
+        slots = [s for s in self.slots.values() if s.restart_unit == slot.restart_unit]
         for s in slots:
             self._unanswered.pop(s.name, None)  # a fresh process: silence is counted anew
             with contextlib.suppress(Exception):
                 ray.kill(self.hosts.pop(s.name), no_restart=True)
         rendezvous = ""
-        if slot.kind == "learner" and len(slots) > 1 and self._learner_group is not None:
+        if slot.ranked and len(slots) > 1 and self._learner_group is not None:
             strategy = PlacementGroupSchedulingStrategy(self._learner_group, placement_group_bundle_index=0)
             rendezvous = ray.get(_rendezvous.options(scheduling_strategy=strategy).remote())
         self._spawn(slots, rendezvous)
@@ -335,7 +335,7 @@ class Service:
                 }
             },
         }
-        if slot.kind == "learner" and self._learner_group is not None:
+        if slot.ranked and self._learner_group is not None:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 self._learner_group, placement_group_bundle_index=slot.rank
             )

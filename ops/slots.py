@@ -1,5 +1,5 @@
 """What the launcher starts: one `Slot` per actor (`actor_plan`), and how each is built inside
-its own Ray worker (`build_actor`, through the `BUILDERS` registry).
+its own Ray worker (`build_actor`, through the `KINDS` registry).
 
 This module is imported by the launcher and by every actor's worker (the factory Ray ships is
 `build_actor`), so it imports no actor implementation at the top: each builder imports its
@@ -30,6 +30,18 @@ class Slot:
     name: str
     resources: Resources
     rank: int = 0
+    unit: str = ""
+    """What the supervisor restarts together (the learner's ranks: rank 0's name); "": itself."""
+
+    @property
+    def ranked(self) -> bool:
+        """Its kind's slots are data-parallel ranks: placed in one placement group, their
+        rendezvous shared, restarted together (`ActorKind.ranked`)."""
+        return KINDS[self.kind].ranked
+
+    @property
+    def restart_unit(self) -> str:
+        return self.unit or self.name
 
 
 @dataclass(frozen=True)
@@ -192,20 +204,30 @@ def _learner(slot: Slot, ctx: Context, **extra: Any) -> Any:
     )
 
 
-BUILDERS: dict[str, Callable[[Slot, Context], Any]] = {
-    "ingest": _ingest,
-    "synthesis": _synthesis,
-    "rollout": _rollout,
-    "reward": _reward,
-    "memory": _memory,
-    "learner": _learner,
+@dataclass(frozen=True)
+class ActorKind:
+    """How the launcher treats an actor kind."""
+
+    build: Callable[[Slot, Context], Any]
+    """Builds the plain actor inside its worker."""
+    ranked: bool = False
+    """Its slots are data-parallel ranks (placed together, one rendezvous, restarted together)."""
+
+
+KINDS: dict[str, ActorKind] = {
+    "ingest": ActorKind(_ingest),
+    "synthesis": ActorKind(_synthesis),
+    "rollout": ActorKind(_rollout),
+    "reward": ActorKind(_reward),
+    "memory": ActorKind(_memory),
+    "learner": ActorKind(_learner, ranked=True),
 }
-"""Every actor kind and how its worker builds it (the kinds of `ops.supervisor.KINDS`)."""
+"""Every actor kind (the kinds of `ops.supervisor.KINDS`)."""
 
 
 def build_actor(slot: Slot, config: LongtideConfig, model_path: str, run: Run, rendezvous: str = "") -> Any:
     """Construct one plain actor (runs inside its Ray worker, or in-process in tests)."""
-    return BUILDERS[slot.kind](slot, Context(config, model_path, run, rendezvous))
+    return KINDS[slot.kind].build(slot, Context(config, model_path, run, rendezvous))
 
 
 def build_learner(config: LongtideConfig, model_path: str, run: Run, name: str, **extra: Any) -> Any:
@@ -222,7 +244,13 @@ def actor_plan(config: LongtideConfig) -> list[Slot]:
     if config.memory.enabled:
         plan += [Slot("memory", "memory-0", config.memory.resources)]
     plan += [
-        Slot("learner", LEARNER_NAME if r == 0 else f"{LEARNER_NAME}-rank-{r}", config.learner.resources, rank=r)
+        Slot(
+            "learner",
+            LEARNER_NAME if r == 0 else f"{LEARNER_NAME}-rank-{r}",
+            config.learner.resources,
+            rank=r,
+            unit=LEARNER_NAME,
+        )
         for r in range(config.learner.ranks)
     ]
     return plan

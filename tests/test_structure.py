@@ -124,3 +124,14 @@ def test_no_module_is_over_about_500_lines() -> None:
         if (n := len(p.read_text().splitlines())) > limit
     ]
     assert not long, "\n".join(long)
+
+
+def test_every_actor_kind_is_registered_once_for_launch_and_supervision() -> None:
+    from ops.slots import KINDS
+    from ops.supervisor import KINDS as SUPERVISED
+
+    assert set(KINDS) == set(SUPERVISED)
+    assert {p.name for p in (ROOT / "actors").iterdir() if (p / "actor.py").is_file()} == set(KINDS)
+    for kind in KINDS:
+        for module in ("config", "metrics", "actor"):  # one shape per actor package
+            assert (ROOT / "actors" / kind / f"{module}.py").is_file(), f"actors/{kind}/{module}.py"

@@ -47,9 +47,17 @@ class RankGroup:
         dist.all_reduce(tensor, group=self._objects)
         return dict(zip(keys, tensor.tolist(), strict=True))
 
-    def close(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, wait_s: float = 30.0) -> None:
+        """Leave the group once every rank is leaving (at most `wait_s`): a rank that tears its
+        gloo pairs down while another still talks to it can abort the process at exit
+        ("terminate called without an active exception")."""
+        if not dist.is_initialized():
+            return
+        try:
+            dist.monitored_barrier(group=self._objects, timeout=datetime.timedelta(seconds=wait_s))
+        except RuntimeError as exc:  # a rank gone or stuck: leave anyway
+            log.warning("rank %d leaves without the others: %s", self.rank, exc)
+        dist.destroy_process_group()
 
 
 class RankFollower:
