@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import IllegalStateError
+from kafka.errors import CommitFailedError, IllegalStateError
 from kafka.structs import OffsetAndMetadata
 
 from schemas import encode, headers_for
@@ -342,6 +342,9 @@ class Consumer:
         """Told of the partitions a rebalance takes away (before their new holder reads them)."""
         self.unseeded: list[TopicPartition] = []
         """Partitions assigned whose committed offset is not yet part of the floor."""
+        self.known_committed: Callable[[list[Partition]], dict[Partition, int]] | None = None
+        """Committed offsets known outside the broker (the group's journal): part of the floor
+        too, so a broker that lost its log and its commits is still caught."""
         if assign_all:
             parts = [TopicPartition(t, p) for t in topics for p in sorted(self._consumer.partitions_for_topic(t) or ())]
             if not parts:
@@ -353,9 +356,13 @@ class Consumer:
             self._consumer.subscribe(list(topics), listener=_ReleaseOnRebalance(self))
 
     def floor_from_committed(self, parts: Iterable[TopicPartition]) -> None:
-        """The group's committed offsets as the floor: a restarted actor whose broker lost
-        its log meanwhile is rewound below them by the client, and stops instead."""
+        """The group's committed offsets as the floor (the broker's, and those known outside
+        it): a restarted actor whose broker lost its log meanwhile is rewound below them by the
+        client, and stops instead."""
+        parts = list(parts)
         self.floor.committed(self._committed(parts))
+        if self.known_committed is not None:
+            self.floor.committed(self.known_committed([(tp.topic, tp.partition) for tp in parts]))
 
     def _committed(self, parts: Iterable[TopicPartition]) -> dict[Partition, int]:
         """The group's committed offset of each of `parts` that has one."""
@@ -397,21 +404,30 @@ class Consumer:
                     out[tp] = position
         return out
 
-    def commit(self, next_offsets: dict[Partition, int]) -> None:
-        """Commit, per partition, the offset of the next record to read. A partition this
-        consumer no longer holds (revoked by a rebalance while its records were handled, during
-        `hold`) is left out: its new owner has read on from the group's committed offset, which
-        this commit must not move (those records may be handled twice: at least once)."""
+    def commit(self, next_offsets: dict[Partition, int]) -> dict[Partition, int]:
+        """Commit, per partition, the offset of the next record to read; returns what was
+        committed. A partition this consumer no longer holds (revoked by a rebalance while its
+        records were handled, during `hold`) is left out: its new owner has read on from the
+        group's committed offset, which this commit must not move (those records may be handled
+        twice: at least once). Likewise when the group refuses the commit because it dropped
+        this consumer meanwhile (work that outlasted `max_poll_interval_ms`): nothing is
+        committed, the consumer rejoins on its next poll and reads from the group's offsets."""
         owned = self._consumer.assignment()
         lost = [part for part in next_offsets if TopicPartition(*part) not in owned]
         if lost:
             log.warning("not committing %s: revoked while their records were handled", lost)
             next_offsets = {part: o for part, o in next_offsets.items() if part not in lost}
-        if next_offsets:
+        if not next_offsets:
+            return {}
+        try:
             self._consumer.commit(
                 {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in next_offsets.items()}
             )
-            self.floor.committed(next_offsets)
+        except CommitFailedError as exc:
+            log.warning("not committing %s: the group dropped this consumer meanwhile (%s)", sorted(next_offsets), exc)
+            return {}
+        self.floor.committed(next_offsets)
+        return next_offsets
 
     def committed_offsets(self, topic: str) -> dict[int, int]:
         """The group's committed offset of each partition of `topic` that has one."""

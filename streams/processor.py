@@ -177,6 +177,8 @@ class StreamProcessor:
         self._rejected: list[Message] = []
         """What this step dead-lettered."""
         consumer.on_revoked.append(self.journal.forget)  # its next holder counts its deaths
+        consumer.known_committed = self.journal.committed_offsets  # what the group committed, kept off the broker
+        consumer.floor.committed(self.journal.committed_offsets(consumer.assigned()))  # assigned already (assign_all)
         self.dedup = DedupWindow(dedup_window)
         self.metrics = stream_metrics(kind)
         for topic in consumer.topics:  # every series exists from the start, at 0
@@ -222,9 +224,9 @@ class StreamProcessor:
         if self.on_dead_letter is not None:
             for message in self._rejected:  # on dlq now: the actor may record it as passed
                 self.on_dead_letter(message)
-        self.consumer.commit(next_offsets)
-        self.journal.committed(next_offsets)
-        self.committed.update(next_offsets)
+        done = self.consumer.commit(next_offsets)
+        self.journal.committed(done)
+        self.committed.update(done)
         self.counts["consumed"] += len(messages)
         elapsed = time.perf_counter() - start
         self.metrics.process_seconds.labels(self.actor).observe(elapsed)

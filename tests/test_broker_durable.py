@@ -204,6 +204,54 @@ def test_memory_broker_restart_is_detected_not_read_past(tmp_path: Path, caplog:
         producer.close()
 
 
+def test_a_partition_taken_over_after_the_log_was_lost_is_caught(tmp_path: Path) -> None:
+    """A memory broker restart also loses the group's committed offsets. A consumer that never
+    held the partition before (another instance of the actor, or the same one restarted) has
+    only the group's journal to know that offsets up to 5 were committed: it stops with
+    LogLost instead of handling the new log's offset 0 as if nothing had happened."""
+    handled: list[Task] = []
+
+    def processor(streams: StreamsConfig, name: str) -> StreamProcessor:
+        return StreamProcessor(
+            actor=name,
+            kind="durable_test",
+            consumer=Consumer(streams, group_id="longtide-takeover", topics=[TASKS.name], client_id=name),
+            producer=Producer(streams, client_id=name),
+            decoder=arrow_decoder(Task),
+            handle=lambda tasks: handled.extend(tasks) or [],
+            dedup_window=100,
+            journal_dir=tmp_path / "journal",
+        )
+
+    with EmbeddedLog("memory", tmp_path) as embedded:
+        streams = _config(embedded.bootstrap_servers)
+        ensure_topics(streams)
+        _send_tasks(streams, 5)
+        first = processor(streams, "first")
+        deadline = time.monotonic() + 30
+        while first.counts["consumed"] < 5 and time.monotonic() < deadline:
+            first.step(timeout_ms=300)
+        assert len(handled) == 5
+        first.close()
+        first.consumer.close()
+        first.producer.close()
+
+        embedded.broker.stop()
+        embedded.broker.start()  # same port, empty log, no committed offsets
+        ensure_topics(streams)
+        _send_tasks(streams, 6, first=100)  # the new log has offsets 0..5 again on that partition
+        second = processor(streams, "second")
+        with pytest.raises(
+            LogLost, match=r"(got offset 0|position went back to 0) after reading or committing up to 5"
+        ):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                second.step(timeout_ms=300)
+        assert len(handled) == 5, "nothing of the new log was handled as if it followed the old one"
+        second.consumer.close()
+        second.producer.close()
+
+
 @needs_postgres
 def test_private_postgres_initdb_once_and_keeps_data(tmp_path: Path) -> None:
     with EmbeddedPostgres(tmp_path / "pg", init_sql=TANSU_SCHEMA) as pg:

@@ -125,24 +125,29 @@ class RolloutActor(ProcessorActor):
             for t in memory
         ]
         sampling = {"temperature": self.config.temperature, "top_p": self.config.top_p}
+
+        def generate() -> list[Output]:
+            outputs = []
+            if full:
+                prompts = [
+                    self.prompter.ids(self.prompter.question(self._context(t), t.question, t.answer_kind)) for t in full
+                ]
+                groups = self.engine.generate(
+                    prompts, n=self.config.group_size, max_new_tokens=self.config.max_new_tokens, **sampling
+                )
+                outputs += [
+                    self._group(task, [[Turn(prompt, sample, True)] for sample in samples], version)
+                    for task, prompt, samples in zip(full, prompts, groups, strict=True)
+                ]
+            if memory:
+                trajectories = read_chunked(
+                    self.engine, jobs, self.memory_agent, n=self.config.group_size, prompter=self.prompter, **sampling
+                )
+                outputs += [self._group(task, group, version) for task, group in zip(memory, trajectories, strict=True)]
+            return outputs
+
         start = time.perf_counter()
-        outputs = []
-        if full:
-            prompts = [
-                self.prompter.ids(self.prompter.question(self._context(t), t.question, t.answer_kind)) for t in full
-            ]
-            groups = self.engine.generate(
-                prompts, n=self.config.group_size, max_new_tokens=self.config.max_new_tokens, **sampling
-            )
-            outputs += [
-                self._group(task, [[Turn(prompt, sample, True)] for sample in samples], version)
-                for task, prompt, samples in zip(full, prompts, groups, strict=True)
-            ]
-        if memory:
-            trajectories = read_chunked(
-                self.engine, jobs, self.memory_agent, n=self.config.group_size, prompter=self.prompter, **sampling
-            )
-            outputs += [self._group(task, group, version) for task, group in zip(memory, trajectories, strict=True)]
+        outputs = self.keep_alive(generate)  # an engine call may outlast streams.max_poll_interval_ms
         GENERATE.labels(self.name).observe(time.perf_counter() - start)
         return outputs
 
