@@ -171,6 +171,8 @@ class Learner:
         self.history: list[dict[str, Any]] = []
         self.last_metrics: dict[str, float] = {}
         self.rl_started: float | None = None
+        self.read_through: dict[tuple[str, int], int] = {}
+        """After the last message read before the checkpoint resumed from (`Intake.take`)."""
         self.resumed_from: int | None = None
         """The RL step of the checkpoint this process resumed from (None: started fresh)."""
         self.done = False
@@ -273,12 +275,17 @@ class Learner:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(
-        self, state: dict[str, torch.Tensor], offsets: dict[tuple[str, int], int], waiting: frozenset[str] = frozenset()
+        self,
+        state: dict[str, torch.Tensor],
+        offsets: dict[tuple[str, int], int],
+        waiting: frozenset[str] = frozenset(),
+        read_through: dict[tuple[str, int], int] | None = None,
     ) -> Path:
         """Everything to resume from here (see `checkpoint`); returns once it is durable.
 
         `waiting`: ids of groups read but not yet trained (after `offsets`); they are read
-        again after a restart, so they are not saved as seen."""
+        again after a restart, so they are not saved as seen. `read_through`: after the last
+        message read (default: `offsets`)."""
         saved = LearnerState(
             version=self.version,
             rl_step=self.rl_step,
@@ -294,6 +301,7 @@ class Learner:
             uninformative_dropped=self.intake.uninformative_dropped,
             sampler_filled=self.picker.filled,
             seen_ids=self.intake.seen_ids(waiting),
+            read_through=LearnerState.offsets_key(read_through or offsets),
         )
         start = time.perf_counter()
         tmp = checkpoint.begin(self.checkpoints, saved)
@@ -322,6 +330,7 @@ class Learner:
         self.version = saved.version
         self.rl_step = saved.rl_step
         self.intake.restore(saved)
+        self.read_through = saved.partition_offsets(saved.read_through)
         self._announced_consumed = saved.groups_consumed
         self.checkpointed = (saved.rl_step, saved.groups_consumed)
         self.samples_trained = saved.samples_trained
@@ -351,7 +360,8 @@ class Learner:
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
             for message in reader.poll(200, keep=covers):
-                group = self.intake.take(message, decode, self.version)
+                read_before = message.offset < self.read_through.get((message.topic, message.partition), 0)
+                group = self.intake.take(message, decode, self.version, read_before)
                 if group is not None:
                     ready.append(((message.topic, message.partition), message.offset, group))
                     self.picker.arrived()
@@ -419,7 +429,7 @@ class Learner:
         offsets are committed only once it is durable."""
         offsets = reader.position((part, offset) for part, offset, _ in ready)
         waiting = frozenset(r.rollout_id for _, _, group in ready for r in group)
-        self.save_checkpoint(state, offsets, waiting)
+        self.save_checkpoint(state, offsets, waiting, reader.handed)
         reader.durable(offsets)
 
     def run(self, stop: threading.Event) -> None:
@@ -461,6 +471,7 @@ class Learner:
             "tokens_trained": self.tokens_trained,
             "stale_dropped": self.intake.stale_dropped,
             "other_run_skipped": self.intake.other_run_skipped,
+            "duplicate_groups": self.intake.duplicate_groups,
             "run_id": self.run_id,
             "resumed_from": self.resumed_from,
             "staleness_histogram": dict(sorted(self.intake.staleness_hist.items())),

@@ -59,10 +59,14 @@ class LearnerState:
     seen_ids: list[str] = field(default_factory=list)
     """Rollout ids before `offsets` (the dedup window): a copy re-sent after them, e.g. by a
     reward actor that crashed before committing, is still recognised after a restart."""
+    read_through: dict[str, int] = field(default_factory=dict)
+    """'topic/partition' → after the last message read before this checkpoint: a group met
+    again below it after a restart is the same message read again; at or above it, a copy."""
 
-    def partition_offsets(self) -> dict[tuple[str, int], int]:
+    def partition_offsets(self, offsets: dict[str, int] | None = None) -> dict[tuple[str, int], int]:
+        """`offsets` (default: the restart position) keyed by (topic, partition)."""
         out = {}
-        for key, offset in self.offsets.items():
+        for key, offset in (self.offsets if offsets is None else offsets).items():
             topic, _, partition = key.rpartition("/")
             out[(topic, int(partition))] = offset
         return out

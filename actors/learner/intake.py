@@ -20,7 +20,7 @@ from typing import Any
 
 from actors.learner import ledger
 from actors.learner.checkpoint import LearnerState
-from actors.learner.metrics import INGEST_TO_TRAIN, OTHER_RUN, STALE, STALENESS, UNINFORMATIVE
+from actors.learner.metrics import DUPLICATE_GROUPS, INGEST_TO_TRAIN, OTHER_RUN, STALE, STALENESS, UNINFORMATIVE
 from actors.learner.rlbatch import check_group, trajectories
 from schemas import ScoredRollout
 from streams.kafka import Message
@@ -66,14 +66,22 @@ class Intake:
         self.stale_dropped = 0
         self.uninformative_dropped = 0
         self.other_run_skipped = 0
+        self.duplicate_groups = 0
         self.staleness_hist: collections.Counter[int] = collections.Counter()
         self.replay_dropped: set[str] = set()
         """Replay: group ids the stale check dropped (the schedule passes over them)."""
         self.since = Since()
 
-    def take(self, message: Message, decode: Any, version: int) -> Group | None:
+    def take(self, message: Message, decode: Any, version: int, read_before: bool = False) -> Group | None:
         """A message's group, or None (dead-lettered, another run's, duplicate, incomplete or
-        uninformative)."""
+        uninformative). `read_before`: this message was read before the last restart.
+
+        A group whose every rollout was seen, in a message not read before, is a copy: a
+        rollout actor that died between sending a group and committing its task sends it again
+        (or a reward actor its scoring). The `rollouts` message it came from holds a gate slot
+        like any other, so the copy counts as consumed (it is not trained again); counting a
+        reward actor's copy too lets at most one more group out, which the staleness check
+        still bounds, where not counting a rollout's copy would hold a slot forever."""
         group = None
         try:
             group = decode(message)
@@ -81,7 +89,13 @@ class Intake:
                 OTHER_RUN.labels(self.name).inc(trajectories(group))  # (ids are content hashes: a run
                 self.other_run_skipped += trajectories(group)  # that fed the same corpus has the same ones)
                 return None
-            group = [r for r in group if not self.dedup.seen(r.rollout_id)]
+            fresh = [r for r in group if not self.dedup.seen(r.rollout_id)]
+            if group and not fresh and not read_before:
+                self.groups_consumed += 1
+                self.duplicate_groups += 1
+                DUPLICATE_GROUPS.labels(self.name).inc()
+                return None
+            group = fresh
             if group:
                 check_group(group, self.run_id, version)
         except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter

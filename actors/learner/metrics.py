@@ -48,6 +48,12 @@ AEPO_STATE = Gauge(
 AEPO_SWITCHES = Counter(
     "longtide_learner_aepo_switches", "AEPO batch-mode switches, by the state switched to.", ["actor", "to"]
 )
+DUPLICATE_GROUPS = Counter(
+    "longtide_learner_duplicate_groups",
+    "Groups met again in a new message on `scored` (a rollout or reward actor re-sent them after a crash): "
+    "counted as consumed, so the staleness gate's slots are freed, and not trained again.",
+    ["actor"],
+)
 UNINFORMATIVE = Counter(
     "longtide_learner_uninformative_dropped",
     "Trajectories of groups dropped before batching because every reward was equal (dynamic sampling).",

@@ -64,7 +64,11 @@ class RewardActor(ProcessorActor):
 
     def __init__(self, *, name: str, config: RewardConfig, streams: StreamsConfig) -> None:
         self.config = config
-        self._connect(name=name, streams=streams, topic=ROLLOUTS.name, decoder=arrow_decoder(Rollout))
+        # no dedup here: a group sent twice (a rollout actor that died before committing) goes
+        # on to the learner, which counts the copy as consumed so its gate slot is freed
+        self._connect(
+            name=name, streams=streams, topic=ROLLOUTS.name, decoder=arrow_decoder(Rollout), dedup_key=lambda _: ""
+        )
 
     def handle(self, rollouts: list[Rollout]) -> list[Output]:
         """A message holds one group (every turn of its trajectories); its scored copy stays
