@@ -56,8 +56,6 @@ class ProcessorActor:
             client_id=name,
             assign_all=position is not None,
         )
-        if position is not None:
-            consumer.seek({(t, p): position.get(p, 0) for t, p in consumer.assigned() if t == topic})
         self.processor = StreamProcessor(
             actor=name,
             kind=self.KIND,
@@ -73,6 +71,8 @@ class ProcessorActor:
             max_message_bytes=streams.max_message_bytes,
             on_dead_letter=on_dead_letter,
         )
+        if position is not None:  # after the processor: the actor's own position is the floor, not the journal's
+            consumer.seek({(t, p): position.get(p, 0) for t, p in consumer.assigned() if t == topic})
 
     def handle(self, records: list[Any]) -> Sequence[Output]:
         raise NotImplementedError

@@ -83,9 +83,11 @@ class PolicyFollower:
     sync (`longtide_<kind>_weight_sync_seconds`).
 
     `version` is the loaded version: `initial` at start (None: nothing may be generated yet;
-    -1: the base model is a policy to generate with), and None again after a version's weights
-    could not be fetched (with tensor parallelism some workers may already hold them), until a
-    later announcement loads. A reference no transport reads keeps the loaded weights.
+    -1: the base model is a policy to generate with). When a version's weights cannot be
+    fetched, `wait` (rollout) makes it None until a later announcement loads (with tensor
+    parallelism some workers may already hold them, and a rollout must say which weights made
+    it); without `wait` (memory: it reads with whatever it has, the learner may be done) the
+    loaded version stays. A reference no transport reads keeps the loaded weights.
     `groups_consumed` is the learner's count from the newest record of the loaded version (it
     re-announces a version as it drops groups)."""
 
@@ -99,6 +101,7 @@ class PolicyFollower:
         engine: Loads,
         initial: int | None = None,
         lock: threading.Lock | None = None,
+        wait: bool = True,
     ) -> None:
         """`lock`: held while weights load and `version` changes (an engine shared with another
         thread, such as a query endpoint)."""
@@ -108,6 +111,7 @@ class PolicyFollower:
         self.engine = engine
         self.lock = lock or contextlib.nullcontext()
         self.version = initial
+        self.wait = wait
         self.groups_consumed = 0
         self._version_gauge, self._skipped = policy_metrics(kind)
         for reason in POLICY_SKIP_REASONS:
@@ -136,9 +140,10 @@ class PolicyFollower:
         except WeightsUnavailable as exc:  # newer versions are staged: their announcements follow
             log.warning("%s: %s; waiting for the next announcement", self.name, exc)
             self._skipped.labels(self.name, "weights_unavailable").inc()
-            with self.lock:
-                self.version = None
-            self._show_version()
+            if self.wait:
+                with self.lock:
+                    self.version = None
+                self._show_version()
             return False
         except ValueError as exc:  # a reference no transport understands: keep the loaded weights
             log.warning("%s: policy version %d skipped: %s", self.name, latest.version, exc)

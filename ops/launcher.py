@@ -108,9 +108,14 @@ class Service:
             self.config = dataclasses.replace(self.config, memory=dataclasses.replace(memory, http_port=port))
         ensure_topics(streams)
         self.run = self._open_run()
-        if not streams.journal_dir:  # the run's own: a fresh run may face a fresh log with offsets from 0
-            streams = dataclasses.replace(streams, journal_dir=str(self.run.directory / "journal"))
-            self.config = dataclasses.replace(self.config, streams=streams)
+        # the run's own: a fresh run may face a fresh log with offsets from 0, and the journal
+        # keeps each group's committed offsets (a new run must not take an old run's as a floor)
+        journal = self.run.directory / "journal"
+        if streams.journal_dir:
+            given = Path(streams.journal_dir)
+            journal = given if given.name == self.run.run_id else given / self.run.run_id
+        streams = dataclasses.replace(streams, journal_dir=str(journal))
+        self.config = dataclasses.replace(self.config, streams=streams)
         if self.config.metrics.enabled:  # the broker's and the supervisor's families
             self.endpoints["launcher"] = serve_metrics(self.config.metrics.host, "longtide_broker_", *RESTART_FAMILIES)
         self._start_ray()

@@ -111,6 +111,8 @@ class Journal:
         """Partitions this process no longer holds (a rebalance): their next holder reads their
         files, and this process reads them again if they come back."""
         for part in parts:
+            if self._inflight.pop(part, None) and part in self._deaths:
+                self._write(part)  # alive: what it had in flight is no death of the next holder's
             fd = self._fds.pop(part, None)
             if fd is not None:
                 os.close(fd)

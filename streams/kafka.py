@@ -72,8 +72,10 @@ class StreamsConfig:
     a record whose output would be larger is dead-lettered instead of refused by the broker."""
     journal_dir: str = ""
     """Where consumers journal the records they are handling (`streams/journal.py`), shared by
-    every process of a consumer group; empty: the run's own directory (`<run_dir>/runs/<id>/journal`)
-    under the launcher, none elsewhere (no deaths are counted)."""
+    every process of a consumer group, and each group's committed offsets (so a broker that lost
+    its log is caught even by a consumer new to a partition); under the launcher, a run's journal
+    is `<journal_dir>/<run id>` (empty: `<run_dir>/runs/<id>/journal`); elsewhere empty keeps
+    none (no deaths are counted)."""
     poison_deaths: int = 1
     """A record that was being handled alone when its actor's process died this many times is
     dead-lettered instead of handled again: with 1, a record that killed its actor once does not

@@ -36,7 +36,7 @@ from kafka.errors import KafkaError
 
 from schemas import DeadLetter, SchemaError, decode, encode, headers_for, record_id
 from streams.journal import Journal
-from streams.kafka import Consumer, Message, Producer, StreamsConfig
+from streams.kafka import Consumer, LogLost, Message, Producer, StreamsConfig
 from streams.metrics import stream_metrics
 from streams.topics import DLQ
 
@@ -50,7 +50,7 @@ class FatalError(Exception):
 
 
 Decoder = Callable[[Message], list[Any]]
-PASS_THROUGH = (KafkaError, FatalError)
+PASS_THROUGH = (KafkaError, FatalError, LogLost)
 """Errors that are not the record's fault: they end the loop instead of dead-lettering."""
 
 

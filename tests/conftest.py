@@ -149,7 +149,10 @@ def starts_only_what_it_is_marked_for(request: pytest.FixtureRequest, monkeypatc
         "broker": [("streams.broker", "EmbeddedBroker", "start")],
         "ray": [("ops.launcher", "Service", "start"), ("tests.service", "CliService", "start"), ("ray", None, "init")],
         "vllm": [("actors.vllm_engine", "VLLMEngine", "__init__")],
-        "deepspeed": [("actors.learner.ds_trainer", "DeepSpeedTrainer", "__init__")],
+        "deepspeed": [
+            ("actors.learner.ds_trainer", "DeepSpeedTrainer", "__init__"),
+            ("torch.multiprocessing", None, "start_processes"),  # the ranks of a DeepSpeed test
+        ],
     }
     for what, places in guards.items():
         if what in marked:

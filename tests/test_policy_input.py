@@ -108,7 +108,9 @@ def test_the_memory_actor_follows_through_the_same_follower(
     run_id = uuid.uuid4().hex
     name = f"memory-{run_id[:6]}"
     engine = make_engine(EngineKind.TRANSFORMERS, tiny_model, "float32", VLLMSettings())
-    follower = PolicyFollower(kind="memory", name=name, streams=streams, run_id=run_id, engine=engine, initial=-1)
+    follower = PolicyFollower(
+        kind="memory", name=name, streams=streams, run_id=run_id, engine=engine, initial=-1, wait=False
+    )
     producer = Producer(streams, client_id="test-policy-memory")
     version = REGISTRY.get_sample_value("longtide_memory_policy_version", {"actor": name})
     unavailable = {"actor": name, "reason": "weights_unavailable"}
@@ -127,9 +129,10 @@ def test_the_memory_actor_follows_through_the_same_follower(
             producer.send_records(POLICY.name, [record]).get(timeout=30)
             for _ in range(50):
                 follower.sync(timeout_ms=200)
-                if follower.version != v - 1:
+                skipped = REGISTRY.get_sample_value("longtide_memory_policy_records_skipped_total", unavailable)
+                if follower.version == v or skipped:
                     break
-        assert follower.version is None, "version 1's weights are gone: the loaded ones are unknown"
+        assert follower.version == 0, "version 1's weights are gone: the memory actor reads on with version 0"
         assert REGISTRY.get_sample_value("longtide_memory_policy_records_skipped_total", unavailable) == 1
         assert REGISTRY.get_sample_value("longtide_memory_weight_sync_seconds_count", {"actor": name}) == 1
     finally:

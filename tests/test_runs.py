@@ -92,4 +92,4 @@ def test_a_fresh_run_ignores_an_older_runs_records_and_a_resumed_run_continues(
     # continued from step 2 of run B: the restored weights are announced as version 3
     assert learner_c.rl_step == 4 and learner_c.version == 5, "continued from step 2 of run B"
     assert not [h for h in learner_c.history if h["label"] in ("start", "after sft")], "nothing repeated"
-    assert rollout_c.version is not None and 3 <= rollout_c.version <= 5
+    assert rollout_c.policy.version is not None and 3 <= rollout_c.policy.version <= 5

@@ -197,3 +197,36 @@ def test_tokens_outside_the_nucleus_do_not_dilute_the_loss(tiny_model: str, loss
     for other in (mixed, split):
         assert max(float((alone[k] - other[k]).abs().max()) for k in alone) < 1e-6
     assert max(float(g.abs().max()) for g in alone.values()) > 1e-4, "a real gradient"
+
+
+def test_a_row_partly_outside_the_nucleus_weighs_by_its_kept_tokens(tiny_model: str) -> None:
+    # GRPO weighs row i's tokens 1 / (len_i · rows): len_i counts the tokens the loss keeps, so a
+    # row that goes on past its first token with tokens outside the nucleus trains exactly like
+    # the row cut after that token (a token's log-prob depends only on what precedes it)
+    from actors.learner.config import PolicyLoss
+
+    model, tokenizer = load_policy(tiny_model)
+    spec = SamplingSpec(0.7, 0.5)
+    inside = nucleus_rows(model, len(tokenizer), spec, inside=True, n=3, seed=5)
+    cut = inside[0]
+    ids = list(cut.ids)
+    with torch.no_grad():
+        for _ in range(3):  # the least likely next tokens: outside a 0.5 nucleus
+            ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmin()))
+        from actors.learner.logprobs import full_logprobs
+
+        tensor = torch.tensor([ids])
+        logp, _ = full_logprobs(model(input_ids=tensor).logits, tensor, SamplingSpec(spec.temperature, 1.0))
+    longer = TrainRow(tuple(ids), cut.n_prompt, cut.advantage, tuple(logp[0, cut.n_prompt :].tolist()))
+    step = StepSettings(**{**settings(10_000).__dict__, "objective": PolicyObjective(loss=PolicyLoss.GRPO)})
+
+    def gradient(rows: list[TrainRow]):
+        trainer = GradientRecorder(copy.deepcopy(model), lr=1e-3, settings=step, spec=spec, pad_id=0)
+        stats = trainer.step(rows, Phase.RL)
+        return trainer.gradient, stats
+
+    short, s1 = gradient([cut, *inside[1:]])
+    long, s2 = gradient([longer, *inside[1:]])
+    assert s2["outside_nucleus_tokens"] > 0
+    assert abs(s1["loss"] - s2["loss"]) < 1e-6
+    assert max(float((short[k] - long[k]).abs().max()) for k in short) < 1e-6

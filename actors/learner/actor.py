@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -331,6 +332,8 @@ class Learner:
         self.rl_step = saved.rl_step
         self.intake.restore(saved)
         self.read_through = saved.partition_offsets(saved.read_through)
+        if saved.offsets and not saved.read_through:  # an older build's checkpoint: no copies counted
+            self.read_through = {part: sys.maxsize for part in saved.partition_offsets()}
         self._announced_consumed = saved.groups_consumed
         self.checkpointed = (saved.rl_step, saved.groups_consumed)
         self.samples_trained = saved.samples_trained

@@ -79,9 +79,11 @@ class Intake:
         A group whose every rollout was seen, in a message not read before, is a copy: a
         rollout actor that died between sending a group and committing its task sends it again
         (or a reward actor its scoring). The `rollouts` message it came from holds a gate slot
-        like any other, so the copy counts as consumed (it is not trained again); counting a
-        reward actor's copy too lets at most one more group out, which the staleness check
-        still bounds, where not counting a rollout's copy would hold a slot forever."""
+        like any other, so the copy counts as consumed (it is not trained again). A reward actor
+        that died before committing re-scores what it had polled, and those copies count too:
+        up to one poll of groups more are let out, which the staleness check still bounds,
+        where not counting a rollout's copy would hold a slot forever. (Counting exactly needs
+        the source `rollouts` offset on scored records.)"""
         group = None
         try:
             group = decode(message)

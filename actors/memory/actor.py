@@ -127,8 +127,10 @@ class MemoryActor(ProcessorActor):
             engine=self.engine,
             initial=-1,
             lock=self.engine_lock,
+            wait=False,
         )
-        """Reads with the base model (version -1) until the run's first version loads."""
+        """Reads with the base model (version -1) until the run's first version loads, and
+        with the loaded weights when a newer version's cannot be fetched."""
         decode = arrow_decoder(Document)
         self._applied = self.store.applied()
 
@@ -396,9 +398,7 @@ class MemoryActor(ProcessorActor):
         self.policy.sync(records=read_all(self.streams, POLICY.name, idle_ms=300))
         try:
             while not stop.is_set():
-                self.policy.sync(timeout_ms=100 if self.policy.version is None else 0)
-                if self.policy.version is None:  # a version's weights could not load: wait for the next
-                    continue
+                self.policy.sync()
                 self.processor.step(timeout_ms=50 if self.catch_up() else 200, max_records=4)
                 if time.monotonic() - self._progress_at > PROGRESS_EVERY_S:
                     self._progress_at = time.monotonic()

@@ -11,13 +11,14 @@ later addition.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 
 from actors.base import ProcessorActor
 from actors.reward.config import RewardConfig
 from actors.reward.metrics import REWARD
 from actors.verifiers import Rule, verify
 from schemas import Rollout, ScoredRollout
-from streams.kafka import StreamsConfig
+from streams.kafka import Message, StreamsConfig
 from streams.processor import Output, arrow_decoder
 from streams.topics import ROLLOUTS, SCORED
 
@@ -64,11 +65,31 @@ class RewardActor(ProcessorActor):
 
     def __init__(self, *, name: str, config: RewardConfig, streams: StreamsConfig) -> None:
         self.config = config
-        # no dedup here: a group sent twice (a rollout actor that died before committing) goes
-        # on to the learner, which counts the copy as consumed so its gate slot is freed
-        self._connect(
-            name=name, streams=streams, topic=ROLLOUTS.name, decoder=arrow_decoder(Rollout), dedup_key=lambda _: ""
-        )
+        self._first: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        """Group id -> the (partition, offset) of the message it first came in (the last
+        `streams.dedup_window` groups)."""
+        self._window = streams.dedup_window
+        decode = arrow_decoder(Rollout)
+
+        def once_per_message(message: Message) -> list[Rollout]:
+            """The group of a message, unless this message was handled already (read again
+            after a rebalance or a refused commit). A group in a *new* message is a copy (a
+            rollout actor that died before committing sent it again): it goes on, and the
+            learner counts it as consumed, so the gate slot its message holds is freed."""
+            rollouts = decode(message)
+            if not rollouts:
+                return rollouts
+            where, group = (message.partition, message.offset), rollouts[0].group_id
+            first = self._first.get(group)
+            if first == where:
+                return []
+            if first is None:
+                self._first[group] = where
+                while len(self._first) > self._window:
+                    self._first.popitem(last=False)
+            return rollouts
+
+        self._connect(name=name, streams=streams, topic=ROLLOUTS.name, decoder=once_per_message, dedup_key=lambda _: "")
 
     def handle(self, rollouts: list[Rollout]) -> list[Output]:
         """A message holds one group (every turn of its trajectories); its scored copy stays
