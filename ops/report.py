@@ -38,9 +38,11 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float
 
 
 def _throughput(rows: list[dict[str, Any]], window: int = 20) -> tuple[list[int], list[float]]:
-    """Trajectories trained per second, over the last `window` versions."""
+    """Trajectories trained per second, over the last `window` versions (fewer in a run that
+    has fewer)."""
     out: tuple[list[int], list[float]] = ([], [])
     trained = [r for r in rows if "samples_trained" in r]
+    window = max(1, min(window, len(trained) - 1))
     for a, b in zip(trained, trained[window:], strict=False):
         if b["time"] > a["time"]:
             out[0].append(b["rl_step"])

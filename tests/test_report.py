@@ -33,3 +33,11 @@ def test_report_plots_a_runs_curves(tmp_path: Path) -> None:
     body = page.read_text()
     assert "data:image/png;base64," in body and "heldout_kv_retrieval" in body
     assert cli_main(["report", str(tmp_path / "nothing")]) == 1  # no metrics: a clear error
+
+
+def test_a_short_run_still_has_a_throughput_curve() -> None:
+    from ops.report import _throughput
+
+    rows = [{"rl_step": v, "time": 100.0 + 10 * v, "samples_trained": 32.0 * v} for v in range(9)]
+    steps, rates = _throughput(rows)
+    assert steps and all(abs(r - 3.2) < 1e-9 for r in rates), (steps, rates)  # 32 trajectories per 10 s
