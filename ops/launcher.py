@@ -100,7 +100,11 @@ class Service:
         if not streams.bootstrap_servers:
             self.broker = EmbeddedLog(streams.embedded_storage, self.run_dir).start()
             log.info("%s", self.broker.describe())
-            streams = dataclasses.replace(streams, bootstrap_servers=self.broker.bootstrap_servers)
+            streams = dataclasses.replace(
+                streams,
+                bootstrap_servers=self.broker.bootstrap_servers,
+                blob_uri=streams.blob_uri or self.broker.blob_uri() or "",
+            )
         self.config = dataclasses.replace(self.config, streams=streams)
         memory = self.config.memory
         if memory.enabled and memory.http_port == 0:  # fixed for the run: a restarted actor keeps it
@@ -207,12 +211,15 @@ class Service:
             self._write_state()
 
     def _check_broker(self, budget: RestartBudget) -> None:
-        """A dead embedded broker is restarted on its port when its log is durable; on memory
-        storage its log is gone with it, and the service ends saying so."""
+        """A dead embedded broker, or a dead store under it, is restarted on its ports when the
+        log is durable; on memory storage the log is gone with the broker, and the service ends
+        saying so."""
         embedded = self.broker
-        if embedded is None or embedded.broker.running or self._halt.is_set():
+        dead = embedded.dead_parts() if embedded is not None and not self._halt.is_set() else []
+        if not dead:
             return
-        reason = f"the embedded broker (pid {embedded.broker.pid}) exited; see {embedded.broker.log_path}"
+        logs = {"broker": embedded.broker.log_path, "store": embedded.store.log_path if embedded.store else None}
+        reason = "; ".join(f"the embedded {part} exited (see {logs[part]})" for part in dead)
         if not self.config.supervision.enabled:
             raise CrashLoop(f"{reason}, and supervision is off")
         if not embedded.durable:
@@ -221,12 +228,13 @@ class Service:
                 "every topic and committed offset is lost, and training on an empty log would silently start "
                 "over. Stopping the service; use durable storage or an external Kafka to survive broker restarts"
             )
-        if not budget.allow("broker", time.monotonic()):
-            raise CrashLoop(f"{reason}, {budget.max_restarts} times within {budget.window_s:.0f} s")
-        log.error("%s; restarting it on the same port and storage", reason)
-        embedded.broker.start()
-        BROKER_RESTARTS.inc()
-        self.restarts["broker"] = self.restarts.get("broker", 0) + 1
+        for part in dead:
+            if not budget.allow(part, time.monotonic()):
+                raise CrashLoop(f"{reason}: {budget.max_restarts} times within {budget.window_s:.0f} s")
+        log.error("%s; restarting on the same ports and storage", reason)
+        for part in embedded.restart_dead():
+            BROKER_RESTARTS.labels(part).inc()
+            self.restarts[part] = self.restarts.get(part, 0) + 1
         self._write_state()
 
     def _ask(self, timeout_s: float) -> dict[str, tuple[dict[str, Any] | None, BaseException | None]]:

@@ -7,9 +7,10 @@ so the count survives the actor) and started again in a fresh process, where it 
 its committed offsets (stream actors) or its newest checkpoint (the learner). Learner ranks
 are one unit: when one rank dies, all of them restart together.
 
-The embedded broker is watched too: on durable storage a dead broker is restarted on its port
-(`longtide_broker_restarts_total`); on memory storage its log died with it, and the service
-ends saying so rather than train on an empty log.
+The embedded broker is watched too: on durable storage a dead broker, or a dead store under
+it, is restarted on its ports (`longtide_broker_restarts_total{part="broker"|"store"}`); on
+memory storage its log died with it, and the service ends saying so rather than train on an
+empty log.
 
 A crash loop is bounded: the `max_restarts`-th death of one actor within `window_s` seconds
 ends the service with `CrashLoop`, naming the actor and its last error. An actor that died of
@@ -52,7 +53,13 @@ RESTARTS = {
 
 RESTART_FAMILIES = tuple(f"longtide_{kind}_restarts" for kind in KINDS)
 """Served by the launcher (the supervisor restarts actors; their own endpoints die with them)."""
-BROKER_RESTARTS = Counter("longtide_broker_restarts", "Restarts of the embedded broker (durable storage only).")
+BROKER_RESTARTS = Counter(
+    "longtide_broker_restarts",
+    "Restarts of the embedded broker and of its store (durable storage only).",
+    ["part"],
+)
+for _part in ("broker", "store"):
+    BROKER_RESTARTS.labels(_part)
 
 
 @dataclass(frozen=True)

