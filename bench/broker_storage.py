@@ -1,18 +1,22 @@
-"""Embedded broker throughput by storage: memory against postgres, on the same records.
+"""Embedded broker throughput by storage, and the streams layer against a raw client.
 
     .venv/bin/python bench/broker_storage.py
     .venv/bin/python bench/broker_storage.py --messages 500 --group 8 --tokens 1024
 
 Each message is one GRPO group of `--group` ScoredRollout records with `--tokens` response
-tokens each, Arrow-encoded once and sent as the same bytes to every storage (what `scored`
-carries; the prompt sits in the blob store, as long prompts do). Produce: every message sent
-through `streams.kafka.Producer` (acks=all) and flushed. Consume: one reader of every
-partition from the beginning until all are back. Each storage gets a fresh `EmbeddedLog`
-(the service's embedded broker; postgres: its private cluster in a temporary run directory).
+tokens each, Arrow-encoded once and sent as the same bytes everywhere (what `scored` carries;
+the prompt sits in the blob store, as long prompts do). For each storage (`memory`, and
+`durable`: the default, Tansu's s3:// engine on the private SeaweedFS store) a fresh
+`EmbeddedLog` is started, and on that one broker:
 
-Prints messages/s and MB/s per storage and phase, and the ratio postgres/memory measured in
-the same run (< 1: postgres is slower). A storage the broker cannot serve is reported with
-the reason instead of numbers.
+- streams: every message sent through `streams.kafka.Producer` (kafka-python, acks=all) and
+  flushed; then one `streams.kafka.Consumer` of every partition reads them all back;
+- raw: the same messages, keys and headers through confluent-kafka's (librdkafka) producer
+  (acks=all) and an assigned consumer, on a topic of the same partition count.
+
+Prints messages/s and MB/s per storage, client and phase; then, measured in the same run, the
+ratios durable/memory (streams) and streams/raw per storage (the target is >= 0.5: the streams
+layer's own overhead). The last line is the durable default's streams/raw ratio.
 """
 
 from __future__ import annotations
@@ -23,13 +27,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from confluent_kafka import Consumer as RawConsumer
+from confluent_kafka import Producer as RawProducer
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
 from schemas import ScoredRollout, encode, headers_for
 from streams.broker import StorageUnavailable
 from streams.embedded import EmbeddedLog
 from streams.kafka import Consumer, Producer, StreamsConfig
 from streams.logs import ensure_topics
-from streams.postgres import PostgresUnavailable
+from streams.objectstore import StoreUnavailable
 from streams.topics import SCORED
+
+RAW_TOPIC = "bench.raw"
+Payloads = list[tuple[bytes, list[tuple[str, bytes]]]]
 
 
 def scored_group(size: int, tokens: int, seed: int) -> list[ScoredRollout]:
@@ -58,7 +70,7 @@ def scored_group(size: int, tokens: int, seed: int) -> list[ScoredRollout]:
     ]
 
 
-def produce(streams: StreamsConfig, payloads: list[tuple[bytes, list[tuple[str, bytes]]]]) -> float:
+def produce(streams: StreamsConfig, payloads: Payloads) -> float:
     producer = Producer(streams, client_id="bench-producer")
     try:
         start = time.perf_counter()
@@ -87,17 +99,60 @@ def consume(streams: StreamsConfig, n: int) -> float:
         reader.close()
 
 
-def measure(storage: str, payloads: list[tuple[bytes, list[tuple[str, bytes]]]]) -> tuple[float, float] | str:
-    """(produce seconds, consume seconds), or why this storage cannot be measured here."""
+def produce_raw(bootstrap: str, payloads: Payloads) -> float:
+    producer = RawProducer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    failed: list[str] = []
+    start = time.perf_counter()
+    for i, (value, headers) in enumerate(payloads):
+        while True:
+            try:
+                producer.produce(
+                    RAW_TOPIC,
+                    value,
+                    key=str(i).encode(),
+                    headers=headers,
+                    on_delivery=lambda e, _m: e and failed.append(str(e)),
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain
+                producer.poll(0.05)
+    if producer.flush(600):
+        raise RuntimeError("raw producer: messages left undelivered after 600 s")
+    if failed:
+        raise RuntimeError(f"raw producer: {len(failed)} deliveries failed, first: {failed[0]}")
+    return time.perf_counter() - start
+
+
+def consume_raw(bootstrap: str, n: int, partitions: int) -> float:
+    reader = RawConsumer({"bootstrap.servers": bootstrap, "group.id": "bench-raw", "enable.auto.commit": False})
+    try:
+        reader.assign([TopicPartition(RAW_TOPIC, p, 0) for p in range(partitions)])
+        start = time.perf_counter()
+        got = 0
+        while got < n:
+            got += sum(1 for m in reader.consume(500, 0.5) if m.error() is None)
+        return time.perf_counter() - start
+    finally:
+        reader.close()
+
+
+def measure(storage: str, payloads: Payloads) -> dict[str, tuple[float, float]] | str:
+    """{client: (produce seconds, consume seconds)}, or why this storage cannot run here."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{storage}-") as run_dir:
         try:
             embedded = EmbeddedLog(storage, Path(run_dir)).start()
-        except (StorageUnavailable, PostgresUnavailable) as exc:
+        except (StorageUnavailable, StoreUnavailable) as exc:
             return str(exc)
         try:
-            streams = StreamsConfig(bootstrap_servers=embedded.bootstrap_servers)
+            bootstrap = embedded.bootstrap_servers
+            streams = StreamsConfig(bootstrap_servers=bootstrap)
             ensure_topics(streams, [SCORED])
-            return produce(streams, payloads), consume(streams, len(payloads))
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            admin.create_topics([NewTopic(RAW_TOPIC, SCORED.partitions, 1)])[RAW_TOPIC].result(30)
+            return {
+                "streams": (produce(streams, payloads), consume(streams, len(payloads))),
+                "raw": (produce_raw(bootstrap, payloads), consume_raw(bootstrap, len(payloads), SCORED.partitions)),
+            }
         finally:
             embedded.stop()
 
@@ -107,7 +162,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--group", type=int, default=8, help="rollouts per message")
     parser.add_argument("--tokens", type=int, default=512, help="response tokens per rollout")
-    parser.add_argument("--storage", nargs="+", default=["memory", "postgres"])
+    parser.add_argument("--storage", nargs="+", default=["memory", "durable"])
     args = parser.parse_args()
 
     groups = [scored_group(args.group, args.tokens, seed) for seed in range(8)]
@@ -116,23 +171,30 @@ def main() -> None:
     megabytes = sum(len(v) for v, _ in payloads) / 1e6
     print(f"{args.messages} messages x {len(payloads[0][0]):,} bytes ({megabytes:.1f} MB), {args.group} rollouts each")
 
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, dict[str, tuple[float, float]]] = {}
     for storage in args.storage:
         outcome = measure(storage, payloads)
         if isinstance(outcome, str):
-            print(f"{storage:>9}  unavailable: {outcome}")
+            print(f"{storage:>8}  unavailable: {outcome}")
             continue
         results[storage] = outcome
-        for phase, seconds in zip(("produce", "consume"), outcome, strict=True):
-            print(
-                f"{storage:>9}  {phase}  {args.messages / seconds:>9.0f} messages/s  {megabytes / seconds:>8.1f} MB/s"
-                f"  ({seconds:.2f} s)"
-            )
-    if "memory" in results and "postgres" in results:
-        for i, phase in enumerate(("produce", "consume")):
-            print(f"postgres/memory {phase} throughput: {results['memory'][i] / results['postgres'][i]:.2f}")
-    else:
-        print("postgres/memory: n/a (both storages must run)")
+        for client, seconds_by_phase in outcome.items():
+            for phase, seconds in zip(("produce", "consume"), seconds_by_phase, strict=True):
+                print(
+                    f"{storage:>8}  {client:>7}  {phase}  {args.messages / seconds:>9.0f} messages/s  "
+                    f"{megabytes / seconds:>8.1f} MB/s  ({seconds:.2f} s)"
+                )
+    phases = ("produce", "consume")
+    if "memory" in results and "durable" in results:
+        for i, phase in enumerate(phases):
+            ratio = results["memory"]["streams"][i] / results["durable"]["streams"][i]
+            print(f"durable/memory {phase} throughput (streams layer): {ratio:.2f}")
+    for storage, outcome in results.items():
+        for i, phase in enumerate(phases):
+            print(f"streams/raw {phase} throughput on {storage}: {outcome['raw'][i] / outcome['streams'][i]:.2f}")
+    if "durable" in results:
+        both = sum(results["durable"]["raw"]) / sum(results["durable"]["streams"])
+        print(f"streams/raw throughput on the durable default, produce and consume together: {both:.2f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ from typing import Any
 
 from ops.config import ConfigError, LongtideConfig, load_config
 from ops.supervisor import CrashLoop
+from streams.broker import StorageUnavailable
+from streams.kafka import LogLost
+from streams.objectstore import StoreUnavailable
 
 
 def _stop_on_signal() -> None:
@@ -473,10 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; stopped cleanly", file=sys.stderr)
         return 130
-    except ConfigError as exc:
+    except (ConfigError, StorageUnavailable, StoreUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except CrashLoop as exc:
+    except (CrashLoop, LogLost) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 

@@ -7,7 +7,8 @@ model, blobs, broker log, the running service's state file).
 A fresh run records the end offsets of `rollouts` when it starts (`rollouts_base`): the
 staleness gate counts only the groups produced since, so a broker that still holds an older
 run's topics needs no cleanup. Records carry `run_id`; actors ignore (and count) other runs'.
-`longtide run --resume` continues the newest run in the run directory.
+`longtide run --resume` continues the newest run in the run directory that has a checkpoint
+(`runs_newest_first` lists them; the launcher checks each one's checkpoints and log).
 """
 
 from __future__ import annotations
@@ -70,11 +71,16 @@ def new_run(run_dir: Path, rollouts_base: dict[int, int]) -> Run:
     return run
 
 
-def newest_run(run_dir: Path) -> Run | None:
-    """The most recently started run in `run_dir` (None when there is none)."""
+def runs_newest_first(run_dir: Path) -> list[Run]:
+    """Every run in `run_dir`, the most recently started first."""
     root = run_dir / RUNS
     runs = [Run.load(d) for d in root.iterdir() if (d / RUN_FILE).is_file()] if root.is_dir() else []
-    return max(runs, key=lambda r: (r.started_at, r.run_id), default=None)
+    return sorted(runs, key=lambda r: (r.started_at, r.run_id), reverse=True)
+
+
+def newest_run(run_dir: Path) -> Run | None:
+    """The most recently started run in `run_dir` (None when there is none)."""
+    return next(iter(runs_newest_first(run_dir)), None)
 
 
 def find_run(run_dir: Path, ref: str) -> Run:

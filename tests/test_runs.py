@@ -3,14 +3,20 @@ and a resumed run continues from its checkpoint with its own policy versions."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
+
+from actors.learner import checkpoint
 from actors.learner.actor import Learner
 from actors.reward.actor import RewardActor
 from actors.reward.config import RewardConfig
 from actors.rollout.actor import RolloutActor
 from actors.rollout.config import RolloutConfig
 from actors.settings import EngineKind
+from ops.config import ConfigError, LongtideConfig
+from ops.launcher import Service
 from ops.runs import Run, new_run, new_run_id, newest_run
 from streams.blobs import ClaimCheck
 from streams.kafka import StreamsConfig
@@ -93,3 +99,39 @@ def test_a_fresh_run_ignores_an_older_runs_records_and_a_resumed_run_continues(
     assert learner_c.rl_step == 4 and learner_c.version == 5, "continued from step 2 of run B"
     assert not [h for h in learner_c.history if h["label"] in ("start", "after sft")], "nothing repeated"
     assert rollout_c.policy.version is not None and 3 <= rollout_c.policy.version <= 5
+
+
+def _checkpoint(run: Run, offsets: dict[str, int]) -> None:
+    state = checkpoint.LearnerState(3, 3, 6, 12, 100, 0, offsets=offsets, run_id=run.run_id)
+    checkpoint.commit(checkpoint.begin(run.directory / "checkpoints", state), state, keep=2)
+
+
+def test_resume_takes_the_newest_run_with_a_checkpoint_and_refuses_in_one_line(
+    streams: StreamsConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An aborted start (no checkpoint) is passed over, with the reason logged; no resumable
+    run, or a run whose checkpoint is past the end of the log, is a ConfigError naming the run
+    and why (the CLI prints it as one line and exits 2); --resume=if-any starts a fresh run."""
+    config = LongtideConfig(streams=streams, run_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"no run in .* can be resumed \(there is none\)"):
+        Service(config, resume=True)._open_run()
+    older = new_run(tmp_path, exact_end_offsets(streams, "rollouts"))
+    _checkpoint(older, {"scored/0": 0})
+    aborted = new_run(tmp_path, {})
+    caplog.set_level(logging.WARNING, logger="ops.launcher")
+    assert Service(config, resume=True)._open_run() == older
+    assert f"passed over run {aborted.run_id}: no checkpoint" in caplog.text
+
+    _checkpoint(older, {"scored/0": 7})  # trained through offset 7 of a log that has none
+    with pytest.raises(
+        ConfigError, match=rf"run {older.run_id} cannot be resumed: .*scored/0 ends at 0, below offset 7"
+    ):
+        Service(config, resume=True)._open_run()
+
+    only_aborted = tmp_path / "other"
+    lone = new_run(only_aborted, {})
+    fresh_config = LongtideConfig(streams=streams, run_dir=str(only_aborted))
+    with pytest.raises(ConfigError, match=rf"can be resumed \({lone.run_id}: no checkpoint in "):
+        Service(fresh_config, resume=True)._open_run()
+    started = Service(fresh_config, resume="if-any")._open_run()
+    assert started.run_id != lone.run_id and newest_run(only_aborted) == started
