@@ -68,6 +68,7 @@ class ProcessorActor:
             batched=batched,
             journal_dir=streams.journal_dir or None,
             poison_deaths=streams.poison_deaths,
+            transient_retries=streams.transient_retries,
             max_message_bytes=streams.max_message_bytes,
             on_dead_letter=on_dead_letter,
         )

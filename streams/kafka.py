@@ -77,6 +77,11 @@ class StreamsConfig:
     its log is caught even by a consumer new to a partition); under the launcher, a run's journal
     is `<journal_dir>/<run id>` (empty: `<run_dir>/runs/<id>/journal`); elsewhere empty keeps
     none (no deaths are counted)."""
+    transient_retries: int = 2
+    """How many more times a handler call that failed with a transient error (a timeout, an S3
+    or connection error, an engine out of memory: streams/transient.py) is tried, 0.5 s then
+    twice as long each time, before its record is dead-lettered. Decode and validation errors
+    are dead-lettered at once."""
     poison_deaths: int = 1
     """A record that was being handled alone when its actor's process died this many times is
     dead-lettered instead of handled again: with 1, a record that killed its actor once does not
@@ -127,6 +132,11 @@ class StreamsConfig:
             raise ValueError(
                 f"streams.max_message_bytes ({self.max_message_bytes}) must be >= 65536: set it to the brokers' "
                 "message.max.bytes (Kafka's default is 1048588)"
+            )
+        if not 0 <= self.transient_retries <= 5:
+            raise ValueError(
+                f"streams.transient_retries ({self.transient_retries}) must be 0..5: more waits "
+                f"{0.5 * (2**self.transient_retries - 1):.1f} s on one record, past the consumer's poll interval"
             )
         if self.poison_deaths < 1:
             raise ValueError(

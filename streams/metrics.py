@@ -21,6 +21,7 @@ class StreamMetrics:
     lag: Gauge
     dead_letters: Counter
     duplicates: Counter
+    retries: Counter
     process_seconds: Histogram
     record_seconds: Histogram
 
@@ -46,6 +47,11 @@ def stream_metrics(kind: str) -> StreamMetrics:
         ),
         dead_letters=Counter(f"{p}_dead_letters", "Records sent to the dead-letter topic.", ["actor", "topic"]),
         duplicates=Counter(f"{p}_duplicates_dropped", "Records dropped as already seen (same id).", ["actor", "topic"]),
+        retries=Counter(
+            f"{p}_transient_retries",
+            "Handler calls tried again after a transient error (a timeout, S3, out of memory).",
+            ["actor", "topic"],
+        ),
         process_seconds=Histogram(f"{p}_process_seconds", "Time to process one polled batch.", ["actor"]),
         record_seconds=Histogram(
             f"{p}_record_seconds",

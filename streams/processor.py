@@ -13,6 +13,10 @@ crashes on it, an out-of-memory kill) is caught by the `Journal`: the restarted 
 dead-letters a record that was alone in flight at `streams.poison_deaths` (1) deaths instead of
 handling it again, and handles alone each record that was in flight with others at a death.
 
+A handler error that may pass (a timeout, an S3 or connection error, an engine out of memory:
+streams/transient.py) is retried `streams.transient_retries` times with backoff before the
+record is dead-lettered (`longtide_<kind>_transient_retries_total`).
+
 A `FatalError` is not the record's fault (a dead engine, a lost device), nor is a Kafka error:
 they propagate, nothing from the poll is committed, and the actor's loop ends so its host
 reports the failure (records are read again on restart). With `batched=True` the records of
@@ -39,6 +43,7 @@ from streams.journal import Journal
 from streams.kafka import Consumer, LogLost, Message, Producer, StreamsConfig
 from streams.metrics import stream_metrics
 from streams.topics import DLQ
+from streams.transient import retrying
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +160,12 @@ class StreamProcessor:
         batched: bool = False,
         journal_dir: str | Path | None = None,
         poison_deaths: int = StreamsConfig.poison_deaths,
+        transient_retries: int = StreamsConfig.transient_retries,
         max_message_bytes: int = StreamsConfig.max_message_bytes,
         on_dead_letter: Callable[[Message], None] | None = None,
     ) -> None:
         """`journal_dir`: where the in-flight journal of the consumer's group lives (None: no
-        journal, deaths are not counted); `poison_deaths`, `max_message_bytes`: as in
+        journal, deaths are not counted); `poison_deaths`, `transient_retries`, `max_message_bytes`: as in
         `StreamsConfig`; `on_dead_letter`: told of each message dead-lettered, once its dead letter
         is acknowledged and before its offset is committed."""
         self.actor = actor
@@ -172,6 +178,7 @@ class StreamProcessor:
         self.group = consumer.group_id or f"{kind}-ungrouped"
         self.journal = Journal(journal_dir, self.group)
         self.poison_deaths = poison_deaths
+        self.transient_retries = transient_retries
         self.max_message_bytes = max_message_bytes
         self.on_dead_letter = on_dead_letter
         self._rejected: list[Message] = []
@@ -187,7 +194,7 @@ class StreamProcessor:
         self.committed: dict[tuple[str, int], int] = {}
         self.acked: dict[tuple[str, int], int] = {}
         """Per output partition, one past the highest offset the broker acknowledged to us."""
-        self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0, "poison": 0}
+        self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0, "poison": 0, "retries": 0}
 
     def step(self, timeout_ms: int = 200, max_records: int | None = None) -> int:
         """Poll once (at most `max_records`) and process what came, in offset order per partition;
@@ -279,8 +286,14 @@ class StreamProcessor:
         exception takes them out again (a `FatalError` or a Kafka error is the actor's, not the
         record's; anything else dead-letters the record with its reason)."""
         self._journaled(messages)
+
+        def count(exc: BaseException) -> None:
+            self.counts["retries"] += 1
+            self.metrics.retries.labels(self.actor, messages[0].topic).inc()
+
         try:
-            encoded = [encode_output(o, self.max_message_bytes) for o in self.handle(records)]
+            outputs = retrying(lambda: self.handle(records), attempts=self.transient_retries, on_retry=count)
+            encoded = [encode_output(o, self.max_message_bytes) for o in outputs]
         finally:
             self.journal.end()
         self._remember(records)

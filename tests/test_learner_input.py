@@ -20,6 +20,8 @@ def _group(tokenizer, name: str, **change: object) -> list[ScoredRollout]:  # no
     prompt = tuple(tokenizer("bako color teal . bako color ?")["input_ids"])
     response = tuple(tokenizer("teal")["input_ids"])
     fields = {"response_text": "teal", "reference": "teal"}
+    if change.get("prompt_ref"):  # the prompt is in the blob store (as a long one is), or should be
+        prompt = ()
     return [scored_rollout(name, i, 2, prompt, response, **(fields | {"reward": float(i)} | change)) for i in range(2)]
 
 
@@ -32,6 +34,7 @@ BAD = {
     "future-version": ({"policy_version": 7}, "policy_version 7 is newer than the learner's 0"),
     "missing-turns": ({"turns": 2}, "trajectories incomplete or of different lengths"),
     "bad-turn-index": ({"turn_index": 3}, "turn_index: 3 not in [0, turns=1)"),
+    "prompt-blob-gone": ({"prompt_ref": "0" * 64}, f"KeyError: 'blob {'0' * 64} not found"),
 }
 
 
@@ -62,7 +65,7 @@ def test_bad_scored_groups_are_dead_lettered_with_a_reason_and_training_goes_on(
         running.check()
     # every good group trained; of the bad ones, those that decode as this run's groups (they fail
     # the learner's own checks) count as consumed too: the rollout gate let them out
-    of_this_run = {"unknown-type", "future-version", "missing-turns"}
+    of_this_run = {"unknown-type", "future-version", "missing-turns", "prompt-blob-gone"}
     assert learner.rl_step == len(BAD), "every good group trained, no bad one"
     assert learner.intake.groups_consumed == 2 * len(BAD) + len(of_this_run)
     letters = {}

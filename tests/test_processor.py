@@ -246,3 +246,32 @@ def test_lost_records_count_each_dead_lettered_record_of_a_topic_once(streams: S
         wait_for(lambda: lost.count() == 2, 30, "offsets 5 and 7 of rollouts")
     finally:
         lost.close()
+
+
+def test_a_transient_error_is_retried_and_a_lasting_one_dead_lettered(streams: StreamsConfig) -> None:
+    """A timeout that passes on the second try is handled (one retry counted, nothing
+    dead-lettered); one that lasts is tried 1 + streams.transient_retries times, then its
+    record is dead-lettered; a ValueError is dead-lettered on the first try."""
+    import dataclasses
+
+    tasks = [dataclasses.replace(TASK, task_id=t) for t in ("passes", "lasts", "invalid")]
+    _send(streams, tasks)
+    tries: dict[str, int] = {}
+
+    def handle(batch: list[Task]) -> list[Output]:
+        (task,) = batch
+        tries[task.task_id] = tries.get(task.task_id, 0) + 1
+        if task.task_id == "passes" and tries["passes"] == 1:
+            raise TimeoutError("S3 read timed out")
+        if task.task_id == "lasts":
+            raise OSError("AWS Error NETWORK_CONNECTION during GetObject")
+        if task.task_id == "invalid":
+            raise ValueError("not a task this actor takes")
+        return [Output("docs", [DOC], key=task.task_id.encode())]
+
+    processor = _batched(streams, handle, group="longtide-transient", batched=False, transient_retries=2)
+    _step_until(processor, 3)
+    assert tries == {"passes": 2, "lasts": 3, "invalid": 1}
+    assert processor.counts["retries"] == 1 + 2 and processor.counts["dead_letters"] == 2
+    assert processor.counts["produced"] == 1
+    processor.consumer.close()

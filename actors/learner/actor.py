@@ -32,7 +32,7 @@ from actors.learner import checkpoint, ledger
 from actors.learner.checkpoint import LearnerState
 from actors.learner.config import Backend, LearnerConfig
 from actors.learner.evaluation import evaluate, heldout_tasks
-from actors.learner.intake import Intake
+from actors.learner.intake import Intake, with_prompts
 from actors.learner.metrics import (
     CHECKPOINT_SECONDS,
     GRAD_NORM,
@@ -154,6 +154,7 @@ class Learner:
             dedup_window=streams.dedup_window,
             informative=self.rl_update.informative,
             dead_letter=self._dead_letter,
+            prepare=lambda group: with_prompts(group, self.claim.get_ids, streams.transient_retries),
         )
         self._weights_ref = ""
         """The current version's weights reference (re-announced with consumption progress)."""

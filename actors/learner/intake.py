@@ -1,6 +1,7 @@
 """What the learner does with each group it reads from `scored`, and the counts it keeps.
 
-A group is, in this order: dead-lettered (it does not decode or is malformed), skipped (another
+A group is, in this order: dead-lettered (it does not decode, its prompt's blob is gone, or it is
+malformed), skipped (another
 run's, counted), de-duplicated (rollout ids seen before), dropped as uninformative (dynamic
 sampling: all its trajectories got the same shaped reward), dropped as stale (more than η
 versions older than the learner, checked again while it waits), or trained on. Every group
@@ -12,8 +13,9 @@ ledger line (`ledger.py`).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,25 @@ from actors.learner.rlbatch import check_group, trajectories
 from schemas import ScoredRollout
 from streams.kafka import Message
 from streams.processor import DedupWindow
+from streams.transient import retrying
 
 Group = list[ScoredRollout]
+
+
+def with_prompts(group: Group, get_ids: Callable[[Sequence[int], str], list[int]], retries: int) -> Group:
+    """The group with each prompt kept in the blob store read now (one read per blob, shared by
+    the group's rollouts), so that reading it happens inside the intake's dead-letter guard: a
+    blob that is gone dead-letters its group (before, the step that needed it raised, and every
+    restart after it). A transient store error is tried `retries` more times first."""
+    prompts: dict[str, tuple[int, ...]] = {}
+    out = []
+    for r in group:
+        if r.prompt_ref:
+            if r.prompt_ref not in prompts:
+                prompts[r.prompt_ref] = tuple(retrying(lambda ref=r.prompt_ref: get_ids((), ref), attempts=retries))
+            r = dataclasses.replace(r, prompt_ids=prompts[r.prompt_ref], prompt_ref="")
+        out.append(r)
+    return out
 
 
 @dataclass
@@ -52,6 +71,7 @@ class Intake:
         dedup_window: int,
         informative: Callable[[Group], bool],
         dead_letter: Callable[[Message, Exception], None],
+        prepare: Callable[[Group], Group] = lambda group: group,
     ) -> None:
         """`informative`: whether a group's trajectories have a nonzero advantage;
         `dead_letter`: where a group that cannot be used goes, with its reason."""
@@ -61,6 +81,8 @@ class Intake:
         self.run_id, self.source_run_id = run_id, source_run_id
         self._informative = informative
         self._dead_letter = dead_letter
+        self._prepare = prepare
+        """Applied to each fresh group of this run inside the dead-letter guard (`with_prompts`)."""
         self.dedup = DedupWindow(dedup_window)
         self.groups_consumed = 0
         self.stale_dropped = 0
@@ -99,6 +121,7 @@ class Intake:
                 return None
             group = fresh
             if group:
+                group = self._prepare(group)
                 check_group(group, self.run_id, version)
         except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
             self._dead_letter(message, exc)
