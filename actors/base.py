@@ -13,8 +13,10 @@ from concurrent.futures import TimeoutError as WorkPending
 from typing import Any, ClassVar, TypeVar
 
 from schemas import record_id
+from streams.backpressure import Backpressure
 from streams.kafka import Consumer, Message, Producer, StreamsConfig
 from streams.processor import Decoder, Output, StreamProcessor
+from streams.topics import consumer_group
 
 T = TypeVar("T")
 
@@ -28,6 +30,8 @@ class ProcessorActor:
     kept_alive: int = 0
     """Pieces of work that outlasted `keep_alive`'s patience (the consumer held meanwhile)."""
     _worker: ThreadPoolExecutor | None = None
+    backpressure: Backpressure | None = None
+    """Set by an actor whose output's readers may fall behind: its input pauses meanwhile."""
 
     def _connect(
         self,
@@ -51,7 +55,7 @@ class ProcessorActor:
         self.name = name
         consumer = Consumer(
             streams,
-            group_id=f"longtide-{self.KIND}",
+            group_id=consumer_group(self.KIND),
             topics=[topic, *extra_topics],
             client_id=name,
             assign_all=position is not None,
@@ -101,14 +105,39 @@ class ProcessorActor:
         finally:
             self.processor.consumer.resume()
 
+    def _pace(self, streams: StreamsConfig, *, source: str, downstream: str, reader_kind: str, bound: int) -> None:
+        """Pause `source` while the `reader_kind` actors lag more than `bound` records on
+        `downstream` (0: never)."""
+        if bound:
+            self.backpressure = Backpressure(
+                streams,
+                actor=self.name,
+                kind=self.KIND,
+                source=source,
+                downstream=downstream,
+                groups=(consumer_group(reader_kind),),
+                bound=bound,
+            )
+
+    def step(self, **options: Any) -> int:
+        """One round of the processor, after pausing or resuming the input for backpressure."""
+        if self.backpressure is not None:
+            self.backpressure.apply(self.processor.consumer)
+        return self.processor.step(**options)
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self.processor.step()
+            self.step()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"actor": self.name, **self.processor.snapshot(), "kept_alive": self.kept_alive}
+        paced = (
+            {"paused": self.backpressure.paused, "downstream_lag": self.backpressure.lag} if self.backpressure else {}
+        )
+        return {"actor": self.name, **self.processor.snapshot(), "kept_alive": self.kept_alive, **paced}
 
     def close(self) -> None:
+        if self.backpressure is not None:
+            self.backpressure.close()
         if self._worker is not None:
             self._worker.shutdown(wait=True)
         self.processor.consumer.close()

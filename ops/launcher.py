@@ -28,18 +28,16 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.hosting import RayActorHost, serve_metrics
-from actors.learner import checkpoint
 from actors.settings import SECRET_ENV, STORE_NAME
 from ops import processes
 from ops.config import ConfigError, LongtideConfig, to_dict
-from ops.runs import RUNS, Run, new_run, runs_newest_first
+from ops.runs import RUNS, Run, new_run, resumable_run
 from ops.slots import Slot, actor_plan, build_actor, prepare_model
 from ops.state import STATE_FILE, atomic_write
 from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoop, Death, RestartBudget, death_of
 from streams.broker import free_port
 from streams.embedded import EmbeddedLog
-from streams.kafka import LogLost
-from streams.logs import check_log_intact, ensure_topics, exact_end_offsets
+from streams.logs import ensure_topics, exact_end_offsets
 from streams.topics import ROLLOUTS
 
 log = logging.getLogger(__name__)
@@ -302,7 +300,7 @@ class Service:
         """A fresh run, or with `resume` the newest run that has a checkpoint and whose log is
         whole. Runs passed over are logged with the reason; a refusal is a `ConfigError`
         naming each run and why."""
-        run, skipped = self._resumable() if self.resume else (None, [])
+        run, skipped = resumable_run(self.run_dir, self.config.streams) if self.resume else (None, [])
         for line in skipped:
             log.warning("--resume: passed over run %s", line)
         if run is None and self.resume is True:
@@ -317,24 +315,6 @@ class Service:
             return run
         log.info("run %s resumed from %s", run.run_id, run.directory)
         return run
-
-    def _resumable(self) -> tuple[Run | None, list[str]]:
-        """The newest run with a usable checkpoint, and 'run-id: why' for each newer one passed
-        over. A run whose log is gone (what its learner trained through is no longer on the
-        broker) is refused, not passed over: resuming an older run would go back in time."""
-        skipped: list[str] = []
-        for run in runs_newest_first(self.run_dir):
-            found = checkpoint.latest(run.directory / "checkpoints")
-            if found is None:
-                skipped.append(f"{run.run_id}: no checkpoint in {run.directory / 'checkpoints'}")
-                continue
-            known = {(ROLLOUTS.name, p): o for p, o in run.rollouts_base.items()} | found[1].partition_offsets()
-            try:  # what the learner trained through must still be in the log
-                check_log_intact(self.config.streams, known, what=f"run {run.run_id}'s")
-            except LogLost as exc:
-                raise ConfigError(f"--resume: run {run.run_id} cannot be resumed: {exc}") from None
-            return run, skipped
-        return None, skipped
 
     def _place_learner(self, slots: list[Slot]) -> str:
         """A placement group with one bundle per learner rank; the ranks' rendezvous address."""

@@ -20,6 +20,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from actors.learner import checkpoint
+from ops.config import ConfigError
+from streams.kafka import LogLost, StreamsConfig
+from streams.logs import check_log_intact
+from streams.topics import ROLLOUTS
+
 RUNS = "runs"
 RUN_FILE = "run.json"
 SECRET_FILE = "secret"
@@ -95,3 +101,23 @@ def find_run(run_dir: Path, ref: str) -> Run:
             return Run.load(directory)
     known = sorted(d.name for d in (run_dir / RUNS).iterdir()) if (run_dir / RUNS).is_dir() else []
     raise ValueError(f"run {ref!r} not found in {run_dir / RUNS} (runs there: {known or 'none'})")
+
+
+def resumable_run(run_dir: Path, streams: StreamsConfig) -> tuple[Run | None, list[str]]:
+    """The newest run with a usable checkpoint, and 'run-id: why' for each newer one passed
+    over. A run whose log is gone (what its learner trained through is no longer on the
+    broker) is refused with a `ConfigError`, not passed over: resuming an older run instead
+    would go back in time."""
+    skipped: list[str] = []
+    for run in runs_newest_first(run_dir):
+        found = checkpoint.latest(run.directory / "checkpoints")
+        if found is None:
+            skipped.append(f"{run.run_id}: no checkpoint in {run.directory / 'checkpoints'}")
+            continue
+        known = {(ROLLOUTS.name, p): o for p, o in run.rollouts_base.items()} | found[1].partition_offsets()
+        try:  # what the learner trained through must still be in the log
+            check_log_intact(streams, known, what=f"run {run.run_id}'s")
+        except LogLost as exc:
+            raise ConfigError(f"--resume: run {run.run_id} cannot be resumed: {exc}") from None
+        return run, skipped
+    return None, skipped

@@ -26,7 +26,7 @@ from kafka.structs import OffsetAndMetadata
 
 from schemas import encode, headers_for
 from streams.embedded import storage_setting_problem
-from streams.topics import partition_counts
+from streams.topics import partition_counts, retention_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,12 @@ class StreamsConfig:
     """Partition count per topic name, replacing the registry's (streams/topics.py) for topics
     created from now on; 'policy' and 'dlq' always have 1. Existing topics keep theirs, and
     `streams.logs.ensure_topics` reports those that differ."""
+    retention_ms: dict[str, int] = field(default_factory=dict)
+    """Retention per topic name (`retention.ms`, -1: forever), given to the topics created from
+    now on; empty keeps the broker's default. Records older than it may be deleted: a topic a
+    run must read back (`policy` for a resume, `docs` for a rebuilt store, `scored` for a
+    replay) should keep them longer than the run. Apache Kafka enforces it; the embedded Tansu
+    accepts the setting at creation and does not report it back (README, "Known limits")."""
     replication: int = 1
     """Replication factor of the topics created; 1 on the embedded broker (one node)."""
     max_poll_interval_ms: int = 10_000
@@ -149,6 +155,7 @@ class StreamsConfig:
         if problem:
             raise ValueError(problem)
         partition_counts(self.partitions)  # raises naming the entry
+        retention_settings(self.retention_ms)
         if self.replication < 1:
             raise ValueError(f"streams.replication ({self.replication}) must be >= 1")
         if self.replication > 1 and not self.bootstrap_servers:
@@ -482,6 +489,10 @@ class Consumer:
 
     def resume(self) -> None:
         self._consumer.resume(*self._consumer.paused())
+
+    def resume_topic(self, topic: str) -> None:
+        """Fetch `topic`'s paused partitions again (others stay paused)."""
+        self._consumer.resume(*(tp for tp in self._consumer.paused() if tp.topic == topic))
 
     def hold(self, timeout_ms: int = 100) -> None:
         """Poll without taking records, keeping the group membership alive (a closed gate).

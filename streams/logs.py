@@ -17,24 +17,29 @@ from kafka.errors import TopicAlreadyExistsError
 
 from schemas import DeadLetter, PolicyVersion, SchemaError, decode
 from streams.kafka import LOSS_FIX, Consumer, LogLost, Message, Partition, StreamsConfig, TopicMissing
-from streams.topics import ALL_TOPICS, DLQ, Topic, partition_counts
+from streams.topics import ALL_TOPICS, DLQ, Topic, partition_counts, retention_settings
 
 log = logging.getLogger(__name__)
 
 
 def ensure_topics(config: StreamsConfig, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
     """Create the topics that do not exist yet, with `streams.partitions` (else the registry's
-    count) and `streams.replication`. Returns, and logs as warnings, one line per existing
+    count), `streams.replication` and `streams.retention_ms`. Returns, and logs as warnings, one line per existing
     topic whose partition count differs from the config: Kafka cannot lower a count, and
     raising one moves keys to other partitions, so that is for a person to decide."""
     counts = partition_counts(config.partitions)
     wanted = {t.name: counts.get(t.name, t.partitions) for t in topics}
+    settings = retention_settings(config.retention_ms)
     admin = KafkaAdminClient(**config.client_options(), client_id="longtide-admin")
     try:
         names = set(admin.list_topics())
         present = [n for n in wanted if n in names]
         existing = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(present)} if present else {}
-        missing = [NewTopic(n, c, config.replication) for n, c in wanted.items() if n not in names]
+        missing = [
+            NewTopic(n, c, config.replication, topic_configs=settings.get(n, {}))
+            for n, c in wanted.items()
+            if n not in names
+        ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from schemas import DeadLetter, Document, MemoryUpdate, PolicyVersion, Rollout, ScoredRollout, Task
 
 
+def consumer_group(kind: str) -> str:
+    """The consumer group of the actors of `kind` (every instance shares it)."""
+    return f"longtide-{kind}"
+
+
 @dataclass(frozen=True)
 class Topic:
     name: str
@@ -59,3 +64,25 @@ def partition_counts(overrides: Mapping[str, int], topics: tuple[Topic, ...] = A
                 "of its records; remove the entry"
             )
     return {t.name: overrides.get(t.name, t.partitions) for t in topics}
+
+
+MIN_RETENTION_MS = 60_000
+
+
+def retention_settings(
+    retention_ms: Mapping[str, int], topics: tuple[Topic, ...] = ALL_TOPICS
+) -> dict[str, dict[str, str]]:
+    """Topic name -> the topic configs `retention.ms` gives it at creation. Raises ValueError
+    naming the entry for an unknown topic or a value that is neither -1 (keep forever) nor at
+    least a minute."""
+    known = {t.name for t in topics}
+    out = {}
+    for name, ms in retention_ms.items():
+        if name not in known:
+            raise ValueError(f"streams.retention_ms has unknown topic {name!r}; known: {sorted(known)}")
+        if not isinstance(ms, int) or (ms != -1 and ms < MIN_RETENTION_MS):
+            raise ValueError(
+                f"streams.retention_ms[{name!r}] ({ms!r}) must be -1 (keep forever) or >= {MIN_RETENTION_MS} ms"
+            )
+        out[name] = {"retention.ms": str(ms)}
+    return out

@@ -31,7 +31,7 @@ from streams.logs import (
 )
 from streams.objectstore import EmbeddedS3
 from streams.processor import Output, StreamProcessor, arrow_decoder
-from streams.topics import TASKS, partition_counts
+from streams.topics import TASKS, partition_counts, retention_settings
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -89,6 +89,16 @@ def test_streams_config_checks_storage_partitions_and_replication() -> None:
     with pytest.raises(ValueError, match=r"streams.partitions\['dlq'\]"):
         StreamsConfig(partitions={"dlq": 2})
     assert redacted("postgres://u:secret@h:5432/db") == "postgres://u:***@h:5432/db"
+    assert retention_settings({"docs": -1, "tasks": 86_400_000}) == {
+        "docs": {"retention.ms": "-1"},
+        "tasks": {"retention.ms": "86400000"},
+    }
+    with pytest.raises(
+        ValueError, match=r"streams.retention_ms\['tasks'\] \(5\) must be -1 \(keep forever\) or >= 60000"
+    ):
+        StreamsConfig(retention_ms={"tasks": 5})
+    with pytest.raises(ValueError, match="streams.retention_ms has unknown topic 'task'"):
+        StreamsConfig(retention_ms={"task": 60_000})
 
 
 def test_mismatches_name_both_counts_and_the_fix() -> None:
@@ -137,7 +147,9 @@ def test_engines_come_from_the_help_text() -> None:
 
 def test_ensure_topics_creates_configured_counts_and_reports_mismatches(tmp_path: Path) -> None:
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        wide = StreamsConfig(bootstrap_servers=broker.bootstrap_servers, partitions={"tasks": 3})
+        wide = StreamsConfig(
+            bootstrap_servers=broker.bootstrap_servers, partitions={"tasks": 3}, retention_ms={"tasks": 3_600_000}
+        )
         assert ensure_topics(wide) == []
         assert len(exact_end_offsets(wide, "tasks")) == 3
         problems = ensure_topics(_config(broker.bootstrap_servers))  # the registry says 2

@@ -97,6 +97,9 @@ class IngestActor(ProcessorActor):
         for metric in (DOCUMENTS, TOKENS):  # every series exists from the start, at 0
             metric.labels(name)
         self._connect(name=name, streams=streams, topic=DOCS_RAW.name, decoder=self.parse, dedup_key=raw_key)
+        self._pace(
+            streams, source=DOCS_RAW.name, downstream=DOCS.name, reader_kind="synthesis", bound=config.max_docs_ahead
+        )
 
     def parse(self, message: Message) -> list[RawDocument]:
         """`parse_raw`, then the size limits: what fails either is dead-lettered at decode."""

@@ -15,6 +15,10 @@ class IngestConfig:
     instances: int = 1
     """Ingest actors (they share `docs.raw` through a consumer group)."""
     resources: Resources = field(default_factory=Resources)
+    max_docs_ahead: int = 20_000
+    """Backpressure (streams/backpressure.py): while synthesis is more than this many documents
+    behind on `docs`, ingest stops reading `docs.raw` (raw documents wait in the log), and reads
+    again at half of it. 0 never pauses."""
     """Ray resources per instance."""
     max_text_bytes: int = 64 * 1024 * 1024
     """Texts larger than this (UTF-8 bytes) are dead-lettered instead of stored."""
@@ -27,6 +31,8 @@ class IngestConfig:
     def __post_init__(self) -> None:
         if self.instances < 1:
             raise ValueError(f"ingest.instances ({self.instances}) must be >= 1")
+        if self.max_docs_ahead < 0:
+            raise ValueError(f"ingest.max_docs_ahead ({self.max_docs_ahead}) must be >= 0 (0: never pause)")
         if self.max_text_bytes < 1 or self.max_attrs_bytes < 0 or self.max_field_chars < 1:
             raise ValueError(
                 f"ingest.max_text_bytes ({self.max_text_bytes}) and ingest.max_field_chars ({self.max_field_chars}) "

@@ -137,6 +137,9 @@ class SynthesisActor(ProcessorActor):
             decoder=lambda m: scored(m) if m.topic == SCORED.name else docs(m),
             extra_topics=(SCORED.name,) if self.retrospect else (),
         )
+        self._pace(
+            streams, source=DOCS.name, downstream=TASKS.name, reader_kind="rollout", bound=config.max_tasks_ahead
+        )
         self._rebuild(streams)
 
     def _rebuild(self, streams: StreamsConfig) -> None:
@@ -164,7 +167,7 @@ class SynthesisActor(ProcessorActor):
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            if self.processor.step(max_records=self.config.poll_records):
+            if self.step(max_records=self.config.poll_records):
                 self.corpus.mark_applied(self.processor.committed)
 
     def handle(self, records: list[Document] | list[ScoredRollout]) -> list[Output]:
