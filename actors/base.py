@@ -45,13 +45,15 @@ class ProcessorActor:
         extra_topics: Sequence[str] = (),
         position: Mapping[int, int] | None = None,
         on_dead_letter: Callable[[Message], None] | None = None,
+        transient_retries: int | None = None,
     ) -> None:
         """`extra_topics`: further topics in the same group and loop (`decoder` sees each
         message's topic); `position`: the actor keeps its own position in `topic` (partition ->
         the next offset to read, 0 for a partition not named), which its durable state, not the
         group's commits, says: it reads every partition (one instance, no rebalancing) from
         there; `on_dead_letter`: told of each message dead-lettered (such an actor records it
-        as passed)."""
+        as passed); `transient_retries`: instead of `streams.transient_retries` (0 for a
+        `handle` that must not run twice on the same records)."""
         self.name = name
         consumer = Consumer(
             streams,
@@ -72,7 +74,7 @@ class ProcessorActor:
             batched=batched,
             journal_dir=streams.journal_dir or None,
             poison_deaths=streams.poison_deaths,
-            transient_retries=streams.transient_retries,
+            transient_retries=streams.transient_retries if transient_retries is None else transient_retries,
             max_message_bytes=streams.max_message_bytes,
             on_dead_letter=on_dead_letter,
         )
@@ -94,6 +96,8 @@ class ProcessorActor:
         try:
             return future.result(timeout=patience_s)
         except WorkPending:
+            if future.done():  # the work itself raised a TimeoutError (the same class on 3.11)
+                raise
             self.kept_alive += 1
         try:
             while True:
@@ -101,6 +105,8 @@ class ProcessorActor:
                 try:
                     return future.result(timeout=0.2)
                 except WorkPending:
+                    if future.done():
+                        raise
                     continue
         finally:
             self.processor.consumer.resume()

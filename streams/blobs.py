@@ -10,10 +10,13 @@ directory for one machine.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow.fs as pafs
+
+from streams.broker import redacted
 
 
 class BlobStore:
@@ -22,6 +25,8 @@ class BlobStore:
             Path(uri).mkdir(parents=True, exist_ok=True)
             uri = Path(uri).resolve().as_uri()
         self.uri = uri
+        self.shown = redacted(uri)
+        """The URI with its secret (an S3 key's, in the userinfo) replaced by ***, for messages."""
         self._fs, self._root = pafs.FileSystem.from_uri(uri)
         self._fs.create_dir(self._root, recursive=True)
         self._atomic_puts = isinstance(self._fs, pafs.S3FileSystem)
@@ -40,7 +45,7 @@ class BlobStore:
                 out.write(data)
         else:
             self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            tmp = f"{path}.tmp"
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"  # concurrent writers of one key each write their own
             with self._fs.open_output_stream(tmp) as out:
                 out.write(data)
             self._fs.move(tmp, path)
@@ -51,9 +56,9 @@ class BlobStore:
             with self._fs.open_input_stream(self._path(key)) as src:
                 data = src.read()
         except FileNotFoundError:
-            raise KeyError(f"blob {key} not found in {self.uri}") from None
+            raise KeyError(f"blob {key} not found in {self.shown}") from None
         if hashlib.sha256(data).hexdigest() != key:
-            raise ValueError(f"blob {key} in {self.uri} is corrupt (hash mismatch)")
+            raise ValueError(f"blob {key} in {self.shown} is corrupt (hash mismatch)")
         return data
 
 

@@ -115,6 +115,8 @@ class EmbeddedBroker:
         self.storage = storage
         self.log_path = log_path
         self.env = dict(env or {})
+        self.wanted = False
+        """Started and not stopped on purpose: a broker that exited or failed to restart is dead."""
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -123,6 +125,7 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         require_engine(self.storage)
+        self.wanted = True
         url = f"tcp://{self.host}:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
@@ -153,7 +156,7 @@ class EmbeddedBroker:
                 return self
             except OSError:
                 time.sleep(0.05)
-        self.stop()
+        self._end(5.0)
         raise TimeoutError(f"embedded broker did not listen on {url} within {timeout_s}s")
 
     @property
@@ -167,6 +170,10 @@ class EmbeddedBroker:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGINT first (Tansu ignores SIGTERM for a while), SIGKILL if it lingers."""
+        self.wanted = False
+        self._end(timeout_s)
+
+    def _end(self, timeout_s: float) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return

@@ -108,11 +108,12 @@ class EmbeddedLog:
         return self
 
     def dead_parts(self) -> list[str]:
-        """The parts that were started and have exited: 'store', 'broker'."""
+        """The parts started and not stopped on purpose that are not running (exited, or a
+        restart that failed): 'store', 'broker'."""
         dead = []
-        if self.store is not None and self.store.pid is not None and not self.store.running:
+        if self.store is not None and self.store.wanted and not self.store.running:
             dead.append("store")
-        if self.broker.pid is not None and not self.broker.running:
+        if self.broker.wanted and not self.broker.running:
             dead.append("broker")
         return dead
 

@@ -86,8 +86,8 @@ class StreamsConfig:
     transient_retries: int = 2
     """How many more times a handler call that failed with a transient error (a timeout, an S3
     or connection error, an engine out of memory: streams/transient.py) is tried, 0.5 s then
-    twice as long each time, before its record is dead-lettered. Decode and validation errors
-    are dead-lettered at once."""
+    twice as long each time; one still failing then restarts the actor (the record is read
+    again), never dead-letters it. Decode and validation errors are dead-lettered at once."""
     poison_deaths: int = 1
     """A record that was being handled alone when its actor's process died this many times is
     dead-lettered instead of handled again: with 1, a record that killed its actor once does not

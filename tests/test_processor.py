@@ -248,14 +248,15 @@ def test_lost_records_count_each_dead_lettered_record_of_a_topic_once(streams: S
         lost.close()
 
 
-def test_a_transient_error_is_retried_and_a_lasting_one_dead_lettered(streams: StreamsConfig) -> None:
+def test_a_transient_error_is_retried_and_one_that_lasts_restarts_the_actor(streams: StreamsConfig) -> None:
     """A timeout that passes on the second try is handled (one retry counted, nothing
-    dead-lettered); one that lasts is tried 1 + streams.transient_retries times, then its
-    record is dead-lettered; a ValueError is dead-lettered on the first try."""
+    dead-lettered); a ValueError is dead-lettered on the first try; an S3 error that lasts is
+    tried 1 + streams.transient_retries times and then ends the loop (StillFailing) with its
+    record uncommitted, so a restarted actor reads it again: never a dead letter."""
     import dataclasses
 
-    tasks = [dataclasses.replace(TASK, task_id=t) for t in ("passes", "lasts", "invalid")]
-    _send(streams, tasks)
+    from streams.transient import StillFailing
+
     tries: dict[str, int] = {}
 
     def handle(batch: list[Task]) -> list[Output]:
@@ -264,14 +265,22 @@ def test_a_transient_error_is_retried_and_a_lasting_one_dead_lettered(streams: S
         if task.task_id == "passes" and tries["passes"] == 1:
             raise TimeoutError("S3 read timed out")
         if task.task_id == "lasts":
-            raise OSError("AWS Error NETWORK_CONNECTION during GetObject")
+            raise OSError("When reading blobs/ab/cd: AWS Error NETWORK_CONNECTION during GetObject")
         if task.task_id == "invalid":
             raise ValueError("not a task this actor takes")
         return [Output("docs", [DOC], key=task.task_id.encode())]
 
+    _send(streams, [dataclasses.replace(TASK, task_id=t) for t in ("passes", "invalid")])
     processor = _batched(streams, handle, group="longtide-transient", batched=False, transient_retries=2)
-    _step_until(processor, 3)
-    assert tries == {"passes": 2, "lasts": 3, "invalid": 1}
-    assert processor.counts["retries"] == 1 + 2 and processor.counts["dead_letters"] == 2
+    _step_until(processor, 2)
+    assert tries == {"passes": 2, "invalid": 1}
+    assert processor.counts["retries"] == 1 and processor.counts["dead_letters"] == 1
     assert processor.counts["produced"] == 1
+    committed = group_offsets(streams, "longtide-transient")
+
+    _send(streams, [dataclasses.replace(TASK, task_id="lasts")])
+    with pytest.raises(StillFailing, match=r"NETWORK_CONNECTION during GetObject \(still failing after 2 retries\)"):
+        _step_until(processor, 1)
+    assert tries["lasts"] == 3 and processor.counts["dead_letters"] == 1, "tried 3 times, not dead-lettered"
+    assert group_offsets(streams, "longtide-transient") == committed, "nothing committed: it is read again"
     processor.consumer.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.transient import Transient, is_transient, retrying
+from streams.transient import StillFailing, Transient, is_transient, retrying
 
 pytestmark = pytest.mark.unit
 
@@ -40,7 +40,7 @@ def test_retrying_backs_off_doubling_and_gives_up_after_its_attempts(monkeypatch
     seen: list[BaseException] = []
     assert retrying(flaky, attempts=3, first_delay_s=0.5, on_retry=seen.append) == "done"
     assert waits == [0.5, 1.0] and len(seen) == 2
-    with pytest.raises(TimeoutError):
+    with pytest.raises(StillFailing, match="TimeoutError: always .still failing after 2 retries"):
         retrying(lambda: (_ for _ in ()).throw(TimeoutError("always")), attempts=2, first_delay_s=0.1)
     assert waits[2:] == [0.1, 0.2]
     with pytest.raises(ValueError):  # permanent: no retry, no wait

@@ -15,10 +15,13 @@ class IngestConfig:
     instances: int = 1
     """Ingest actors (they share `docs.raw` through a consumer group)."""
     resources: Resources = field(default_factory=Resources)
-    max_docs_ahead: int = 20_000
+    max_docs_ahead: int = 0
     """Backpressure (streams/backpressure.py): while synthesis is more than this many documents
     behind on `docs`, ingest stops reading `docs.raw` (raw documents wait in the log), and reads
-    again at half of it. 0 never pauses."""
+    again at half of it. 0 (the default) never pauses: synthesis itself pauses on the rollout
+    actors, so pacing ingest on synthesis would tie the memory actor's documents to the RL
+    loop (a finished learner would stop memory ingestion); set it where only synthesis reads
+    `docs`."""
     """Ray resources per instance."""
     max_text_bytes: int = 64 * 1024 * 1024
     """Texts larger than this (UTF-8 bytes) are dead-lettered instead of stored."""

@@ -26,7 +26,7 @@ from actors.learner.metrics import DUPLICATE_GROUPS, INGEST_TO_TRAIN, OTHER_RUN,
 from actors.learner.rlbatch import check_group, trajectories
 from schemas import ScoredRollout
 from streams.kafka import Message
-from streams.processor import DedupWindow
+from streams.processor import PASS_THROUGH, DedupWindow
 from streams.transient import retrying
 
 Group = list[ScoredRollout]
@@ -123,6 +123,8 @@ class Intake:
             if group:
                 group = self._prepare(group)
                 check_group(group, self.run_id, version)
+        except PASS_THROUGH:  # the learner's trouble (a store still failing), not the group's
+            raise
         except Exception as exc:  # noqa: BLE001 - bad input becomes a dead letter
             self._dead_letter(message, exc)
             if group and group[0].run_id == self.source_run_id:  # a group of ours the gate let out:

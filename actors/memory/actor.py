@@ -148,6 +148,7 @@ class MemoryActor(ProcessorActor):
             dedup_key=lambda a: a.doc.doc_id,
             position=self._applied,  # the store says where reading resumes: after its last document
             on_dead_letter=self._passed,
+            transient_retries=0,  # handle reads each document into memory: a failure restarts from the store's position
         )
         DOCS_READ.labels(name)
         self.server: Any = None
