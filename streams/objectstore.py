@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -32,11 +31,11 @@ import sysconfig
 import time
 from pathlib import Path
 from shutil import which
-from types import TracebackType
 
 import pyarrow.fs as pafs
 
 from streams.broker import log_tail
+from streams.child import ChildProcess
 
 ACCESS_KEY = "longtide"
 REGION = "us-east-1"
@@ -104,8 +103,11 @@ def _admin_port(host: str, taken: set[int]) -> int:
     raise StoreUnavailable(f"found no free port pair p, p+{GRPC_OFFSET} on {host} for SeaweedFS's admin server")
 
 
-class EmbeddedS3:
+class EmbeddedS3(ChildProcess):
     """A SeaweedFS child process serving S3 on loopback; a context manager or start()/stop()."""
+
+    STOP_TIMEOUT_S = 10.0
+    """SIGINT lets it flush and stop its parts in order (about 2 s)."""
 
     def __init__(self, directory: Path, *, host: str = "127.0.0.1", buckets: tuple[str, ...] = BUCKETS) -> None:
         self.directory = Path(directory)
@@ -113,10 +115,8 @@ class EmbeddedS3:
         self.buckets = buckets
         self.ports = dict(zip(PORT_FLAGS, _free_ports(host, len(PORT_FLAGS)), strict=True))
         self.ports["admin.port"] = _admin_port(host, set(self.ports.values()))
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
         self._secret: str | None = None
-        self.wanted = False
-        """Started and not stopped on purpose: a store that exited or failed to restart is dead."""
 
     @property
     def secret(self) -> str:
@@ -138,14 +138,6 @@ class EmbeddedS3:
     @property
     def log_path(self) -> Path:
         return self.directory / "weed.log"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def client_env(self) -> dict[str, str]:
         """The variables an S3 client reads (Tansu's engine among them) to reach this store."""
@@ -203,7 +195,7 @@ class EmbeddedS3:
             if all(self._bucket_ready(b) for b in self.buckets):
                 return self
             time.sleep(0.1)
-        self._end(timeout_s=10)
+        self._end()
         raise StoreUnavailable(f"SeaweedFS did not serve its buckets at {self.endpoint} within {timeout_s}s")
 
     def _bucket_ready(self, bucket: str) -> bool:
@@ -221,27 +213,3 @@ class EmbeddedS3:
             return filesystem.get_file_info(bucket).type == pafs.FileType.Directory
         except OSError:
             return False
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGINT (it flushes and stops its parts in order), SIGKILL if it lingers."""
-        self.wanted = False
-        self._end(timeout_s)
-
-    def _end(self, timeout_s: float) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout_s)
-
-    def __enter__(self) -> EmbeddedS3:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
