@@ -35,14 +35,19 @@ def run_secret(monkeypatch: pytest.MonkeyPatch) -> str:
     return "test-run-secret"
 
 
+def broker_streams(broker: EmbeddedBroker) -> StreamsConfig:
+    """Streams settings for a test on `broker`, its topics created."""
+    config = StreamsConfig(
+        bootstrap_servers=broker.bootstrap_servers, max_poll_interval_ms=6000, session_timeout_ms=6000
+    )
+    ensure_topics(config)
+    return config
+
+
 @pytest.fixture
 def streams(tmp_path: Path) -> Iterator[StreamsConfig]:
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        config = StreamsConfig(
-            bootstrap_servers=broker.bootstrap_servers, max_poll_interval_ms=6000, session_timeout_ms=6000
-        )
-        ensure_topics(config)
-        yield config
+        yield broker_streams(broker)
 
 
 @pytest.fixture
