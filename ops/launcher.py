@@ -18,6 +18,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,15 @@ from ops.config import ConfigError, LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, resumable_run
 from ops.slots import Slot, actor_plan, build_actor, prepare_model
 from ops.state import STATE_FILE, atomic_write
-from ops.supervisor import BROKER_RESTARTS, RESTART_FAMILIES, RESTARTS, CrashLoop, Death, RestartBudget, death_of
+from ops.supervisor import (
+    RESTART_FAMILIES,
+    RESTARTS,
+    CrashLoop,
+    Death,
+    RestartBudget,
+    death_of,
+    restart_embedded,
+)
 from streams.broker import free_port
 from streams.embedded import EmbeddedLog
 from streams.logs import ensure_topics, exact_end_offsets
@@ -80,6 +89,8 @@ class Service:
         self._learner_group: Any = None
         self._halt = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._broker_watch: threading.Thread | None = None
+        self._state_lock = threading.Lock()
         self.service_id = f"{os.getpid()}-{secrets.token_hex(4)}"
         """This service's tag in the environment of every process it starts (`ops.processes`)."""
         self._tagged = False
@@ -132,8 +143,9 @@ class Service:
         rendezvous = self._place_learner([s for s in plan if s.ranked])
         self._spawn(plan, rendezvous)
         self._write_state()
-        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
-        self._supervisor.start()
+        self._supervisor = self._watch_thread(self._check_once, "supervisor")
+        if self.broker is not None:  # on its own thread: an actor's restart waits for the broker (bootstrap)
+            self._broker_watch = self._watch_thread(self._check_broker, "broker-watch")
         return self
 
     def _spawn(self, slots: list[Slot], rendezvous: str) -> None:
@@ -175,21 +187,26 @@ class Service:
                 self.endpoints[slot.name] = address
 
     # -- supervision ---------------------------------------------------------------------------
-    def _supervise(self) -> None:
+    def _watch_thread(self, check: Callable[[RestartBudget], None], what: str) -> threading.Thread:
+        thread = threading.Thread(target=self._watch, args=(check, what), name=what, daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self, check: Callable[[RestartBudget], None], what: str) -> None:
+        """Run `check` every `supervision.poll_s` until the service stops or fails."""
         cfg = self.config.supervision
         budget = RestartBudget(cfg.max_restarts, cfg.window_s)
-        while not self._halt.wait(cfg.poll_s):
+        while not self._halt.wait(cfg.poll_s) and self.failure is None:
             try:
-                self._check_once(budget)
+                check(budget)
             except CrashLoop as exc:
                 self.failure = str(exc)
                 log.error("%s", exc)
                 return
             except Exception:  # noqa: BLE001 - the supervisor itself must keep watching
-                log.exception("supervisor check failed; trying again in %.1f s", cfg.poll_s)
+                log.exception("%s check failed; trying again in %.1f s", what, cfg.poll_s)
 
     def _check_once(self, budget: RestartBudget) -> None:
-        self._check_broker(budget)
         for name, (death, reason) in self._deaths().items():
             if self._halt.is_set():
                 return
@@ -213,28 +230,13 @@ class Service:
         """A dead embedded broker, or a dead store under it, is restarted on its ports when the
         log is durable; on memory storage the log is gone with the broker, and the service ends
         saying so."""
-        embedded = self.broker
-        dead = embedded.dead_parts() if embedded is not None and not self._halt.is_set() else []
-        if not dead:
+        if self.broker is None or self._halt.is_set():
             return
-        logs = {"broker": embedded.broker.log_path, "store": embedded.store.log_path if embedded.store else None}
-        reason = "; ".join(f"the embedded {part} exited (see {logs[part]})" for part in dead)
-        if not self.config.supervision.enabled:
-            raise CrashLoop(f"{reason}, and supervision is off")
-        if not embedded.durable:
-            raise CrashLoop(
-                f"{reason}. Its log was in memory (streams.embedded_storage={self.config.streams.embedded_storage}): "
-                "every topic and committed offset is lost, and training on an empty log would silently start "
-                "over. Stopping the service; use durable storage or an external Kafka to survive broker restarts"
-            )
-        for part in dead:
-            if not budget.allow(part, time.monotonic()):
-                raise CrashLoop(f"{reason}: {budget.max_restarts} times within {budget.window_s:.0f} s")
-        log.error("%s; restarting on the same ports and storage", reason)
-        for part in embedded.restart_dead():
-            BROKER_RESTARTS.labels(part).inc()
+        for part in restart_embedded(
+            self.broker, self.config.supervision, self.config.streams.embedded_storage, budget
+        ):
             self.restarts[part] = self.restarts.get(part, 0) + 1
-        self._write_state()
+            self._write_state()
 
     def _ask(self, timeout_s: float) -> dict[str, tuple[dict[str, Any] | None, BaseException | None]]:
         """Every started actor's snapshot, asked at once and waited for at most `timeout_s`:
@@ -394,6 +396,10 @@ class Service:
         self._started_ray = True
 
     def _write_state(self) -> None:
+        with self._state_lock:  # the supervisor and the broker watch both write it
+            self._write_state_unlocked()
+
+    def _write_state_unlocked(self) -> None:
         targets = [
             # `process`, not `actor`: the series carry their own `actor` label (no `exported_actor`)
             {"targets": [addr], "labels": {"process": name, "job": "longtide"}}
@@ -460,6 +466,9 @@ class Service:
             (self.run_dir / STATE_FILE).unlink(missing_ok=True)
 
     def _stop_supervisor(self) -> None:
+        if self._broker_watch is not None:
+            self._broker_watch.join(timeout=30)
+            self._broker_watch = None
         if self._supervisor is not None:
             self._supervisor.join(timeout=30)
             if self._supervisor.is_alive():

@@ -22,9 +22,15 @@ from __future__ import annotations
 
 import collections
 import enum
+import logging
+import time
 from dataclasses import dataclass
 
 from prometheus_client import Counter
+
+from streams.embedded import EmbeddedLog
+
+log = logging.getLogger(__name__)
 
 KINDS = ("ingest", "synthesis", "rollout", "reward", "learner", "memory")
 
@@ -136,3 +142,33 @@ def death_of(snapshot: dict | None, error: BaseException | None, stall_s: float 
             f"no progress: its loop has been in one round for {age:.0f} s (supervision.stall_s={stall_s:.0f})"
         )
     return None
+
+
+def restart_embedded(
+    embedded: EmbeddedLog, supervision: SupervisionConfig, storage: str, budget: RestartBudget
+) -> list[str]:
+    """Restart the dead parts of the embedded log ('store', 'broker'; the names, counted in
+    `longtide_broker_restarts_total{part}`) when it is durable. Raises CrashLoop when it is in
+    memory (the log is gone with the broker: training on an empty log would silently start over),
+    when supervision is off, or past the restart budget."""
+    dead = embedded.dead_parts()
+    if not dead:
+        return []
+    logs = {"broker": embedded.broker.log_path, "store": embedded.store.log_path if embedded.store else None}
+    reason = "; ".join(f"the embedded {part} exited (see {logs[part]})" for part in dead)
+    if not supervision.enabled:
+        raise CrashLoop(f"{reason}, and supervision is off")
+    if not embedded.durable:
+        raise CrashLoop(
+            f"{reason}. Its log was in memory (streams.embedded_storage={storage}): every topic and committed offset "
+            "is lost, and training on an empty log would silently start over. Stopping the service; use durable "
+            "storage or an external Kafka to survive broker restarts"
+        )
+    for part in dead:
+        if not budget.allow(part, time.monotonic()):
+            raise CrashLoop(f"{reason}: {budget.max_restarts} times within {budget.window_s:.0f} s")
+    log.error("%s; restarting on the same ports and storage", reason)
+    restarted = embedded.restart_dead()
+    for part in restarted:
+        BROKER_RESTARTS.labels(part).inc()
+    return restarted

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from kafka.structs import OffsetAndMetadata
 
 from schemas import encode, headers_for
 from streams.embedded import storage_setting_problem
+from streams.security import security_options, security_problem
 from streams.topics import partition_counts, retention_settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,10 @@ class StreamsConfig:
     """Consumer-group session timeout."""
     heartbeat_interval_ms: int = 1_000
     """Heartbeat period of group consumers."""
+    reconnect_backoff_max_ms: int = 1_000
+    """The longest wait between a client's attempts to reach a broker it lost (the wait doubles
+    from 50 ms up to this). kafka-python's own default is 30 s: after a broker restart its
+    clients then sat idle for up to half a minute; 1 s is the Java client's default."""
     compression: str = ""
     """Producer compression: '', 'gzip', 'lz4', 'zstd' or 'snappy'."""
     blob_uri: str = ""
@@ -117,23 +121,18 @@ class StreamsConfig:
                 f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be at most a third "
                 f"of session_timeout_ms ({self.session_timeout_ms})"
             )
+        if not 50 <= self.reconnect_backoff_max_ms <= 60_000:
+            raise ValueError(
+                f"streams.reconnect_backoff_max_ms ({self.reconnect_backoff_max_ms}) must be 50..60000: "
+                "1000 (the Java client's default) reconnects within a second of a broker's return"
+            )
         if self.compression not in ("", "gzip", "lz4", "zstd", "snappy"):
             raise ValueError(f"compression ({self.compression!r}) must be one of '', gzip, lz4, zstd, snappy")
-        if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise ValueError(
-                f"streams.security_protocol ({self.security_protocol!r}) must be one of {', '.join(SECURITY_PROTOCOLS)}"
-            )
-        if self.security_protocol.startswith("SASL"):
-            if self.sasl_mechanism not in SASL_MECHANISMS:
-                raise ValueError(
-                    f"streams.sasl_mechanism ({self.sasl_mechanism!r}) must be one of {', '.join(SASL_MECHANISMS)} "
-                    f"with streams.security_protocol={self.security_protocol}"
-                )
-            if not self.sasl_username or not self.sasl_password_env:
-                raise ValueError(
-                    f"streams.security_protocol={self.security_protocol} needs streams.sasl_username and "
-                    "streams.sasl_password_env (the name of the environment variable holding the password)"
-                )
+        problem = security_problem(
+            self.security_protocol, self.sasl_mechanism, self.sasl_username, self.sasl_password_env
+        )
+        if problem:
+            raise ValueError(problem)
         if self.max_message_bytes < 64 * 1024:
             raise ValueError(
                 f"streams.max_message_bytes ({self.max_message_bytes}) must be >= 65536: set it to the brokers' "
@@ -168,37 +167,13 @@ class StreamsConfig:
         """Connection settings every kafka-python client of the service is built with (producers,
         consumers, admin clients); the SASL password is read from `sasl_password_env` here, at
         connection time, and a missing one is an error naming the variable."""
-        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
-        if self.security_protocol == "PLAINTEXT":
-            return options
-        options["security_protocol"] = self.security_protocol
-        if self.security_protocol.startswith("SASL"):
-            password = os.environ.get(self.sasl_password_env)
-            if password is None:
-                raise ValueError(
-                    f"streams.sasl_password_env names {self.sasl_password_env!r}, which is not set in this "
-                    "process's environment: export it where the service starts"
-                )
-            options |= {
-                "sasl_mechanism": self.sasl_mechanism,
-                "sasl_plain_username": self.sasl_username,
-                "sasl_plain_password": password,
-            }
-        if self.security_protocol.endswith("SSL"):
-            options |= {
-                k: v
-                for k, v in (
-                    ("ssl_cafile", self.ssl_cafile),
-                    ("ssl_certfile", self.ssl_certfile),
-                    ("ssl_keyfile", self.ssl_keyfile),
-                )
-                if v
-            }
-        return options
-
-
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        ssl_files = {"ssl_cafile": self.ssl_cafile, "ssl_certfile": self.ssl_certfile, "ssl_keyfile": self.ssl_keyfile}
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
+        } | security_options(
+            self.security_protocol, self.sasl_mechanism, self.sasl_username, self.sasl_password_env, ssl_files
+        )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def test_sasl_and_tls_settings_become_client_options(monkeypatch: pytest.MonkeyP
     )
     assert config.client_options() == {
         "bootstrap_servers": "kafka-1:9093",
+        "reconnect_backoff_max_ms": 1000,
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "longtide",
@@ -37,7 +38,10 @@ def test_sasl_and_tls_settings_become_client_options(monkeypatch: pytest.MonkeyP
         "ssl_cafile": "/etc/kafka/ca.pem",
     }
     assert "s3cret" not in repr(config), "the password never sits in the config"
-    assert StreamsConfig(bootstrap_servers="b:9092").client_options() == {"bootstrap_servers": "b:9092"}
+    assert StreamsConfig(bootstrap_servers="b:9092").client_options() == {
+        "bootstrap_servers": "b:9092",
+        "reconnect_backoff_max_ms": 1000,
+    }
     tls = StreamsConfig(security_protocol="SSL", ssl_cafile="ca.pem", ssl_certfile="c.pem", ssl_keyfile="k.pem")
     assert {k: v for k, v in tls.client_options().items() if k.startswith("ssl")} == {
         "ssl_cafile": "ca.pem",
@@ -53,6 +57,8 @@ def test_security_misconfiguration_fails_at_start_up_naming_the_field(monkeypatc
         load_config(None, ["--streams.security_protocol=SASL_PLAINTEXT"])
     with pytest.raises(ConfigError, match="needs streams.sasl_username and streams.sasl_password_env"):
         load_config(None, ["--streams.security_protocol=SASL_PLAINTEXT", "--streams.sasl_mechanism=PLAIN"])
+    with pytest.raises(ConfigError, match=r"streams.reconnect_backoff_max_ms \(30000000\) must be 50..60000"):
+        load_config(None, ["--streams.reconnect_backoff_max_ms=30000000"])
     monkeypatch.delenv("NOT_SET_HERE", raising=False)
     config = StreamsConfig(
         security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u", sasl_password_env="NOT_SET_HERE"
