@@ -36,9 +36,13 @@ tools:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
 	    prometheus docker-compose; }
 
+# Two pytest workers (pytest-xdist), a test file each at a time: most of a service test waits on
+# group joins, engine start-ups and restarts, so two overlap well on 2 cores (measured: 501 s
+# against 916 s in one process). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP) tools real-model
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 # The unit tier: every test that starts nothing (no broker, Ray, vLLM, DeepSpeed or GPU; the
 # markers are checked: a test that starts one unmarked fails at that start). Under a minute.
