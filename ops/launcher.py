@@ -232,10 +232,10 @@ class Service:
         saying so."""
         if self.broker is None or self._halt.is_set():
             return
-        for part in restart_embedded(
-            self.broker, self.config.supervision, self.config.streams.embedded_storage, budget
-        ):
+        restarted = restart_embedded(self.broker, self.config.supervision, self.config.streams.embedded_storage, budget)
+        for part in restarted:
             self.restarts[part] = self.restarts.get(part, 0) + 1
+        if restarted:
             self._write_state()
 
     def _ask(self, timeout_s: float) -> dict[str, tuple[dict[str, Any] | None, BaseException | None]]:

@@ -146,17 +146,17 @@ class EmbeddedBroker(ChildProcess):
         a given port, or one a restart must keep, fails with the broker's log."""
         require_engine(self.storage)
         self.wanted = True
-        for attempt in range(3):
+        attempts = 3 if self._chosen_port and not self.started else 1
+        for attempt in range(1, attempts + 1):
             if self._launch(timeout_s):
                 return self
-            if not self._chosen_port or self.started or attempt == 2:
-                raise RuntimeError(
-                    f"embedded broker exited with code {self._proc.returncode if self._proc else '?'} on start"
-                    + (f"; see {self.log_path}:\n{log_tail(self.log_path)}" if self.log_path else "")
-                )
-            log.warning("port %d was taken before the embedded broker bound it; trying another", self.port)
-            self.port = free_port(self.host)
-        raise AssertionError("unreachable")
+            if attempt < attempts:
+                log.warning("port %d was taken before the embedded broker bound it; trying another", self.port)
+                self.port = free_port(self.host)
+        raise RuntimeError(
+            f"embedded broker exited with code {self._proc.returncode if self._proc else '?'} on start"
+            + (f"; see {self.log_path}:\n{log_tail(self.log_path)}" if self.log_path else "")
+        )
 
     def _launch(self, timeout_s: float) -> bool:
         """Run Tansu on `port`; True once it listens there, False if it exited first."""
