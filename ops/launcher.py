@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import ray._private.ray_constants as ray_constants
 import yaml
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -31,10 +29,11 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from actors.hosting import RayActorHost, serve_metrics
 from actors.settings import SECRET_ENV, STORE_NAME
 from ops import processes
+from ops.cluster import LocalRay
 from ops.config import ConfigError, LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, resumable_run
 from ops.slots import Slot, actor_plan, build_actor, prepare_model
-from ops.state import STATE_FILE, atomic_write
+from ops.state import STATE_FILE, atomic_write, read_state
 from ops.supervisor import (
     RESTART_FAMILIES,
     RESTARTS,
@@ -84,8 +83,7 @@ class Service:
         self.failure: str | None = None
         """Why the service ended on its own (a crash loop, or a death with supervision off)."""
         self._model_path = ""
-        self._started_ray = False
-        self._ray_cluster_setting: bool | None = None
+        self._ray = LocalRay(config.ray, ACTOR_ENV)
         self._learner_group: Any = None
         self._halt = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -100,6 +98,7 @@ class Service:
         """Since when each actor has not answered a health check."""
 
     def start(self) -> Service:
+        self._claim_run_dir()
         self.service_id = os.environ.get(processes.TAG) or self.service_id
         os.environ[processes.TAG] = self.service_id  # everything started from here on carries it
         self._tagged = True
@@ -132,7 +131,7 @@ class Service:
         self.config = dataclasses.replace(self.config, streams=streams)
         if self.config.metrics.enabled:  # the broker's and the supervisor's families
             self.endpoints["launcher"] = serve_metrics(self.config.metrics.host, "longtide_broker_", *RESTART_FAMILIES)
-        self._start_ray()
+        self._ray.start()
         self._model_path = model_path
         plan = actor_plan(self.config)
         self.slots = {slot.name: slot for slot in plan}
@@ -147,6 +146,22 @@ class Service:
         if self.broker is not None:  # on its own thread: an actor's restart waits for the broker (bootstrap)
             self._broker_watch = self._watch_thread(self._check_broker, "broker-watch")
         return self
+
+    def _claim_run_dir(self) -> None:
+        """One service per run directory: refuse while the one that wrote its state runs; end
+        what a killed one left behind (found by its tag) before its ports and data are reused."""
+        state = read_state(self.run_dir)
+        if state is None:
+            return
+        pid = processes.running_launcher(state)
+        if pid is not None and pid != os.getpid():
+            raise ConfigError(
+                f"run_dir: a service (pid {pid}) is already running in {self.run_dir}; stop it first "
+                f"(kill -TERM {pid}) or give another --run-dir"
+            )
+        left = processes.end(processes.tagged(state["service_id"])) if state.get("service_id") else []
+        if left:
+            log.warning("ended %d processes a killed service left in %s: %s", len(left), self.run_dir, ", ".join(left))
 
     def _spawn(self, slots: list[Slot], rendezvous: str) -> None:
         """Create and start the actors of `slots` (names freed by a kill can take a moment);
@@ -193,10 +208,12 @@ class Service:
         return thread
 
     def _watch(self, check: Callable[[RestartBudget], None], what: str) -> None:
-        """Run `check` every `supervision.poll_s` until the service stops or fails."""
+        """Run `check` every `supervision.poll_s` until the service stops or fails. The broker's
+        watch runs until the stop even after a failure: a broker it restarted dies with it
+        (`streams.child`), so it must outlive the actors' last flush."""
         cfg = self.config.supervision
         budget = RestartBudget(cfg.max_restarts, cfg.window_s)
-        while not self._halt.wait(cfg.poll_s) and self.failure is None:
+        while not self._halt.wait(cfg.poll_s) and (self.failure is None or check == self._check_broker):
             try:
                 check(budget)
             except CrashLoop as exc:
@@ -361,40 +378,6 @@ class Service:
         name = self.config.streams.sasl_password_env
         return {name: os.environ[name]} if name and name in os.environ else {}
 
-    def _start_ray(self) -> None:
-        if ray.is_initialized():
-            return
-        ray_cfg = self.config.ray
-        local = not ray_cfg.address
-        node_ip = ray_cfg.node_ip_address or ("127.0.0.1" if local else None)
-        if local:
-            if node_ip in ("127.0.0.1", "::1"):
-                # Ray maps a loopback node address back to the machine's own (services.py,
-                # resolve_ip_for_localhost) unless it believes no cluster can form: only then do
-                # the GCS, raylet, workers and agents all bind loopback. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
-                # is that switch, read when ray is imported, so its constant is set here.
-                self._ray_cluster_setting = ray_constants.ENABLE_RAY_CLUSTER
-                ray_constants.ENABLE_RAY_CLUSTER = False
-            # the autoscaler's metrics port is fixed by default: two local services would collide
-            os.environ.setdefault("AUTOSCALER_METRIC_PORT", str(free_port(node_ip or "127.0.0.1")))
-        # ray.init installs its own SIGTERM handler, which kills the driver without cleanup;
-        # keep the caller's so SIGTERM still stops actors, Ray and the broker cleanly.
-        previous = signal.getsignal(signal.SIGTERM)
-        ray.init(
-            address=ray_cfg.address or None,
-            namespace=ray_cfg.namespace,
-            num_cpus=None if ray_cfg.address else (ray_cfg.num_cpus or None),
-            num_gpus=None if ray_cfg.address or ray_cfg.num_gpus < 0 else ray_cfg.num_gpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": ACTOR_ENV},
-            configure_logging=False,
-            _node_ip_address=node_ip,
-        )
-        if callable(previous):
-            signal.signal(signal.SIGTERM, previous)
-        self._started_ray = True
-
     def _write_state(self) -> None:
         with self._state_lock:  # the supervisor and the broker watch both write it
             self._write_state_unlocked()
@@ -466,9 +449,6 @@ class Service:
             (self.run_dir / STATE_FILE).unlink(missing_ok=True)
 
     def _stop_supervisor(self) -> None:
-        if self._broker_watch is not None:
-            self._broker_watch.join(timeout=30)
-            self._broker_watch = None
         if self._supervisor is not None:
             self._supervisor.join(timeout=30)
             if self._supervisor.is_alive():
@@ -496,13 +476,12 @@ class Service:
             if self._learner_group is not None:
                 remove_placement_group(self._learner_group)
                 self._learner_group = None
-        if self._started_ray:
-            self._started_ray = False
-            ray.shutdown()
-        if self._ray_cluster_setting is not None:  # as it was before this service bound Ray to loopback
-            ray_constants.ENABLE_RAY_CLUSTER, self._ray_cluster_setting = self._ray_cluster_setting, None
+        self._ray.stop()
 
     def _stop_broker(self) -> None:
+        if self._broker_watch is not None:  # last: a broker it restarted dies with it
+            self._broker_watch.join(timeout=30)
+            self._broker_watch = None
         broker, self.broker = self.broker, None
         if broker is not None:
             broker.stop()

@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka import Message, StreamsConfig
-from streams.logs import OffsetReader, consumer_groups, group_offsets, newest_of_run, read_each
+from streams.logs import OffsetReader, consumer_groups, newest_of_run, read_each
 from streams.topics import ALL_TOPICS, DLQ, POLICY
 
 log = logging.getLogger(__name__)
@@ -96,16 +96,15 @@ def collect_status(
     offsets = OffsetReader(streams, client_id="longtide-status")
     try:
         topics = {t.name: offsets.end_offsets(t.name) for t in ALL_TOPICS}
+        group_state = {
+            group: {
+                f"{t}/{p}": {"committed": o, "lag": max(0, topics.get(t, {}).get(p, o) - o)}
+                for (t, p), o in sorted(offsets.committed(group).items())
+            }
+            for group in consumer_groups(streams, "longtide")
+        }
     finally:
         offsets.close()
-    groups = consumer_groups(streams, "longtide")
-    group_state = {}
-    for group in groups:
-        committed = group_offsets(streams, group)
-        group_state[group] = {
-            f"{t}/{p}": {"committed": o, "lag": max(0, topics.get(t, {}).get(p, o) - o)}
-            for (t, p), o in sorted(committed.items())
-        }
     logs = read_each(streams, [POLICY.name, DLQ.name], idle_ms=500)
     actors: dict[str, dict[str, float]] = {}
     for name, address in (endpoints or {}).items():

@@ -28,12 +28,13 @@ from functools import cache
 from prometheus_client import Counter, Gauge
 
 from streams.kafka import Consumer, StreamsConfig
-from streams.logs import OffsetReader, group_offsets
+from streams.logs import OffsetReader
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY_S = 2.0
-"""How often the lag is asked for (two admin requests): pausing reacts within this time."""
+"""How often the lag is asked for (end offsets and each group's committed offsets, on one open
+consumer and one open admin connection): pausing reacts within this time."""
 
 
 @cache
@@ -95,7 +96,7 @@ class Backpressure:
         ends = self._reader.end_offsets(self.downstream)
         lags = []
         for group in self.groups:
-            committed = {p: o for (t, p), o in group_offsets(self.streams, group).items() if t == self.downstream}
+            committed = {p: o for (t, p), o in self._reader.committed(group).items() if t == self.downstream}
             lags.append(lag_of(ends, committed))
         return max(lags, default=0)
 

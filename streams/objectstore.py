@@ -182,9 +182,7 @@ class EmbeddedS3(ChildProcess):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
         env |= {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self.secret}
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.directory, start_new_session=True
-            )
+            self._popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.directory)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
