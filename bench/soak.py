@@ -34,6 +34,8 @@ import psutil
 
 from ops.feed import send_json, world_documents
 from ops.processes import TAG, tagged
+from ops.slots import LEARNER_NAME
+from ops.status import scrape, total
 from streams.kafka import StreamsConfig
 from streams.logs import OffsetReader, group_offsets
 
@@ -90,6 +92,15 @@ def lags(streams: StreamsConfig, reader: OffsetReader) -> dict[str, int]:
     return out
 
 
+def learner_steps(state: dict) -> float:
+    """The learner's optimizer steps so far (its metrics endpoint); NaN when it does not answer."""
+    address = state.get("endpoints", {}).get(LEARNER_NAME, "")
+    try:
+        return total(scrape(address), "learner_steps_total") or 0.0
+    except OSError:
+        return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30)
@@ -144,11 +155,14 @@ def main() -> None:
                     "rss": rss_by_name(service_id, state),
                     "disk_mb": disk_mb(run_dir),
                     "lag": lags(streams, reader),
+                    "steps": learner_steps(state),
                 }
                 samples.append(sample)
                 rss = " ".join(f"{k}={v:.0f}" for k, v in sorted(sample["rss"].items()))
+                steps = sample["steps"] - (samples[-2]["steps"] if len(samples) > 1 else 0.0)
                 print(
-                    f"[{sample['minute']:5.1f} min] disk {sample['disk_mb']:.0f} MB  lag {sample['lag']}\n    RSS MB: {rss}",
+                    f"[{sample['minute']:5.1f} min] disk {sample['disk_mb']:.0f} MB  learner steps +{steps:.0f}  "
+                    f"lag {sample['lag']}\n    RSS MB: {rss}",
                     flush=True,
                 )
                 next_sample += 60
@@ -181,6 +195,7 @@ def main() -> None:
         f"  disk: {first['disk_mb']:.0f} -> {last['disk_mb']:.0f} MB ({(last['disk_mb'] - first['disk_mb']) / minutes:.1f} MB/min)"
     )
     print(f"  lag: {first['lag']} -> {last['lag']}")
+    print(f"  learner steps a minute: {(last['steps'] - first['steps']) / minutes:.1f} over the stretch")
     worst = max(growth, key=growth.get)
     print(f"largest RSS growth after warm-up: {growth[worst]:+.1f}% ({worst}; target < 10%)")
 

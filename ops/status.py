@@ -41,7 +41,7 @@ def _latest_policy(messages: list[Message], run_id: str | None) -> dict[str, Any
     }
 
 
-def _scrape(address: str) -> dict[str, float]:
+def scrape(address: str) -> dict[str, float]:
     """One endpoint's `longtide_*` samples, parsed with prometheus_client's exposition parser:
     'name{label="value",...}' -> value."""
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=2).read().decode()
@@ -54,7 +54,7 @@ def _scrape(address: str) -> dict[str, float]:
     return out
 
 
-def _total(samples: dict[str, float], suffix: str) -> float | None:
+def total(samples: dict[str, float], suffix: str) -> float | None:
     """The sum of every sample whose name ends with `suffix`; None when the actor has none."""
     found = [v for k, v in samples.items() if k.split("{")[0].endswith(suffix) and v == v]
     return sum(found) if found else None
@@ -70,18 +70,18 @@ def actor_row(name: str, samples: dict[str, float], restarts: int) -> dict[str, 
     if "unreachable" in samples:
         return {"actor": name, "health": "unreachable", "restarts": restarts}
     versions = [v for k, v in samples.items() if k.split("{")[0].endswith("_policy_version")]
-    staleness_n = _total(samples, "_staleness_versions_count")
-    staleness_sum = _total(samples, "_staleness_versions_sum") or 0.0
+    staleness_n = total(samples, "_staleness_versions_count")
+    staleness_sum = total(samples, "_staleness_versions_sum") or 0.0
     return {
         "actor": name,
         "health": "up",
         "version": int(max(versions)) if versions else None,
-        "lag": _int(_total(samples, "_consumer_lag_records")),
-        "consumed": _int(_total(samples, "_records_consumed_total")),
-        "produced": _int(_total(samples, "_records_produced_total")),
+        "lag": _int(total(samples, "_consumer_lag_records")),
+        "consumed": _int(total(samples, "_records_consumed_total")),
+        "produced": _int(total(samples, "_records_produced_total")),
         "staleness": round(staleness_sum / staleness_n, 2) if staleness_n else None,
         "restarts": restarts,
-        "dead_letters": _int(_total(samples, "_dead_letters_total")),
+        "dead_letters": _int(total(samples, "_dead_letters_total")),
     }
 
 
@@ -109,7 +109,7 @@ def collect_status(
     actors: dict[str, dict[str, float]] = {}
     for name, address in (endpoints or {}).items():
         try:
-            actors[name] = _scrape(address)
+            actors[name] = scrape(address)
         except OSError as exc:
             actors[name] = {"unreachable": 1.0}
             log.info("status: %s at %s unreachable: %s", name, address, exc)
