@@ -9,6 +9,7 @@ directory for one machine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from streams.broker import redacted
+from streams.metrics import Phases
 
 
 class BlobStore:
@@ -63,27 +65,37 @@ class BlobStore:
 
 
 class ClaimCheck:
-    """Keeps payloads inline below `limit` bytes and in the blob store above it."""
+    """Keeps payloads inline below `limit` bytes and in the blob store above it; the time of each
+    blob read and write goes to the owning actor's `blob` phase once it sets `phases`."""
 
     def __init__(self, blobs: BlobStore, limit: int) -> None:
         self.blobs = blobs
         self.limit = limit
+        self.phases: Phases | None = None
+
+    def _put(self, data: bytes) -> str:
+        with self.phases("blob") if self.phases else contextlib.nullcontext():
+            return self.blobs.put(data)
+
+    def _get(self, key: str) -> bytes:
+        with self.phases("blob") if self.phases else contextlib.nullcontext():
+            return self.blobs.get(key)
 
     def put_text(self, text: str) -> tuple[str, str]:
         """-> (inline text, "") or ("", blob key)."""
         data = text.encode("utf-8")
-        return (text, "") if len(data) <= self.limit else ("", self.blobs.put(data))
+        return (text, "") if len(data) <= self.limit else ("", self._put(data))
 
     def get_text(self, inline: str, ref: str) -> str:
-        return inline if not ref else self.blobs.get(ref).decode("utf-8")
+        return inline if not ref else self._get(ref).decode("utf-8")
 
     def put_ids(self, ids: list[int]) -> tuple[tuple[int, ...], str]:
         """-> (inline ids, "") or ((), blob key of the int32 array)."""
         if len(ids) * 4 <= self.limit:
             return tuple(ids), ""
-        return (), self.blobs.put(np.asarray(ids, dtype=np.int32).tobytes())
+        return (), self._put(np.asarray(ids, dtype=np.int32).tobytes())
 
     def get_ids(self, inline: tuple[int, ...], ref: str) -> list[int]:
         if not ref:
             return list(inline)
-        return np.frombuffer(self.blobs.get(ref), dtype=np.int32).tolist()
+        return np.frombuffer(self._get(ref), dtype=np.int32).tolist()

@@ -66,8 +66,8 @@ class OffsetReader:
     to ask repeatedly (one connection each, not one per question)."""
 
     def __init__(self, config: StreamsConfig, *, client_id: str = "longtide-offsets") -> None:
-        self._options = {**config.client_options(), "client_id": client_id}
-        self._consumer = KafkaConsumer(**self._options, enable_auto_commit=False)
+        self._config, self._client_id = config, client_id
+        self._consumer = KafkaConsumer(**config.client_options(), client_id=client_id, enable_auto_commit=False)
         self._admin: KafkaAdminClient | None = None
         self._parts: dict[str, list[TopicPartition]] = {}
 
@@ -83,7 +83,7 @@ class OffsetReader:
     def committed(self, group_id: str) -> dict[Partition, int]:
         """`group_offsets` on this reader's own admin connection."""
         if self._admin is None:
-            self._admin = KafkaAdminClient(**self._options)
+            self._admin = KafkaAdminClient(**self._config.client_options(), client_id=self._client_id)
         return _committed(self._admin, group_id)
 
     def close(self) -> None:

@@ -6,7 +6,9 @@ Collectors live in the process-wide prometheus_client registry, one set per acto
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -61,3 +63,36 @@ def stream_metrics(kind: str) -> StreamMetrics:
             buckets=(0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
         ),
     )
+
+
+@cache
+def _phase_seconds(kind: str) -> Counter:
+    return Counter(
+        f"longtide_{kind}_phase_seconds",
+        "Wall time of the actor's loop by phase (poll: reading input, waiting for it included; "
+        "decode, handle, encode, produce, commit; and the actor's own: generate, sync, gate, train, ...).",
+        ["actor", "phase"],
+    )
+
+
+class Phases:
+    """Where an actor's loop spends its time: `longtide_<kind>_phase_seconds_total{actor,phase}`
+    (bench/step_profile.py reads them). A phase may run inside another (`generate` inside
+    `handle`): the reader subtracts it.
+
+        phases = Phases("rollout", "rollout-0")
+        with phases("generate"):
+            ...
+    """
+
+    def __init__(self, kind: str, actor: str) -> None:
+        self._counter = _phase_seconds(kind)
+        self.actor = actor
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._counter.labels(self.actor, phase).inc(time.perf_counter() - start)

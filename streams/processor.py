@@ -42,7 +42,7 @@ from kafka.errors import KafkaError
 from schemas import DeadLetter, SchemaError, decode, encode, headers_for, record_id
 from streams.journal import Journal
 from streams.kafka import Consumer, LogLost, Message, Producer, StreamsConfig
-from streams.metrics import stream_metrics
+from streams.metrics import Phases, stream_metrics
 from streams.topics import DLQ
 from streams.transient import StillFailing, retrying
 
@@ -189,6 +189,7 @@ class StreamProcessor:
         consumer.floor.committed(self.journal.committed_offsets(consumer.assigned()))  # assigned already (assign_all)
         self.dedup = DedupWindow(dedup_window)
         self.metrics = stream_metrics(kind)
+        self.phases = Phases(kind, actor)
         for topic in consumer.topics:  # every series exists from the start, at 0
             self.metrics.dead_letters.labels(actor, topic)
             self.metrics.duplicates.labels(actor, topic)
@@ -200,7 +201,8 @@ class StreamProcessor:
     def step(self, timeout_ms: int = 200, max_records: int | None = None) -> int:
         """Poll once (at most `max_records`) and process what came, in offset order per partition;
         return how many messages."""
-        messages = self.consumer.poll(timeout_ms, max_records)
+        with self.phases("poll"):
+            messages = self.consumer.poll(timeout_ms, max_records)
         self.metrics.polled(self.actor, messages, self.consumer.lag())
         if not messages:
             return 0
@@ -224,15 +226,17 @@ class StreamProcessor:
             else:  # in flight at an earlier death: decoded and handled alone
                 futures += self._process([message], polled)
         futures += self._process(run, polled)
-        self.producer.flush()
-        for future in futures:
-            meta = future.get(timeout=30)  # raises if the broker refused it: no commit then
-            part = (meta.topic, meta.partition)
-            self.acked[part] = max(self.acked.get(part, 0), meta.offset + 1)
+        with self.phases("produce"):
+            self.producer.flush()
+            for future in futures:
+                meta = future.get(timeout=30)  # raises if the broker refused it: no commit then
+                part = (meta.topic, meta.partition)
+                self.acked[part] = max(self.acked.get(part, 0), meta.offset + 1)
         if self.on_dead_letter is not None:
             for message in self._rejected:  # on dlq now: the actor may record it as passed
                 self.on_dead_letter(message)
-        done = self.consumer.commit(next_offsets)
+        with self.phases("commit"):
+            done = self.consumer.commit(next_offsets)
         self.journal.committed(done)
         self.committed.update(done)
         self.counts["consumed"] += len(messages)
@@ -261,8 +265,9 @@ class StreamProcessor:
     def _decode_fresh(self, message: Message, futures: list[Future], polled: set[str]) -> list[Any]:
         """The message's records not seen before; a dead letter (into `futures`) if undecodable."""
         try:
-            records = self.decoder(message)
-            keys = [self.dedup_key(record) for record in records]
+            with self.phases("decode"):
+                records = self.decoder(message)
+                keys = [self.dedup_key(record) for record in records]
         except PASS_THROUGH:
             raise
         except Exception as exc:  # noqa: BLE001 - any bad input becomes a dead letter
@@ -293,8 +298,10 @@ class StreamProcessor:
             self.metrics.retries.labels(self.actor, messages[0].topic).inc()
 
         try:
-            outputs = retrying(lambda: self.handle(records), attempts=self.transient_retries, on_retry=count)
-            encoded = [encode_output(o, self.max_message_bytes) for o in outputs]
+            with self.phases("handle"):
+                outputs = retrying(lambda: self.handle(records), attempts=self.transient_retries, on_retry=count)
+            with self.phases("encode"):
+                encoded = [encode_output(o, self.max_message_bytes) for o in outputs]
         finally:
             self.journal.end()
         self._remember(records)
@@ -334,7 +341,8 @@ class StreamProcessor:
     def _send(self, encoded: Encoded) -> Future:
         self.counts["produced"] += encoded.count
         self.metrics.produced.labels(self.actor, encoded.topic).inc(encoded.count)
-        return self.producer.send(encoded.topic, encoded.value, key=encoded.key, headers=encoded.headers)
+        with self.phases("produce"):
+            return self.producer.send(encoded.topic, encoded.value, key=encoded.key, headers=encoded.headers)
 
     def _poison(self, message: Message, deaths: int) -> Future:
         self.counts["poison"] += 1

@@ -316,6 +316,14 @@ def test_memory_answers_a_collection_ingested_by_the_cli(service: CliService, tm
     )
 
 
+def test_a_second_service_in_a_running_services_run_dir_is_refused_in_one_line(service: CliService) -> None:
+    refused = cli("run", f"--run_dir={service.run_dir}", "--config", "ops/configs/demo.yaml", timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert f"run_dir: a service (pid {service.pid}) is already running in {service.run_dir}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert service.alive() and (service.state() or {}).get("pid") == service.pid, "the running one is untouched"
+
+
 def test_nothing_listens_beyond_loopback(service: CliService) -> None:
     """Every socket any process of the service listens on (broker, Ray's GCS, raylet, workers and
     agents, metrics endpoints, the memory endpoint, the weight store) is on loopback."""

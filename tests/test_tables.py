@@ -9,7 +9,7 @@ import pytest
 
 from actors.synthesis.context import SEPARATOR, JoinCounter, assemble
 from actors.synthesis.corpus import Corpus
-from actors.synthesis.keychain import default_chains, follow, make_chains, scatter
+from actors.synthesis.keychain import default_chains, follow, line_pieces, make_chains, scatter
 from actors.synthesis.numeric import Op, Spec, format_number, leaks, question_text, solve, to_sql
 from actors.synthesis.table_tasks import MadeTask, Skipped, table_task
 from actors.synthesis.tables import csv_table, extract_tables, html_tables, markdown_tables, parse_number
@@ -175,30 +175,49 @@ def test_rounded_answers_say_so_in_the_question() -> None:
     assert rounded and all(t.composed.question.endswith(", to 2 decimal places") for t in rounded)
 
 
-def _bpe_counter() -> tuple[object, list[str]]:
-    """A byte-level BPE (GPT-2's pre-tokenizer) trained here on the shipped corpus and worlds."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+r"""Qwen2's pre-tokenizer split (tokenizer.json), single digits; Llama-3's differs in `\p{N}{1,3}`."""
+
+
+def _bpe_counter(split: str = "") -> tuple[object, list[str]]:
+    """A byte-level BPE trained here on the shipped corpus and worlds: GPT-2's pre-tokenizer, or
+    `split` (a regex, as Qwen's and Llama-3's tokenizer.json give it) before the byte mapping."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     texts = [d["text"] for d in documents_from_path(CORPUS, "water")]
     texts += [d["text"] for d in world_documents(worlds=20, entities_per_world=8, seed=0)]
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(split), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+        if split
+        else pre_tokenizers.ByteLevel(add_prefix_space=False)
+    )
     trainer = trainers.BpeTrainer(vocab_size=2000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(texts, trainer)
     return (lambda text: len(tokenizer.encode(text).ids)), texts
 
 
-def test_joined_counts_equal_whole_counts_under_a_byte_level_bpe() -> None:
-    count, texts = _bpe_counter()
+@pytest.mark.parametrize("split", ["", QWEN_SPLIT, QWEN_SPLIT.replace(r"\p{N}|", r"\p{N}{1,3}|")])
+def test_joined_counts_equal_whole_counts_under_a_byte_level_bpe(split: str) -> None:
+    count, texts = _bpe_counter(split)
     joins = JoinCounter(count, audit_first=0, audit_every=10**9)  # never audited: the sums alone
     rng = random.Random(0)
     chains = make_chains("what is the total Staff", ["decoy"], rng, 4, 4).lines  # UUID lines
     pieces = texts + [t.split("\n\n")[0] for t in texts] + ["Total: 42.", "| a | b |\n|---|---|\n| 1 | 2 |\n"]
-    pieces += list(chains) + ["x9", "9x", "2014", "Q3 2,410"]
+    pieces += list(chains) + ["x9", "9x", "2014", "Q3 2,410", "ab12345", "12345cd", "v2.0", "三5"]
     for _ in range(300):
         parts = rng.sample(pieces, rng.randint(2, 12))
         assert joins.joined(parts, [count(p) for p in parts]) == count(SEPARATOR.join(parts)), parts
     assert joins.mismatches == 0
+    for line in chains:  # a chain line's count is the sum of its two pieces' (cached across tasks)
+        assert sum(count(piece) for piece in line_pieces(line)) == count(line), line
 
 
 def test_a_counter_that_is_not_local_is_caught_and_counted_whole() -> None:

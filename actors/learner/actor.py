@@ -64,7 +64,7 @@ from schemas import PolicyVersion, ScoredRollout, Task
 from streams.blobs import ClaimCheck
 from streams.kafka import Message, Producer, StreamsConfig
 from streams.logs import newest_of_run, read_all
-from streams.metrics import stream_metrics
+from streams.metrics import Phases, stream_metrics
 from streams.processor import arrow_decoder, dead_letter, describe
 from streams.reader import CheckpointedReader
 from streams.topics import DLQ, POLICY, SCORED, TASKS
@@ -100,6 +100,8 @@ class Learner:
         self.config = config
         self.streams = streams
         self.claim = claim
+        self.phases = Phases("learner", name)
+        self.claim.phases = self.phases
         self.model_path = model_path
         trainer, self.tokenizer = build_trainer(config, model_path, sampling, group)
         self.trainer = Leader(trainer, group)
@@ -228,7 +230,8 @@ class Learner:
 
     def _train(self, rows: list[TrainRow], phase: Phase, updates: list[list[int]] | None = None) -> dict[str, float]:
         start = time.perf_counter()
-        stats = self.trainer.step(rows, phase, updates)
+        with self.phases("train"):
+            stats = self.trainer.step(rows, phase, updates)
         elapsed = time.perf_counter() - start
         label = phase.value
         STEPS.labels(self.name, label).inc()
@@ -363,9 +366,12 @@ class Learner:
         covers = (lambda m: self.replay.covers((m.topic, m.partition), m.offset)) if self.replay is not None else None
         ready: list[tuple[tuple[str, int], int, list[ScoredRollout]]] = []  # (partition, offset, group)
         while not stop.is_set() and not (self.config.rl_steps and self.rl_step >= self.config.rl_steps):
-            for message in reader.poll(200, keep=covers):
+            with self.phases("poll"):
+                polled = reader.poll(200, keep=covers)
+            for message in polled:
                 read_before = message.offset < self.read_through.get((message.topic, message.partition), 0)
-                group = self.intake.take(message, decode, self.version, read_before)
+                with self.phases("intake"):
+                    group = self.intake.take(message, decode, self.version, read_before)
                 if group is not None:
                     ready.append(((message.topic, message.partition), message.offset, group))
                     self.picker.arrived()
@@ -391,7 +397,8 @@ class Learner:
         """One RL step on `batch`, then the next version published (held-out accuracy every
         `eval_every` steps); returns the new weights."""
         self.intake.trained(batch, self.version)
-        metrics = self.rl_update(batch, self.rl_step)
+        with self.phases("rl_update"):
+            metrics = self.rl_update(batch, self.rl_step)
         self.rl_step += 1
         self.samples_trained += sum(trajectories(g) for g in batch)
         metrics |= {
@@ -402,10 +409,13 @@ class Learner:
             "aepo_switches": float(self.rl_update.switches),
             "staleness_mean": sum(self.version - min(r.policy_version for r in g) for g in batch) / len(batch),
         }
-        state = self.trainer.full_state()
+        with self.phases("state"):
+            state = self.trainer.full_state()
         if self.rl_step % self.config.eval_every == 0:
-            metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
-        self.publish(metrics, state)
+            with self.phases("evaluate"):
+                metrics |= {f"heldout_{k}": v for k, v in self.evaluate(f"rl step {self.rl_step}", state).items()}
+        with self.phases("publish"):
+            self.publish(metrics, state)
         self.last_metrics = metrics
         return state
 
@@ -433,8 +443,9 @@ class Learner:
         offsets are committed only once it is durable."""
         offsets = reader.position((part, offset) for part, offset, _ in ready)
         waiting = frozenset(r.rollout_id for _, _, group in ready for r in group)
-        self.save_checkpoint(state, offsets, waiting, reader.handed)
-        reader.durable(offsets)
+        with self.phases("checkpoint"):
+            self.save_checkpoint(state, offsets, waiting, reader.handed)
+            reader.durable(offsets)
 
     def run(self, stop: threading.Event) -> None:
         try:

@@ -97,6 +97,8 @@ class RolloutActor(ProcessorActor):
         self.offsets = OffsetReader(streams, client_id=f"{name}-offsets")
         self.lost = LostRecords(streams, ROLLOUTS.name, base=self.rollouts_base, client_id=f"{name}-lost")
         self._connect(name=name, streams=streams, topic=TASKS.name, decoder=arrow_decoder(Task), batched=True)
+        self.phases = self.processor.phases
+        self.claim.phases = self.phases
 
     def produced_groups(self) -> int:
         """Groups on `rollouts` (one message each) since the run started, from every rollout actor,
@@ -147,7 +149,8 @@ class RolloutActor(ProcessorActor):
             return outputs
 
         start = time.perf_counter()
-        outputs = self.keep_alive(generate)  # an engine call may outlast streams.max_poll_interval_ms
+        with self.phases("generate"):  # an engine call may outlast streams.max_poll_interval_ms
+            outputs = self.keep_alive(generate)
         GENERATE.labels(self.name).observe(time.perf_counter() - start)
         return outputs
 
@@ -193,22 +196,25 @@ class RolloutActor(ProcessorActor):
     def run(self, stop: threading.Event) -> None:
         torch.set_num_threads(self.config.resources.threads)
         while not stop.is_set():
-            self.policy.sync(timeout_ms=100 if self.policy.version is None else 0)
+            with self.phases("sync"):
+                self.policy.sync(timeout_ms=100 if self.policy.version is None else 0)
             allowance = 0
             if self.policy.version is not None:
-                allowance = gate_allowance(
-                    produced_groups=self.produced_groups(),
-                    consumed_groups=self.policy.groups_consumed,
-                    groups_per_step=self.groups_per_step,
-                    max_staleness=self.max_staleness,
-                )
+                with self.phases("gate"):
+                    allowance = gate_allowance(
+                        produced_groups=self.produced_groups(),
+                        consumed_groups=self.policy.groups_consumed,
+                        groups_per_step=self.groups_per_step,
+                        max_staleness=self.max_staleness,
+                    )
             if allowance:
                 self.processor.consumer.resume()
                 self.processor.step(timeout_ms=100, max_records=min(allowance, self.config.prompts_per_call))
             else:
                 start = time.perf_counter()
                 self.gate_waits += 1
-                self.processor.consumer.hold(timeout_ms=100)  # keeps the group membership alive
+                with self.phases("gate"):
+                    self.processor.consumer.hold(timeout_ms=100)  # keeps the group membership alive
                 GATE_WAIT.labels(self.name).inc(time.perf_counter() - start)
 
     def snapshot(self) -> dict[str, Any]:

@@ -9,9 +9,11 @@ Counting a 32K-token context takes about 40 ms on one core, more than everything
 needs. `JoinCounter` counts documents joined by SEPARATOR exactly without that: each document's
 own count (the store keeps it, counted once at ingestion) plus, per boundary, what joining
 adds, measured on a small snippet: the end of the left document and the start of the right
-one, each cut where a space follows a non-space and precedes a letter. A byte-level BPE merges
-only within a pre-token, and such a space starts a pre-token in the GPT-2, Llama-3 and Qwen
-pre-tokenizers and in the word-level one, so the snippet sees every merge the boundary allows.
+one, each cut where a space follows a non-space and precedes a letter, or between a letter and a
+digit (the nearer to the boundary). A byte-level BPE merges only within a pre-token, and both
+start a pre-token in the GPT-2, Llama-3 and Qwen pre-tokenizers and in the word-level one, so the
+snippet sees every merge the boundary allows; digit-letter cuts keep the snippets of keys and
+codes ("…9c2d", "5b2c…") short, so they recur and their counts are cached.
 That is a property of the tokenizer, not a guarantee, so it is audited: the first contexts and
 every `audit_every`-th after them are also counted whole, and one mismatch switches the counter
 to whole counts for good (`mismatches`, logged).
@@ -33,28 +35,42 @@ def _cut(text: str, i: int) -> bool:
     return i > 0 and not text[i - 1].isspace() and text[i + 1 : i + 2].isalpha()
 
 
+def _class_change(a: str, b: str) -> bool:
+    """A letter next to a decimal digit, either way round: a pre-token starts at the second
+    (`isalpha` is Unicode's L categories, `isdecimal` its Nd, within \\p{N})."""
+    return (a.isalpha() and b.isdecimal()) or (a.isdecimal() and b.isalpha())
+
+
 def _tail(text: str, tries: int = 64) -> str:
     """The text from its last safe cut (or all of it)."""
-    i = len(text)
+    start, i = 0, len(text)
     for _ in range(tries):
         i = text.rfind(" ", 0, i)
         if i <= 0:
             break
         if _cut(text, i):
-            return text[i:]
-    return text
+            start = i
+            break
+    for j in range(len(text) - 1, max(start, len(text) - tries), -1):  # a letter-digit cut nearer the end
+        if _class_change(text[j - 1], text[j]):
+            return text[j:]
+    return text[start:]
 
 
 def _head(text: str, tries: int = 64) -> str:
     """The text up to its first safe cut (or all of it)."""
-    i = 0
+    end, i = len(text), 0
     for _ in range(tries):
         i = text.find(" ", i + 1)
         if i < 0:
             break
         if _cut(text, i):
-            return text[:i]
-    return text
+            end = i
+            break
+    for j in range(1, min(end, tries)):  # a letter-digit cut nearer the start
+        if _class_change(text[j - 1], text[j]):
+            return text[:j]
+    return text[:end]
 
 
 class JoinCounter:
@@ -71,8 +87,9 @@ class JoinCounter:
         self.whole = whole
         """True once a join's sum missed its whole count: every join is counted whole."""
         self._boundary: dict[tuple[str, str, str], int] = {}
+        self._single: dict[str, int] = {}
         self.cache_limit = 100_000
-        """Boundary snippets remembered (then forgotten all at once)."""
+        """Boundary snippets (and `cached` texts) remembered, then forgotten all at once."""
 
     def __call__(self, text: str) -> int:
         return self.count(text)
@@ -81,6 +98,16 @@ class JoinCounter:
         """Counts of `texts`, in one batched call when the counter has one (`many`)."""
         batched = getattr(self.count, "many", None)
         return batched(texts) if batched is not None else [self.count(t) for t in texts]
+
+    def cached(self, texts: Sequence[str]) -> list[int]:
+        """Counts of `texts` remembered across calls (texts that recur: a chain key's pieces, a
+        question); the new ones counted in one batch."""
+        if len(self._single) > self.cache_limit:
+            self._single.clear()
+        new = [t for t in dict.fromkeys(texts) if t not in self._single]
+        if new:
+            self._single.update(zip(new, self.many(new), strict=True))
+        return [self._single[t] for t in texts]
 
     def boundaries(self, parts: Sequence[str], sep: str = SEPARATOR) -> int:
         """Tokens that joining `parts` by `sep` adds to their own counts: per boundary, measured

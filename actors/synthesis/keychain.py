@@ -7,10 +7,16 @@ so a model that stops following early, or follows the wrong chain, answers the w
 question. Only the real chain's head key is given. The lines are scattered between the
 context's documents in a seeded order; every chain's lines keep their order of appearance
 shuffled too, so the chain must be followed by key, not by position.
+
+Keys are drawn without replacement from a fixed pool of `KEY_POOL` random UUIDs, so a line's
+token count is the sum of two counts that are cached across tasks (`line_pieces`): a 32K-token
+context has 128 chains, 512 lines and about 12K tokens of keys, which would otherwise be
+tokenized afresh for every task.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Sequence
@@ -18,6 +24,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+
+KEY_POOL = 1 << 16
+"""Keys a chain draws from (a 128K-token context uses 2,048)."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,19 @@ def default_chains(context_tokens: int) -> int:
     return max(2, 4 * context_tokens // 1024)
 
 
-def _key(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+@functools.cache
+def key_pool() -> tuple[str, ...]:
+    """`KEY_POOL` random version-4 UUIDs, the same in every process."""
+    rng = random.Random(0x4B455943)
+    return tuple(str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(KEY_POOL))
+
+
+def line_pieces(line: str) -> tuple[str, str]:
+    """A chain line cut where the space after its key's colon starts a new pre-token: 'k1:' and
+    ' k2' (or ' <question>'); its token count is the sum of theirs under the GPT-2, Llama-3 and
+    Qwen pre-tokenizers (audited with the context, `actors.synthesis.context.JoinCounter`)."""
+    key, rest = line.split(": ", 1)
+    return f"{key}:", f" {rest}"
 
 
 def make_chains(question: str, decoys: Sequence[str], rng: random.Random, chains: int, length: int = 4) -> KeyChain:
@@ -49,9 +69,13 @@ def make_chains(question: str, decoys: Sequence[str], rng: random.Random, chains
         raise ValueError(f"a key chain needs length >= 1 and chains >= 1, got {length} and {chains}")
     if chains > 1 and not decoys:
         raise ValueError("decoy chains need decoy questions")
+    if chains * length > KEY_POOL:
+        raise ValueError(f"{chains} chains of {length} keys need more than the {KEY_POOL} keys of the pool")
+    pool = key_pool()
+    drawn = rng.sample(range(KEY_POOL), chains * length)
     lines: list[str] = []
     for c in range(chains):
-        keys = [_key(rng) for _ in range(length)]
+        keys = [pool[i] for i in drawn[c * length : (c + 1) * length]]
         end = question if c == 0 else decoys[(c - 1) % len(decoys)]
         lines += [f"{a}: {b}" for a, b in zip(keys, keys[1:], strict=False)] + [f"{keys[-1]}: {end}"]
     real = tuple(lines[:length])

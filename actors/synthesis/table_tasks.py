@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 from actors.synthesis.context import SEPARATOR, JoinCounter, assemble_parts, counter, on_target
 from actors.synthesis.corpus import Corpus
-from actors.synthesis.keychain import KeyChain, default_chains, follow, keychain_question, make_chains, scatter
+from actors.synthesis.keychain import (
+    KeyChain,
+    default_chains,
+    follow,
+    keychain_question,
+    line_pieces,
+    make_chains,
+    scatter,
+)
 from actors.synthesis.numeric import (
     CorpusTable,
     Spec,
@@ -108,7 +116,7 @@ def table_task(
     sep = count(SEPARATOR)
     while keychain:  # LoongRL's density, halved while the chains would take over half the context
         chain = _chain(spec, table, question, answer, rng, chains)
-        line_tokens = count.many(list(chain.lines))
+        line_tokens = [sum(count.cached(line_pieces(line))) for line in chain.lines]
         chain_tokens = sum(line_tokens) + sep * len(line_tokens)  # near enough to budget with
         if chain_tokens <= context_tokens // 2 or chains == 2:
             break
