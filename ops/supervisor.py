@@ -127,7 +127,9 @@ def death_of(snapshot: dict | None, error: BaseException | None, stall_s: float 
 
     `snapshot` is what the actor answered; `error` is what asking it raised instead. An actor
     whose loop ended normally (`done`) is not dead; one whose loop has been stuck in one round
-    for more than `stall_s` seconds (0: never) is stalled.
+    for more than `stall_s` seconds (0: never) is stalled, and so is one whose polls have taken
+    nothing for that long while records waited on partitions it fetches (its consumer stuck on
+    a fetch that never completes: seen once in a 30-minute soak).
     """
     if error is not None:
         return Death.DIED, f"{type(error).__name__}: {error}"
@@ -140,6 +142,12 @@ def death_of(snapshot: dict | None, error: BaseException | None, stall_s: float 
     if stall_s and age is not None and age > stall_s:
         return Death.STALLED, (
             f"no progress: its loop has been in one round for {age:.0f} s (supervision.stall_s={stall_s:.0f})"
+        )
+    starved = snapshot.get("input_starved_s") or 0.0
+    if stall_s and starved > stall_s:
+        return Death.STALLED, (
+            f"no input: {snapshot.get('input_waiting', 0)} records wait on partitions it fetches, and its polls "
+            f"have taken none for {starved:.0f} s (supervision.stall_s={stall_s:.0f})"
         )
     return None
 

@@ -452,6 +452,12 @@ class Consumer:
                 out[(tp.topic, tp.partition)] = max(0, high - self._consumer.position(tp))
         return out
 
+    def waiting(self, lag: Mapping[Partition, int]) -> int:
+        """Records `lag` (from `lag()`) shows waiting on the partitions this consumer fetches
+        (assigned and not paused)."""
+        paused = {(tp.topic, tp.partition) for tp in self._consumer.paused()}
+        return sum(n for part, n in lag.items() if part not in paused)
+
     def assigned(self) -> list[Partition]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 

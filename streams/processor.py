@@ -108,6 +108,13 @@ def arrow_decoder(record_type: type) -> Decoder:
     return lambda message: decode(message.value, record_type, message.headers)
 
 
+def starved(so_far: float, took: bool, waiting: int, polled_s: float) -> float:
+    """Seconds of polls in a row that took nothing while records waited on partitions the
+    consumer fetches, after one more poll of `polled_s`: a record taken, or nothing waiting
+    (paused partitions do not count), starts it again from 0."""
+    return 0.0 if took or not waiting else so_far + polled_s
+
+
 def dead_letter(message: Message, *, actor: str, group: str, error: str) -> DeadLetter:
     """The dead letter of `message`, rejected by `actor` in consumer group `group`. The reason may
     quote the record (a field name), so what UTF-8 cannot carry in it is escaped."""
@@ -196,14 +203,23 @@ class StreamProcessor:
         self.committed: dict[tuple[str, int], int] = {}
         self.acked: dict[tuple[str, int], int] = {}
         """Per output partition, one past the highest offset the broker acknowledged to us."""
+        self.input_starved_s = 0.0
+        """Seconds of polls in a row that took nothing while records waited (`starved`)."""
+        self.input_waiting = 0
         self.counts = {"consumed": 0, "produced": 0, "dead_letters": 0, "duplicates": 0, "poison": 0, "retries": 0}
 
     def step(self, timeout_ms: int = 200, max_records: int | None = None) -> int:
         """Poll once (at most `max_records`) and process what came, in offset order per partition;
         return how many messages."""
+        polled_at = time.monotonic()
         with self.phases("poll"):
             messages = self.consumer.poll(timeout_ms, max_records)
-        self.metrics.polled(self.actor, messages, self.consumer.lag())
+        lag = self.consumer.lag()
+        self.metrics.polled(self.actor, messages, lag)
+        self.input_waiting = self.consumer.waiting(lag)
+        self.input_starved_s = starved(
+            self.input_starved_s, bool(messages), self.input_waiting, time.monotonic() - polled_at
+        )
         if not messages:
             return 0
         start = time.perf_counter()
@@ -370,10 +386,14 @@ class StreamProcessor:
         return self.producer.send_records(DLQ.name, [record], key=message.key)
 
     def snapshot(self) -> dict[str, Any]:
-        """What this processor has consumed, produced and dropped (for `longtide status`)."""
+        """What this processor has consumed, produced and dropped (for `longtide status`), and
+        how long its polls have taken nothing while records waited (the supervisor restarts an
+        actor whose input stalls: `ops.supervisor.death_of`)."""
         return {
             **self.counts,
             "committed": {f"{t}/{p}": o for (t, p), o in sorted(self.committed.items())},
+            "input_starved_s": round(self.input_starved_s, 1),
+            "input_waiting": self.input_waiting,
         }
 
     def close(self) -> None:

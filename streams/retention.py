@@ -18,7 +18,7 @@ So it deletes less than Kafka would: never a record that a group reading the top
 committed past. A group-less reader (`longtide replay`, a tool reading from the beginning) finds
 the topic starting at the first batch kept: Kafka clients skip the gap as they do on a
 compacted topic. The high watermark is Tansu's own object, untouched. The store's disk shrinks
-when SeaweedFS vacuums its volumes (`VACUUM_EVERY_S` in streams/objectstore.py).
+when SeaweedFS vacuums its volumes (`VACUUM_NOTE` in streams/objectstore.py: within 17 minutes).
 
     janitor = LogJanitor(streams, store, "tansu")         # store: the EmbeddedS3 under Tansu
     janitor.sweep()                        # {topic: batches deleted}

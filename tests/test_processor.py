@@ -284,3 +284,36 @@ def test_a_transient_error_is_retried_and_one_that_lasts_restarts_the_actor(stre
     assert tries["lasts"] == 3 and processor.counts["dead_letters"] == 1, "tried 3 times, not dead-lettered"
     assert group_offsets(streams, "longtide-transient") == committed, "nothing committed: it is read again"
     processor.consumer.close()
+
+
+def test_polls_that_take_nothing_while_records_wait_are_counted_as_starved(streams: StreamsConfig) -> None:
+    """The soak's stall, made here: a consumer whose fetches never complete. Its own view of the
+    partition says records wait; the processor counts the empty polls (the supervisor restarts
+    the actor past `supervision.stall_s`), but not while the partitions are paused."""
+    import time
+
+    _send(streams, [TASK.__class__(**{**TASK.__dict__, "task_id": f"s{i}"}) for i in range(3)])
+    processor = _processor(streams, Producer(streams, client_id="t"))
+    for _ in range(100):
+        if processor.step(timeout_ms=300, max_records=1):
+            break
+    kafka_consumer = processor.consumer._consumer
+    real_poll = kafka_consumer.poll
+
+    def stuck(timeout_ms: int = 0, **_: object) -> dict:
+        time.sleep(timeout_ms / 1000)
+        return {}
+
+    kafka_consumer.poll = stuck
+    for _ in range(3):
+        assert processor.step(timeout_ms=100) == 0
+    snapshot = processor.snapshot()
+    assert snapshot["input_waiting"] == 2 and snapshot["input_starved_s"] >= 0.3, snapshot
+    processor.consumer.pause()
+    processor.step(timeout_ms=100)
+    assert processor.snapshot()["input_starved_s"] == 0.0, "paused on purpose: not starved"
+    processor.consumer.resume()
+    kafka_consumer.poll = real_poll
+    _step_until(processor, 2)
+    assert processor.snapshot()["input_starved_s"] == 0.0
+    processor.consumer.close()

@@ -45,6 +45,26 @@ def test_a_loop_stuck_in_one_round_longer_than_stall_s_is_stalled() -> None:
     assert death_of(stuck, None, stall_s=0) is None, "0: never"
 
 
+def test_an_actor_whose_polls_take_nothing_while_records_wait_is_stalled() -> None:
+    from streams.processor import starved
+
+    # three empty polls of 0.2 s with 5 records waiting: 0.6 s; a record taken starts again
+    after = 0.0
+    for _ in range(3):
+        after = starved(after, took=False, waiting=5, polled_s=0.2)
+    assert after == pytest.approx(0.6)
+    assert starved(after, took=True, waiting=5, polled_s=0.2) == 0.0
+    assert starved(after, took=False, waiting=0, polled_s=0.2) == 0.0, "nothing waiting (or all of it paused)"
+    stuck = {"alive": True, "error": None, "loop_age_s": 0.1, "input_starved_s": 601.0, "input_waiting": 5000}
+    death, reason = death_of(stuck, None, stall_s=600)
+    assert death is Death.STALLED
+    assert reason.startswith(
+        "no input: 5000 records wait on partitions it fetches, and its polls have taken none for 601 s"
+    )
+    assert death_of({**stuck, "input_starved_s": 599.0}, None, stall_s=600) is None
+    assert death_of(stuck, None, stall_s=0) is None, "0: never"
+
+
 def test_the_loop_stop_event_records_when_the_loop_last_checked_in() -> None:
     from actors.hosting import LoopStop
 
