@@ -93,6 +93,8 @@ class Service:
         self.service_id = f"{os.getpid()}-{secrets.token_hex(4)}"
         """This service's tag in the environment of every process it starts (`ops.processes`)."""
         self._tagged = False
+        self._claimed = False
+        """This service holds the run directory (its state file is this service's to remove)."""
         self.starting: set[str] = set()
         """Actors whose process is being built (a vLLM engine takes a while): not asked, not dead."""
         self._unanswered: dict[str, float] = {}
@@ -156,6 +158,7 @@ class Service:
         what a killed one left behind (found by its tag) before its ports and data are reused."""
         state = read_state(self.run_dir)
         if state is None:
+            self._claimed = True
             return
         pid = processes.running_launcher(state)
         if pid is not None and pid != os.getpid():
@@ -166,6 +169,7 @@ class Service:
         left = processes.end(processes.tagged(state["service_id"])) if state.get("service_id") else []
         if left:
             log.warning("ended %d processes a killed service left in %s: %s", len(left), self.run_dir, ", ".join(left))
+        self._claimed = True
 
     def _spawn(self, slots: list[Slot], rendezvous: str) -> None:
         """Create and start the actors of `slots` (names freed by a kill can take a moment);
@@ -450,7 +454,8 @@ class Service:
             if self._tagged:
                 os.environ.pop(processes.TAG, None)
                 self._tagged = False
-            (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+            if self._claimed:  # a refused start leaves the running service's state alone
+                (self.run_dir / STATE_FILE).unlink(missing_ok=True)
 
     def _stop_supervisor(self) -> None:
         if self._supervisor is not None:
