@@ -1,10 +1,10 @@
 """Step profile: where each second of the default demo's loop goes, per actor.
 
     .venv/bin/python bench/step_profile.py                      # 20 RL steps after 5 of warm-up
-    .venv/bin/python bench/step_profile.py --steps 40 --config ops/configs/demo.yaml
+    .venv/bin/python bench/step_profile.py --steps 40 --scenario default
 
-Starts `longtide run --config ops/configs/demo.yaml` (the default demo's loop, SFT warm-up then
-RL), waits until the learner has made `--warmup-steps` RL steps, reads every actor's metrics
+Starts `longtide demo` (the default demo: its document feed, SFT warm-up then RL; more RL steps
+than the profile needs), waits until the learner has made `--warmup-steps` RL steps, reads every actor's metrics
 endpoint (from `state.json`), waits for `--steps` more and reads them again. Over the wall time
 between the two readings, each phase's share of an actor's time is the growth of its
 `longtide_<kind>_phase_seconds_total{phase}` (the service's own counters: streams/metrics.py
@@ -154,13 +154,13 @@ def table(before: dict[str, float], after: dict[str, float], wall: float) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="ops/configs/demo.yaml")
+    parser.add_argument("--scenario", default="default", help="the `longtide demo` scenario")
     parser.add_argument("--warmup-steps", type=int, default=5, help="RL steps before the first reading")
     parser.add_argument("--steps", type=int, default=20, help="RL steps between the readings")
     args, extra = parser.parse_known_args()
     run_dir = Path(tempfile.mkdtemp(prefix="longtide-profile-"))
     log = str(run_dir.parent / f"{run_dir.name}.log")
-    command = [str(Path(sys.executable).parent / "longtide"), "run", "--config", args.config]
+    command = [str(Path(sys.executable).parent / "longtide"), "demo", "--scenario", args.scenario]
     command += [f"--run_dir={run_dir}", f"--learner.rl_steps={args.warmup_steps + args.steps + 1000}", *extra]
     service_id = f"profile-{uuid.uuid4().hex[:8]}"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
