@@ -167,12 +167,12 @@ class Waited(enum.Enum):
 
 
 def _wait_key(store: dist.Store, key: str, closed: str, timeout: float, stop: threading.Event | None = None) -> Waited:
-    """Poll until `key` exists (READY), the pair's `closed` key appears (CLOSED) or `stop` is
-    set (STOPPED); TimeoutError after `timeout` seconds."""
+    """Poll until `key` exists (READY), the pair's `closed` key appears without it (CLOSED) or
+    `stop` is set (STOPPED); TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not store.check([key]):
-        if store.check([closed]):
-            return Waited.CLOSED
+        if store.check([closed]):  # `key` may have come just before (a refusal's reply, then the close)
+            return Waited.READY if store.check([key]) else Waited.CLOSED
         if stop is not None and stop.is_set():
             return Waited.STOPPED
         if time.monotonic() > deadline:

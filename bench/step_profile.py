@@ -12,8 +12,8 @@ between the two readings, each phase's share of an actor's time is the growth of
 
 - every stream actor: poll (reading input, waiting for it included), decode, handle, encode,
   produce, commit; the rollout actor's sync (loading new weights), gate (waiting for the learner,
-  bounded staleness) and, inside handle, generate (the engine call, prompts built) and inside
-  that, blob (claim-check reads and writes);
+  bounded staleness, with its offset queries) and, inside handle, generate (the engine call,
+  prompts built); blob (claim-check reads and writes) runs inside handle and generate;
 - the learner: poll, intake (decode, prompt blobs), rl_update (log-probs, advantages, and train:
   forward, backward, optimizer), state (the weights gathered), evaluate, publish (weights and
   the `policy` record), checkpoint.
@@ -44,7 +44,7 @@ from ops.status import scrape
 REPO = Path(__file__).resolve().parents[1]
 PHASE = re.compile(r'^longtide_(\w+?)_phase_seconds_total\{actor="([^"]*)",phase="([^"]*)"\}$')
 NESTED = {  # kind -> phase -> the phase it runs inside
-    "rollout": {"generate": "handle", "blob": "generate"},
+    "rollout": {"generate": "handle"},
     "learner": {"train": "rl_update"},
 }
 COMPUTE = {"rollout": "generate", "learner": "train"}
@@ -130,14 +130,14 @@ def table(before: dict[str, float], after: dict[str, float], wall: float) -> tup
     worst: tuple[float, str] = (0.0, "")
     for (kind, actor), spent in sorted(by_actor.items()):
         nested = NESTED.get(kind, {})
-        top = {p: s for p, s in spent.items() if p not in nested and not (kind == "learner" and p == "blob")}
+        top = {p: s for p, s in spent.items() if p not in nested and p != "blob"}
         lines.append((f"{actor} ({kind})", ""))
 
         for phase in sorted(top, key=lambda p: -top[p]):
             lines += rows(spent, nested, phase, 0, wall)
-        if kind == "learner" and "blob" in spent:
+        if "blob" in spent:  # inside several phases (rollout: handle and generate; learner: intake, rl_update)
             lines.append(
-                ("    blob (in intake, rl_update)", f"{spent['blob']:8.1f} s {100 * spent['blob'] / wall:5.1f}%")
+                ("    blob (inside the phases above)", f"{spent['blob']:8.1f} s {100 * spent['blob'] / wall:5.1f}%")
             )
         other = wall - sum(top.values())
         lines.append(("  other", f"{other:8.1f} s {100 * other / wall:5.1f}%"))

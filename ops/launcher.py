@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ray
 import yaml
@@ -32,8 +32,8 @@ from ops import processes
 from ops.cluster import LocalRay
 from ops.config import ConfigError, LongtideConfig, to_dict
 from ops.runs import RUNS, Run, new_run, resumable_run
-from ops.slots import Slot, actor_plan, build_actor, prepare_model
-from ops.state import STATE_FILE, atomic_write, read_state
+from ops.slots import Slot, actor_plan, build_actor, prepare_model, retention_readers
+from ops.state import STATE_FILE, atomic_write, claim_run_dir
 from ops.supervisor import (
     RESTART_FAMILIES,
     RESTARTS,
@@ -89,19 +89,22 @@ class Service:
         self._halt = threading.Event()
         self._supervisor: threading.Thread | None = None
         self._broker_watch: threading.Thread | None = None
+        self._janitor: threading.Thread | None = None
+        self._broker_halt = threading.Event()
+        """Ends the broker's watch and retention, just before the broker stops (after the actors)."""
         self._state_lock = threading.Lock()
         self.service_id = f"{os.getpid()}-{secrets.token_hex(4)}"
         """This service's tag in the environment of every process it starts (`ops.processes`)."""
         self._tagged = False
-        self._claimed = False
-        """This service holds the run directory (its state file is this service's to remove)."""
+        self._lock: IO[str] | None = None
+        """The run directory's lock, held while this service runs there (`ops.state.claim_run_dir`)."""
         self.starting: set[str] = set()
         """Actors whose process is being built (a vLLM engine takes a while): not asked, not dead."""
         self._unanswered: dict[str, float] = {}
         """Since when each actor has not answered a health check."""
 
     def start(self) -> Service:
-        self._claim_run_dir()
+        self._lock = claim_run_dir(self.run_dir)
         self.service_id = os.environ.get(processes.TAG) or self.service_id
         os.environ[processes.TAG] = self.service_id  # everything started from here on carries it
         self._tagged = True
@@ -145,31 +148,16 @@ class Service:
         rendezvous = self._place_learner([s for s in plan if s.ranked])
         self._spawn(plan, rendezvous)
         self._write_state()
-        self._supervisor = self._watch_thread(self._check_once, "supervisor")
+        self._supervisor = self._watch_thread(self._check_once, "supervisor", self._halt)
         if self.broker is not None:  # on its own thread: an actor's restart waits for the broker (bootstrap)
-            self._broker_watch = self._watch_thread(self._check_broker, "broker-watch")
+            self._broker_watch = self._watch_thread(self._check_broker, "broker-watch", self._broker_halt)
         if self.broker is not None and self.broker.store is not None:
-            janitor = LogJanitor(streams, self.broker.store, LOG_BUCKET)
-            threading.Thread(target=janitor.run, args=(self._halt,), name="retention", daemon=True).start()
-        return self
-
-    def _claim_run_dir(self) -> None:
-        """One service per run directory: refuse while the one that wrote its state runs; end
-        what a killed one left behind (found by its tag) before its ports and data are reused."""
-        state = read_state(self.run_dir)
-        if state is None:
-            self._claimed = True
-            return
-        pid = processes.running_launcher(state)
-        if pid is not None and pid != os.getpid():
-            raise ConfigError(
-                f"run_dir: a service (pid {pid}) is already running in {self.run_dir}; stop it first "
-                f"(kill -TERM {pid}) or give another --run-dir"
+            janitor = LogJanitor(streams, self.broker.store, LOG_BUCKET, retention_readers(self.config))
+            self._janitor = threading.Thread(
+                target=janitor.run, args=(self._broker_halt,), name="retention", daemon=True
             )
-        left = processes.end(processes.tagged(state["service_id"])) if state.get("service_id") else []
-        if left:
-            log.warning("ended %d processes a killed service left in %s: %s", len(left), self.run_dir, ", ".join(left))
-        self._claimed = True
+            self._janitor.start()
+        return self
 
     def _spawn(self, slots: list[Slot], rendezvous: str) -> None:
         """Create and start the actors of `slots` (names freed by a kill can take a moment);
@@ -210,24 +198,31 @@ class Service:
                 self.endpoints[slot.name] = address
 
     # -- supervision ---------------------------------------------------------------------------
-    def _watch_thread(self, check: Callable[[RestartBudget], None], what: str) -> threading.Thread:
-        thread = threading.Thread(target=self._watch, args=(check, what), name=what, daemon=True)
+    def _watch_thread(
+        self, check: Callable[[RestartBudget], None], what: str, until: threading.Event
+    ) -> threading.Thread:
+        thread = threading.Thread(target=self._watch, args=(check, what, until), name=what, daemon=True)
         thread.start()
         return thread
 
-    def _watch(self, check: Callable[[RestartBudget], None], what: str) -> None:
-        """Run `check` every `supervision.poll_s` until the service stops or fails. The broker's
-        watch runs until the stop even after a failure: a broker it restarted dies with it
-        (`streams.child`), so it must outlive the actors' last flush."""
+    def _watch(self, check: Callable[[RestartBudget], None], what: str, until: threading.Event) -> None:
+        """Run `check` every `supervision.poll_s` until `until` is set. The supervisor's watch
+        ends when the service fails; the broker's lives on, idle, until just before the broker
+        stops: a broker or store it restarted dies with its thread (`streams.child`), so the
+        thread must outlive the actors' last flush."""
         cfg = self.config.supervision
         budget = RestartBudget(cfg.max_restarts, cfg.window_s)
-        while not self._halt.wait(cfg.poll_s) and (self.failure is None or check == self._check_broker):
+        crashed = False
+        while not until.wait(cfg.poll_s):
+            if crashed or self.failure is not None:
+                if until is self._halt:
+                    return
+                continue
             try:
                 check(budget)
             except CrashLoop as exc:
-                self.failure = str(exc)
+                self.failure, crashed = str(exc), True
                 log.error("%s", exc)
-                return
             except Exception:  # noqa: BLE001 - the supervisor itself must keep watching
                 log.exception("%s check failed; trying again in %.1f s", what, cfg.poll_s)
 
@@ -454,8 +449,10 @@ class Service:
             if self._tagged:
                 os.environ.pop(processes.TAG, None)
                 self._tagged = False
-            if self._claimed:  # a refused start leaves the running service's state alone
+            if self._lock is not None:  # a refused start leaves the running service's state alone
                 (self.run_dir / STATE_FILE).unlink(missing_ok=True)
+                self._lock.close()
+                self._lock = None
 
     def _stop_supervisor(self) -> None:
         if self._supervisor is not None:
@@ -488,9 +485,11 @@ class Service:
         self._ray.stop()
 
     def _stop_broker(self) -> None:
-        if self._broker_watch is not None:  # last: a broker it restarted dies with it
-            self._broker_watch.join(timeout=30)
-            self._broker_watch = None
+        self._broker_halt.set()  # last: a broker the watch restarted dies with its thread
+        for thread in (self._broker_watch, self._janitor):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._broker_watch = self._janitor = None
         broker, self.broker = self.broker, None
         if broker is not None:
             broker.stop()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any
 
 import psutil
 
@@ -50,16 +49,3 @@ def end(processes: list[psutil.Process], grace_s: float = 5.0) -> list[str]:
             proc.kill()
     psutil.wait_procs(alive, timeout=grace_s)
     return ended
-
-
-def running_launcher(state: dict[str, Any]) -> int | None:
-    """The pid of the launcher that wrote `state` (a run directory's `state.json`) while it still
-    runs; None once it is gone, a later process on its pid included."""
-    try:
-        pid = int(state.get("pid", 0))
-        if pid <= 0:
-            return None
-        proc = psutil.Process(pid)
-        return proc.pid if proc.create_time() <= float(state.get("started_at", 0.0)) else None
-    except (psutil.Error, ValueError):
-        return None

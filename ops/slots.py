@@ -18,8 +18,24 @@ from actors.settings import Resources
 from ops.config import LongtideConfig
 from ops.runs import Run
 from streams.blobs import BlobStore, ClaimCheck
+from streams.topics import DOCS_RAW, ROLLOUTS, SCORED, TASKS, consumer_group
 
 LEARNER_NAME = "longtide-learner"
+
+
+def retention_readers(config: LongtideConfig) -> dict[str, tuple[str, ...]]:
+    """The topics retention may trim on the embedded log, with the consumer groups that read each
+    (`streams.retention.LogJanitor`): every one of them commits only what it no longer needs (the
+    learner after the checkpoint that covers it), so what they have all committed past may go.
+    Not `docs` (synthesis and the memory actor rebuild lost state by reading it from before their
+    committed offsets), `policy` (followers read it from the start), `dlq` or `memory`."""
+    scored = (LEARNER_NAME, consumer_group("synthesis")) if config.synthesis.retrospect.enabled else (LEARNER_NAME,)
+    return {
+        DOCS_RAW.name: (consumer_group("ingest"),),
+        TASKS.name: (consumer_group("rollout"),),
+        ROLLOUTS.name: (consumer_group("reward"),),
+        SCORED.name: scored,
+    }
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ class Backpressure:
             try:
                 self.lag = self.downstream_lag()
             except Exception as exc:  # noqa: BLE001 - unknown lag: keep the last decision
+                self.close()  # and ask on fresh connections next time: a broken one would fail every check
                 log.warning(
                     "%s: downstream lag of %s unknown (%s); keeping the input %s",
                     self.actor,

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -227,8 +228,12 @@ class EmbeddedS3(ChildProcess):
         leaves an object for the parent 'directory' behind, which S3 listings then show (and
         Tansu's s3 engine cannot parse: it panics on it)."""
         url = f"http://{self.host}:{self.ports['filer.port']}/buckets/{urllib.parse.quote(path)}"
-        with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30):
-            pass
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:  # already gone is deleted
+                raise
 
     def _bucket_ready(self, bucket: str) -> bool:
         try:

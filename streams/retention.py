@@ -7,11 +7,13 @@ and it lists every batch object of a partition on every fetch: left alone, the l
 the cost of each fetch grow for as long as the service runs.
 
 The janitor deletes a batch object when all of these hold:
-- its topic has `streams.retention_ms` set (not -1);
+- its topic has `streams.retention_ms` set (not -1) and is one whose readers are known
+  (`readers`: topic -> the consumer groups that read it, each committing only what it no
+  longer needs; the launcher's are `ops.slots.retention_readers`);
 - the object is older than that;
-- every record in it is below the offset that each consumer group which has committed on the
-  topic has committed on that partition (the next batch starts at or below the lowest); a topic
-  no group has committed on keeps everything;
+- every record in it is below the offset each of those groups has committed on that partition
+  (the next batch starts at or below the lowest); a group that has committed nothing there yet
+  (a learner before its first checkpoint) keeps everything;
 - it is not the partition's last batch.
 
 So it deletes less than Kafka would: never a record that a group reading the topic has not
@@ -20,7 +22,7 @@ the topic starting at the first batch kept: Kafka clients skip the gap as they d
 compacted topic. The high watermark is Tansu's own object, untouched. The store's disk shrinks
 when SeaweedFS vacuums its volumes (`VACUUM_NOTE` in streams/objectstore.py: within 17 minutes).
 
-    janitor = LogJanitor(streams, store, "tansu")         # store: the EmbeddedS3 under Tansu
+    janitor = LogJanitor(streams, store, "tansu", {"tasks": ("longtide-rollout",)})  # store: the EmbeddedS3
     janitor.sweep()                        # {topic: batches deleted}
     threading.Thread(target=janitor.run, args=(stop_event,)).start()   # the launcher's: every minute
 """
@@ -70,19 +72,37 @@ def deletable(batches: Sequence[tuple[int, float]], floor: int, cutoff: float) -
     return out
 
 
-def floors(committed: Mapping[str, Mapping[Partition, int]], topic: str, partitions: Sequence[int]) -> dict[int, int]:
-    """Per partition of `topic`, the lowest offset committed by the groups (`committed`: group ->
-    its committed offsets) that have committed anything on the topic; a partition such a group
-    has not committed on: 0. No such group: empty (nothing may go)."""
-    readers = [offsets for offsets in committed.values() if any(t == topic for t, _ in offsets)]
+def floors(
+    committed: Mapping[str, Mapping[Partition, int]], readers: Sequence[str], partitions: Sequence[int], topic: str
+) -> dict[int, int]:
+    """Per partition of `topic`, the lowest offset `readers` (consumer groups) have committed
+    there (`committed`: group -> its committed offsets); 0 where one of them has committed
+    nothing. No readers: empty (nothing may go)."""
     if not readers:
         return {}
-    return {p: min(offsets.get((topic, p), 0) for offsets in readers) for p in partitions}
+    return {p: min(committed.get(group, {}).get((topic, p), 0) for group in readers) for p in partitions}
 
 
 class LogJanitor:
-    def __init__(self, streams: StreamsConfig, store: EmbeddedS3, bucket: str, *, cluster: str = CLUSTER) -> None:
-        self.retention_ms = {t: ms for t, ms in streams.retention_ms.items() if ms != -1}
+    def __init__(
+        self,
+        streams: StreamsConfig,
+        store: EmbeddedS3,
+        bucket: str,
+        readers: Mapping[str, Sequence[str]],
+        *,
+        cluster: str = CLUSTER,
+    ) -> None:
+        wanted = {t: ms for t, ms in streams.retention_ms.items() if ms != -1}
+        for topic in sorted(set(wanted) - set(readers)):
+            log.warning(
+                "streams.retention_ms[%r] is not applied on the embedded log: its readers re-read it from "
+                "before their committed offsets (retention applies to %s)",
+                topic,
+                ", ".join(sorted(readers)),
+            )
+        self.retention_ms = {t: ms for t, ms in wanted.items() if t in readers}
+        self.readers = {t: tuple(groups) for t, groups in readers.items()}
         self.streams = streams
         self.store = store
         self.fs = store.filesystem()
@@ -96,7 +116,13 @@ class LogJanitor:
         now = time.time() if now is None else now
         if self._reader is None:
             self._reader = OffsetReader(self.streams, client_id="longtide-retention")
-        committed = {g: self._reader.committed(g) for g in consumer_groups(self.streams)}
+        try:
+            known = set(consumer_groups(self.streams))
+            groups = {g for topic in self.retention_ms for g in self.readers[topic]} & known
+            committed = {g: self._reader.committed(g) for g in groups}
+        except Exception:
+            self.close()  # a fresh connection next time: a broken one would fail every sweep
+            raise
         deleted = {}
         for topic, ms in sorted(self.retention_ms.items()):
             deleted[topic] = self._sweep_topic(topic, committed, now - ms / 1000)
@@ -110,13 +136,13 @@ class LogJanitor:
             if info.type != pafs.FileType.File or parts[-2] != "records" or not parts[-1].endswith(".batch"):
                 continue
             by_partition.setdefault(int(parts[-3]), {})[int(parts[-1].removesuffix(".batch"))] = info
-        lowest = floors(committed, topic, sorted(by_partition))
+        lowest = floors(committed, self.readers[topic], sorted(by_partition), topic)
         count = 0
         for partition, batches in sorted(by_partition.items()):
             pairs = [(base, info.mtime.timestamp()) for base, info in batches.items()]
             doomed = deletable(pairs, lowest.get(partition, 0), cutoff)
             for base in doomed:
-                self.store.delete(batches[base].path)
+                self.store.delete(batches[base].path)  # already gone (a sweep cut short): fine
                 DELETED_BYTES.labels(topic).inc(batches[base].size or 0)
             count += len(doomed)
         if count:

@@ -208,3 +208,19 @@ def test_pairs_close_from_either_side_and_a_gone_sender_is_unavailable_not_a_han
     monkeypatch.setattr(collective, "WeightReceiver", functools.partial(WeightReceiver, connect_timeout=1))
     with pytest.raises(WeightsUnavailable, match="DistNetworkError|DistStoreError|TimeoutError"):
         fetch_weights(Address(CollectiveBackend.GLOO, "127.0.0.1", free_port("127.0.0.1")).ref(3))
+
+
+def test_a_reply_written_just_before_the_close_is_read_not_taken_for_the_close() -> None:
+    """The sender writes a refusal's reply, then closes the pair; a receiver that looked for the
+    reply just before it came and sees the close must still read the reply (this raced)."""
+    from actors.collective import Waited, _wait_key
+
+    class Store:  # what the TCP store answers: first no reply, then reply and close both there
+        def __init__(self) -> None:
+            self.looks = 0
+
+        def check(self, keys: list[str]) -> bool:
+            self.looks += 1
+            return self.looks > 1
+
+    assert _wait_key(Store(), "pair/1/reply/1", "pair/1/closed", timeout=1) is Waited.READY

@@ -29,16 +29,16 @@ def test_a_batch_goes_only_when_every_record_is_below_the_floor_and_it_is_old_en
     assert deletable([], floor=100, cutoff=99.0) == []
 
 
-def test_the_floor_is_the_lowest_commit_of_the_groups_that_read_the_topic() -> None:
+def test_the_floor_is_the_lowest_commit_of_the_topics_readers_and_0_for_one_that_has_none() -> None:
     committed = {
         "a": {("tasks", 0): 7, ("tasks", 1): 3},
         "b": {("tasks", 0): 5},  # reads tasks, nothing committed on partition 1 yet
         "c": {("docs", 0): 1},  # reads another topic: no say over tasks
-        "d": {},
     }
-    assert floors(committed, "tasks", [0, 1]) == {0: 5, 1: 0}
-    assert floors(committed, "docs", [0, 1]) == {0: 1, 1: 0}
-    assert floors(committed, "scored", [0]) == {}, "no group reads it: nothing may go"
+    assert floors(committed, ("a", "b"), [0, 1], "tasks") == {0: 5, 1: 0}
+    assert floors(committed, ("a",), [0, 1], "tasks") == {0: 7, 1: 3}
+    assert floors(committed, ("a", "learner"), [0, 1], "tasks") == {0: 0, 1: 0}, "a reader yet to commit: 0"
+    assert floors(committed, (), [0], "scored") == {}, "no known readers: nothing may go"
 
 
 def _offsets(consumer: KafkaConsumer, tp: TopicPartition) -> list[int]:
@@ -67,7 +67,13 @@ def test_the_janitor_deletes_consumed_old_batches_and_readers_carry_on(tmp_path:
             committer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
             committer.commit({tp: OffsetAndMetadata(offset, "", -1)})
             committer.close()
-        janitor = LogJanitor(streams, embedded.store, LOG_BUCKET)
+        readers = {"tasks": ("longtide-a", "longtide-b"), "docs": ("longtide-c",)}
+        early = LogJanitor(streams, embedded.store, LOG_BUCKET, {"tasks": ("longtide-a", "longtide-b", "longtide-c")})
+        try:
+            assert early.sweep(now=time.time() + HOUR) == {"tasks": 0}, "longtide-c has committed nothing on tasks"
+        finally:
+            early.close()
+        janitor = LogJanitor(streams, embedded.store, LOG_BUCKET, readers)
         try:
             assert janitor.sweep() == {"tasks": 0}, "nothing is an hour old yet"
             assert janitor.sweep(now=time.time() + HOUR) == {"tasks": 6}, "below group a's 6"

@@ -11,9 +11,10 @@ own count (the store keeps it, counted once at ingestion) plus, per boundary, wh
 adds, measured on a small snippet: the end of the left document and the start of the right
 one, each cut where a space follows a non-space and precedes a letter, or between a letter and a
 digit (the nearer to the boundary). A byte-level BPE merges only within a pre-token, and both
-start a pre-token in the GPT-2, Llama-3 and Qwen pre-tokenizers and in the word-level one, so the
-snippet sees every merge the boundary allows; digit-letter cuts keep the snippets of keys and
-codes ("…9c2d", "5b2c…") short, so they recur and their counts are cached.
+start a pre-token in the GPT-2, Llama-3 and Qwen pre-tokenizers, so the snippet sees every merge
+the boundary allows (the word-level one splits on whitespace only, so a letter-digit cut is no
+pre-token start there, but its whitespace separator adds nothing to any snippet: the count holds); digit-letter cuts keep the snippets of keys and codes
+("…9c2d", "5b2c…") short, so they recur and their counts are cached.
 That is a property of the tokenizer, not a guarantee, so it is audited: the first contexts and
 every `audit_every`-th after them are also counted whole, and one mismatch switches the counter
 to whole counts for good (`mismatches`, logged).
@@ -42,8 +43,29 @@ def _class_change(a: str, b: str) -> bool:
     return (a.isalpha() and b.isdecimal()) or (a.isdecimal() and b.isalpha())
 
 
-@functools.lru_cache(maxsize=1 << 16)  # a document's ends recur across contexts, a key line's within one
-def _tail(text: str, tries: int = 64) -> str:
+SNIPPET_WINDOW = 512
+"""Characters of a part's end (or start) that its snippet is looked for in (then in all of it):
+the caches below key on these, never on whole documents."""
+
+
+def _tail(text: str) -> str:
+    """The text from its last safe cut (or all of it), cached on its last `SNIPPET_WINDOW`
+    characters: a document's end recurs across contexts, a key line's within one."""
+    window = text[-SNIPPET_WINDOW:]
+    found = _tail_of(window)
+    return found if len(found) < len(window) or len(text) <= SNIPPET_WINDOW else _tail_of.__wrapped__(text)
+
+
+def _head(text: str) -> str:
+    """The text up to its first safe cut (or all of it), cached on its first `SNIPPET_WINDOW`
+    characters."""
+    window = text[:SNIPPET_WINDOW]
+    found = _head_of(window)
+    return found if len(found) < len(window) or len(text) <= SNIPPET_WINDOW else _head_of.__wrapped__(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tail_of(text: str, tries: int = 64) -> str:
     """The text from its last safe cut (or all of it)."""
     start, i = 0, len(text)
     for _ in range(tries):
@@ -60,7 +82,7 @@ def _tail(text: str, tries: int = 64) -> str:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _head(text: str, tries: int = 64) -> str:
+def _head_of(text: str, tries: int = 64) -> str:
     """The text up to its first safe cut (or all of it)."""
     end, i = len(text), 0
     for _ in range(tries):
