@@ -3,6 +3,7 @@
     .venv/bin/python bench/soak.py                      # 30 minutes, the default demo's config
     .venv/bin/python bench/soak.py --minutes 6 --docs-per-minute 240
     .venv/bin/python bench/soak.py --retention-min 5     # with streams.retention_ms on the busy topics
+    .venv/bin/python bench/soak.py --supervision.stall_s=180   # any further --section.field=VALUE: the service's
 
 Starts `longtide run --config ops/configs/demo.yaml` (durable embedded storage, the default;
 a learner that trains until stopped) in a run directory of its own, feeds `--docs-per-minute`
@@ -125,7 +126,7 @@ def main() -> None:
         default=0,
         help=f"streams.retention_ms of {', '.join(RETAINED)} in minutes (0: keep everything, the default's)",
     )
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # the rest goes to `longtide run` (--section.field=VALUE)
     if args.warmup >= args.minutes:
         parser.error("--warmup must be shorter than --minutes")
 
@@ -135,6 +136,7 @@ def main() -> None:
     log = open(run_dir.parent / f"{run_dir.name}.log", "w")  # noqa: SIM115 - the child holds it
     command = [str(Path(sys.executable).parent / "longtide"), "run", "--config", "ops/configs/demo.yaml"]
     command += [f"--run_dir={run_dir}", "--learner.rl_steps=0", "--learner.eval_every=1000000"]
+    command += extra
     if args.retention_min:
         ms = int(args.retention_min * 60_000)
         command.append("--streams.retention_ms={" + ", ".join(f"{t}: {ms}" for t in RETAINED) + "}")
