@@ -22,26 +22,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psutil
+from service import BenchService  # bench/service.py, beside this script
 
 from ops.feed import send_json, world_documents
-from ops.processes import TAG, tagged
+from ops.processes import tagged
 from ops.slots import LEARNER_NAME
 from ops.status import scrape, total
 from streams.kafka import StreamsConfig
 from streams.logs import OffsetReader, group_offsets
 
-REPO = Path(__file__).resolve().parents[1]
 RETAINED = ("docs.raw", "tasks", "rollouts", "scored")
 """The topics `--retention-min` applies to: each read by one consumer group (`docs` and `policy`
 are kept: documents are the user's, and the policy's history is how actors find the newest)."""
@@ -130,25 +124,16 @@ def main() -> None:
     if args.warmup >= args.minutes:
         parser.error("--warmup must be shorter than --minutes")
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped soak still stops the service
-    run_dir = Path(tempfile.mkdtemp(prefix="longtide-soak-"))
-    service_id = f"soak-{uuid.uuid4().hex[:8]}"
-    log = open(run_dir.parent / f"{run_dir.name}.log", "w")  # noqa: SIM115 - the child holds it
-    command = [str(Path(sys.executable).parent / "longtide"), "run", "--config", "ops/configs/demo.yaml"]
-    command += [f"--run_dir={run_dir}", "--learner.rl_steps=0", "--learner.eval_every=1000000"]
+    command = ["run", "--config", "ops/configs/demo.yaml", "--learner.rl_steps=0", "--learner.eval_every=1000000"]
     command += extra
     if args.retention_min:
         ms = int(args.retention_min * 60_000)
         command.append("--streams.retention_ms={" + ", ".join(f"{t}: {ms}" for t in RETAINED) + "}")
-    proc = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, TAG: service_id},
-        start_new_session=True,
+    service = BenchService("soak", command)
+    run_dir, proc, service_id = service.run_dir, service.proc, service.service_id
+    print(
+        f"soak: {' '.join(service.command)}\n      log {service.log}, {args.minutes:g} min, {args.docs_per_minute} docs/min"
     )
-    print(f"soak: {' '.join(command)}\n      log {log.name}, {args.minutes:g} min, {args.docs_per_minute} docs/min")
     samples: list[dict] = []
     try:
         state: dict = {}
@@ -159,7 +144,7 @@ def main() -> None:
             except (OSError, ValueError):
                 state = {}
         if proc.poll() is not None:
-            raise SystemExit(f"longtide run exited with {proc.returncode}; see {log.name}")
+            raise SystemExit(f"longtide run exited with {proc.returncode}; see {service.log}")
         streams = StreamsConfig(bootstrap_servers=state["bootstrap_servers"])
         reader = OffsetReader(streams, client_id="soak-offsets")
         start = time.monotonic()
@@ -195,15 +180,11 @@ def main() -> None:
             time.sleep(10)
         reader.close()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(180)
-        for left in tagged(service_id):
-            left.kill()
+        service.stop()
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
     if proc.returncode not in (None, 0, 130):
-        print(f"longtide run exited with {proc.returncode}; see {log.name}")
+        print(f"longtide run exited with {proc.returncode}; see {service.log}")
     after = [s for s in samples if s["minute"] >= args.warmup]
     if len(after) < 2:
         raise SystemExit("too few samples after the warm-up to compare")

@@ -27,21 +27,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from ops.processes import TAG, tagged
+from service import BenchService  # bench/service.py, beside this script
+
 from ops.slots import LEARNER_NAME
 from ops.status import scrape
 
-REPO = Path(__file__).resolve().parents[1]
 PHASE = re.compile(r'^longtide_(\w+?)_phase_seconds_total\{actor="([^"]*)",phase="([^"]*)"\}$')
 NESTED = {  # kind -> phase -> the phase it runs inside
     "rollout": {"generate": "handle"},
@@ -158,22 +153,12 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=5, help="RL steps before the first reading")
     parser.add_argument("--steps", type=int, default=20, help="RL steps between the readings")
     args, extra = parser.parse_known_args()
-    run_dir = Path(tempfile.mkdtemp(prefix="longtide-profile-"))
-    log = str(run_dir.parent / f"{run_dir.name}.log")
-    command = [str(Path(sys.executable).parent / "longtide"), "demo", "--scenario", args.scenario]
-    command += [f"--run_dir={run_dir}", f"--learner.rl_steps={args.warmup_steps + args.steps + 1000}", *extra]
-    service_id = f"profile-{uuid.uuid4().hex[:8]}"
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, TAG: service_id},
-            start_new_session=True,
-        )
-    print(f"step profile: {' '.join(command)}\n  log {log}", flush=True)
+    rl_steps_wanted = args.warmup_steps + args.steps + 1000
+    service = BenchService(
+        "profile", ["demo", "--scenario", args.scenario, f"--learner.rl_steps={rl_steps_wanted}", *extra]
+    )
+    run_dir, proc, log = service.run_dir, service.proc, service.log
+    print(f"step profile: {' '.join(service.command)}\n  log {log}", flush=True)
     try:
         state = wait_steps(run_dir, proc, log, args.warmup_steps)
         before, start = read_all(state), time.monotonic()
@@ -183,11 +168,7 @@ def main() -> None:
         after, wall = read_all(state), time.monotonic() - start
         steps = rl_steps(state) - first
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(180)
-        for left in tagged(service_id):
-            left.kill()
+        service.stop()
     samples = total(after, "longtide_learner_samples_trained_total") - total(
         before, "longtide_learner_samples_trained_total"
     )
