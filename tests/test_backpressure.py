@@ -68,3 +68,41 @@ def test_the_input_pauses_above_the_bound_and_flows_again_at_half(streams: Strea
     finally:
         pressure.close()
         consumer.close()
+
+
+def test_a_source_paused_mid_batch_flows_again_while_another_topic_was_read_meanwhile(
+    streams: StreamsConfig,
+) -> None:
+    """What stalled synthesis in the soaks: a fetched batch of `docs` is only partly taken when
+    backpressure pauses `docs`; `scored` goes on flowing; on resume the rest of the batch, and
+    every later document, must come. kafka-python 3.0.12 parks the rest of a paused partition's
+    batch and gives it back only while no other partition's records are in line; once `scored`
+    had been read, `docs` was parked for good and never fetched again."""
+    _send(streams, DOCS.name, DOC, 30)
+    consumer = Consumer(streams, group_id="longtide-synthesis", topics=[DOCS.name, TASKS.name], client_id="s")
+    try:
+        docs: list[tuple[int, int]] = []
+        wait_for(
+            lambda: docs.extend((m.partition, m.offset) for m in consumer.poll(200, max_records=3)) or bool(docs),
+            30,
+            "docs",
+        )
+        assert len(docs) < 30, "the first poll took part of the batch"
+        consumer.pause([part for part in consumer.assigned() if part[0] == DOCS.name])
+        _send(streams, TASKS.name, TASK, 5)  # another topic flows while docs is paused
+        others: list[str] = []
+        wait_for(lambda: others.extend(m.topic for m in consumer.poll(200)) or len(others) >= 5, 30, "tasks")
+        assert set(others) == {TASKS.name}, "nothing of a paused topic is taken"
+        consumer.resume_topic(DOCS.name)
+        _send(streams, DOCS.name, DOC, 10)
+        wait_for(
+            lambda: (
+                docs.extend((m.partition, m.offset) for m in consumer.poll(200) if m.topic == DOCS.name)
+                or len(docs) >= 40
+            ),
+            30,
+            "every document after the resume",
+        )
+        assert len(docs) == len(set(docs)) == 40, "every document once"
+    finally:
+        consumer.close()
