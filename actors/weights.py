@@ -199,6 +199,10 @@ class WeightStore:
         return sorted(self._refs)
 
 
+QUIET = {"enable_task_events": False}
+"""Calls made every step for the service's life: Ray's GCS keeps no task events of them."""
+
+
 def weight_store(keep: int, name: str = STORE_NAME) -> Any:
     """The named weight-store actor of this Ray namespace, created on first use."""
     import ray
@@ -253,7 +257,7 @@ class WeightPublisher:
 
         if self._store is None:
             self._store = weight_store(self.keep)
-        ray.get(self._store.put.remote(version, state))
+        ray.get(self._store.put.options(**QUIET).remote(version, state))
         return f"ray://{STORE_NAME}/{version}"
 
     def _put_file(self, version: int, state: dict[str, torch.Tensor]) -> str:
@@ -292,9 +296,9 @@ def fetch_weights(ref: str) -> dict[str, torch.Tensor]:
 
         store_name, _, version = rest.rpartition("/")
         store = ray.get_actor(store_name)
-        boxed = ray.get(store.get.remote(int(version)))
+        boxed = ray.get(store.get.options(**QUIET).remote(int(version)))
         if not boxed:
-            held = ray.get(store.versions.remote())
+            held = ray.get(store.versions.options(**QUIET).remote())
             raise WeightsUnavailable(f"{ref}: version {version} is no longer held (held: {held})")
         return ray.get(boxed[0])
     raise ValueError(f"weights_ref {ref!r}: unknown scheme {scheme!r} (expected ray://, file://, gloo:// or nccl://)")

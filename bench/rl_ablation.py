@@ -45,24 +45,30 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def run(name: str, seed: int, rl_steps: int, out: Path) -> dict:
-    run_dir = out / name.replace(" ", "_").replace("=", "") / f"seed{seed}"
+def run_demo(run_dir: Path, *, scenario: str, seed: int, rl_steps: int, overrides: list[str]) -> dict:
+    """One whole `longtide demo` in `run_dir`, its `summary.json`; a finished run is kept, so a
+    stopped bench resumes."""
     summary = run_dir / "summary.json"
-    if not summary.exists():  # finished runs are kept: the script can be resumed
+    if not summary.exists():
         shutil.rmtree(run_dir, ignore_errors=True)  # what a stopped run left
         command = [
             str(ROOT / ".venv" / "bin" / "longtide"),
             "demo",
-            "--scenario=world",
+            f"--scenario={scenario}",
             f"--run_dir={run_dir}",
             f"--feed.seed={100 * seed}",
             f"--synthesis.seed={seed}",
             f"--learner.rl_steps={rl_steps}",
-            *VARIANTS[name],
+            *overrides,
         ]
         print(" ".join(command[1:]), flush=True)
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return json.loads(summary.read_text())
+
+
+def run(name: str, seed: int, rl_steps: int, out: Path) -> dict:
+    run_dir = out / name.replace(" ", "_").replace("=", "") / f"seed{seed}"
+    return run_demo(run_dir, scenario="world", seed=seed, rl_steps=rl_steps, overrides=VARIANTS[name])
 
 
 def spread(values: list[float]) -> str:
