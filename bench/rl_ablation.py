@@ -49,6 +49,8 @@ def run_demo(run_dir: Path, *, scenario: str, seed: int, rl_steps: int, override
     """One whole `longtide demo` in `run_dir`, its `summary.json`; a finished run is kept, so a
     stopped bench resumes."""
     summary = run_dir / "summary.json"
+    if summary.exists() and json.loads(summary.read_text())["rl_steps"] != rl_steps:
+        summary.unlink()  # a run the demo's timeout cut short is not a result
     if not summary.exists():
         shutil.rmtree(run_dir, ignore_errors=True)  # what a stopped run left
         command = [
@@ -59,11 +61,15 @@ def run_demo(run_dir: Path, *, scenario: str, seed: int, rl_steps: int, override
             f"--feed.seed={100 * seed}",
             f"--synthesis.seed={seed}",
             f"--learner.rl_steps={rl_steps}",
+            "--timeout=7200",  # the demo's own 14 minutes could cut a slow variant short
             *overrides,
         ]
         print(" ".join(command[1:]), flush=True)
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return json.loads(summary.read_text())
+    done = json.loads(summary.read_text())
+    if done["rl_steps"] != rl_steps:
+        raise SystemExit(f"{run_dir}: the demo stopped after {done['rl_steps']} of {rl_steps} RL steps")
+    return done
 
 
 def run(name: str, seed: int, rl_steps: int, out: Path) -> dict:

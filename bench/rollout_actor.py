@@ -10,7 +10,8 @@ and encoding the `rollouts` records, producing, committing, following `policy` a
 staleness gate (η set so high that it never closes: nothing else is measured). Plain vLLM is
 `LLM.generate` of the same engine instance on the same prompt ids, in calls of the same size
 (`rollout.prompts_per_call`), with the same `SamplingParams`, returning vLLM's own outputs.
-The prefix cache is emptied before each timed side. Order: plain, actor, plain again; the
+The prefix cache is emptied before each timed side (the actor's warm-up tasks are others than
+its timed ones, and it is stopped while the cache is emptied). Order: plain, actor, plain again; the
 plain rate is the mean of its two runs, so drift in the machine's speed shows as their spread.
 
 Workloads:
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -50,7 +51,7 @@ from streams.blobs import BlobStore, ClaimCheck
 from streams.broker import EmbeddedBroker
 from streams.kafka import Producer, StreamsConfig
 from streams.logs import ensure_topics
-from streams.topics import POLICY, TASKS
+from streams.topics import POLICY, ROLLOUTS, TASKS
 
 DEMO_MODEL = BASE_MODEL.parent / "tiny-memory"
 
@@ -65,7 +66,7 @@ class Workload:
 
 
 WORKLOADS = {
-    "demo": Workload("demo", tasks=512, warmup=32, max_new_tokens=4, prompts_per_call=16),
+    "demo": Workload("demo", tasks=2048, warmup=32, max_new_tokens=4, prompts_per_call=16),
     "large": Workload("large", tasks=32, warmup=8, max_new_tokens=64, prompts_per_call=8),
 }
 
@@ -119,14 +120,20 @@ def _tokens(actor: str) -> float:
     return REGISTRY.get_sample_value("longtide_rollout_tokens_total", {"actor": actor}) or 0.0
 
 
-def _samples(actor: str) -> float:
-    return sum(
-        sample.value
+def _phases(actor: str) -> dict[str, float]:
+    """The actor's `longtide_rollout_phase_seconds_total` by phase."""
+    return {
+        sample.labels["phase"]: sample.value
         for metric in REGISTRY.collect()
-        if metric.name == "longtide_rollout_samples"
+        if metric.name == "longtide_rollout_phase_seconds"
         for sample in metric.samples
         if sample.name.endswith("_total") and sample.labels.get("actor") == actor
-    )
+    }
+
+
+def _groups_out(actor: RolloutActor) -> int:
+    """Groups the actor produced and the broker acknowledged (one message each, from offset 0)."""
+    return sum(offset for (topic, _), offset in dict(actor.processor.acked).items() if topic == ROLLOUTS.name)
 
 
 def plain(actor: RolloutActor, prompts: list[list[int]], workload: Workload) -> float:
@@ -144,7 +151,7 @@ def plain(actor: RolloutActor, prompts: list[list[int]], workload: Workload) -> 
         detokenize=False,
     )
     llm = actor.engine.llm
-    llm.reset_prefix_cache()
+    assert llm.reset_prefix_cache(), "the prefix cache was not emptied"
     tokens = 0
     start = time.perf_counter()
     for i in range(0, len(prompts), workload.prompts_per_call):
@@ -154,33 +161,47 @@ def plain(actor: RolloutActor, prompts: list[list[int]], workload: Workload) -> 
     return tokens / (time.perf_counter() - start)
 
 
-def through_actor(actor: RolloutActor, producer: Producer, tasks: list[Task], workload: Workload) -> float:
-    """Generated tokens/s of the actor over `tasks` (sent first, the clock starts once the
-    warm-up groups are out and stops when every timed group is)."""
+def through_actor(actor: RolloutActor, producer: Producer, warmup: list[Task], timed: list[Task]) -> float:
+    """Generated tokens/s of the actor over `timed`: the warm-up tasks first (the consumer joins
+    its group, the engine warms), the actor stopped, its prefix cache emptied, then the timed
+    tasks sent and the clock started with the actor's loop, stopped when every group is out."""
+    _drive(actor, producer, warmup, len(warmup))
+    assert actor.engine.llm.reset_prefix_cache(), "the prefix cache was not emptied"
+    tokens, phases, start = _tokens(actor.name), _phases(actor.name), time.perf_counter()
+    _drive(actor, producer, timed, len(timed))
+    wall = time.perf_counter() - start
+    spent = {phase: s - phases.get(phase, 0.0) for phase, s in _phases(actor.name).items()}
+    print(
+        "       the actor's phases (share of its wall time; generate holds the engine call): "
+        + ", ".join(f"{p} {100 * s / wall:.1f}%" for p, s in sorted(spent.items(), key=lambda kv: -kv[1]) if s > 0),
+        flush=True,
+    )
+    return (_tokens(actor.name) - tokens) / wall
+
+
+def _drive(actor: RolloutActor, producer: Producer, tasks: list[Task], groups: int) -> None:
+    """Send `tasks`, run the actor's own loop until `groups` more groups are out, stop it."""
     for task in tasks:
         producer.send_records(TASKS.name, [task], key=task.task_id.encode())
     producer.flush()
     stop = threading.Event()
     thread = threading.Thread(target=actor.run, args=(stop,), daemon=True)
-    group = actor.config.group_size
-    base = _samples(actor.name)
+    target = _groups_out(actor) + groups
     thread.start()
-    try:
-        _wait(lambda: _samples(actor.name) - base >= workload.warmup * group, "the warm-up groups")
-        actor.engine.llm.reset_prefix_cache()
-        tokens, start = _tokens(actor.name), time.perf_counter()
-        _wait(lambda: _samples(actor.name) - base >= len(tasks) * group, "every group")
-        return (_tokens(actor.name) - tokens) / (time.perf_counter() - start)
+    try:  # a cheap look every 10 ms: collecting the registry this often took the GIL from the actor
+        _wait(lambda: _groups_out(actor) >= target, "every group", thread=thread)
     finally:
         stop.set()
         thread.join()
 
 
-def _wait(done, what: str, timeout_s: float = 1800) -> None:  # noqa: ANN001
+def _wait(done, what: str, timeout_s: float = 900, thread: threading.Thread | None = None) -> None:  # noqa: ANN001
     deadline = time.monotonic() + timeout_s
     while not done():
+        if thread is not None and not thread.is_alive():
+            raise RuntimeError(f"the actor's loop ended before {what} (see the log above)")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.01)
 
 
@@ -223,7 +244,7 @@ def measure(workload: Workload, tmp: Path) -> float:
             ]
             plain(actor, prompts[: workload.warmup], workload)  # warm-up
             before = plain(actor, prompts, workload)
-            served = through_actor(actor, producer, tasks, workload)
+            served = through_actor(actor, producer, tasks[: workload.warmup], timed)
             after = plain(actor, prompts, workload)
         finally:
             producer.close()
@@ -256,12 +277,14 @@ def _announce(actor: RolloutActor, producer: Producer, model: str, tmp: Path, ru
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--tasks", type=int, default=0, help="timed tasks per workload (0: the workload's own)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
-            ratios[name] = measure(WORKLOADS[name], Path(tmp))
+            workload = WORKLOADS[name]
+            ratios[name] = measure(replace(workload, tasks=args.tasks or workload.tasks), Path(tmp))
     print("rollout actor / plain vLLM, generated tokens/s: " + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items()))
 
 

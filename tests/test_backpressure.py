@@ -93,6 +93,7 @@ def test_a_source_paused_mid_batch_flows_again_while_another_topic_was_read_mean
         others: list[str] = []
         wait_for(lambda: others.extend(m.topic for m in consumer.poll(200)) or len(others) >= 5, 30, "tasks")
         assert set(others) == {TASKS.name}, "nothing of a paused topic is taken"
+        assert consumer._consumer._fetcher._paused_partition_records, "the rest of the docs batch was parked"
         consumer.resume_topic(DOCS.name)
         _send(streams, DOCS.name, DOC, 10)
         wait_for(
